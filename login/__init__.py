@@ -1,0 +1,1 @@
+"""Pre-authentication IMAP, POP3 and ManageSieve login processes."""

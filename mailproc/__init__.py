@@ -1,0 +1,1 @@
+"""Post-login mail processes: IMAP, POP3, LMTP and ManageSieve sessions, as the mail user."""

@@ -1,0 +1,1 @@
+"""The master process: config, listeners, supervision of services, logging, signals."""

@@ -1,0 +1,1 @@
+"""Mail storage: Maildir and mbox in Dovecot's formats, namespaces, index, quota."""

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benchmarks: ports, temp dirs, users, throwaway servers."""
