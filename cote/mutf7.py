@@ -26,7 +26,8 @@ def encode(name: str) -> str:
     def flush() -> None:
         if pending:
             raw = "".join(pending).encode("utf-16-be")
-            out.append("&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-")
+            b64 = base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")
+            out.append(f"&{b64}-")
             pending.clear()
 
     for ch in name:

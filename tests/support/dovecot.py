@@ -60,7 +60,8 @@ class DovecotOracle:
     def passwd_line(self, user: str, password: str) -> str:
         vmail = mail_user()
         extra = self.passwd_extra.get(user, "")
-        return f"{user}:{{PLAIN}}{password}:{vmail.pw_uid}:{vmail.pw_gid}::{self.dir}/home/{user}::{extra}"
+        home = self.dir / "home" / user
+        return f"{user}:{{PLAIN}}{password}:{vmail.pw_uid}:{vmail.pw_gid}::{home}::{extra}"
 
     def write_config(self) -> None:
         vmail = mail_user()
