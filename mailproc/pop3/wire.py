@@ -1,0 +1,187 @@
+"""POP3 on the wire, without I/O: command lines in, reply bytes out.
+
+Shared by the pop3-login process (AUTHORIZATION state) and the POP3 mail process
+(TRANSACTION state). The line reader keeps its scan position, so input arriving a byte at a
+time costs O(n); over-long lines are reported once and skipped up to the next LF, as a client
+that pipelines after a bad line still expects answers to its later commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# RFC 2449 §4: a command line is at most 255 octets. Dovecot accepts longer ones (it answers
+# an unknown 300-byte word with "Unknown command: <word>"), so the limit here is generous and
+# only protects memory.
+MAX_LINE = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command line: ``name`` as sent (callers compare case-insensitively), ``args`` raw."""
+
+    name: str
+    args: str
+
+    @property
+    def verb(self) -> str:
+        return self.name.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class LineTooLong:
+    """A line exceeded MAX_LINE; its bytes were discarded."""
+
+
+class LineReader:
+    """Splits a byte stream into POP3 command lines (LF or CRLF terminated)."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._buf = bytearray()
+        self._scanned = 0
+        self._max = max_line
+        self._discarding = False
+
+    def feed(self, data: bytes) -> Iterator[Command | LineTooLong]:
+        self._buf += data
+        while True:
+            end = self._buf.find(b"\n", self._scanned)
+            if end < 0:
+                self._scanned = len(self._buf)
+                if self._scanned > self._max:
+                    if not self._discarding:
+                        self._discarding = True
+                        yield LineTooLong()
+                    del self._buf[:]
+                    self._scanned = 0
+                return
+            line = bytes(self._buf[:end])
+            del self._buf[: end + 1]
+            self._scanned = 0
+            if self._discarding:
+                self._discarding = False
+                continue
+            if len(line) > self._max:
+                yield LineTooLong()
+                continue
+            yield parse_command(line)
+
+    def take_buffered(self) -> bytes:
+        """Bytes read past the last complete line (pipelined input at a hand-off or STLS)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scanned = 0
+        return data
+
+
+def parse_command(line: bytes) -> Command:
+    """Split at the first space: Dovecot treats ``LIST\\t1`` as one unknown word."""
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    text = line.decode("utf-8", "surrogateescape")
+    name, _, args = text.partition(" ")
+    return Command(name, args.lstrip(" "))
+
+
+def ok(text: str = "") -> bytes:
+    return b"+OK " + text.encode("utf-8", "surrogateescape") + b"\r\n" if text else b"+OK\r\n"
+
+
+def err(text: str, code: str | None = None) -> bytes:
+    """``-ERR [CODE] text`` (RFC 2449 response codes: IN-USE, SYS/TEMP, SYS/PERM, AUTH)."""
+    prefix = f"[{code}] " if code else ""
+    return f"-ERR {prefix}{text}\r\n".encode("utf-8", "surrogateescape")
+
+
+def multiline(first: bytes, lines: list[str]) -> bytes:
+    """A status line followed by short text lines (CAPA, LIST, UIDL) and the terminator."""
+    body = "".join(f"{line}\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    return first + dot_stuff_lines(body) + b".\r\n"
+
+
+def dot_stuff_lines(data: bytes) -> bytes:
+    """Dot-stuff complete CRLF lines (each line starting with '.' gets another '.')."""
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\n.", b"\n..")
+
+
+class MessageEncoder:
+    """Streams a stored message as a POP3 multi-line body.
+
+    Converts bare LF (and bare CR) line ends to CRLF, dot-stuffs, optionally stops after the
+    header and ``body_lines`` body lines (TOP), and finishes with a CRLF when the message lacks
+    a final newline, then the ``.`` terminator. Works chunk by chunk so a 50 MB RETR never sits
+    in memory whole. Bytes counts are of what is sent, for the logout statistics.
+    """
+
+    def __init__(self, body_lines: int | None = None) -> None:
+        self._limit = body_lines
+        self._in_body = False
+        self._body_lines = 0
+        self._at_line_start = True
+        self._prev_cr = False
+        self._blank_line = True  # the current line is empty so far (header end detection)
+        self._done = False
+        self.sent = 0
+
+    @property
+    def done(self) -> bool:
+        """True once TOP's line limit was reached: the rest of the message is not needed."""
+        return self._done
+
+    def encode(self, chunk: bytes) -> bytes:
+        if self._done or not chunk:
+            return b""
+        out = bytearray()
+        i, n = 0, len(chunk)
+        while i < n and not self._done:
+            if self._prev_cr and chunk[i] == 0x0A:  # the LF of a CRLF split across chunks
+                self._prev_cr = False
+                i += 1
+                continue
+            self._prev_cr = False
+            # Find the end of the current line in this chunk.
+            j = i
+            while j < n and chunk[j] not in (0x0A, 0x0D):
+                j += 1
+            segment = chunk[i:j]
+            if segment:
+                if self._at_line_start and segment[:1] == b".":
+                    out += b"."
+                out += segment
+                self._at_line_start = False
+                self._blank_line = False
+            if j == n:
+                break
+            # A line end: LF, CRLF or a bare CR, all sent as CRLF.
+            if chunk[j] == 0x0D:
+                if j + 1 < n:
+                    i = j + 2 if chunk[j + 1] == 0x0A else j + 1
+                else:
+                    self._prev_cr = True
+                    i = j + 1
+            else:
+                i = j + 1
+            out += b"\r\n"
+            self._end_line()
+        data = bytes(out)
+        self.sent += len(data)
+        return data
+
+    def _end_line(self) -> None:
+        if self._in_body:
+            self._body_lines += 1
+        elif self._blank_line:
+            self._in_body = True
+        self._at_line_start = True
+        self._blank_line = True
+        if self._in_body and self._limit is not None and self._body_lines >= self._limit:
+            self._done = True
+
+    def finish(self) -> bytes:
+        """The terminator, preceded by CRLF if the last line had no line end."""
+        tail = b".\r\n" if self._at_line_start else b"\r\n.\r\n"
+        self.sent += len(tail) - 3  # the terminator itself is not counted (as Dovecot)
+        return tail
