@@ -1,0 +1,41 @@
+"""The settings cote implements: one frozenset, extended by whoever implements a setting.
+
+A setting Dovecot knows but that is missing here is still accepted; ``load`` reports it in
+``Config.warnings`` (and ``coteconf`` prints it) so nothing is silently ignored. Names are global
+settings or ``section/key`` for keys inside sections (``service/process_limit``,
+``inet_listener/port``, ``passdb/driver``...).
+"""
+
+from __future__ import annotations
+
+IMPLEMENTED: frozenset[str] = frozenset({
+    # paths and identity
+    "base_dir", "state_dir", "instance_name", "libexec_dir", "listen", "protocols",
+    "hostname", "shutdown_clients", "version_ignore",
+    # users and limits for services
+    "default_internal_user", "default_internal_group", "default_login_user",
+    "default_client_limit", "default_process_limit", "default_vsz_limit", "default_idle_kill",
+    "first_valid_uid", "last_valid_uid", "first_valid_gid", "last_valid_gid",
+    "import_environment", "verbose_proctitle",
+    # logging
+    "log_path", "info_log_path", "debug_log_path", "syslog_facility", "log_timestamp",
+    "login_log_format", "login_log_format_elements", "mail_log_prefix",
+    # login
+    "login_greeting", "login_trusted_networks", "disable_plaintext_auth",
+    "ssl", "ssl_cert", "ssl_key", "ssl_key_password", "ssl_ca", "ssl_min_protocol",
+    "ssl_cipher_list", "ssl_prefer_server_ciphers", "ssl_dh", "verbose_ssl",
+    # service { } and listeners
+    "service/chroot", "service/client_limit", "service/drop_priv_before_exec",
+    "service/executable", "service/extra_groups", "service/group", "service/idle_kill",
+    "service/privileged_group", "service/process_limit", "service/process_min_avail",
+    "service/protocol", "service/service_count", "service/type", "service/user",
+    "service/vsz_limit",
+    "inet_listener/address", "inet_listener/port", "inet_listener/ssl",
+    "inet_listener/reuse_port", "inet_listener/haproxy",
+    "unix_listener/mode", "unix_listener/user", "unix_listener/group",
+    "fifo_listener/mode", "fifo_listener/user", "fifo_listener/group",
+})
+
+
+def is_implemented(name: str) -> bool:
+    return name in IMPLEMENTED

@@ -1,0 +1,98 @@
+"""Which settings and sections exist where, with their types and Dovecot defaults.
+
+Built once at import from the observed Dovecot 2.3.19 table in ``settings_table``: every
+section kind maps setting names to a ``Spec`` (type, default text, enum values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cote.config import settings_table as T
+from cote.config.values import Value, parse
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    kind: str                      # str bool uint size time time_msecs octal port enum
+    default: str                   # doveconf's printed default
+    enum: tuple[str, ...] = ()
+
+    def parse(self, text: str) -> Value:
+        return parse(self.kind, text, self.enum)
+
+
+def _table(raw: dict[str, tuple[str, str]], prefix: str) -> dict[str, Spec]:
+    out: dict[str, Spec] = {}
+    for key, (kind, default) in raw.items():
+        enum = T.ENUMS.get(prefix + key, ()) if kind == "enum" else ()
+        if kind == "enum" and not enum:
+            raise AssertionError(f"enum values missing for {prefix}{key}")
+        out[key] = Spec(kind, default, enum)
+    return out
+
+
+GLOBAL: dict[str, Spec] = _table(T.GLOBAL, "")
+SERVICE = _table(T.SERVICE, "service/")
+INET_LISTENER = _table(T.INET_LISTENER, "inet_listener/")
+UNIX_LISTENER = _table(T.UNIX_LISTENER, "unix_listener/")
+NAMESPACE = _table(T.NAMESPACE, "namespace/")
+MAILBOX = _table(T.MAILBOX, "namespace/mailbox/")
+PASSDB = _table(T.PASSDB, "passdb/")
+USERDB = _table(T.USERDB, "userdb/")
+METRIC = {k: Spec("str", v) for k, v in (
+    ("description", ""), ("exporter", ""),
+    ("exporter_include", "name hostname timestamps categories fields"),
+    ("fields", ""), ("filter", ""), ("group_by", ""))}
+EVENT_EXPORTER = {
+    "format": Spec("str", ""), "format_args": Spec("str", ""), "transport": Spec("str", ""),
+    "transport_args": Spec("str", ""), "transport_timeout": Spec("time_msecs", "250 ms"),
+}
+
+# Generic defaults of a service or listener that Dovecot does not define itself.
+SERVICE_DEFAULTS = {
+    "chroot": "", "client_limit": "0", "drop_priv_before_exec": "no", "executable": "",
+    "extra_groups": "", "group": "", "idle_kill": "0", "privileged_group": "",
+    "process_limit": "0", "process_min_avail": "0", "protocol": "", "service_count": "0",
+    "type": "", "user": "", "vsz_limit": "18446744073709551615 B",
+}
+INET_DEFAULTS = {"address": "", "haproxy": "no", "port": "0", "reuse_port": "no", "ssl": "no"}
+UNIX_DEFAULTS = {"group": "", "mode": "0600", "user": ""}
+
+# Section kinds with a typed table; plugin and dict are free-form key = value lists.
+TABLES: dict[str, dict[str, Spec]] = {
+    "service": SERVICE, "inet_listener": INET_LISTENER, "unix_listener": UNIX_LISTENER,
+    "fifo_listener": UNIX_LISTENER, "namespace": NAMESPACE, "mailbox": MAILBOX,
+    "passdb": PASSDB, "userdb": USERDB, "metric": METRIC, "event_exporter": EVENT_EXPORTER,
+}
+FREE_FORM = frozenset({"plugin", "dict"})
+FILTERS = frozenset({"protocol", "local", "remote", "local_name"})
+CHILDREN: dict[str, frozenset[str]] = {
+    "": frozenset({"service", "namespace", "passdb", "userdb", "plugin", "dict", "metric",
+                   "event_exporter"}),
+    "service": frozenset({"inet_listener", "unix_listener", "fifo_listener"}),
+    "namespace": frozenset({"mailbox"}),
+}
+# Lists whose entries keep file order (the order is meaningful); the others print sorted.
+ORDERED_KINDS = frozenset({"passdb", "userdb"})
+# Keys doveconf -n always prints for a section kind, even at their default.
+ALWAYS_PRINTED: dict[str, tuple[str, ...]] = {"namespace": ("location", "prefix")}
+
+
+def builtin_services() -> dict[str, dict[str, object]]:
+    services = T.BUILTIN_SERVICES
+    out: dict[str, dict[str, object]] = {}
+    for name, body in services.items():
+        assert isinstance(body, dict)
+        out[name] = body
+    return out
+
+
+SPECIAL_USE = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent",
+                         "\\Trash", "\\Important"})
+PROTOCOLS = frozenset({"imap", "pop3", "lmtp", "sieve", "submission", "none"})
+
+
+def is_secret(key: str) -> bool:
+    """doveconf hides these values unless -P is given."""
+    return key.endswith("_password") or key.endswith("_key") or key == "ssl_dh"
