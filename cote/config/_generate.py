@@ -142,6 +142,11 @@ def main() -> None:
     assert isinstance(mbox, dict) and isinstance(passdb, dict) and isinstance(userdb, dict)
     types: dict[str, str] = {}
     glob = {k: v for k, v in base.items() if isinstance(v, str)}
+    # The managesieve capability defaults come from Pigeonhole's runtime dump: ask without HEADER.
+    _, out0, _ = doveconf("", "-a")
+    real = parse_dump(out0)
+    for k in ("managesieve_sieve_capability", "managesieve_notify_capability"):
+        glob[k] = str(real[k])
     for k in glob:
         types[k] = classify([], k)
     services = {k[8:]: v for k, v in base.items() if k.startswith("service ")}

@@ -384,7 +384,7 @@ class _Builder:
         if flt is not None and (flt.local or flt.remote) and item.key.startswith("auth_"):
             raise self._err(item.file, item.line,
                             f"Auth settings not supported inside local/remote blocks: {item.key}")
-        if item.key == "auth_cache_size" and item.value.isdigit() and item.value != "0":
+        if item.key == "auth_cache_size" and item.value.isdigit() and 0 < int(item.value) < 1024:
             # Dovecot < 2.0 took megabytes here; doveconf still converts a bare number.
             item = RawSetting(item.key, item.value + "M", item.file, item.line)
         s = self._make_setting(item, spec, flt)

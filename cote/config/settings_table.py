@@ -214,8 +214,12 @@ GLOBAL = {'auth_anonymous_username': ('str', 'anonymous'),
  'managesieve_logout_format': ('str', 'bytes=%i/%o'),
  'managesieve_max_compile_errors': ('uint', '5'),
  'managesieve_max_line_length': ('size', '64 k'),
- 'managesieve_notify_capability': ('str', 'y'),
- 'managesieve_sieve_capability': ('str', 'x'),
+ 'managesieve_notify_capability': ('str', 'mailto'),
+ 'managesieve_sieve_capability': ('str',
+                                  'fileinto reject envelope encoded-character vacation subaddress '
+                                  'comparator-i;ascii-numeric relational regex imap4flags copy '
+                                  'include variables body enotify environment mailbox date index '
+                                  'ihave duplicate mime foreverypart extracttext'),
  'master_user_separator': ('str', ''),
  'mbox_dirty_syncs': ('bool', 'yes'),
  'mbox_dotlock_change_timeout': ('time', '2 mins'),
