@@ -1,0 +1,52 @@
+"""An incremental LF-terminated line splitter with a maximum line length.
+
+Bytes arrive in arbitrary chunks; the buffer remembers how far it has already searched for
+LF, so input that trickles in a byte at a time costs O(n), not O(n²). A line longer than the
+limit (without its LF) is an error that ends the connection, as in Dovecot.
+"""
+
+from __future__ import annotations
+
+
+class LineTooLong(Exception):
+    """The peer sent a line longer than the protocol allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"sent us more than {limit} bytes")
+        self.limit = limit
+
+
+class LineBuffer:
+    __slots__ = ("_buf", "_scanned", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._buf = bytearray()
+        self._scanned = 0
+        self.limit = limit
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Complete lines (without LF, a trailing CR kept) found after adding ``data``."""
+        self._buf += data
+        lines: list[bytes] = []
+        start = 0
+        buf = self._buf
+        pos = self._scanned
+        while True:
+            end = buf.find(b"\n", pos)
+            if end < 0:
+                break
+            if end - start > self.limit:
+                raise LineTooLong(self.limit)
+            lines.append(bytes(buf[start:end]))
+            start = pos = end + 1
+        if start:
+            del buf[:start]
+        self._scanned = len(buf)
+        if self._scanned > self.limit:
+            raise LineTooLong(self.limit)
+        return lines
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete line held."""
+        return len(self._buf)
