@@ -1,0 +1,1022 @@
+"""Second pass: the IMAP command grammar (RFC 3501 + the extensions Dovecot 2.3 offers).
+
+``parse_command(name, tokens)`` turns a command's generic tokens (see ``tokens.py``) into one
+typed, frozen value per command (``Fetch``, ``Store``, ``Search`` …) that a command handler
+consumes without looking at syntax again. Errors raise ``SyntaxErr`` with the text Dovecot
+puts after ``BAD Error in IMAP command NAME: `` for the same input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from cote import mutf7
+
+from .tokens import Arg, Atom, Literal, LiteralMarker, Quoted, SyntaxErr, is_nil, tokenize
+from .values import (
+    FETCH_MACROS,
+    STAR,
+    FetchAtt,
+    Mailbox,
+    ModSeqEntry,
+    QResync,
+    SearchKey,
+    Section,
+    SeqSet,
+)
+
+# -- typed command arguments --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    username: bytes
+    password: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """``initial_response`` is the SASL-IR base64 text as sent (``b"="`` = empty), or None."""
+
+    mechanism: str
+    initial_response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """SELECT / EXAMINE."""
+
+    mailbox: Mailbox
+    condstore: bool = False
+    qresync: QResync | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxArg:
+    """CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE."""
+
+    mailbox: Mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    old: Mailbox
+    new: Mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class List:
+    """LIST (also LIST-EXTENDED) and LSUB (``lsub=True``).
+
+    ``patterns`` are decoded names with ``%``/``*`` kept; ``selection`` holds the selection
+    options (``SUBSCRIBED``, ``REMOTE``, ``RECURSIVEMATCH``, ``SPECIAL-USE``), ``returns`` the
+    return options (``SUBSCRIBED``, ``CHILDREN``, ``SPECIAL-USE``, ``STATUS``) and
+    ``status_items`` the items of ``RETURN (STATUS (...))``.
+    """
+
+    reference: str
+    patterns: tuple[str, ...]
+    selection: frozenset[str] = frozenset()
+    returns: frozenset[str] = frozenset()
+    status_items: tuple[str, ...] = ()
+    extended: bool = False
+    lsub: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    mailbox: Mailbox
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """The start of an APPEND; each message follows as a ``LiteralStart`` event."""
+
+    mailbox: Mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class Enable:
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Id:
+    """``None`` for ``ID NIL``; else (field, value) pairs as sent."""
+
+    params: tuple[tuple[bytes, bytes | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    seqset: SeqSet
+    atts: tuple[FetchAtt, ...]
+    changedsince: int | None = None
+    vanished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """``mode`` is ``""`` (replace), ``"+"`` or ``"-"``; ``flags`` as sent (system flags
+    canonically capitalised, keywords verbatim)."""
+
+    seqset: SeqSet
+    mode: str
+    silent: bool
+    flags: tuple[str, ...]
+    unchangedsince: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """COPY and MOVE."""
+
+    seqset: SeqSet
+    mailbox: Mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """``returns`` is None for a plain SEARCH; a tuple (maybe empty = ALL) for ESEARCH."""
+
+    key: SearchKey
+    charset: str | None = None
+    returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """``criteria`` is a tuple of ``(reverse, key)``."""
+
+    criteria: tuple[tuple[bool, str], ...]
+    charset: str
+    key: SearchKey
+    returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    algorithm: str
+    charset: str
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Expunge:
+    """EXPUNGE (``uids`` None) and UID EXPUNGE."""
+
+    uids: SeqSet | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    mechanism: str
+
+
+CommandArgs = object
+
+# -- helpers --------------------------------------------------------------------------------
+
+_NUMBER = re.compile(rb"[0-9]+\Z")
+_SEQ_RANGE = re.compile(rb"(?:[0-9]+|\*)(?::(?:[0-9]+|\*))?\Z")
+MAX_UINT32 = 0xFFFFFFFF
+MAX_UINT63 = 0x7FFFFFFFFFFFFFFF
+SYSTEM_FLAGS = {b"\\ANSWERED": "\\Answered", b"\\FLAGGED": "\\Flagged",
+                b"\\DELETED": "\\Deleted", b"\\SEEN": "\\Seen", b"\\DRAFT": "\\Draft"}
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))}
+
+
+def _atom_upper(arg: object) -> str | None:
+    if type(arg) is Atom:
+        return arg.decode("ascii", "replace").upper()
+    return None
+
+
+def astring(arg: object) -> bytes | None:
+    if isinstance(arg, (Atom, Quoted, Literal)):
+        return bytes(arg)
+    return None
+
+
+def string_value(arg: object) -> bytes | None:
+    """A quoted string or literal (not an atom)."""
+    if isinstance(arg, (Quoted, Literal)):
+        return bytes(arg)
+    return None
+
+
+def nstring(arg: object) -> tuple[bool, bytes | None]:
+    """(ok, value); NIL gives (True, None)."""
+    if is_nil(arg):
+        return True, None
+    v = astring(arg)
+    return (v is not None), v
+
+
+def number(arg: object, limit: int = MAX_UINT32) -> int | None:
+    if type(arg) is Atom and _NUMBER.match(arg):
+        n = int(arg)
+        if n <= limit:
+            return n
+    return None
+
+
+def mailbox(arg: object) -> Mailbox | None:
+    raw = astring(arg)
+    if raw is None:
+        return None
+    return make_mailbox(raw)
+
+
+def make_mailbox(raw: bytes) -> Mailbox:
+    """Decode a mailbox name; invalid modified UTF-7 keeps ``valid=False`` (Dovecot says NO,
+    not BAD, so the handler decides)."""
+    text = raw.decode("latin-1")
+    if text.upper() == "INBOX":
+        return Mailbox("INBOX", raw, True)
+    try:
+        if not mutf7.is_valid(text):
+            raise mutf7.MUTF7Error(text)
+        return Mailbox(mutf7.decode(text), raw, True)
+    except (mutf7.MUTF7Error, ValueError):
+        return Mailbox(text, raw, False)
+
+
+def parse_seqset(arg: object, *, allow_saved: bool = True) -> SeqSet | None:
+    """A sequence set atom (``1:3,5,7:*``, ``$``), or None when invalid (0 is invalid)."""
+    if type(arg) is not Atom:
+        return None
+    return seqset_from_bytes(arg, allow_saved=allow_saved)
+
+
+def seqset_from_bytes(text: bytes, *, allow_saved: bool = True) -> SeqSet | None:
+    if text == b"$":
+        return SeqSet((), saved=True) if allow_saved else None
+    ranges = []
+    for part in text.split(b","):
+        if not _SEQ_RANGE.match(part):
+            return None
+        lo_s, _, hi_s = part.partition(b":")
+        lo = STAR if lo_s == b"*" else int(lo_s)
+        hi = lo if not hi_s else (STAR if hi_s == b"*" else int(hi_s))
+        if (lo_s != b"*" and not 0 < lo <= MAX_UINT32) or \
+                (hi_s and hi_s != b"*" and not 0 < hi <= MAX_UINT32):
+            return None
+        if STAR not in (lo, hi) and lo > hi:
+            lo, hi = hi, lo
+        ranges.append((lo, hi))
+    return SeqSet(tuple(ranges))
+
+
+def parse_date(arg: object) -> date | None:
+    """``d-Mon-yyyy`` (atom or quoted); day overflow rolls over as in Dovecot."""
+    raw = astring(arg)
+    if raw is None:
+        return None
+    m = re.fullmatch(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})", raw)
+    if not m:
+        return None
+    month = _MONTHS.get(m.group(2).decode().upper())
+    if month is None:
+        return None
+    try:
+        return date(int(m.group(3)), month, 1) + timedelta(days=int(m.group(1)) - 1)
+    except (ValueError, OverflowError):
+        return None
+
+
+_DATE_TIME = re.compile(rb"([ 0-9][0-9])-([A-Za-z]{3})-([0-9]{4}) "
+                        rb"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})")
+
+
+def parse_date_time(raw: bytes) -> datetime | None:
+    """``"dd-Mon-yyyy hh:mm:ss +zzzz"`` (day may be `` 1``) -> an aware datetime."""
+    m = _DATE_TIME.fullmatch(raw)
+    if not m:
+        return None
+    month = _MONTHS.get(m.group(2).decode().upper())
+    if month is None:
+        return None
+    try:
+        offset = timedelta(hours=int(m.group(8)), minutes=int(m.group(9)))
+        if m.group(7) == b"-":
+            offset = -offset
+        return datetime(int(m.group(3)), month, int(m.group(1).strip()), int(m.group(4)),
+                        int(m.group(5)), int(m.group(6)), tzinfo=timezone(offset))
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_flag_list(arg: Arg, *, allow_recent: bool = False) -> tuple[str, ...]:
+    """A flag list (or a single flag atom): system flags canonical, keywords as sent."""
+    items = arg if isinstance(arg, list) else [arg]
+    out: list[str] = []
+    for item in items:
+        if type(item) is not Atom:
+            raise SyntaxErr("Flags must be atoms")
+        if item.startswith(b"\\"):
+            canon = SYSTEM_FLAGS.get(item.upper())
+            if canon is None:
+                if item.upper() == b"\\RECENT" and allow_recent:
+                    canon = "\\Recent"
+                else:
+                    raise SyntaxErr(f"Invalid system flag {item.upper().decode('latin-1')}")
+            out.append(canon)
+        else:
+            out.append(item.decode("latin-1"))
+    return tuple(out)
+
+
+# -- FETCH ----------------------------------------------------------------------------------
+
+_SIMPLE_FETCH = {"FLAGS", "UID", "ENVELOPE", "INTERNALDATE", "RFC822", "RFC822.HEADER",
+                 "RFC822.SIZE", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "MODSEQ",
+                 "SAVEDATE", "EMAILID", "THREADID", "X-GUID", "X-MAILBOX", "X-REAL-UID",
+                 "X-SAVEDATE"}
+_BODY_ITEM = re.compile(
+    rb"(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<([^>]*)>)?\Z",
+    re.IGNORECASE)
+_SECTION_TEXT = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"}
+
+
+def parse_section(spec: bytes, *, binary: bool) -> Section:
+    """``1.2.HEADER.FIELDS (A B)`` -> Section; raises with Dovecot's texts."""
+    bad = SyntaxErr("Invalid BINARY[..] section" if binary else "Invalid BODY[..] section")
+    text_part, _, rest = spec.partition(b" ")
+    part: list[int] = []
+    text: str | None = None
+    items = text_part.split(b".") if text_part else []
+    i = 0
+    while i < len(items) and items[i].isdigit():
+        n = int(items[i])
+        if n == 0 and part == []:
+            raise bad
+        part.append(n)
+        i += 1
+    if i < len(items):
+        text = b".".join(items[i:]).decode("ascii", "replace").upper()
+        if text not in _SECTION_TEXT or (text == "MIME" and not part):
+            raise bad
+        if binary:
+            raise bad
+    fields: tuple[str, ...] = ()
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        if not rest.startswith(b"(") or not rest.endswith(b")"):
+            raise bad
+        try:
+            toks, _ = tokenize(rest[1:-1])
+        except SyntaxErr:
+            raise bad from None
+        names = []
+        for t in toks:
+            v = astring(t)
+            if v is None or not v:
+                raise bad
+            names.append(v.decode("latin-1").upper())
+        if not names:
+            raise bad
+        fields = tuple(names)
+    elif rest:
+        raise bad
+    return Section(tuple(part), text, fields)
+
+
+def parse_fetch_att(arg: Arg) -> list[FetchAtt]:
+    if type(arg) is not Atom:
+        raise SyntaxErr("Invalid arguments")
+    name = arg.decode("latin-1").upper()
+    if name in _SIMPLE_FETCH:
+        return [FetchAtt(name)]
+    m = _BODY_ITEM.match(arg)
+    if m is None:
+        if "[" in name:
+            kind = name.split("[", 1)[0]
+            if kind in ("BODY", "BODY.PEEK"):
+                raise SyntaxErr("Invalid BODY[..] section")
+            if kind.startswith("BINARY"):
+                raise SyntaxErr("Invalid BINARY[..] section")
+        raise SyntaxErr(f"Unknown parameter: {name}")
+    kind = m.group(1).decode().upper()
+    peek = kind.endswith(".PEEK")
+    base = kind[:-5] if peek else kind
+    section = parse_section(m.group(2), binary=base.startswith("BINARY"))
+    partial: tuple[int, int | None] | None = None
+    if m.group(3) is not None:
+        p = m.group(3)
+        start_s, dot, len_s = p.partition(b".")
+        if not start_s.isdigit() or int(start_s) > MAX_UINT32:
+            raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial start")
+        if dot:
+            if not len_s.isdigit() or int(len_s) > MAX_UINT32:
+                raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial length")
+            partial = (int(start_s), int(len_s))
+        else:
+            partial = (int(start_s), None)
+        if base == "BINARY.SIZE":
+            raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial start")
+    return [FetchAtt(base, section, partial, peek)]
+
+
+def _parse_fetch(args: Sequence[Arg], uid: bool) -> Fetch:
+    if len(args) < 2:
+        raise SyntaxErr("Invalid arguments")
+    seqset = parse_seqset(args[0])
+    if seqset is None:
+        raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")
+    spec = args[1]
+    atts: list[FetchAtt] = []
+    if isinstance(spec, list):
+        if not spec:
+            raise SyntaxErr("FETCH list is empty")
+        for item in spec:
+            atts.extend(parse_fetch_att(item))
+    else:
+        macro = _atom_upper(spec)
+        if macro in FETCH_MACROS:
+            atts = [FetchAtt(n) for n in FETCH_MACROS[macro]]
+        else:
+            atts = parse_fetch_att(spec)
+    changedsince = None
+    vanished = False
+    if len(args) > 2:
+        mods = args[2]
+        if not isinstance(mods, list):
+            raise SyntaxErr("Invalid arguments")
+        i = 0
+        while i < len(mods):
+            mod = _atom_upper(mods[i])
+            if mod == "CHANGEDSINCE":
+                changedsince = number(mods[i + 1] if i + 1 < len(mods) else None, MAX_UINT63)
+                if changedsince is None:
+                    raise SyntaxErr("Invalid CHANGEDSINCE modseq")
+                i += 2
+            elif mod == "VANISHED" and uid:
+                vanished = True
+                i += 1
+            else:
+                raise SyntaxErr("Unknown FETCH modifier")
+        if vanished and changedsince is None:
+            raise SyntaxErr("VANISHED used without CHANGEDSINCE")
+    if uid and not any(a.name == "UID" for a in atts):
+        atts.insert(0, FetchAtt("UID"))
+    if changedsince is not None and not any(a.name == "MODSEQ" for a in atts):
+        atts.append(FetchAtt("MODSEQ"))
+    return Fetch(seqset, tuple(atts), changedsince, vanished)
+
+
+# -- STORE ----------------------------------------------------------------------------------
+
+def _parse_store(args: Sequence[Arg], uid: bool) -> Store:
+    if len(args) < 2:
+        raise SyntaxErr("Invalid arguments")
+    seqset = parse_seqset(args[0])
+    if seqset is None:
+        raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")
+    i = 1
+    unchangedsince = None
+    if isinstance(args[1], list):
+        mods = args[1]
+        j = 0
+        while j < len(mods):
+            if _atom_upper(mods[j]) == "UNCHANGEDSINCE":
+                unchangedsince = number(mods[j + 1] if j + 1 < len(mods) else None, MAX_UINT63)
+                if unchangedsince is None:
+                    raise SyntaxErr("Invalid modseq")
+                j += 2
+            else:
+                raise SyntaxErr("Unknown STORE modifier")
+        i = 2
+    item = _atom_upper(args[i]) if i < len(args) else None
+    if item is None:
+        raise SyntaxErr("Invalid arguments")
+    mode = ""
+    if item[:1] in ("+", "-"):
+        mode, item = item[0], item[1:]
+    silent = item.endswith(".SILENT")
+    if silent:
+        item = item[:-7]
+    if item != "FLAGS":
+        raise SyntaxErr("Invalid arguments")
+    rest = list(args[i + 1:])
+    if len(rest) == 1 and isinstance(rest[0], list):
+        flags = parse_flag_list(rest[0])
+    else:
+        flags = parse_flag_list(rest)
+    return Store(seqset, mode, silent, flags, unchangedsince)
+
+
+# -- SEARCH ---------------------------------------------------------------------------------
+
+_FLAG_KEYS = {"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT",
+              "SEEN", "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN",
+              "SAVEDATESUPPORTED"}
+_STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "X-MAILBOX",
+                "X-GUID", "EMAILID", "THREADID"}
+_DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE",
+              "SAVEDON", "SAVEDSINCE"}
+_SIZE_KEYS = {"LARGER", "SMALLER"}
+_INTERVAL_KEYS = {"OLDER", "YOUNGER"}
+_SEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
+
+
+class _SearchParser:
+    def __init__(self, args: Sequence[Arg], charset: str | None) -> None:
+        self.args = args
+        self.charset = charset
+
+    def program(self, args: Sequence[Arg]) -> SearchKey:
+        keys: list[SearchKey] = []
+        i = 0
+        while i < len(args):
+            key, i = self.key(args, i)
+            keys.append(key)
+        if len(keys) == 1:
+            return keys[0]
+        return SearchKey("AND", children=tuple(keys))
+
+    def key(self, args: Sequence[Arg], i: int) -> tuple[SearchKey, int]:
+        arg = args[i]
+        if isinstance(arg, list):
+            if not arg:
+                raise SyntaxErr("No search parameters inside list")
+            sub = self.program(arg)
+            if sub.kind != "AND":
+                sub = SearchKey("AND", children=(sub,))
+            return sub, i + 1
+        if type(arg) is not Atom:
+            raise SyntaxErr("Unknown argument " + bytes(arg).decode("latin-1")
+                            if isinstance(arg, bytes) else "Invalid arguments")
+        name = arg.decode("latin-1").upper()
+        i += 1
+
+        def param() -> Arg:
+            if i >= len(args):
+                raise SyntaxErr("Missing argument")
+            return args[i]
+
+        if name in _FLAG_KEYS:
+            return SearchKey(name), i
+        if name in _STRING_KEYS:
+            if i >= len(args):
+                raise SyntaxErr(f"Missing parameter for search key (for search key: {name})")
+            v = astring(args[i])
+            if v is None:
+                raise SyntaxErr("Invalid arguments")
+            return SearchKey(name, self.text(v)), i + 1
+        if name in _DATE_KEYS:
+            d = parse_date(param())
+            if d is None:
+                raise SyntaxErr("Invalid search date parameter")
+            return SearchKey(name, d), i + 1
+        if name in _SIZE_KEYS:
+            n = number(param(), MAX_UINT63)
+            if n is None:
+                raise SyntaxErr("Invalid search size parameter")
+            return SearchKey(name, n), i + 1
+        if name in _INTERVAL_KEYS:
+            n = number(param())
+            if n is None:
+                raise SyntaxErr("Invalid search interval parameter")
+            return SearchKey(name, n), i + 1
+        if name in ("KEYWORD", "UNKEYWORD"):
+            v = astring(param())
+            if v is None:
+                raise SyntaxErr("Invalid arguments")
+            return SearchKey(name, v.decode("latin-1")), i + 1
+        if name == "HEADER":
+            if i + 1 >= len(args):
+                raise SyntaxErr("Missing parameter for search key (for search key: HEADER)")
+            h = astring(args[i])
+            v = astring(args[i + 1])
+            if h is None or v is None:
+                raise SyntaxErr("Invalid arguments")
+            return SearchKey(name, (h.decode("latin-1"), self.text(v))), i + 2
+        if name == "UID":
+            s = parse_seqset(param())
+            if s is None:
+                raise SyntaxErr("Invalid uidset")
+            return SearchKey("UID", s), i + 1
+        if name == "NOT":
+            child, j = self.key(args, i) if i < len(args) else self._missing()
+            return SearchKey("NOT", children=(child,)), j
+        if name == "OR":
+            a, j = self.key(args, i) if i < len(args) else self._missing()
+            b, k = self.key(args, j) if j < len(args) else self._missing()
+            return SearchKey("OR", children=(a, b)), k
+        if name == "MODSEQ":
+            entry = None
+            p = param()
+            if type(p) in (Quoted, Literal) or (type(p) is Atom and not _NUMBER.match(p)):
+                ename = astring(p)
+                etype = _atom_upper(args[i + 1]) if i + 1 < len(args) else None
+                if ename is None or etype not in ("PRIV", "SHARED", "ALL"):
+                    raise SyntaxErr("Invalid MODSEQ entry")
+                entry = ModSeqEntry(ename.decode("latin-1"), etype.lower())
+                i += 2
+                p = param()
+            n = number(p, MAX_UINT63)
+            if n is None:
+                raise SyntaxErr("Invalid MODSEQ value")
+            return SearchKey("MODSEQ", (entry, n)), i + 1
+        s = seqset_from_bytes(arg)
+        if s is not None:
+            return SearchKey("SEQSET", s), i
+        raise SyntaxErr(f"Unknown argument {name}")
+
+    def _missing(self) -> tuple[SearchKey, int]:
+        raise SyntaxErr("Missing argument")
+
+    def text(self, v: bytes) -> str:
+        return v.decode("utf-8", "replace")
+
+
+def _search_returns(args: Sequence[Arg], i: int) -> tuple[tuple[str, ...] | None, int]:
+    if i < len(args) and _atom_upper(args[i]) == "RETURN":
+        if i + 1 >= len(args) or not isinstance(args[i + 1], list):
+            raise SyntaxErr("Invalid arguments")
+        opts: list[str] = []
+        for o in args[i + 1]:  # type: ignore[union-attr]
+            name = _atom_upper(o)
+            if name not in _SEARCH_RETURNS or name == "PARTIAL":
+                raise SyntaxErr("Unknown SEARCH return option")
+            if name not in opts:
+                opts.append(name)
+        return tuple(opts), i + 2
+    return None, i
+
+
+def _search_program(args: Sequence[Arg], i: int, *, charset_required: bool
+                    ) -> tuple[str | None, SearchKey]:
+    charset: str | None = None
+    if charset_required:
+        if i >= len(args) or astring(args[i]) is None:
+            raise SyntaxErr("Missing search parameters" if i >= len(args)
+                            else "Invalid charset")
+        charset = astring(args[i]).decode("latin-1")  # type: ignore[union-attr]
+        i += 1
+    elif i < len(args) and _atom_upper(args[i]) == "CHARSET":
+        if i + 1 >= len(args) or astring(args[i + 1]) is None:
+            raise SyntaxErr("Missing CHARSET" if i + 1 >= len(args) else "Invalid charset")
+        charset = astring(args[i + 1]).decode("latin-1")  # type: ignore[union-attr]
+        i += 2
+    if i >= len(args):
+        raise SyntaxErr("Missing search parameters")
+    p = _SearchParser(args, charset)
+    return charset, p.program(args[i:])
+
+
+def _parse_search(args: Sequence[Arg], uid: bool) -> Search:
+    returns, i = _search_returns(args, 0)
+    charset, key = _search_program(args, i, charset_required=False)
+    return Search(key, charset, returns)
+
+
+_SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM",
+              "DISPLAYTO"}
+
+
+def _parse_sort(args: Sequence[Arg], uid: bool) -> Sort:
+    returns, i = _search_returns(args, 0)
+    if i >= len(args) or not isinstance(args[i], list):
+        raise SyntaxErr("Invalid sort argument")
+    crit: list[tuple[bool, str]] = []
+    reverse = False
+    for item in args[i]:  # type: ignore[union-attr]
+        name = _atom_upper(item)
+        if name is None:
+            raise SyntaxErr("Invalid sort argument")
+        if name == "REVERSE":
+            reverse = True
+            continue
+        if name not in _SORT_KEYS:
+            raise SyntaxErr(f"Unknown sort argument: {name}")
+        crit.append((reverse, name))
+        reverse = False
+    if reverse:
+        raise SyntaxErr("Sort list ends with REVERSE")
+    if not crit:
+        raise SyntaxErr("Empty sort program")
+    charset, key = _search_program(args, i + 1, charset_required=True)
+    return Sort(tuple(crit), charset or "", key, returns)
+
+
+def _parse_thread(args: Sequence[Arg], uid: bool) -> Thread:
+    alg = _atom_upper(args[0]) if args else None
+    if alg is None:
+        raise SyntaxErr("Invalid thread algorithm")
+    if alg not in ("REFERENCES", "REFS", "ORDEREDSUBJECT"):
+        raise SyntaxErr("Unknown thread algorithm")
+    charset, key = _search_program(args, 1, charset_required=True)
+    return Thread(alg, charset or "", key)
+
+
+# -- mailbox commands -----------------------------------------------------------------------
+
+def _parse_select(args: Sequence[Arg], uid: bool) -> Select:
+    mb = mailbox(args[0]) if args else None
+    if mb is None:
+        raise SyntaxErr("Invalid arguments")
+    condstore = False
+    qresync = None
+    if len(args) > 1 and isinstance(args[1], list):
+        params = args[1]
+        j = 0
+        while j < len(params):
+            name = _atom_upper(params[j])
+            if name == "CONDSTORE":
+                condstore = True
+                j += 1
+            elif name == "QRESYNC":
+                if j + 1 >= len(params) or not isinstance(params[j + 1], list):
+                    raise SyntaxErr("Invalid QRESYNC parameters")
+                qresync = _parse_qresync(params[j + 1])
+                j += 2
+            else:
+                raise SyntaxErr("Unknown FETCH modifier")
+    return Select(mb, condstore, qresync)
+
+
+def _parse_qresync(p: object) -> QResync:
+    bad = SyntaxErr("Invalid QRESYNC parameters")
+    if not isinstance(p, list) or len(p) < 2:
+        raise bad
+    uidvalidity = number(p[0])
+    modseq = number(p[1], MAX_UINT63)
+    if not uidvalidity or modseq is None:
+        raise bad
+    known = None
+    seq_match = None
+    rest = p[2:]
+    if rest and not isinstance(rest[0], list):
+        known = parse_seqset(rest[0], allow_saved=False)
+        if known is None:
+            raise bad
+        rest = rest[1:]
+    if rest:
+        m = rest[0]
+        if not isinstance(m, list) or len(m) != 2 or len(rest) > 1:
+            raise bad
+        a = parse_seqset(m[0], allow_saved=False)
+        b = parse_seqset(m[1], allow_saved=False)
+        if a is None or b is None:
+            raise bad
+        seq_match = (a, b)
+    return QResync(uidvalidity, modseq, known, seq_match)
+
+
+def _parse_mailbox_only(args: Sequence[Arg], uid: bool) -> MailboxArg:
+    if not args:
+        raise SyntaxErr("Missing arguments")
+    mb = mailbox(args[0])
+    if mb is None:
+        raise SyntaxErr("Invalid arguments")
+    return MailboxArg(mb)
+
+
+def _parse_rename(args: Sequence[Arg], uid: bool) -> Rename:
+    if len(args) < 2:
+        raise SyntaxErr("Missing arguments")
+    a, b = mailbox(args[0]), mailbox(args[1])
+    if a is None or b is None:
+        raise SyntaxErr("Invalid arguments")
+    return Rename(a, b)
+
+
+_LIST_SELECT = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
+_LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS"}
+STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
+                "SIZE", "DELETED", "DELETED-STORAGE", "X-SIZE", "X-GUID", "APPENDLIMIT",
+                "MAILBOXID"}
+
+
+def _status_items(arg: object) -> tuple[str, ...]:
+    if not isinstance(arg, list):
+        raise SyntaxErr("Status items must be list")
+    if not arg:
+        raise SyntaxErr("Empty status list")
+    items: list[str] = []
+    for a in arg:
+        name = _atom_upper(a)
+        if name is None or name not in STATUS_ITEMS:
+            raise SyntaxErr("Invalid status item " + (name or "")
+                            if name is not None else "Status list contains non-atoms.")
+        items.append(name)
+    return tuple(items)
+
+
+def _decode_pattern(raw: bytes) -> str:
+    text = raw.decode("latin-1")
+    try:
+        return mutf7.decode(text)
+    except (mutf7.MUTF7Error, ValueError):
+        return text
+
+
+def _parse_list(args: Sequence[Arg], uid: bool, lsub: bool = False) -> List:
+    i = 0
+    selection: set[str] = set()
+    extended = False
+    if not lsub and args and isinstance(args[0], list):
+        extended = True
+        for o in args[0]:
+            name = _atom_upper(o)
+            if name not in _LIST_SELECT:
+                raise SyntaxErr("Unknown select options")
+            selection.add(name)
+        i = 1
+    ref = astring(args[i]) if i < len(args) else None
+    if ref is None:
+        raise SyntaxErr("Invalid reference")
+    i += 1
+    patterns: list[str] = []
+    if i < len(args) and isinstance(args[i], list) and not lsub:
+        extended = True
+        for p in args[i]:  # type: ignore[union-attr]
+            v = astring(p)
+            if v is None:
+                raise SyntaxErr("Invalid pattern list")
+            patterns.append(_decode_pattern(v))
+    else:
+        v = astring(args[i]) if i < len(args) else None
+        if v is None:
+            raise SyntaxErr("Invalid pattern")
+        patterns.append(_decode_pattern(v))
+    i += 1
+    returns: set[str] = set()
+    status_items: tuple[str, ...] = ()
+    if not lsub and i < len(args):
+        if _atom_upper(args[i]) != "RETURN" or i + 1 >= len(args) or \
+                not isinstance(args[i + 1], list):
+            raise SyntaxErr("Unknown return options" if _atom_upper(args[i]) == "RETURN"
+                            else "Extra arguments")
+        extended = True
+        opts = args[i + 1]
+        j = 0
+        while j < len(opts):  # type: ignore[arg-type]
+            name = _atom_upper(opts[j])  # type: ignore[index]
+            if name not in _LIST_RETURN:
+                raise SyntaxErr("Unknown return options")
+            if name == "STATUS":
+                if j + 1 >= len(opts) or not isinstance(opts[j + 1], list):  # type: ignore
+                    raise SyntaxErr("Invalid STATUS return option")
+                status_items = _status_items(opts[j + 1])  # type: ignore[index]
+                j += 1
+            returns.add(name)
+            j += 1
+    if "RECURSIVEMATCH" in selection and len(selection) == 1:
+        raise SyntaxErr("RECURSIVEMATCH must not be the only selection option")
+    return List(_decode_pattern(ref), tuple(patterns), frozenset(selection),
+                frozenset(returns), status_items, extended, lsub)
+
+
+def _parse_lsub(args: Sequence[Arg], uid: bool) -> List:
+    return _parse_list(args, uid, lsub=True)
+
+
+def _parse_status(args: Sequence[Arg], uid: bool) -> Status:
+    if len(args) < 2:
+        raise SyntaxErr("Missing arguments")
+    mb = mailbox(args[0])
+    if mb is None:
+        raise SyntaxErr("Invalid arguments")
+    return Status(mb, _status_items(args[1]))
+
+
+def _parse_copy(args: Sequence[Arg], uid: bool) -> Copy:
+    if len(args) < 2:
+        raise SyntaxErr("Missing arguments")
+    seqset = parse_seqset(args[0])
+    if seqset is None:
+        raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")
+    mb = mailbox(args[1])
+    if mb is None:
+        raise SyntaxErr("Invalid arguments")
+    return Copy(seqset, mb)
+
+
+def _parse_expunge(args: Sequence[Arg], uid: bool) -> Expunge:
+    if not uid:
+        return Expunge(None)
+    if not args:
+        raise SyntaxErr("Missing arguments")
+    s = parse_seqset(args[0])
+    if s is None:
+        raise SyntaxErr("Invalid uidset")
+    return Expunge(s)
+
+
+# -- session commands -----------------------------------------------------------------------
+
+def _parse_login(args: Sequence[Arg], uid: bool) -> Login:
+    if len(args) < 2:
+        raise SyntaxErr("Invalid arguments")
+    u, p = astring(args[0]), astring(args[1])
+    if u is None or p is None:
+        raise SyntaxErr("Invalid arguments")
+    return Login(u, p)
+
+
+def _parse_authenticate(args: Sequence[Arg], uid: bool) -> Authenticate:
+    mech = _atom_upper(args[0]) if args else None
+    if mech is None:
+        raise SyntaxErr("Invalid arguments")
+    ir = None
+    if len(args) > 1:
+        ir = astring(args[1])
+        if ir is None:
+            raise SyntaxErr("Invalid arguments")
+    return Authenticate(mech, ir)
+
+
+def _parse_enable(args: Sequence[Arg], uid: bool) -> Enable:
+    caps = []
+    for a in args:
+        name = _atom_upper(a)
+        if name is None:
+            raise SyntaxErr("Invalid arguments")
+        caps.append(name)
+    return Enable(tuple(caps))
+
+
+def _parse_id(args: Sequence[Arg], uid: bool) -> Id:
+    if not args or not isinstance(args[0], list):
+        return Id(None)
+    lst = args[0]
+    params: list[tuple[bytes, bytes | None]] = []
+    for j in range(0, len(lst) - 1, 2):
+        k = string_value(lst[j]) or astring(lst[j])
+        ok, v = nstring(lst[j + 1])
+        if k is None or not ok:
+            continue
+        params.append((k, v))
+    return Id(tuple(params))
+
+
+def _parse_compress(args: Sequence[Arg], uid: bool) -> Compress:
+    mech = _atom_upper(args[0]) if args else None
+    if mech is None:
+        raise SyntaxErr("Invalid arguments")
+    return Compress(mech)
+
+
+def _no_args(args: Sequence[Arg], uid: bool) -> None:
+    return None
+
+
+Parser = Callable[[Sequence[Arg], bool], object]
+
+COMMANDS: dict[str, Parser] = {
+    "CAPABILITY": _no_args, "NOOP": _no_args, "LOGOUT": _no_args, "STARTTLS": _no_args,
+    "CHECK": _no_args, "CLOSE": _no_args, "UNSELECT": _no_args, "NAMESPACE": _no_args,
+    "IDLE": _no_args, "DONE": _no_args,
+    "LOGIN": _parse_login, "AUTHENTICATE": _parse_authenticate,
+    "SELECT": _parse_select, "EXAMINE": _parse_select,
+    "CREATE": _parse_mailbox_only, "DELETE": _parse_mailbox_only,
+    "SUBSCRIBE": _parse_mailbox_only, "UNSUBSCRIBE": _parse_mailbox_only,
+    "RENAME": _parse_rename, "LIST": _parse_list, "LSUB": _parse_lsub,
+    "STATUS": _parse_status, "ENABLE": _parse_enable, "ID": _parse_id,
+    "FETCH": _parse_fetch, "STORE": _parse_store, "SEARCH": _parse_search,
+    "COPY": _parse_copy, "MOVE": _parse_copy, "EXPUNGE": _parse_expunge,
+    "SORT": _parse_sort, "THREAD": _parse_thread, "COMPRESS": _parse_compress,
+}
+COMMANDS.pop("DONE")
+UID_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT",
+                          "THREAD"})
+APPEND = "APPEND"
+
+
+def parse_command(name: str, args: Sequence[Arg], uid: bool = False) -> object:
+    """Typed arguments for ``name`` (already upper-case, known) or ``SyntaxErr``."""
+    return COMMANDS[name](args, uid)
+
+
+def parse_append_message(group: Sequence[Arg]) -> tuple[tuple[str, ...], datetime | None]:
+    """Flags and internal date that precede one APPEND message literal."""
+    flags: tuple[str, ...] = ()
+    when: datetime | None = None
+    i = 0
+    if i < len(group) and isinstance(group[i], list):
+        flags = parse_flag_list(group[i])
+        i += 1
+    if i < len(group):
+        raw = string_value(group[i])
+        if raw is None:
+            raise SyntaxErr("Invalid arguments")
+        when = parse_date_time(raw)
+        if when is None:
+            raise SyntaxErr("Invalid internal date")
+        i += 1
+    if i < len(group):
+        raise SyntaxErr("Invalid arguments")
+    return flags, when
+
+
+__all__ = ["APPEND", "COMMANDS", "UID_COMMANDS", "Append", "Authenticate", "Compress", "Copy",
+           "Enable", "Expunge", "Fetch", "Id", "List", "Literal", "LiteralMarker", "Login",
+           "MailboxArg", "Rename", "Search", "Select", "Sort", "Status", "Store", "Thread",
+           "parse_append_message", "parse_command"]

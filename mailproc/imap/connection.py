@@ -1,0 +1,485 @@
+"""The sans-IO IMAP server connection: bytes in, events out, one output buffer.
+
+Used by the login process (before authentication) and the IMAP mail process alike. The
+adapter feeds whatever the socket gave with ``receive_data`` and takes events with
+``next_event`` until ``NEED_DATA``; it sends ``data_to_send()``. Everything about framing
+lives here: line ends, synchronising and non-synchronising literals (LITERAL+/LITERAL-),
+APPEND messages streamed in chunks, the line length limit, IDLE and AUTHENTICATE modes and
+the transport swaps of STARTTLS and COMPRESS.
+
+The receive buffer keeps the position where it last looked for a line end, so a command
+arriving one byte at a time costs O(n), not O(n²).
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import events as ev
+from .commands import (
+    APPEND,
+    COMMANDS,
+    UID_COMMANDS,
+    Append,
+    make_mailbox,
+    parse_append_message,
+    parse_command,
+)
+from .response import Writer
+from .tokens import MAX_LITERAL_SIZE, Arg, Literal, LiteralMarker, Quoted, SyntaxErr, tokenize
+
+DEFAULT_MAX_LINE_LENGTH = 65536
+LITERAL_MINUS_MAX = 4096
+CHUNK_SIZE = 256 * 1024
+
+_TAG = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
+_NAME = re.compile(rb"[A-Za-z0-9._-]+")
+_LITERAL_END = re.compile(rb"(~?)\{([0-9]+)([+-]?)\}\r?\n\Z")
+_QUOTED_BODY = re.compile(rb'(?:[^"\\\r\n]|\\[^\r\n])*"')
+
+# states
+_COMMAND = 0
+_LITERAL_DECISION = 1
+_LITERAL_DATA = 2
+_APPEND_NEXT = 3
+_IDLE = 4
+_AUTH = 5
+_SKIP_LINE = 6
+_SKIP_DATA = 7
+_CLOSED = 8
+
+
+def literal_at_end(fragment: bytes) -> tuple[int, bool, bool] | None:
+    """``(size, synchronizing, binary)`` when a line fragment ends with a literal header that
+    is a token of its own (not inside a quoted string, not glued to an atom)."""
+    m = _LITERAL_END.search(fragment)
+    if m is None:
+        return None
+    start = m.start()
+    if start > 0 and fragment[start - 1] not in (0x20, 0x28):  # SP or "("
+        return None
+    pos = 0
+    while True:
+        q = fragment.find(b'"', pos, start)
+        if q < 0:
+            break
+        qm = _QUOTED_BODY.match(fragment, q + 1)
+        if qm is None or qm.end() > start:
+            return None
+        pos = qm.end()
+    return int(m.group(2)), m.group(3) != b"+" and m.group(3) != b"-", m.group(1) == b"~"
+
+
+class Connection:
+    """One client's IMAP stream.
+
+    ``commands`` is the set of command names this process accepts (the login process and the
+    mail process differ); others are ``Unknown command``. ``literal_plus``/``literal_minus``
+    select RFC 7888 behaviour for ``{n+}``.
+    """
+
+    def __init__(self, *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+                 commands: frozenset[str] | None = None, literal_plus: bool = True,
+                 literal_minus: bool = False) -> None:
+        self.max_line_length = max_line_length
+        self.commands = commands if commands is not None else frozenset(COMMANDS) | {APPEND}
+        self.literal_plus = literal_plus
+        self.literal_minus = literal_minus
+        self.writer = Writer()
+        self._buf = bytearray()
+        self._scan = 0          # where to look for the next LF
+        self._frag = 0          # start of the current line fragment (after inline literals)
+        self._state = _COMMAND
+        self._tag = ""
+        self._name = ""
+        self._uid = False
+        self._args_at = 0       # offset of the arguments in the buffered command
+        self._remaining = 0     # literal octets still to come (stream or skip)
+        self._pending: ev.LiteralStart | None = None
+        self._eof = False
+        self._queue: list[ev.Event] = []
+
+    # -- input --------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the client; ``b""`` means end of stream."""
+        if not data:
+            self._eof = True
+        else:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def next_event(self) -> ev.Event:
+        """The next event, ``NEED_DATA`` when more input is needed, ``CLOSED`` at the end."""
+        if self._queue:
+            return self._queue.pop(0)
+        while True:
+            state = self._state
+            if state == _CLOSED:
+                return ev.CLOSED
+            if state == _COMMAND:
+                result = self._read_command()
+            elif state == _LITERAL_DATA:
+                result = self._read_literal_data()
+            elif state == _APPEND_NEXT:
+                result = self._read_append_next()
+            elif state in (_IDLE, _AUTH):
+                result = self._read_mode_line()
+            elif state == _SKIP_LINE:
+                result = self._skip_line()
+            elif state == _SKIP_DATA:
+                result = self._skip_data()
+            else:  # _LITERAL_DECISION
+                raise RuntimeError("accept_literal() or reject_literal() must be called first")
+            if result is None:
+                continue
+            if result is ev.NEED_DATA and self._eof:
+                self._state = _CLOSED
+                return ev.CLOSED
+            return result
+
+    # -- server decisions -------------------------------------------------------------------
+    def accept_literal(self) -> None:
+        """Take the announced APPEND literal (``+ OK`` goes out if it is synchronizing)."""
+        lit = self._take_pending()
+        if lit.synchronizing:
+            self.writer.write(b"+ OK\r\n")
+        self._remaining = lit.size
+        self._state = _LITERAL_DATA
+
+    def reject_literal(self) -> None:
+        """Refuse the announced literal; the server writes the tagged NO/BAD itself. A
+        non-synchronizing literal's data (already on its way) is read and dropped."""
+        lit = self._take_pending()
+        if lit.synchronizing:
+            self._state = _COMMAND
+        else:
+            self._remaining = lit.size
+            self._state = _SKIP_DATA
+
+    def _take_pending(self) -> ev.LiteralStart:
+        if self._state != _LITERAL_DECISION or self._pending is None:
+            raise RuntimeError("no literal is waiting for a decision")
+        lit, self._pending = self._pending, None
+        return lit
+
+    def idle(self, tag: str) -> None:
+        """Enter IDLE (after writing ``+ idling``): only ``DONE`` is read until it ends."""
+        self._tag = tag
+        self._state = _IDLE
+
+    def authenticate(self, tag: str) -> None:
+        """Enter AUTHENTICATE: each line is an ``AuthResponse`` until ``end_authenticate``."""
+        self._tag = tag
+        self._state = _AUTH
+
+    def end_authenticate(self) -> None:
+        if self._state == _AUTH:
+            self._state = _COMMAND
+
+    def start_tls(self) -> bytes:
+        """After ``OK Begin TLS negotiation now``: the plaintext that was already buffered is
+        discarded (a command injection attempt, RFC 3207 style) and returned for logging."""
+        return self._take_buffer()
+
+    def start_compress(self) -> bytes:
+        """After ``OK`` to COMPRESS: bytes already buffered are compressed data; the adapter
+        inflates them and feeds the result back with ``receive_data``."""
+        return self._take_buffer()
+
+    def _take_buffer(self) -> bytes:
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scan = self._frag = 0
+        return data
+
+    # -- output -----------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def data_to_send(self) -> bytes:
+        return self.writer.take()
+
+    # -- command state ------------------------------------------------------------------------
+    def _find_lf(self) -> int:
+        i = self._buf.find(b"\n", self._scan)
+        if i < 0:
+            self._scan = len(self._buf)
+        return i
+
+    def _bad(self, text: str) -> ev.Bad:
+        if self._name:
+            return ev.Bad(self._tag or "*", f"Error in IMAP command {self._name}: {text}",
+                          self._name)
+        return ev.Bad(self._tag or "*", f"Error in IMAP command: {text}")
+
+    def _reset_command(self, consumed: int) -> None:
+        del self._buf[:consumed]
+        self._scan = self._frag = 0
+        self._tag = self._name = ""
+        self._uid = False
+
+    def _too_long(self) -> ev.Event:
+        # a line longer than allowed: answer now, drop the rest of it
+        if not self._tag:
+            self._parse_head(bytes(self._buf[:200]), final=False)
+        bad = self._bad("Too long argument")
+        del self._buf[:]
+        self._scan = self._frag = 0
+        self._state = _SKIP_LINE
+        self._tag = self._name = ""
+        return bad
+
+    def _parse_head(self, line: bytes, final: bool) -> ev.Bad | None:
+        """Read ``tag SP name [SP]``; sets ``_tag``/``_name``/``_args_at``."""
+        m = _TAG.match(line)
+        if m is None or m.end() >= len(line) or line[m.end()] != 0x20:
+            if m is not None and (m.end() < len(line) and line[m.end()] in (0x0D, 0x0A)):
+                self._tag = m.group().decode("latin-1")
+                return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+            if m is not None and m.end() == len(line) and not final:
+                return None
+            return ev.Bad("*", "Error in IMAP tag: Invalid tag")
+        self._tag = m.group().decode("latin-1")
+        pos = m.end() + 1
+        n = _NAME.match(line, pos)
+        if n is None:
+            return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+        name = n.group().decode("ascii").upper()
+        pos = n.end()
+        if name == "UID":
+            if pos >= len(line) or line[pos] != 0x20:
+                return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+            n = _NAME.match(line, pos + 1)
+            if n is None:
+                return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+            sub = n.group().decode("ascii").upper()
+            pos = n.end()
+            self._uid = True
+            if sub not in UID_COMMANDS or sub not in self.commands:
+                return ev.Bad(self._tag, f"Error in IMAP command UID {sub}: Unknown command",
+                              f"UID {sub}")
+            self._name = sub
+        else:
+            self._name = name
+            if name not in self.commands:
+                self._name = ""
+                return ev.Bad(self._tag, f"Error in IMAP command {name}: Unknown command", name)
+        if pos < len(line) and line[pos] not in (0x20, 0x0D, 0x0A):
+            self._name = ""
+            return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+        self._args_at = pos
+        return None
+
+    def _bad_and_skip_rest(self, bad: ev.Bad, lf: int) -> ev.Bad:
+        """Report ``bad`` and drop the command up to and including the line end at ``lf``."""
+        self._reset_command(lf + 1)
+        self._state = _COMMAND
+        return bad
+
+    def _read_command(self) -> ev.Event | None:
+        buf = self._buf
+        while True:
+            if self._frag > len(buf):  # inline literal data still incomplete
+                return ev.NEED_DATA
+            lf = self._find_lf()
+            if lf < 0:
+                if len(buf) - self._frag > self.max_line_length:
+                    return self._too_long()
+                return ev.NEED_DATA
+            if lf - self._frag + 1 > self.max_line_length:
+                if not self._tag:
+                    self._parse_head(bytes(buf[:200]), final=False)
+                bad = self._bad("Too long argument")
+                return self._bad_and_skip_rest(bad, lf)
+            if self._frag == 0:
+                self._tag = self._name = ""
+                self._uid = False
+                head_bad = self._parse_head(bytes(buf[:lf + 1]), final=True)
+                if head_bad is not None:
+                    return self._bad_and_skip_rest(head_bad, lf)
+            fragment = bytes(buf[self._frag:lf + 1])
+            lit = literal_at_end(fragment) if b"}" in fragment else None
+            if lit is None:
+                raw = bytes(buf[:lf + 1])
+                return self._finish_command(raw, lf)
+            size, sync, _binary = lit
+            if size > MAX_LITERAL_SIZE:
+                self._state = _CLOSED
+                return ev.Bye("Literal size too large")
+            if self._name == APPEND:
+                streamed = self._maybe_stream_append(lf)
+                if streamed is not False:
+                    return streamed  # type: ignore[return-value]
+            if not sync and not self.literal_plus and \
+                    (not self.literal_minus or size > LITERAL_MINUS_MAX):
+                bad = self._bad("Non-synchronizing literal too large" if self.literal_minus
+                                else "Non-synchronizing literals not supported")
+                self._reset_command(lf + 1)
+                self._remaining = size
+                self._state = _SKIP_DATA
+                return bad
+            if lf + 1 + size > self.max_line_length:
+                self._state = _CLOSED
+                return ev.Bye("Literal size too large")
+            if sync:
+                self.writer.write(b"+ OK\r\n")
+            self._frag = lf + 1 + size
+            self._scan = self._frag
+            if len(buf) < self._frag:
+                return ev.NEED_DATA
+
+    def _finish_command(self, raw: bytes, lf: int) -> ev.Event:
+        tag, name, uid = self._tag, self._name, self._uid
+        try:
+            tokens, _ = tokenize(raw, self._args_at)
+            if name == APPEND:
+                self._append_without_message(tokens)
+            args = parse_command(name, tokens, uid)
+        except SyntaxErr as exc:
+            bad = self._bad(str(exc))
+            self._reset_command(lf + 1)
+            return bad
+        self._reset_command(lf + 1)
+        return ev.Command(tag, name, args, uid)
+
+    def _append_without_message(self, tokens: list[Arg]) -> None:
+        if not tokens or not isinstance(tokens[0], bytes):
+            raise SyntaxErr("Invalid arguments")
+        parse_append_message(tokens[1:])
+        raise SyntaxErr("Missing message size")
+
+    # -- APPEND streaming ---------------------------------------------------------------------
+    def _maybe_stream_append(self, lf: int) -> ev.Event | bool:
+        raw = bytes(self._buf[:lf + 1])
+        try:
+            tokens, _ = tokenize(raw, self._args_at, stream_last_literal=True)
+        except SyntaxErr as exc:
+            if str(exc) == "Missing literal data":  # a literal inside a list: read it inline
+                return False
+            return self._bad_and_skip_rest(self._bad(str(exc)), lf)
+        if not tokens or not isinstance(tokens[-1], LiteralMarker) or len(tokens) < 2:
+            return False  # the mailbox name itself is a literal
+        box = tokens[0]
+        if not isinstance(box, bytes):
+            return self._bad_and_skip_rest(self._bad("Invalid arguments"), lf)
+        marker = tokens[-1]
+        assert isinstance(marker, LiteralMarker)
+        try:
+            flags, when = parse_append_message(tokens[1:-1])
+        except SyntaxErr as exc:
+            return self._bad_and_skip_rest(self._bad(str(exc)), lf)
+        mailbox = make_mailbox(bytes(box))
+        tag = self._tag
+        del self._buf[:lf + 1]
+        self._scan = self._frag = 0
+        self._pending = ev.LiteralStart(marker.size, marker.synchronizing, marker.binary,
+                                        flags, when)
+        self._state = _LITERAL_DECISION
+        self._queue.append(self._pending)
+        return ev.Command(tag, APPEND, Append(mailbox))
+
+    def _read_literal_data(self) -> ev.Event | None:
+        if self._remaining == 0:
+            self._state = _APPEND_NEXT
+            return ev.LiteralEnd()
+        if not self._buf:
+            return ev.NEED_DATA
+        n = min(self._remaining, len(self._buf), CHUNK_SIZE)
+        chunk = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._remaining -= n
+        return ev.LiteralChunk(chunk)
+
+    def _read_append_next(self) -> ev.Event | None:
+        lf = self._find_lf()
+        if lf < 0:
+            if len(self._buf) > self.max_line_length:
+                return self._too_long()
+            return ev.NEED_DATA
+        fragment = bytes(self._buf[:lf + 1])
+        tag = self._tag
+        lit = literal_at_end(fragment) if b"}" in fragment else None
+        try:
+            if lit is None:
+                tokens, _ = tokenize(fragment)
+                if tokens:
+                    raise SyntaxErr("Invalid arguments")
+                self._reset_command(lf + 1)
+                self._state = _COMMAND
+                return ev.CommandEnd(tag)
+            tokens, _ = tokenize(fragment, stream_last_literal=True)
+            if not tokens or not isinstance(tokens[-1], LiteralMarker):
+                raise SyntaxErr("Invalid arguments")
+            marker = tokens[-1]
+            if marker.size > MAX_LITERAL_SIZE:
+                self._state = _CLOSED
+                return ev.Bye("Literal size too large")
+            flags, when = parse_append_message(tokens[:-1])
+        except SyntaxErr as exc:
+            self._state = _COMMAND
+            return self._bad_and_skip_rest(self._bad(str(exc)), lf)
+        del self._buf[:lf + 1]
+        self._scan = 0
+        self._pending = ev.LiteralStart(marker.size, marker.synchronizing, marker.binary,
+                                        flags, when)
+        self._state = _LITERAL_DECISION
+        return self._pending
+
+    # -- IDLE / AUTHENTICATE ------------------------------------------------------------------
+    def _read_mode_line(self) -> ev.Event | None:
+        lf = self._find_lf()
+        if lf < 0:
+            if len(self._buf) > self.max_line_length:
+                tag = self._tag
+                self._buf.clear()
+                self._scan = 0
+                mode_idle = self._state == _IDLE
+                self._state = _SKIP_LINE
+                return ev.Bad(tag, "Expected DONE" if mode_idle else "Response too long")
+            return ev.NEED_DATA
+        line = bytes(self._buf[:lf])
+        del self._buf[:lf + 1]
+        self._scan = 0
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        tag = self._tag
+        if self._state == _IDLE:
+            self._state = _COMMAND
+            if line.upper() == b"DONE":
+                return ev.IdleDone(tag)
+            return ev.Bad(tag, "Expected DONE")
+        return ev.AuthResponse(tag, line)
+
+    # -- discarding -----------------------------------------------------------------------------
+    def _skip_line(self) -> ev.Event | None:
+        lf = self._buf.find(b"\n")
+        if lf < 0:
+            self._buf.clear()
+            self._scan = 0
+            return ev.NEED_DATA
+        fragment = bytes(self._buf[max(0, lf - 24):lf + 1])
+        del self._buf[:lf + 1]
+        self._scan = self._frag = 0
+        lit = literal_at_end(fragment) if b"}" in fragment else None
+        if lit is not None and not lit[1]:  # the dropped line announced a {n+}: drop it too
+            self._remaining = lit[0]
+            self._state = _SKIP_DATA
+            return None
+        self._state = _COMMAND
+        return None
+
+    def _skip_data(self) -> ev.Event | None:
+        n = min(self._remaining, len(self._buf))
+        del self._buf[:n]
+        self._remaining -= n
+        if self._remaining:
+            return ev.NEED_DATA
+        self._state = _SKIP_LINE
+        self._scan = 0
+        return None
+
+
+__all__ = ["Connection", "Literal", "Quoted", "literal_at_end"]
