@@ -1,1 +1,84 @@
-"""Mail storage: Maildir and mbox in Dovecot's formats, namespaces, index, quota."""
+"""Mail storage: one interface for the protocol code; Maildir in Dovecot's formats behind it.
+
+Use::
+
+    from cote.storage import open_storage
+    mailboxes = open_storage("maildir:~/Maildir", home="/home/u")  # a MailboxList
+    mailboxes.list("*")                                    # [MailboxInfo(name, attributes)]
+    with mailboxes.open("INBOX") as box:                   # a Mailbox: this session's view
+        box.uids, box.flags, box.modseqs                   # columns, index = seq - 1
+        changes = box.sync()                               # SyncChanges(expunged, new, …)
+        uid = box.append(b"…", ["\\\\Seen"])
+        box.store([uid], "+", ["$Forwarded"], unchangedsince=None)
+        box.expunge()
+
+See ``docs/storage.md`` for the whole interface, the on-disk formats and the extension points
+(mbox backend, namespaces, quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cote.storage.api import (
+    AppendTransaction,
+    ChangeWatcher,
+    Mailbox,
+    MailboxInfo,
+    MailboxList,
+    MailboxStatus,
+    MessageDetails,
+    NoQuota,
+    QuotaPolicy,
+    StoreResult,
+    SyncChanges,
+)
+from cote.storage.errors import (
+    InvalidName,
+    MailboxExists,
+    MailboxNotFound,
+    MessageGone,
+    QuotaExceeded,
+    ReadOnly,
+    StorageError,
+)
+from cote.storage.location import MailLocation, parse_location
+from cote.storage.maildir.list import MaildirList
+
+__all__ = [
+    "AppendTransaction",
+    "ChangeWatcher",
+    "InvalidName",
+    "MailLocation",
+    "Mailbox",
+    "MailboxExists",
+    "MailboxInfo",
+    "MailboxList",
+    "MailboxNotFound",
+    "MailboxStatus",
+    "MaildirList",
+    "MessageDetails",
+    "MessageGone",
+    "NoQuota",
+    "QuotaExceeded",
+    "QuotaPolicy",
+    "ReadOnly",
+    "StorageError",
+    "StoreResult",
+    "SyncChanges",
+    "open_storage",
+    "parse_location",
+]
+
+
+def open_storage(location: str | MailLocation, *, home: str | None = None,
+                 separator: str | None = None, mail_fsync: str = "optimized",
+                 quota: QuotaPolicy | None = None,
+                 special_use: Mapping[str, str] | None = None,
+                 create_inbox: bool = True) -> MailboxList:
+    """The mailbox list for a ``mail_location`` (``%`` variables already expanded)."""
+    loc = parse_location(location, home) if isinstance(location, str) else location
+    if loc.driver == "maildir":
+        return MaildirList(loc, separator=separator, mail_fsync=mail_fsync, quota=quota,
+                           special_use=special_use, create_inbox=create_inbox)
+    raise StorageError(f"mail storage {loc.driver!r} is not available yet", code="SERVERBUG")

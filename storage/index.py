@@ -1,0 +1,267 @@
+"""cote's own index: a rebuildable SQLite cache of every mailbox of one user.
+
+One file per user (``cote.index.sqlite`` under ``INDEX=`` or the mail root), WAL mode so
+readers never block the writer. It is never authoritative over Dovecot's files: deleting it
+loses nothing; the next sync rebuilds it with the same UIDs from ``dovecot-uidlist``.
+
+Per mailbox (keyed by its backend path key): UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, the disk
+signature of the last scan (``new/``/``cur/``/uidlist stat), the first UID not yet seen as
+\\Recent, and a keyword table. Per message: UID, file name, flag bits, modseq, internal date,
+physical and CRLF size, and cache columns (ENVELOPE, BODYSTRUCTURE, sort keys) that the IMAP
+layer fills lazily. Expunged UIDs are kept with their modseq (for QRESYNC's VANISHED).
+
+Flag bits are stored as an INTEGER while they fit in 63 bits and as hex TEXT beyond (many
+keywords); :func:`bits_from_db` reads both.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+NAME = "cote.index.sqlite"
+SCHEMA_VERSION = 1
+CACHE_FIELDS = ("envelope", "bodystructure", "sortkeys")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS mailbox(
+    id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, uidvalidity INTEGER NOT NULL DEFAULT 0,
+    uidnext INTEGER NOT NULL DEFAULT 1, highestmodseq INTEGER NOT NULL DEFAULT 1,
+    sig TEXT NOT NULL DEFAULT '', first_recent_uid INTEGER NOT NULL DEFAULT 1,
+    scans INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS keyword(box INTEGER NOT NULL, idx INTEGER NOT NULL,
+    name TEXT NOT NULL, PRIMARY KEY(box, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS msg(
+    box INTEGER NOT NULL, uid INTEGER NOT NULL, fname TEXT NOT NULL, flags NOT NULL,
+    modseq INTEGER NOT NULL, idate REAL NOT NULL, size INTEGER NOT NULL,
+    vsize INTEGER NOT NULL, envelope BLOB, bodystructure BLOB, sortkeys BLOB,
+    PRIMARY KEY(box, uid)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS msg_modseq ON msg(box, modseq);
+CREATE TABLE IF NOT EXISTS expunged(box INTEGER NOT NULL, uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL, PRIMARY KEY(box, uid)) WITHOUT ROWID;
+"""
+
+_INT63 = (1 << 63) - 1
+
+
+def bits_to_db(bits: int) -> int | str:
+    return bits if bits <= _INT63 else format(bits, "x")
+
+
+def bits_from_db(value: int | str) -> int:
+    return value if isinstance(value, int) else int(value, 16)
+
+
+class BoxState(NamedTuple):
+    id: int
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    sig: str
+    first_recent_uid: int
+    scans: int
+
+
+class Index:
+    """The SQLite index file of one user; one connection per process."""
+
+    def __init__(self, path: str, *, file_mode: int = 0o600) -> None:
+        self.path = path
+        self._depth = 0
+        try:
+            self.db = self._open(file_mode)
+        except sqlite3.DatabaseError:
+            # a corrupt cache is thrown away: everything in it is rebuilt from the mail store
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(path + suffix)
+                except FileNotFoundError:
+                    pass
+            self.db = self._open(file_mode)
+
+    def _open(self, file_mode: int) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode))
+        db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self.db = db
+            with self.write():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nested uses join the outer one."""
+        depth = self._depth
+        if depth:
+            self._depth = depth + 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- mailboxes ----------------------------------------------------------------------
+    def box(self, key: str, *, create: bool = True) -> BoxState | None:
+        row = self.db.execute(
+            "SELECT id, uidvalidity, uidnext, highestmodseq, sig, first_recent_uid, scans "
+            "FROM mailbox WHERE key=?", (key,)).fetchone()
+        if row is None and create:
+            with self.write():
+                self.db.execute("INSERT OR IGNORE INTO mailbox(key) VALUES(?)", (key,))
+            return self.box(key, create=False)
+        return BoxState(*row) if row else None
+
+    def box_sig(self, key: str) -> str | None:
+        row = self.db.execute("SELECT sig FROM mailbox WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def update_box(self, box: int, **values: Any) -> None:
+        cols = ", ".join(f"{k}=?" for k in values)
+        self.db.execute(f"UPDATE mailbox SET {cols} WHERE id=?",  # noqa: S608 (fixed names)
+                        (*values.values(), box))
+
+    def forget(self, key_prefix: str, exact: str | None = None) -> None:
+        """Drop the index data of mailboxes (after delete/rename: rebuilt on next open)."""
+        with self.write():
+            rows = self.db.execute(
+                "SELECT id FROM mailbox WHERE key=? OR substr(key, 1, ?)=?",
+                (exact if exact is not None else key_prefix, len(key_prefix), key_prefix),
+            ).fetchall()
+            for (box,) in rows:
+                for table in ("msg", "expunged", "keyword"):
+                    self.db.execute(f"DELETE FROM {table} WHERE box=?", (box,))  # noqa: S608
+                self.db.execute("DELETE FROM mailbox WHERE id=?", (box,))
+
+    def reset_box(self, box: int) -> None:
+        for table in ("msg", "expunged", "keyword"):
+            self.db.execute(f"DELETE FROM {table} WHERE box=?", (box,))  # noqa: S608
+        self.update_box(box, uidvalidity=0, uidnext=1, highestmodseq=1, sig="",
+                        first_recent_uid=1)
+
+    # -- keywords -----------------------------------------------------------------------
+    def keywords(self, box: int) -> list[str]:
+        rows = self.db.execute("SELECT idx, name FROM keyword WHERE box=? ORDER BY idx",
+                               (box,)).fetchall()
+        return [name for _, name in rows]
+
+    def add_keyword(self, box: int, name: str) -> int:
+        """The index of ``name`` in the mailbox keyword table, added when missing."""
+        with self.write():
+            names = self.keywords(box)
+            lower = [n.lower() for n in names]
+            if name.lower() in lower:
+                return lower.index(name.lower())
+            self.db.execute("INSERT INTO keyword VALUES(?, ?, ?)", (box, len(names), name))
+            return len(names)
+
+    # -- messages -----------------------------------------------------------------------
+    def messages(self, box: int) -> list[tuple[int, int | str, int]]:
+        """``(uid, flags, modseq)`` of every message, in UID order."""
+        return self.db.execute("SELECT uid, flags, modseq FROM msg WHERE box=? ORDER BY uid",
+                               (box,)).fetchall()
+
+    def files(self, box: int) -> dict[int, tuple[str, int | str]]:
+        rows = self.db.execute("SELECT uid, fname, flags FROM msg WHERE box=?", (box,))
+        return {uid: (fname, flags) for uid, fname, flags in rows}
+
+    def fname(self, box: int, uid: int) -> str | None:
+        row = self.db.execute("SELECT fname FROM msg WHERE box=? AND uid=?",
+                              (box, uid)).fetchone()
+        return row[0] if row else None
+
+    def changed_since(self, box: int, modseq: int) -> list[tuple[int, int | str, int]]:
+        return self.db.execute(
+            "SELECT uid, flags, modseq FROM msg WHERE box=? AND modseq>? ORDER BY uid",
+            (box, modseq)).fetchall()
+
+    def expunged_since(self, box: int, modseq: int) -> list[int]:
+        rows = self.db.execute(
+            "SELECT uid FROM expunged WHERE box=? AND modseq>? ORDER BY uid", (box, modseq))
+        return [uid for (uid,) in rows]
+
+    def details(self, box: int, uids: Sequence[int]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for i in range(0, len(uids), 500):
+            chunk = list(uids[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            out.extend(self.db.execute(
+                f"SELECT uid, flags, modseq, idate, size, vsize FROM msg "  # noqa: S608
+                f"WHERE box=? AND uid IN ({marks}) ORDER BY uid", (box, *chunk)).fetchall())
+        return out
+
+    def rows(self, box: int, uids: Sequence[int]) -> dict[int, tuple[int, str, int | str, int]]:
+        """``uid -> (uid, fname, flags, modseq)`` for the UIDs that exist."""
+        out: dict[int, tuple[int, str, int | str, int]] = {}
+        for i in range(0, len(uids), 500):
+            chunk = list(uids[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(
+                    f"SELECT uid, fname, flags, modseq FROM msg "  # noqa: S608
+                    f"WHERE box=? AND uid IN ({marks})", (box, *chunk)):
+                out[r[0]] = r
+        return out
+
+    def insert(self, box: int, rows: Sequence[tuple[Any, ...]]) -> None:
+        """rows: ``(uid, fname, flags, modseq, idate, size, vsize)``."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO msg(box, uid, fname, flags, modseq, idate, size, vsize) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?, ?)", [(box, *r) for r in rows])
+
+    def set_file(self, box: int, uid: int, fname: str, flags: int, modseq: int | None) -> None:
+        if modseq is None:
+            self.db.execute("UPDATE msg SET fname=? WHERE box=? AND uid=?", (fname, box, uid))
+        else:
+            self.db.execute("UPDATE msg SET fname=?, flags=?, modseq=? WHERE box=? AND uid=?",
+                            (fname, bits_to_db(flags), modseq, box, uid))
+
+    def remove(self, box: int, uids: Sequence[int], modseq: int) -> None:
+        self.db.executemany("DELETE FROM msg WHERE box=? AND uid=?", [(box, u) for u in uids])
+        self.db.executemany("INSERT OR REPLACE INTO expunged VALUES(?, ?, ?)",
+                            [(box, u, modseq) for u in uids])
+
+    # -- cache columns ------------------------------------------------------------------
+    def cache_get(self, box: int, uid: int, field: str) -> bytes | None:
+        if field not in CACHE_FIELDS:
+            raise ValueError(f"unknown cache field {field!r}")
+        row = self.db.execute(f"SELECT {field} FROM msg WHERE box=? AND uid=?",  # noqa: S608
+                              (box, uid)).fetchone()
+        return row[0] if row else None
+
+    def cache_put(self, box: int, uid: int, field: str, value: bytes) -> None:
+        if field not in CACHE_FIELDS:
+            raise ValueError(f"unknown cache field {field!r}")
+        with self.write():
+            self.db.execute(f"UPDATE msg SET {field}=? WHERE box=? AND uid=?",  # noqa: S608
+                            (value, box, uid))

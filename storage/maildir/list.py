@@ -1,0 +1,263 @@
+"""The Maildir mailbox list: names, hierarchy, subscriptions; opens Maildir mailboxes.
+
+Built from a ``mail_location`` (``cote.storage.location``), a list layout (Maildir++ or fs)
+and cote's per-user index. Quota (``QuotaPolicy``) is consulted on append/copy/move.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import shutil
+from collections.abc import Mapping
+
+from cote.storage import subscriptions as subsfile
+from cote.storage.api import MailboxInfo, MailboxList, NoQuota, QuotaPolicy
+from cote.storage.dotlock import replace_file
+from cote.storage.errors import (
+    InvalidName,
+    MailboxExists,
+    MailboxNotFound,
+    StorageError,
+)
+from cote.storage.index import NAME as INDEX_NAME
+from cote.storage.index import Index
+from cote.storage.location import MailLocation, parse_location
+from cote.storage.maildir import uidlist as ulfile
+from cote.storage.maildir.layout import Layout, Parts, layout_for
+from cote.storage.maildir.mailbox import MaildirMailbox
+from cote.storage.maildir.uidvalidity import next_uidvalidity
+from cote.storage.pattern import compile_pattern, normalize_inbox
+
+FSYNC_MODES = ("optimized", "always", "never")
+
+
+class MaildirList(MailboxList):
+    def __init__(self, location: MailLocation | str, *, home: str | None = None,
+                 separator: str | None = None, mail_fsync: str = "optimized",
+                 quota: QuotaPolicy | None = None,
+                 special_use: Mapping[str, str] | None = None,
+                 create_inbox: bool = True) -> None:
+        loc = parse_location(location, home) if isinstance(location, str) else location
+        if loc.driver != "maildir":
+            raise StorageError(f"MaildirList cannot serve {loc.driver}: storage", code="SERVERBUG")
+        if mail_fsync not in FSYNC_MODES:
+            raise StorageError(f"mail_fsync: unknown value {mail_fsync!r}", code="SERVERBUG")
+        self.loc = loc
+        self.layout: Layout = layout_for(loc)
+        self.separator = separator or self.layout.default_separator
+        self.fsync = mail_fsync
+        self.quota: QuotaPolicy = quota or NoQuota()
+        self.special_use = dict(special_use or {})
+        self.create_inbox = create_inbox
+        os.makedirs(loc.root, mode=0o700, exist_ok=True)
+        mode = os.stat(loc.root).st_mode & 0o777
+        self.dir_mode = mode or 0o700
+        self.file_mode = (mode & 0o666) or 0o600
+        self.uidvalidity_dir = loc.control_root
+        self.subscriptions_path = os.path.join(loc.control_root, subsfile.NAME)
+        os.makedirs(loc.index_root, mode=0o700, exist_ok=True)
+        self.index = Index(os.path.join(loc.index_root, INDEX_NAME), file_mode=self.file_mode)
+        if create_inbox:
+            self._make_mail_dirs(("INBOX",))
+
+    # -- names --------------------------------------------------------------------------
+    def _parts(self, name: str) -> Parts:
+        name = normalize_inbox(name, self.separator)
+        if name.endswith(self.separator) and len(name) > 1:
+            name = name[: -len(self.separator)]
+        if not name:
+            raise InvalidName("Empty mailbox name")
+        parts = tuple(name.split(self.separator)) if self.separator else (name,)
+        self.layout.validate(parts)
+        return parts
+
+    def _name(self, parts: Parts) -> str:
+        return self.separator.join(parts)
+
+    def _existing(self) -> dict[Parts, bool]:
+        found = self.layout.scan()
+        inbox_dir = self.layout.mail_dir(("INBOX",))
+        if os.path.isdir(os.path.join(inbox_dir, "cur")):
+            found[("INBOX",)] = True
+        return found
+
+    def exists(self, name: str) -> bool:
+        parts = self._parts(name)
+        return self._existing().get(parts, False)
+
+    # -- list ---------------------------------------------------------------------------
+    def list(self, pattern: str = "*", *, subscribed: bool = False) -> builtins.list[MailboxInfo]:
+        match = compile_pattern(pattern, self.separator)
+        existing = self._existing()
+        known: dict[Parts, bool | None] = dict(existing)  # None: only a parent of others
+        for parts in existing:
+            for i in range(1, len(parts)):
+                known.setdefault(parts[:i], None)
+        parents = {parts[:-1] for parts in known if len(parts) > 1}
+        subs: set[Parts] = set(self._read_subscriptions()) if subscribed else set()
+        if subscribed:
+            names: builtins.list[Parts] = [*subs]
+        else:
+            names = [*known]
+        out: list[MailboxInfo] = []
+        for parts in sorted(names, key=lambda p: (p != ("INBOX",), p)):
+            name = self._name(parts)
+            if not match(name):
+                continue
+            attrs: set[str] = set()
+            state = known.get(parts, False) if parts in known else None
+            if subscribed:
+                attrs.add("\\Subscribed")
+                if parts not in known:
+                    attrs.add("\\NonExistent")
+            if parts in known and not state:
+                attrs.add("\\Noselect")
+            if parts in known:
+                attrs.add("\\HasChildren" if parts in parents else "\\HasNoChildren")
+            use = self.special_use.get(name)
+            if use:
+                attrs.update(use.split())
+            out.append(MailboxInfo(name, frozenset(attrs)))
+        return out
+
+    # -- create / delete / rename -------------------------------------------------------
+    def _make_mail_dirs(self, parts: Parts) -> None:
+        d = self.layout.mail_dir(parts)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(d, sub), mode=self.dir_mode, exist_ok=True)
+        control = self.layout.control_dir(parts)
+        if control != d:
+            os.makedirs(control, mode=self.dir_mode, exist_ok=True)
+        if self.loc.layout == "maildir++" and parts != ("INBOX",):
+            os.close(os.open(os.path.join(d, "maildirfolder"), os.O_WRONLY | os.O_CREAT,
+                             self.file_mode))
+
+    def create(self, name: str) -> None:
+        parts = self._parts(name)
+        if self._existing().get(parts):
+            raise MailboxExists(name)
+        if parts == ("INBOX",) and not self.create_inbox:
+            pass
+        self._make_mail_dirs(parts)
+        # a new mailbox gets its UIDVALIDITY at once, as Dovecot's CREATE does
+        uidlist_path = os.path.join(self.layout.control_dir(parts), ulfile.NAME)
+        if not os.path.exists(uidlist_path):
+            ul = ulfile.Uidlist(uidvalidity=next_uidvalidity(self.uidvalidity_dir),
+                                guid=ulfile.new_guid())
+            tmp = uidlist_path + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+            try:
+                os.write(fd, ulfile.format(ul))
+                if self.fsync != "never":
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, uidlist_path)
+
+    def delete(self, name: str) -> None:
+        parts = self._parts(name)
+        if parts == ("INBOX",):
+            raise StorageError("INBOX can't be deleted.", code="CANNOT")
+        existing = self._existing()
+        if parts not in existing:
+            raise MailboxNotFound(name)
+        has_children = any(p[: len(parts)] == parts and p != parts for p in existing)
+        mbox_dir = self.layout.mailbox_dir(parts)
+        control = self.layout.control_dir(parts)
+        if self.loc.layout == "fs" and has_children:
+            if not existing[parts]:
+                raise StorageError("Mailbox has children, delete them first", code="INUSE")
+            # keep the directory as a \Noselect parent; drop the mail
+            mail = self.layout.mail_dir(parts)
+            for sub in ("cur", "new", "tmp"):
+                shutil.rmtree(os.path.join(mail, sub), ignore_errors=True)
+            for f in (ulfile.NAME, "dovecot-keywords"):
+                try:
+                    os.unlink(os.path.join(control, f))
+                except FileNotFoundError:
+                    pass
+        else:
+            trash = os.path.join(os.path.dirname(mbox_dir), "..DOVECOT-TRASHED")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.rename(mbox_dir, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            if control != self.layout.mail_dir(parts):
+                shutil.rmtree(control, ignore_errors=True)
+        self.index.forget(self.layout.relative(parts), exact=self.layout.relative(parts))
+
+    def rename(self, old: str, new: str) -> None:
+        old_parts, new_parts = self._parts(old), self._parts(new)
+        if old_parts == ("INBOX",):
+            raise StorageError("Renaming INBOX isn't supported", code="CANNOT")
+        existing = self._existing()
+        if not any(p[: len(old_parts)] == old_parts for p in existing):
+            raise MailboxNotFound(old)
+        if new_parts in existing:
+            raise MailboxExists(new)
+        if new_parts[: len(old_parts)] == old_parts:
+            raise StorageError("Can't rename mailbox under itself.", code="CANNOT")
+        pairs = self.layout.rename_map(old_parts, new_parts, existing)
+        for src, dst in pairs:
+            os.makedirs(os.path.dirname(dst), mode=self.dir_mode, exist_ok=True)
+            os.rename(src, dst)
+        if self.loc.control is not None:
+            croot = self.loc.control
+            for src, dst in pairs:
+                csrc = os.path.join(croot, os.path.relpath(src, self.loc.root))
+                cdst = os.path.join(croot, os.path.relpath(dst, self.loc.root))
+                if os.path.exists(csrc):
+                    os.makedirs(os.path.dirname(cdst), mode=self.dir_mode, exist_ok=True)
+                    os.rename(csrc, cdst)
+        rel = self.layout.relative(old_parts)
+        prefix = rel + ("." if self.loc.layout == "maildir++" else "/")
+        self.index.forget(prefix, exact=rel)
+
+    # -- subscriptions ------------------------------------------------------------------
+    def _read_subscriptions(self) -> builtins.list[Parts]:
+        try:
+            with open(self.subscriptions_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        out: builtins.list[Parts] = []
+        for disk_parts in subsfile.parse(data, self.separator):
+            out.append(tuple(self.layout.decode(p) for p in disk_parts))
+        return out
+
+    def _write_subscriptions(self, names: builtins.list[Parts]) -> None:
+        disk = [tuple(self.layout.encode(p) for p in parts) for parts in names]
+        replace_file(self.subscriptions_path, subsfile.format(disk), mode=self.file_mode,
+                     fsync=self.fsync != "never")
+
+    def subscribe(self, name: str) -> None:
+        parts = self._parts(name)
+        if parts not in self._existing():
+            raise MailboxNotFound(name)
+        subs = self._read_subscriptions()
+        if parts not in subs:
+            subs.append(parts)
+            self._write_subscriptions(subs)
+
+    def unsubscribe(self, name: str) -> None:
+        parts = self._parts(name)
+        subs = self._read_subscriptions()
+        if parts in subs:
+            subs.remove(parts)
+            self._write_subscriptions(subs)
+
+    def subscriptions(self) -> builtins.list[str]:
+        return [self._name(p) for p in self._read_subscriptions()]
+
+    # -- mailboxes ----------------------------------------------------------------------
+    def open(self, name: str, *, readonly: bool = False) -> MaildirMailbox:
+        parts = self._parts(name)
+        if not self._existing().get(parts):
+            if parts == ("INBOX",) and self.create_inbox:
+                self._make_mail_dirs(parts)
+            else:
+                raise MailboxNotFound(name)
+        return MaildirMailbox(self, self._name(parts), parts, readonly)
+
+    def close(self) -> None:
+        self.index.close()

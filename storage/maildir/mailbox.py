@@ -1,0 +1,828 @@
+"""A Maildir mailbox: sync with ``dovecot-uidlist``, append, flags, expunge, copy.
+
+Locking order, to never deadlock: the uidlist dotlock may be taken first and the index write
+transaction inside it, never the other way round. Every rename or unlink of a message file
+that cote does (flag change, expunge, ``new/`` -> ``cur/``) happens under the uidlist lock,
+as Dovecot does it, so a scan made under the lock sees a stable directory.
+
+Crash safety: messages are written in ``tmp/`` (fsync per ``mail_fsync``) and renamed into
+``new/`` or ``cur/`` under the lock before their uidlist records are appended; a file that a
+crash left without a record gets the next UID at the next sync, so a message is never lost or
+doubled and no UID is reused. The uidlist is only ever appended to (whole lines, after
+checking the file ends in a newline) or replaced by rename of ``dovecot-uidlist.tmp``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+
+from cote.storage import flags as F
+from cote.storage.api import (
+    AppendTransaction,
+    ChangeWatcher,
+    Mailbox,
+    MailboxStatus,
+    MessageDetails,
+    StoreResult,
+    SyncChanges,
+)
+from cote.storage.dotlock import Dotlock, replace_file
+from cote.storage.errors import MessageGone, ReadOnly, StorageError
+from cote.storage.index import bits_from_db, bits_to_db
+from cote.storage.maildir import filename as fn
+from cote.storage.maildir import keywords as kwfile
+from cote.storage.maildir import uidlist as ulfile
+from cote.storage.maildir.uidvalidity import next_uidvalidity
+from cote.storage.notify import watch
+
+if TYPE_CHECKING:
+    from cote.storage.maildir.list import MaildirList
+
+#: a directory changed less than this long ago may still change within the same mtime tick
+DIRTY_SECS = 1.0
+_CHUNK = 1 << 16
+
+
+class Scan(NamedTuple):
+    files: dict[str, str]  # base -> "new/<name>" | "cur/<name>"
+    uidlist: ulfile.Uidlist | None
+    slots: list[str | None]
+
+
+class SizeCounter:
+    """Counts octets and bare LFs of a stream fed in chunks: vsize = size + bare LFs."""
+
+    __slots__ = ("bare", "prev", "size")
+
+    def __init__(self) -> None:
+        self.size = self.bare = 0
+        self.prev = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.bare += chunk.count(b"\n") - chunk.count(b"\r\n")
+        if self.prev == b"\r" and chunk[:1] == b"\n":
+            self.bare -= 1
+        self.prev = chunk[-1:]
+
+    @property
+    def vsize(self) -> int:
+        return self.size + self.bare
+
+
+def count_vsize(f: BinaryIO) -> tuple[int, int]:
+    """``(size, vsize)`` of a stream: vsize counts every bare LF as CRLF."""
+    counter = SizeCounter()
+    while chunk := f.read(_CHUNK):
+        counter.feed(chunk)
+    return counter.size, counter.vsize
+
+
+class MaildirMailbox(Mailbox):
+    #: expunged records left in dovecot-uidlist before it is rewritten without them
+    rewrite_min_dead = 64
+
+    def __init__(self, mlist: MaildirList, name: str, parts: tuple[str, ...],
+                 readonly: bool) -> None:
+        self.mlist = mlist
+        self.name = name
+        self.readonly = readonly
+        layout = mlist.layout
+        self.path = layout.mail_dir(parts)
+        self.control = layout.control_dir(parts)
+        self.key = layout.relative(parts)
+        self.uidlist_path = os.path.join(self.control, ulfile.NAME)
+        self.keywords_path = os.path.join(self.control, kwfile.NAME)
+        self.index = mlist.index
+        self.scans = 0  # full directory scans done by this view (tests prove no-op syncs)
+        self.uids = array("I")
+        self.flags = []
+        self.modseqs = array("Q")
+        self.keywords = []
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.highestmodseq = 1
+        self._view_modseq = -1
+        self._recent: list[tuple[int, int]] = []
+        state = self.index.box(self.key)
+        assert state is not None
+        self._box = state.id
+        self.sync()
+
+    # -- paths and locks ----------------------------------------------------------------
+    def _full(self, fname: str) -> str:
+        return os.path.join(self.path, fname)
+
+    def _lock(self) -> Dotlock:
+        return Dotlock(self.uidlist_path, mode=self.mlist.file_mode)
+
+    def _disk_sig(self) -> str:
+        parts: list[str] = []
+        now = time.time()
+        dirty = False
+        for sub in ("new", "cur"):
+            st = os.stat(os.path.join(self.path, sub))
+            parts.append(str(st.st_mtime_ns))
+            if now - st.st_mtime < DIRTY_SECS:
+                dirty = True
+        for p in (self.uidlist_path, self.keywords_path):
+            try:
+                st = os.stat(p)
+                parts.append(f"{st.st_ino}.{st.st_size}.{st.st_mtime_ns}")
+            except FileNotFoundError:
+                parts.append("-")
+        # a dirty signature never matches: the next sync scans again
+        return ("dirty:" if dirty else "") + ":".join(parts)
+
+    def _scan(self) -> Scan:
+        self.scans += 1
+        files: dict[str, str] = {}
+        for sub in ("new", "cur"):
+            with os.scandir(os.path.join(self.path, sub)) as it:
+                for e in it:
+                    n = e.name
+                    if n[0] == ".":
+                        continue
+                    base = fn.base_of(n)
+                    if sub == "new" and base in files:
+                        continue
+                    files[base] = f"{sub}/{n}"
+        try:
+            ul, _ = ulfile.read(self.uidlist_path)
+        except ulfile.UidlistError:
+            ul = None
+        return Scan(files, ul, self._read_slots())
+
+    def _read_slots(self) -> list[str | None]:
+        try:
+            with open(self.keywords_path, "rb") as f:
+                return kwfile.parse(f.read())
+        except FileNotFoundError:
+            return [None] * kwfile.MAX
+
+    # -- sync ---------------------------------------------------------------------------
+    def sync(self) -> SyncChanges:
+        """Bring the index up to date with the disk (if it changed), then this view."""
+        self._sync_disk()
+        return self._refresh_view()
+
+    def _needs_lock(self, scan: Scan, known: dict[int, tuple[str, int | str]]) -> bool:
+        ul = scan.uidlist
+        if ul is None:
+            return True
+        by_base = ul.by_base()
+        if any(base not in by_base for base in scan.files):
+            return True
+        if not self.readonly and any(f.startswith("new/") for f in scan.files.values()):
+            return True
+        live = {by_base[b] for b in scan.files}
+        return any(uid not in live for uid in known)
+
+    def _sync_disk(self) -> None:
+        for _ in range(10):
+            sig = self._disk_sig()
+            if self.index.box_sig(self.key) == sig:
+                return
+            with self.index.write():
+                state = self.index.box(self.key)
+                assert state is not None
+                if state.sig == sig:
+                    return
+                scan = self._scan()
+                known = self.index.files(self._box)
+                if not self._needs_lock(scan, known):
+                    self._apply(scan, sig, known)
+                    return
+            with self._lock() as lock:
+                sig = self._disk_sig()
+                scan = self._fix_locked(self._scan(), lock)
+                with self.index.write():
+                    self._apply(scan, sig, self.index.files(self._box))
+                return
+
+    def _fix_locked(self, scan: Scan, lock: Dotlock) -> Scan:
+        """Under the uidlist lock: create the uidlist, give files UIDs, move new/ -> cur/."""
+        ul = scan.uidlist
+        rewrite = False
+        if ul is None:
+            ul = ulfile.Uidlist(uidvalidity=self._new_uidvalidity(), guid=ulfile.new_guid())
+            rewrite = True
+        by_base = ul.by_base()
+        fresh = sorted(b for b in scan.files if b not in by_base)
+        start = len(ul.uids)
+        uid = ul.real_next_uid
+        for base in fresh:
+            ul.add(uid, base)
+            uid += 1
+        files = dict(scan.files)
+        if not self.readonly:
+            for base, fname in scan.files.items():
+                if fname.startswith("new/"):
+                    lock.touch()
+                    dest = f"cur/{fname[4:]}{fn.INFO_SEP}"
+                    try:
+                        os.rename(self._full(fname), self._full(dest))
+                        files[base] = dest
+                    except FileNotFoundError:
+                        files.pop(base, None)
+        if rewrite:
+            self._write_uidlist(ul)
+        elif fresh:
+            self._append_uidlist(ul, start)
+        return Scan(files, ul, scan.slots)
+
+    def _new_uidvalidity(self) -> int:
+        return next_uidvalidity(self.mlist.uidvalidity_dir)
+
+    def _write_uidlist(self, ul: ulfile.Uidlist) -> None:
+        tmp = self.uidlist_path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mlist.file_mode)
+        try:
+            os.write(fd, ulfile.format(ul))
+            if self.mlist.fsync != "never":
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.uidlist_path)
+
+    def _append_uidlist(self, ul: ulfile.Uidlist, start: int) -> None:
+        data = ulfile.format_records(ul.uids[start:], ul.exts[start:], ul.bases[start:])
+        try:
+            fd = os.open(self.uidlist_path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            self._write_uidlist(ul)
+            return
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0 or os.pread(fd, 1, size - 1) != b"\n":
+                os.close(fd)
+                fd = -1
+                self._write_uidlist(ul)  # a torn last line: rewrite rather than extend it
+                return
+            os.write(fd, data)
+            if self.mlist.fsync != "never":
+                os.fsync(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _keyword_table(self) -> dict[str, int]:
+        return {name.lower(): i for i, name in enumerate(self.index.keywords(self._box))}
+
+    def _bits_from_name(self, fname: str, slots: list[str | None], table: dict[str, int],
+                        old_bits: int) -> int:
+        _, letters = fn.split(fname[4:])
+        bits, kw_letters, _ = fn.parse_flags(letters or "")
+        in_file = {s.lower() for s in slots if s}
+        for ch in kw_letters:
+            name = slots[kwfile.index_of_letter(ch)]
+            if name is None:
+                continue
+            idx = table.get(name.lower())
+            if idx is None:
+                idx = self.index.add_keyword(self._box, name)
+                table[name.lower()] = idx
+            bits |= F.keyword_bit(idx)
+        if old_bits >> F.KEYWORD_SHIFT:
+            names = self.index.keywords(self._box)
+            for i in F.keyword_indexes(old_bits):
+                if i < len(names) and names[i].lower() not in in_file:
+                    bits |= F.keyword_bit(i)  # a keyword without a letter lives in the index
+        return bits
+
+    def _sizes(self, fname: str, base: str, ext: str) -> tuple[float, int, int] | None:
+        path = self._full(fname)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        size, vsize = fn.sizes(base)
+        if vsize is None:
+            for fld in ext.split():
+                if fld[:1] == "W" and fld[1:].isdigit():
+                    vsize = int(fld[1:])
+        if vsize is None:
+            try:
+                with open(path, "rb") as f:
+                    _, vsize = count_vsize(f)
+            except FileNotFoundError:
+                return None
+        return st.st_mtime, size if size is not None else st.st_size, vsize
+
+    def _apply(self, scan: Scan, sig: str, known: dict[int, tuple[str, int | str]]) -> None:
+        """Inside an index write transaction: make the index match the scan."""
+        state = self.index.box(self.key)
+        assert state is not None
+        ul = scan.uidlist
+        if ul is None:
+            return
+        if ul.uidvalidity != state.uidvalidity:
+            self.index.reset_box(self._box)
+            known = {}
+            state = state._replace(highestmodseq=1)
+        modseq = state.highestmodseq + 1
+        changed = False
+        live: dict[int, tuple[str, str, str]] = {}
+        for uid, ext, base in zip(ul.uids, ul.exts, ul.bases, strict=True):
+            fname = scan.files.get(base)
+            if fname is not None:
+                live[uid] = (fname, base, ext)
+        gone = [uid for uid in known if uid not in live]
+        if gone:
+            self.index.remove(self._box, gone, modseq)
+            changed = True
+        table = self._keyword_table()
+        rows = []
+        for uid, (fname, base, ext) in live.items():
+            old = known.get(uid)
+            if old is None:
+                info = self._sizes(fname, base, ext)
+                if info is None:
+                    sig = ""  # vanished while we looked: scan again next time
+                    continue
+                bits = self._bits_from_name(fname, scan.slots, table, 0)
+                rows.append((uid, fname, bits_to_db(bits), modseq, *info))
+            elif old[0] != fname:
+                old_bits = bits_from_db(old[1])
+                bits = self._bits_from_name(fname, scan.slots, table, old_bits)
+                if bits != old_bits:
+                    self.index.set_file(self._box, uid, fname, bits, modseq)
+                    changed = True
+                else:
+                    self.index.set_file(self._box, uid, fname, bits, None)
+        if rows:
+            self.index.insert(self._box, rows)
+            changed = True
+        self.index.update_box(
+            self._box, uidvalidity=ul.uidvalidity, uidnext=ul.real_next_uid,
+            highestmodseq=modseq if changed else state.highestmodseq,
+            sig=sig, scans=state.scans + 1)
+
+    # -- the session view ---------------------------------------------------------------
+    def _refresh_view(self) -> SyncChanges:
+        db = self.index.db
+        db.execute("BEGIN")
+        try:
+            state = self.index.box(self.key, create=False)
+            assert state is not None
+            self.keywords = self.index.keywords(self._box)
+            if self._view_modseq < 0 or state.uidvalidity != self.uidvalidity:
+                reset = self._view_modseq >= 0
+                rows = self.index.messages(self._box)
+                self.uids = array("I", [r[0] for r in rows])
+                self.flags = [bits_from_db(r[1]) for r in rows]
+                self.modseqs = array("Q", [r[2] for r in rows])
+                expunged: list[int] = []
+                new = len(rows)
+                flag_changes: list[int] = []
+            else:
+                reset = False
+                expunged = [u for u in self.index.expunged_since(self._box, self._view_modseq)
+                            if self.seq_of(u) is not None]
+                changes = self.index.changed_since(self._box, self._view_modseq)
+                new, flag_changes = self._apply_view_changes(expunged, changes)
+            self.uidvalidity = state.uidvalidity
+            self.uidnext = state.uidnext
+            self.highestmodseq = state.highestmodseq
+            self._view_modseq = state.highestmodseq
+        finally:
+            db.execute("COMMIT")
+        if not self.readonly:
+            self._claim_recent()
+        return SyncChanges(expunged, new, flag_changes, reset)
+
+    def _apply_view_changes(self, expunged: list[int],
+                            changes: list[tuple[int, int | str, int]]) -> tuple[int, list[int]]:
+        if expunged:
+            gone = set(expunged)
+            keep = [i for i, u in enumerate(self.uids) if u not in gone]
+            self.uids = array("I", [self.uids[i] for i in keep])
+            self.flags = [self.flags[i] for i in keep]
+            self.modseqs = array("Q", [self.modseqs[i] for i in keep])
+        new = 0
+        flag_changes: list[int] = []
+        for uid, flags_db, modseq in changes:
+            bits = bits_from_db(flags_db)
+            seq = self.seq_of(uid)
+            if seq is not None:
+                if self.flags[seq - 1] != bits or self.modseqs[seq - 1] != modseq:
+                    if self.flags[seq - 1] != bits:
+                        flag_changes.append(uid)
+                    self.flags[seq - 1] = bits
+                    self.modseqs[seq - 1] = modseq
+            elif not self.uids or uid > self.uids[-1]:
+                self.uids.append(uid)
+                self.flags.append(bits)
+                self.modseqs.append(modseq)
+                new += 1
+        return new, flag_changes
+
+    def _claim_recent(self) -> None:
+        """The first session that sees a message gets it as \\Recent (RFC 3501)."""
+        state = self.index.box(self.key, create=False)
+        assert state is not None
+        if state.first_recent_uid >= self.uidnext:
+            return
+        with self.index.write():
+            state = self.index.box(self.key, create=False)
+            assert state is not None
+            first = state.first_recent_uid
+            if first < self.uidnext:
+                self.index.update_box(self._box, first_recent_uid=self.uidnext)
+                self._recent.append((first, self.uidnext - 1))
+
+    def recent_uids(self) -> list[int]:
+        return [u for u in self.uids if any(lo <= u <= hi for lo, hi in self._recent)]
+
+    def status(self) -> MailboxStatus:
+        row = self.index.db.execute(
+            "SELECT count(*), coalesce(sum(vsize), 0), "
+            "coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0) "
+            "FROM msg WHERE box=?", (self._box,)).fetchone()
+        state = self.index.box(self.key, create=False)
+        assert state is not None
+        recent = self.index.db.execute(
+            "SELECT count(*) FROM msg WHERE box=? AND uid>=?",
+            (self._box, state.first_recent_uid)).fetchone()[0] + len(self.recent_uids())
+        return MailboxStatus(messages=row[0], recent=recent, uidnext=state.uidnext,
+                             uidvalidity=state.uidvalidity, unseen=row[2],
+                             highestmodseq=state.highestmodseq, size=row[1], deleted=row[3])
+
+    def details(self, uids: Sequence[int]) -> list[MessageDetails]:
+        return [MessageDetails(r[0], bits_from_db(r[1]), r[2], r[3], r[4], r[5])
+                for r in self.index.details(self._box, uids)]
+
+    # -- message bytes ------------------------------------------------------------------
+    def _locate(self, fname: str) -> str | None:
+        """The current name of a message whose file was renamed by someone else."""
+        base = fn.base_of(fname[4:])
+        for sub in ("cur", "new"):
+            with os.scandir(os.path.join(self.path, sub)) as it:
+                for e in it:
+                    if fn.base_of(e.name) == base:
+                        return f"{sub}/{e.name}"
+        return None
+
+    def open_message(self, uid: int) -> BinaryIO:
+        fname = self.index.fname(self._box, uid)
+        if fname is None:
+            raise MessageGone(uid)
+        try:
+            return open(self._full(fname), "rb")
+        except FileNotFoundError:
+            current = self._locate(fname)
+            if current is None:
+                raise MessageGone(uid) from None
+            return open(self._full(current), "rb")
+
+    # -- append -------------------------------------------------------------------------
+    def begin_append(self) -> MaildirAppend:
+        if self.readonly:
+            raise ReadOnly()
+        return MaildirAppend(self)
+
+    def _keyword_letters(self, names: Iterable[str], lock: Dotlock | None
+                         ) -> list[str | None]:
+        """dovecot-keywords slots with a letter for each keyword in ``names`` (if room)."""
+        slots = self._read_slots()
+        have = {s.lower() for s in slots if s}
+        missing = [n for n in dict.fromkeys(names) if n.lower() not in have]
+        if not missing or None not in slots:
+            return slots
+        if lock is None:
+            with self._lock() as held:
+                return self._keyword_letters(names, held)
+        slots = self._read_slots()  # re-read under the lock
+        have = {s.lower() for s in slots if s}
+        dirty = False
+        for name in missing:
+            if name.lower() in have or None not in slots:
+                continue
+            slots[slots.index(None)] = name
+            have.add(name.lower())
+            dirty = True
+        if dirty:
+            replace_file(self.keywords_path, kwfile.format(slots), mode=self.mlist.file_mode,
+                         fsync=self.mlist.fsync != "never", steal=True)
+        return slots
+
+    def _letters_for(self, bits: int, slots: list[str | None], other: str = "") -> str:
+        kws = self.index.keywords(self._box) if bits >> F.KEYWORD_SHIFT else []
+        pos = {s.lower(): i for i, s in enumerate(slots) if s}
+        letters = []
+        for i in F.keyword_indexes(bits):
+            if i < len(kws):
+                slot = pos.get(kws[i].lower())
+                if slot is not None:
+                    letters.append(kwfile.letter(slot))
+        return fn.format_flags(bits & F.SYSTEM_MASK, "".join(letters), other)
+
+    def _bits_for_names(self, names: Iterable[str]) -> tuple[int, list[str]]:
+        bits = 0
+        kws: list[str] = []
+        for name in names:
+            b = F.system_bit(name)
+            if b is not None:
+                bits |= b
+            elif name.startswith("\\"):
+                if name.lower() != "\\recent":
+                    raise StorageError(f"Invalid system flag {name}", code="CANNOT")
+            else:
+                bits |= F.keyword_bit(self.index.add_keyword(self._box, name))
+                kws.append(name)
+        return bits, kws
+
+    # -- flags --------------------------------------------------------------------------
+    def store(self, uids: Sequence[int], mode: str, flags: Iterable[str],
+              unchangedsince: int | None = None) -> StoreResult:
+        if self.readonly:
+            raise ReadOnly()
+        if mode not in ("+", "-", "="):
+            raise ValueError(f"bad store mode {mode!r}")
+        mask, kw_names = self._bits_for_names(flags)
+        changed: list[int] = []
+        modified: list[int] = []
+        with self._lock() as lock:
+            slots = self._keyword_letters(kw_names, lock) if mode != "-" else self._read_slots()
+            with self.index.write():
+                state = self.index.box(self.key, create=False)
+                assert state is not None
+                modseq = state.highestmodseq + 1
+                rows = self.index.rows(self._box, uids)
+                for uid in uids:
+                    row = rows.get(uid)
+                    if row is None:
+                        continue
+                    if unchangedsince is not None and row[3] > unchangedsince:
+                        modified.append(uid)
+                        continue
+                    old = bits_from_db(row[2])
+                    new = old | mask if mode == "+" else old & ~mask if mode == "-" else mask
+                    if new == old:
+                        continue
+                    lock.touch()
+                    fname = self._rename_for_flags(row[1], new, slots)
+                    if fname is None:
+                        continue
+                    self.index.set_file(self._box, uid, fname, new, modseq)
+                    changed.append(uid)
+                    seq = self.seq_of(uid)
+                    if seq is not None:
+                        self.flags[seq - 1] = new
+                        self.modseqs[seq - 1] = modseq
+                if changed:
+                    self.index.update_box(self._box, highestmodseq=modseq)
+        return StoreResult(changed, modified)
+
+    def _rename_for_flags(self, fname: str, bits: int, slots: list[str | None]) -> str | None:
+        for _ in range(2):
+            _, letters = fn.split(fname[4:])
+            base = fn.base_of(fname[4:])
+            _, _, other = fn.parse_flags(letters or "")
+            dest = f"cur/{fn.with_flags(base, self._letters_for(bits, slots, other))}"
+            if dest == fname:
+                return fname
+            try:
+                os.rename(self._full(fname), self._full(dest))
+                return dest
+            except FileNotFoundError:
+                current = self._locate(fname)
+                if current is None:
+                    return None
+                fname = current
+        return None
+
+    # -- expunge ------------------------------------------------------------------------
+    def expunge(self, uids: Sequence[int] | None = None) -> list[int]:
+        if self.readonly:
+            raise ReadOnly()
+        cur = self.index.db.execute(
+            "SELECT uid FROM msg WHERE box=? AND (flags & 8) != 0 ORDER BY uid", (self._box,))
+        deleted = [u for (u,) in cur]
+        if uids is not None:
+            wanted = set(uids)
+            deleted = [u for u in deleted if u in wanted]
+        return self._expunge_uids(deleted)
+
+    def _expunge_uids(self, uids: Sequence[int]) -> list[int]:
+        if not uids:
+            return []
+        done: list[int] = []
+        freed = 0
+        with self._lock() as lock:
+            with self.index.write():
+                state = self.index.box(self.key, create=False)
+                assert state is not None
+                modseq = state.highestmodseq + 1
+                for uid in uids:
+                    row = self.index.db.execute(
+                        "SELECT fname, size FROM msg WHERE box=? AND uid=?",
+                        (self._box, uid)).fetchone()
+                    if row is None:
+                        continue
+                    lock.touch()
+                    fname: str | None = row[0]
+                    while fname is not None:
+                        try:
+                            os.unlink(self._full(fname))
+                            break
+                        except FileNotFoundError:
+                            fname = self._locate(fname)
+                    done.append(uid)
+                    freed += row[1]
+                if done:
+                    self.index.remove(self._box, done, modseq)
+                    self.index.update_box(self._box, highestmodseq=modseq)
+            self._maybe_rewrite_uidlist(lock)
+        if done:
+            self.mlist.quota.changed(self.name, -freed, -len(done))
+        return done
+
+    def _maybe_rewrite_uidlist(self, lock: Dotlock) -> None:
+        try:
+            ul, _ = ulfile.read(self.uidlist_path)
+        except ulfile.UidlistError:
+            return
+        if ul is None:
+            return
+        live = {r[0] for r in self.index.db.execute("SELECT uid FROM msg WHERE box=?",
+                                                    (self._box,))}
+        dead = sum(1 for u in ul.uids if u not in live)
+        if dead < self.rewrite_min_dead:
+            return
+        scan = self._scan()
+        keep = ulfile.Uidlist(version=3, uidvalidity=ul.uidvalidity, next_uid=ul.real_next_uid,
+                              guid=ul.guid, header_extra=ul.header_extra)
+        for uid, ext, base in zip(ul.uids, ul.exts, ul.bases, strict=True):
+            if base in scan.files:
+                keep.add(uid, base, ext)
+        lock.touch()
+        self._write_uidlist(keep)
+
+    # -- copy ---------------------------------------------------------------------------
+    def copy(self, uids: Sequence[int], dest: Mailbox) -> list[tuple[int, int]]:
+        if not isinstance(dest, MaildirMailbox):
+            # another backend: stream through its append
+            tx: AppendTransaction = dest.begin_append()
+            src_uids = []
+            with tx:
+                for d in self.details(uids):
+                    with self.open_message(d.uid) as f:
+                        tx.add(f, self.flag_names(d.flags), d.internal_date)
+                    src_uids.append(d.uid)
+                return list(zip(src_uids, tx.commit(), strict=True))
+        mtx = dest.begin_append()
+        src_uids = []
+        with mtx:
+            for d in self.details(uids):
+                fname = self.index.fname(self._box, d.uid)
+                if fname is None:
+                    continue
+                mtx.add_link(self, fname, d)
+                src_uids.append(d.uid)
+            return list(zip(src_uids, mtx.commit(), strict=True))
+
+    # -- cache, notification ------------------------------------------------------------
+    def cache_get(self, uid: int, field: str) -> bytes | None:
+        return self.index.cache_get(self._box, uid, field)
+
+    def cache_put(self, uid: int, field: str, value: bytes) -> None:
+        self.index.cache_put(self._box, uid, field, value)
+
+    def watch(self) -> ChangeWatcher:
+        dirs = [os.path.join(self.path, "new"), os.path.join(self.path, "cur")]
+        if self.control != self.path:
+            dirs.append(self.control)
+        return watch(dirs)
+
+    def close(self) -> None:
+        return None
+
+
+class _Pending(NamedTuple):
+    tmp: str
+    base: str
+    size: int
+    vsize: int
+    bits: int
+    keywords: list[str]
+
+
+class MaildirAppend(AppendTransaction):
+    """Messages go to ``tmp/`` as they are added; ``commit`` renames them and gives UIDs."""
+
+    def __init__(self, box: MaildirMailbox) -> None:
+        self.box = box
+        self.pending: list[_Pending] = []
+        self.tmp_dir = os.path.join(box.path, "tmp")
+
+    def add(self, data: bytes | BinaryIO, flags: Iterable[str] = (),
+            internal_date: float | None = None) -> None:
+        bits, kws = self.box._bits_for_names(flags)
+        base = fn.new_base()
+        tmp = os.path.join(self.tmp_dir, base)
+        src: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.box.mlist.file_mode)
+        counter = SizeCounter()
+        try:
+            while chunk := src.read(_CHUNK):
+                counter.feed(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            if internal_date is not None:
+                os.utime(fd, (internal_date, internal_date))
+            if self.box.mlist.fsync != "never":
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        self.pending.append(_Pending(tmp, base, counter.size, counter.vsize, bits, kws))
+
+    def add_link(self, src: MaildirMailbox, fname: str, d: MessageDetails) -> None:
+        """Copy by hard link (Dovecot's maildir_copy_with_hardlinks), else by bytes."""
+        base = fn.new_base()
+        tmp = os.path.join(self.tmp_dir, base)
+        names = src.flag_names(d.flags)
+        bits, kws = self.box._bits_for_names(names)
+        path = src._full(fname)
+        try:
+            os.link(path, tmp)
+        except FileNotFoundError:
+            current = src._locate(fname)
+            if current is None:
+                raise MessageGone(d.uid) from None
+            os.link(src._full(current), tmp)
+        except OSError:
+            with src.open_message(d.uid) as f:
+                self.add(f, names, d.internal_date)
+            return
+        self.pending.append(_Pending(tmp, base, d.size, d.vsize, bits, kws))
+
+    def commit(self) -> list[int]:
+        box = self.box
+        total = sum(p.size for p in self.pending)
+        box.mlist.quota.check(box.name, total, len(self.pending))
+        if not self.pending:
+            return []
+        all_kws = [k for p in self.pending for k in p.keywords]
+        uids: list[int] = []
+        with box._lock() as lock:
+            slots = box._keyword_letters(all_kws, lock) if all_kws else box._read_slots()
+            try:
+                ul, _ = ulfile.read(box.uidlist_path)
+            except ulfile.UidlistError:
+                ul = None
+            if ul is None:
+                # no (valid) uidlist yet: a full locked sync creates it first
+                ul = box._fix_locked(box._scan(), lock).uidlist
+                assert ul is not None
+            start = len(ul.uids)
+            uid = ul.real_next_uid
+            rows = []
+            for p in self.pending:
+                lock.touch()
+                name = f"{p.base},S={p.size},W={p.vsize}"
+                if p.bits:
+                    fname = f"cur/{fn.with_flags(name, box._letters_for(p.bits, slots))}"
+                else:
+                    fname = f"new/{name}"
+                os.rename(p.tmp, box._full(fname))
+                idate = os.stat(box._full(fname)).st_mtime
+                ul.add(uid, name)
+                rows.append((uid, fname, bits_to_db(p.bits), 0, idate, p.size, p.vsize))
+                uids.append(uid)
+                uid += 1
+            if box.mlist.fsync == "always":
+                for sub in ("new", "cur"):
+                    dfd = os.open(os.path.join(box.path, sub), os.O_RDONLY)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
+            box._append_uidlist(ul, start)
+            self.pending = []
+            with box.index.write():
+                state = box.index.box(box.key, create=False)
+                assert state is not None
+                if state.uidvalidity == ul.uidvalidity:
+                    modseq = state.highestmodseq + 1
+                    box.index.insert(box._box, [(*r[:3], modseq, *r[4:]) for r in rows])
+                    box.index.update_box(box._box, highestmodseq=modseq, uidnext=uid)
+        box.mlist.quota.changed(box.name, total, len(uids))
+        return uids
+
+    def rollback(self) -> None:
+        for p in self.pending:
+            try:
+                os.unlink(p.tmp)
+            except FileNotFoundError:
+                pass
+        self.pending = []

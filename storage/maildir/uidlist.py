@@ -1,0 +1,149 @@
+"""``dovecot-uidlist``: Dovecot's UID <-> file name map, parsed and written byte-exactly.
+
+Version 3 (written): header ``3 V<uidvalidity> N<nextuid> G<mailbox guid>`` (other header
+fields are kept), records ``<uid> [<key><value> ...] :<base>``. Version 1 (read):
+``1 <uidvalidity> <nextuid>`` then ``<uid> <file>``. New records are appended under the lock
+without touching the header, so the next UID is ``max(N, last uid + 1)``.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from dataclasses import dataclass, field
+
+NAME = "dovecot-uidlist"
+
+
+class UidlistError(ValueError):
+    """A uidlist whose header cannot be understood (the caller rebuilds it)."""
+
+
+@dataclass(slots=True)
+class Uidlist:
+    """One parsed uidlist: header values and the records as parallel columns."""
+
+    version: int = 3
+    uidvalidity: int = 0
+    next_uid: int = 1
+    guid: str = ""
+    header_extra: list[str] = field(default_factory=list)
+    uids: array[int] = field(default_factory=lambda: array("I"))
+    exts: list[str] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)
+
+    @property
+    def real_next_uid(self) -> int:
+        last = self.uids[-1] + 1 if self.uids else 1
+        return max(self.next_uid, last)
+
+    def add(self, uid: int, base: str, ext: str = "") -> None:
+        self.uids.append(uid)
+        self.exts.append(ext)
+        self.bases.append(base)
+
+    def by_base(self) -> dict[str, int]:
+        return dict(zip(self.bases, self.uids, strict=True))
+
+
+def parse(data: bytes) -> Uidlist:
+    text = data.decode("utf-8", "surrogateescape")
+    lines = text.split("\n")
+    if not lines or not lines[0].strip():
+        raise UidlistError("empty uidlist")
+    head = lines[0].split(" ")
+    out = Uidlist()
+    try:
+        out.version = int(head[0])
+        if out.version in (1, 2):
+            out.uidvalidity, out.next_uid = int(head[1]), int(head[2])
+        elif out.version == 3:
+            for fld in head[1:]:
+                if not fld:
+                    continue
+                key, value = fld[0], fld[1:]
+                if key == "V":
+                    out.uidvalidity = int(value)
+                elif key == "N":
+                    out.next_uid = int(value)
+                elif key == "G":
+                    out.guid = value
+                else:
+                    out.header_extra.append(fld)
+        else:
+            raise UidlistError(f"unsupported uidlist version {out.version}")
+    except (IndexError, ValueError) as e:
+        raise UidlistError(f"broken uidlist header: {lines[0]!r}") from e
+    if out.uidvalidity <= 0:
+        raise UidlistError("uidlist without UIDVALIDITY")
+    last = 0
+    for line in lines[1:]:
+        if not line:
+            continue
+        uid_s, _, rest = line.partition(" ")
+        if not uid_s.isdigit():
+            continue
+        uid = int(uid_s)
+        if uid <= last:
+            continue  # out of order or duplicate: Dovecot drops such records as well
+        if out.version == 3:
+            pos = rest.find(":")
+            if pos < 0:
+                continue
+            ext, base = rest[:pos].strip(), rest[pos + 1 :]
+        elif out.version == 2:
+            _, _, base = rest.partition(" ")
+            ext = ""
+        else:
+            base, ext = rest, ""
+        colon = base.find(":")
+        if colon >= 0:
+            base = base[:colon]
+        if not base:
+            continue
+        out.add(uid, base, ext)
+        last = uid
+    return out
+
+
+def format_header(ul: Uidlist, next_uid: int) -> bytes:
+    fields = [f"3 V{ul.uidvalidity} N{next_uid}"]
+    if ul.guid:
+        fields.append(f"G{ul.guid}")
+    fields.extend(ul.header_extra)
+    return (" ".join(fields) + "\n").encode("utf-8", "surrogateescape")
+
+
+def format_records(uids: list[int] | array[int], exts: list[str], bases: list[str]) -> bytes:
+    parts = []
+    for uid, ext, base in zip(uids, exts, bases, strict=True):
+        parts.append(f"{uid} {ext} :{base}\n" if ext else f"{uid} :{base}\n")
+    return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def format(ul: Uidlist) -> bytes:
+    """The whole file (always version 3; N is never lowered below the real next UID)."""
+    return format_header(ul, ul.real_next_uid) + format_records(ul.uids, ul.exts, ul.bases)
+
+
+def read(path: str) -> tuple[Uidlist | None, os.stat_result | None]:
+    """The uidlist at ``path`` and the stat of the opened file (None, None when missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None, None
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return parse(b"".join(chunks)), st
+
+
+def new_guid() -> str:
+    return os.urandom(16).hex()

@@ -1,0 +1,117 @@
+"""Change notification for IDLE: inotify (through ctypes) on a mailbox's directories.
+
+Any process that renames a file into ``new/``/``cur/``, unlinks one, or replaces the uidlist
+changes one of the watched directories, so a waiting session wakes without polling. Where
+inotify is unavailable a pipe-free fallback polls the directories' mtimes once a second.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import select
+import time
+from collections.abc import Sequence
+
+from cote.storage.api import ChangeWatcher
+
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+_MASK = IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MODIFY
+
+_libc: ctypes.CDLL | None
+try:
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _libc.inotify_init1.argtypes = [ctypes.c_int]
+    _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+except (OSError, AttributeError):
+    _libc = None
+
+
+class InotifyWatcher(ChangeWatcher):
+    def __init__(self, dirs: Sequence[str]) -> None:
+        assert _libc is not None
+        fd: int = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd = fd
+        for d in dirs:
+            if _libc.inotify_add_watch(fd, os.fsencode(d), _MASK) < 0:
+                err = ctypes.get_errno()
+                os.close(fd)
+                raise OSError(err, f"inotify_add_watch {d} failed")
+
+    def fileno(self) -> int:
+        return int(self.fd)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        return bool(ready)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class PollingWatcher(ChangeWatcher):
+    """Fallback: compare the directories' mtimes every ``interval`` seconds."""
+
+    def __init__(self, dirs: Sequence[str], interval: float = 1.0) -> None:
+        self.dirs = list(dirs)
+        self.interval = interval
+        self.rfd, self.wfd = os.pipe()
+        self._sig = self._stat()
+
+    def _stat(self) -> list[int]:
+        out = []
+        for d in self.dirs:
+            try:
+                out.append(os.stat(d).st_mtime_ns)
+            except FileNotFoundError:
+                out.append(0)
+        return out
+
+    def fileno(self) -> int:
+        return self.rfd
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sig = self._stat()
+            if sig != self._sig:
+                self._sig = sig
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(self.interval)
+
+    def drain(self) -> None:
+        self._sig = self._stat()
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            os.close(fd)
+
+
+def watch(dirs: Sequence[str]) -> ChangeWatcher:
+    if _libc is not None:
+        try:
+            return InotifyWatcher(dirs)
+        except OSError:
+            pass
+    return PollingWatcher(dirs)
