@@ -1,0 +1,236 @@
+"""Address lists (From, To, Cc, …) parsed as Dovecot parses them for ENVELOPE and SORT.
+
+The parser is lenient the way Dovecot's is, and its recoveries show in ENVELOPE, so they are
+reproduced: a broken angle address gets the domain ``SYNTAX_ERROR``, a missing mailbox or
+domain becomes ``MISSING_MAILBOX`` / ``MISSING_DOMAIN``, an empty list element becomes an
+empty invalid address, a lone comment after an addr-spec becomes the display name, a word
+followed by more words (``Name a@b``) is a display name, and parsing stops at the first
+element it cannot place. Groups become a start marker (mailbox = group name, host NIL) and
+an end marker (all NIL), as in RFC 3501.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from cote import imapwire
+from cote.storage.message.rfc822 import Cursor
+
+MISSING_MAILBOX = b"MISSING_MAILBOX"
+MISSING_DOMAIN = b"MISSING_DOMAIN"
+SYNTAX_ERROR = b"SYNTAX_ERROR"
+INVALID_ROUTE = b"INVALID_ROUTE"
+
+NORMAL, GROUP_START, GROUP_END = 0, 1, 2
+
+
+class Address(NamedTuple):
+    name: bytes | None
+    route: bytes | None
+    mailbox: bytes | None
+    domain: bytes | None
+    kind: int = NORMAL
+
+
+class _Parser:
+    __slots__ = ("c", "domain", "mailbox", "name", "out", "route")
+
+    def __init__(self, value: bytes) -> None:
+        self.c = Cursor(value)
+        self.out: list[Address] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.name: bytes | None = None
+        self.route: bytes | None = None
+        self.mailbox: bytes | None = None
+        self.domain: bytes | None = None
+
+    def _add(self, kind: int = NORMAL) -> None:
+        self.out.append(Address(self.name, self.route, self.mailbox, self.domain, kind))
+        self._reset()
+
+    def _peek_is(self, ch: int) -> bool:
+        c = self.c
+        return c.pos < c.end and c.data[c.pos] == ch
+
+    # -- grammar ----------------------------------------------------------------------
+    def parse_list(self) -> None:
+        c = self.c
+        if c.skip_lwsp() <= 0:
+            return
+        while True:
+            if self.parse_address() == 0:
+                break
+            if not self._peek_is(0x2C):  # ,
+                break
+            c.pos += 1
+            ret = c.skip_lwsp()
+            if ret <= 0:
+                if ret < 0:
+                    self._add()
+                break
+
+    def parse_address(self) -> int:
+        start = self.c.pos
+        ret = self.parse_group()
+        if ret < 0:
+            self.c.pos = start
+            ret = self.parse_mailbox()
+        return ret
+
+    def parse_group(self) -> int:
+        c = self.c
+        text = bytearray()
+        if c.parse_phrase(text) <= 0 or not self._peek_is(0x3A):  # :
+            return -1
+        c.pos += 1
+        ret = c.skip_lwsp()
+        self.mailbox = bytes(text)
+        self._add(GROUP_START)
+        if ret > 0 and not self._peek_is(0x3B):  # ;
+            while True:
+                self.parse_mailbox()
+                if not self._peek_is(0x2C):
+                    break
+                c.pos += 1
+                if c.skip_lwsp() <= 0:
+                    ret = -1
+                    break
+        if ret >= 0:
+            if not self._peek_is(0x3B):
+                ret = -1
+            else:
+                c.pos += 1
+                ret = c.skip_lwsp()
+        self._add(GROUP_END)
+        return 0 if ret == 0 else 1
+
+    def parse_mailbox(self) -> int:
+        start = self.c.pos
+        ret = self.parse_name_addr()
+        if ret < 0:
+            self.c.pos = start
+            ret = self.parse_addr_spec()
+        self._add()
+        return ret
+
+    def parse_name_addr(self) -> int:
+        c = self.c
+        text = bytearray()
+        if not self._peek_is(0x3C) and (  # <
+                c.parse_phrase(text) <= 0 or not self._peek_is(0x3C)):
+            return -1
+        self.name = bytes(text) if text else None
+        if self.parse_angle_addr() < 0:
+            self.domain = SYNTAX_ERROR
+        return 1 if c.pos < c.end else 0
+
+    def parse_angle_addr(self) -> int:
+        c = self.c
+        c.pos += 1
+        if c.skip_lwsp() <= 0:
+            return -1
+        if self._peek_is(0x40):  # @ route
+            if self.parse_route() <= 0 or not self._peek_is(0x3A):
+                self.route = INVALID_ROUTE
+                return -1
+            c.pos += 1
+            if c.skip_lwsp() <= 0:
+                return -1
+        if self._peek_is(0x3E):  # <>
+            c.pos += 1
+            return c.skip_lwsp()
+        if self.parse_addr_spec() < 0:
+            return -1
+        if not self._peek_is(0x3E):
+            return -1
+        c.pos += 1
+        return c.skip_lwsp()
+
+    def parse_route(self) -> int:
+        c = self.c
+        text = bytearray()
+        while True:
+            text.append(0x40)
+            c.pos += 1
+            ret = c.parse_domain(text)
+            if ret <= 0:
+                self.route = bytes(text)
+                return ret
+            while self._peek_is(0x2C):
+                c.pos += 1
+                ret = c.skip_lwsp()
+                if ret <= 0:
+                    return ret
+            if not self._peek_is(0x40):
+                break
+            text.append(0x2C)
+        self.route = bytes(text)
+        return 1
+
+    def parse_addr_spec(self) -> int:
+        c = self.c
+        c.last_comment = b""
+        quoted = self._peek_is(0x22)
+        text = bytearray()
+        if quoted:
+            ret = c.parse_quoted_string(text)
+        else:
+            ret = c.parse_dot_atom(text)
+        if ret >= 0:
+            self.mailbox = bytes(text)
+        ret2 = -2
+        if ret != 0 and self._peek_is(0x40):  # @
+            c.pos += 1
+            dom = bytearray()
+            ret2 = c.parse_domain(dom)
+            if ret2 >= 0:
+                self.domain = bytes(dom)
+            if ret2 <= 0:
+                ret = ret2
+        if c.last_comment:
+            if self.name is None:
+                self.name = c.last_comment
+        elif ret2 == -2:
+            # "user" alone is a mailbox; "user more words" is a display name.
+            text.append(0x20)
+            before = len(text)
+            c.parse_phrase(text)
+            if len(text) != before:
+                self.mailbox = None
+                self.name = bytes(text)
+            elif not quoted:
+                self.domain = b""
+            ret = 0 if c.pos >= c.end else -1
+        return ret
+
+
+def parse_addresses(value: bytes) -> list[Address]:
+    """All addresses of a header value, with Dovecot's fill-ins for missing parts."""
+    parser = _Parser(value)
+    parser.parse_list()
+    out = parser.out
+    for i, addr in enumerate(out):
+        if addr.kind == NORMAL and (not addr.mailbox or not addr.domain):
+            out[i] = addr._replace(mailbox=addr.mailbox or MISSING_MAILBOX,
+                                   domain=addr.domain or MISSING_DOMAIN)
+    return out
+
+
+def imap_address_list(addresses: list[Address]) -> bytes:
+    """The RFC 3501 address list: ``((name adl mailbox host)…)`` or ``NIL``."""
+    if not addresses:
+        return imapwire.NIL
+    parts = [b"("]
+    for a in addresses:
+        if a.kind == GROUP_START:
+            parts.append(b"(NIL NIL " + imapwire.nstring(a.mailbox) + b" NIL)")
+        elif a.kind == GROUP_END:
+            parts.append(b"(NIL NIL NIL NIL)")
+        else:
+            parts.append(b"(" + imapwire.nstring_for_humans(a.name) + b" "
+                         + imapwire.nstring(a.route) + b" " + imapwire.nstring(a.mailbox)
+                         + b" " + imapwire.nstring(a.domain) + b")")
+    parts.append(b")")
+    return b"".join(parts)
