@@ -88,8 +88,7 @@ class Dotlock:
             if pid is not None and pid != os.getpid() and not _pid_alive(pid):
                 stale = True
         now = time.time()
-        if not stale and now - st.st_mtime > self.stale_timeout \
-                and now - st.st_ctime > self.stale_timeout:
+        if not stale and now - st.st_mtime > self.stale_timeout:
             stale = True
         if not stale:
             return False
