@@ -1,0 +1,1 @@
+"""LMTP (RFC 2033): the sans-IO protocol core and the delivery service."""
