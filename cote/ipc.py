@@ -37,6 +37,7 @@ ENV_SERVICE = "COTE_SERVICE"
 ENV_CONFIG = "COTE_CONFIG"
 ENV_CLIENT_LIMIT = "COTE_CLIENT_LIMIT"
 ENV_SERVICE_COUNT = "COTE_SERVICE_COUNT"
+ENV_GENERATION = "COTE_GENERATION"  # goes into every status record
 ENV_LISTENERS = "COTE_LISTENERS"  # "name:kind:ssl:haproxy" per fd from 3, comma separated
 
 # Exit code of a process that ran out of memory (Dovecot's FATAL_OUTOFMEM).

@@ -24,6 +24,7 @@ from cote.ipc import (
     ENV_CLIENT_LIMIT,
     ENV_CONFIG,
     ENV_DEATH_FD,
+    ENV_GENERATION,
     ENV_LISTENERS,
     ENV_SERVICE,
     ENV_SERVICE_COUNT,
@@ -201,6 +202,7 @@ def _exec_child(plan: ChildPlan, prefix: str) -> None:
         ENV_SERVICE: plan.spec.name, ENV_CONFIG: plan.config_path,
         ENV_CLIENT_LIMIT: str(plan.spec.client_limit),
         ENV_SERVICE_COUNT: str(plan.spec.service_count),
+        ENV_GENERATION: str(plan.generation),
     })
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:

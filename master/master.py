@@ -20,6 +20,7 @@ import selectors
 import signal
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,6 +255,8 @@ class Master:
     def _install(self, planned: list[tuple[ServiceSpec, registry.Implementation,
                                            settings.Credentials | None, Any]]) -> None:
         """Make the planned services current (first start or a successful reload)."""
+        for svc in self.services.values():
+            self._unwatch_listeners(svc)  # before commit closes (and frees the fds of) old ones
         self.listeners.commit(self.pending)
         self.generation += 1
         old = self.services
@@ -288,8 +291,11 @@ class Master:
         for p in svc.processes.values():
             if not p.stopping:
                 p.stopping = True
+                # SIGQUIT = "stop accepting, finish your clients" is part of the contract; an
+                # exec'd program that never spoke the status protocol doesn't know it: TERM.
+                quit_ok = svc.impl.kind == "python" or p.initialized
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGQUIT)
+                    os.kill(p.pid, signal.SIGQUIT if quit_ok else signal.SIGTERM)
         if svc.processes:
             self.retired.append(svc)
         else:
@@ -363,23 +369,32 @@ class Master:
             except InterruptedError:
                 continue
             for key, _mask in events:
-                kind, obj = key.data
-                if kind == "signal":
-                    self._handle_signals()
-                elif kind == "status":
-                    self._read_status(obj)
-                elif kind == "listener":
-                    self._listener_ready(obj)
-                elif kind == "control":
-                    self._accept_control()
-                elif kind == "ctlconn":
-                    self._control_input(obj)
+                try:
+                    self._dispatch(*key.data)
+                except Exception as e:  # the master must outlive its own bugs
+                    self.log("Error", f"internal error: {type(e).__name__}: {e} "
+                                      f"({_where(e)})")
                 if self._stopping():
                     break
-            self._timers()
-            if not self.stop_requested:
-                self._maintain()
+            try:
+                self._timers()
+                if not self.stop_requested:
+                    self._maintain()
+            except Exception as e:
+                self.log("Error", f"internal error: {type(e).__name__}: {e} ({_where(e)})")
         self._shutdown()
+
+    def _dispatch(self, kind: str, obj: Any) -> None:
+        if kind == "signal":
+            self._handle_signals()
+        elif kind == "status":
+            self._read_status(obj)
+        elif kind == "listener":
+            self._listener_ready(obj)
+        elif kind == "control":
+            self._accept_control()
+        elif kind == "ctlconn":
+            self._control_input(obj)
 
     def _stopping(self) -> bool:
         return self.stop_requested
@@ -858,6 +873,11 @@ class Master:
         with contextlib.suppress(OSError):
             os.close(self.death_w)
         self.sink.close()
+
+
+def _where(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)
+    return f"{os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else "?"
 
 
 def describe_listener(spec: ListenerSpec) -> str:

@@ -1,0 +1,327 @@
+"""The master supervising real processes: users, titles, chroot, replacement, throttling,
+vsz_limit, log reopen, reload (new port, old clients kept; broken config ignored) and a clean
+stop. One master for the whole module; tests run in file order and build on each other."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cote.master import registry
+from tests.master.conftest import (
+    ECHO_PROG,
+    PYTHON,
+    ROOT,
+    VSZ_PROG,
+    MasterServer,
+    alive,
+    connect,
+    free_port,
+    proc_title,
+    proc_uid,
+    recv_line,
+    write_prog,
+)
+
+pytestmark = pytest.mark.root
+NOBODY = pwd.getpwnam("nobody").pw_uid
+
+
+def make_conf(d: Path, echo_port: int, vsz_port: int) -> str:
+    return f"""\
+base_dir = {d}/run
+log_path = {d}/cote.log
+protocols = imap
+listen = 127.0.0.1
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service echo {{
+  executable = {d}/echo.py
+  user = nobody
+  client_limit = 1
+  inet_listener echo {{
+    port = {echo_port}
+  }}
+}}
+service qw {{
+  executable = script {d}/qw.sh
+  user = nobody
+  unix_listener qw {{
+    mode = 0666
+  }}
+}}
+service quickdie {{
+  executable = /bin/false
+  process_min_avail = 1
+}}
+service vsz {{
+  executable = {d}/vsz.py
+  vsz_limit = 64M
+  inet_listener vsz {{
+    port = {vsz_port}
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def master(workdir: Path) -> Iterator[MasterServer]:
+    write_prog(workdir, "echo.py", ECHO_PROG)
+    write_prog(workdir, "vsz.py", VSZ_PROG)
+    out = workdir / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    write_prog(workdir, "qw.sh", f'#!/bin/sh\nid -u > {out}/qw.uid\necho "qw ran $*" >&2\n')
+    ports = {"echo": free_port(), "vsz": free_port()}
+    m = MasterServer(workdir, make_conf(workdir, ports["echo"], ports["vsz"]))
+    m.ports = ports  # type: ignore[attr-defined]
+    m.start()
+    yield m
+    m.stop()
+
+
+def run_script(m: MasterServer, *args: str) -> bytes:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(str(m.base_dir / "qw"))
+    s.sendall("\t".join(args).encode() + b"\n\n")
+    s.shutdown(socket.SHUT_WR)
+    reply = recv_line(s)
+    s.close()
+    return reply
+
+
+def test_base_dir_layout_matches_dovecot(master: MasterServer) -> None:
+    base = master.base_dir
+    login_gid = pwd.getpwnam("dovenull").pw_gid
+    for name in ("login", "token-login"):
+        st = os.stat(base / name)
+        assert stat.S_IMODE(st.st_mode) == 0o750 and st.st_uid == 0 and st.st_gid == login_gid
+    assert stat.S_IMODE(os.stat(base).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(base / "empty").st_mode) == 0o755
+    pid_st = os.stat(base / "master.pid")
+    assert stat.S_IMODE(pid_st.st_mode) == 0o600
+    assert int((base / "master.pid").read_text()) == master.pid
+    for sock, mode in (("master", 0o600), ("qw", 0o666), ("anvil", 0o600),
+                       ("anvil-auth-penalty", 0o600)):
+        st = os.stat(base / sock)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == mode, sock
+    assert os.readlink(base / "dovecot.conf") == str(master.conf_path)
+
+
+def test_start_up_is_logged_with_dovecot_prefixes(master: MasterServer) -> None:
+    log = master.log()
+    assert re.search(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d master: Info: cote v\S+ starting up for imap$",
+                     log, re.M)
+    # Built-ins whose implementation does not exist (yet) are announced once, never faked.
+    for name in ("imap-login", "imap", "auth", "auth-worker"):
+        try:
+            registry.resolve((name,) if name != "auth-worker" else ("auth", "-w"))
+        except registry.NotImplementedYet:
+            line = f"master: Warning: service {name}: not implemented yet, not started"
+            assert log.count(line) == 1, line
+        else:
+            assert f"service {name}: not implemented yet" not in log
+
+
+def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> None:
+    s = connect(master.ports["echo"])  # type: ignore[attr-defined]
+    hello = recv_line(s).decode()
+    s.sendall(b"x\n")
+    assert recv_line(s) == b"echo x\n"
+    s.close()
+    assert hello.startswith(f"hello uid={NOBODY} ")
+    master.wait_log(r"^.* echo: Error: echo started uid=65534 listeners=echo$")
+    assert run_script(master, "a1", "b2") == b"+\n"
+    assert (master.dir / "out" / "qw.uid").read_text().strip() == str(NOBODY)
+    master.wait_log(r"qw: Error: qw ran a1 b2$")
+    procs = {p["service"]: p for p in master.processes()}
+    assert proc_title(procs["qw"]["pid"]) == "cote/qw"
+    assert proc_uid(procs["qw"]["pid"]) == NOBODY
+    assert proc_title(procs["anvil"]["pid"]) == "cote/anvil"
+    assert proc_uid(procs["anvil"]["pid"]) == pwd.getpwnam("dovecot").pw_uid
+    assert proc_title(procs["log"]["pid"]) == "cote/log"
+    assert proc_uid(procs["log"]["pid"]) == 0
+
+
+def test_chroot_is_honoured(master: MasterServer) -> None:
+    anvil = master.processes("anvil")[0]["pid"]
+    assert os.readlink(f"/proc/{anvil}/root") == str(master.base_dir / "empty")
+
+
+def anvil_session(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(str(path))
+    s.sendall(b"VERSION\tanvil\t1\t0\n")
+    return s
+
+
+def test_anvil_counts_connections_and_penalties(master: MasterServer) -> None:
+    a = anvil_session(master.base_dir / "anvil")
+    a.sendall(b"CONNECT\t100\timap/10.0.0.1/u1\nCONNECT\t101\timap/10.0.0.1/u1\n"
+              b"LOOKUP\timap/10.0.0.1/u1\n")
+    assert recv_line(a) == b"2\n"
+    a.sendall(b"DISCONNECT\t100\timap/10.0.0.1/u1\nLOOKUP\timap/10.0.0.1/u1\n")
+    assert recv_line(a) == b"1\n"
+    p = anvil_session(master.base_dir / "anvil-auth-penalty")
+    p.sendall(b"PENALTY-GET\t10.0.0.9\n")
+    assert recv_line(p) == b"0\t0\n"
+    p.sendall(b"PENALTY-INC\t10.0.0.9\t1234\t1\nPENALTY-INC\t10.0.0.9\t1234\t2\n"
+              b"PENALTY-GET\t10.0.0.9\n")
+    value, last = recv_line(p).decode().split("\t")
+    assert value == "1" and abs(int(last) - time.time()) < 5  # same checksum counted once
+    # a closed connection takes its registrations with it (a dead login process)
+    a.close()
+    p.sendall(b"LOOKUP\timap/10.0.0.1/u1\n")
+    deadline = time.monotonic() + 5
+    while recv_line(p) != b"0\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        p.sendall(b"LOOKUP\timap/10.0.0.1/u1\n")
+    p.sendall(b"BOGUS\n")
+    assert recv_line(p) == b""  # protocol error: disconnected, logged
+    master.wait_log(r"anvil: Error: anvil client: Unknown command")
+    p.close()
+
+
+def test_killed_child_is_reaped_and_replaced(master: MasterServer) -> None:
+    old = master.processes("anvil")[0]["pid"]
+    os.kill(old, signal.SIGKILL)
+    master.wait_log(rf"master: Error: service\(anvil\): child {old} killed with signal 9$")
+    new = master.wait_for(lambda: [p["pid"] for p in master.processes("anvil")
+                                   if p["pid"] != old and p["initialized"]], what="new anvil")
+    assert proc_title(new[0]) == "cote/anvil"
+    a = anvil_session(master.base_dir / "anvil")
+    a.sendall(b"LOOKUP\tx\n")
+    assert recv_line(a) == b"0\n"
+    a.close()
+
+
+def test_failing_service_is_throttled_and_master_stays_up(master: MasterServer) -> None:
+    master.wait_log(r"quickdie: Fatal: master: service\(quickdie\): child \d+ returned error 1$")
+    master.wait_log(r"master: Error: service\(quickdie\): command startup failed, "
+                    r"throttling for 2\.000 secs$")
+    master.wait_log(r"throttling for 4\.000 secs$", timeout=15)
+    assert alive(master.pid)
+    status = {s["name"]: s for s in master.control("service-status")["services"]}
+    assert status["quickdie"]["process_count"] <= 1
+
+
+def test_vsz_limit_kills_the_process_and_says_why(master: MasterServer) -> None:
+    s = connect(master.ports["vsz"])  # type: ignore[attr-defined]
+    assert recv_line(s) == b""  # the process died instead of answering
+    s.close()
+    master.wait_log(r"vsz: Error: vsz test: MemoryError$")
+    master.wait_log(r"service\(vsz\): child \d+ returned error 83 \(Out of memory \(service vsz "
+                    r"\{ vsz_limit=64 MB \}, you may need to increase it\)")
+
+
+def test_usr1_reopens_log_files(master: MasterServer) -> None:
+    moved = master.dir / "cote.log.1"
+    os.rename(master.log_path, moved)
+    master.signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    assert run_script(master, "after-usr1") == b"+\n"
+    master.wait_log(r"qw: Error: qw ran after-usr1$")
+    assert "after-usr1" not in moved.read_text()
+
+
+def test_hup_serves_new_port_and_keeps_old_clients(master: MasterServer) -> None:
+    old_port = master.ports["echo"]  # type: ignore[attr-defined]
+    old_client = connect(old_port)
+    old_hello = recv_line(old_client)
+    assert old_hello.startswith(b"hello")
+    new_port = free_port()
+    master.conf_path.write_text(make_conf(master.dir, new_port,
+                                          master.ports["vsz"]))  # type: ignore[attr-defined]
+    start = len(master.log())
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"master: Info: SIGHUP received - reloading configuration", start=start)
+    new_client = master.wait_for(lambda: _try_connect(new_port), what="new port")
+    new_hello = recv_line(new_client)
+    assert new_hello.startswith(b"hello uid=65534") and new_hello != old_hello
+    new_client.sendall(b"new\n")
+    assert recv_line(new_client) == b"echo new\n"
+    new_client.close()
+    # the old client was not cut: its process finishes it
+    old_client.sendall(b"old\n")
+    assert recv_line(old_client) == b"echo old\n"
+    old_client.close()
+    master.wait_for(lambda: _try_connect(old_port) is None, what="old port closed")
+    master.ports["echo"] = new_port  # type: ignore[attr-defined]
+
+
+def _try_connect(port: int) -> socket.socket | None:
+    try:
+        return connect(port, timeout=1)
+    except OSError:
+        return None
+
+
+def test_hup_with_broken_config_keeps_old_one(master: MasterServer) -> None:
+    good = master.conf_path.read_text()
+    master.conf_path.write_text(good + "service broken {\n  process_limit = lots\n")
+    start = len(master.log())
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"master: Error: .*configuration file", start=start)
+    master.wait_log(r"master: Warning: Configuration not reloaded, old configuration kept",
+                    start=start)
+    s = connect(master.ports["echo"])  # type: ignore[attr-defined]
+    assert recv_line(s).startswith(b"hello")
+    s.close()
+    master.conf_path.write_text(good)
+
+
+def test_coteadm_service_and_process_status(master: MasterServer) -> None:
+    out = subprocess.run([PYTHON, "-m", "cote.cli.adm", "-c", str(master.conf_path), "service",
+                          "status"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["name", "process_count", "process_avail"]
+    names = {line.split()[0] for line in lines[1:]}
+    assert {"anvil", "log", "echo", "qw", "vsz", "quickdie"} <= names
+    out = subprocess.run([PYTHON, "-m", "cote.cli.adm", "-c", str(master.conf_path), "process",
+                          "status", "anvil"], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    rows = out.splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split()[0] == "anvil"
+    assert int(rows[0].split()[1]) == master.processes("anvil")[0]["pid"]
+
+
+def test_term_stops_every_process_and_removes_sockets(master: MasterServer) -> None:
+    pids = [p["pid"] for p in master.processes()]
+    assert len(pids) >= 3
+    port = master.ports["echo"]  # type: ignore[attr-defined]
+    assert master.proc is not None
+    master.proc.send_signal(signal.SIGTERM)
+    assert master.proc.wait(10) == 0
+    for pid in pids:
+        assert not alive(pid), pid
+    leftovers = [p.name for p in master.base_dir.iterdir()
+                 if stat.S_ISSOCK(p.lstat().st_mode) or p.is_fifo()]
+    assert leftovers == []
+    assert not (master.base_dir / "master.pid").exists()
+    assert _try_connect(port) is None
+    master.wait_log(r"master: Info: cote shutting down$")
+
+
+def test_unused_helpers_are_importable() -> None:
+    assert shutil.which("runuser") and grp.getgrnam("root")
