@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cote.config import DEFAULT_PATH, Config, ConfigError, parse, schema
 from cote.config.dump import Dumper, DumpOptions
+from cote.config.model import Section
 
 EX_FATAL = 89          # doveconf's exit status for a fatal (configuration) error
 EX_USAGE = 64
@@ -52,11 +53,9 @@ def _simple(cfg: Config, dumper: Dumper) -> list[str]:
     return out
 
 
-def _simple_section(sec: object, prefix: str, dumper: Dumper) -> list[str]:
-    from cote.config.model import Section
-    assert isinstance(sec, Section)
+def _simple_section(sec: Section, prefix: str, dumper: Dumper) -> list[str]:
     out = []
-    for key in sec.keys():
+    for key in sec.keys():  # noqa: SIM118 - Section is not a dict
         out.append(f"{prefix}/{key}={dumper._raw(sec.setting(key), sec.default_text(key))}")
     for child in sec.all_children():
         out.extend(_simple_section(child, f"{prefix}/{child.kind}/{child.name}", dumper))
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for opt, val in opts:
         if opt == "-a":
             mode = "a"
-        elif opt == "-n" or opt == "-N":
+        elif opt in {"-n", "-N"}:
             mode = "n"
         elif opt == "-c":
             path = val
@@ -109,17 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("".join(line + "\n" for line in out))
         sys.stdout.flush()
         return _fatal(str(e))
-    del deferred
+    dump.omit_dynamic = any(e.message.startswith("Unknown variable") for e in deferred)
     for w in cfg.warnings:
         sys.stderr.write(f"{PROG}: Warning: {w}\n")
-    view = cfg.lookup(**filters) if filters else cfg
-    if filters:
-        # The filtered view shows the winning values as global settings.
-        flat = Config(cfg.path)
-        flat._set = view._set  # noqa: SLF001 - same package
-        flat._plugin = view._plugin  # noqa: SLF001
-        flat._sections = view._sections  # noqa: SLF001
-        view = flat
+    # A filtered view shows the winning values as global settings, without filter blocks.
+    view = cfg.lookup(**filters).without_filters() if filters else cfg
     dump.all = mode == "a"
     dumper = Dumper(view, dump)
     if keys:
@@ -127,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = dumper.value_of(key)
             if lines is None:
                 continue  # doveconf prints nothing for an unknown name (and exits 0)
-            if hide_key or len(lines) != 1 or "/" in key and lines[0].endswith("{"):
-                sys.stdout.write("".join(line + "\n" for line in lines))
+            if hide_key or len(lines) != 1 or ("/" in key and lines[0].endswith("{")):
+                # a value read from a <file keeps its own final newline
+                sys.stdout.write("".join(line if line.endswith("\n") else line + "\n"
+                                         for line in lines))
             else:
                 sys.stdout.write(f"{key} = {lines[0]}\n")
         return 0

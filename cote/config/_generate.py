@@ -89,6 +89,8 @@ def parse_dump(text: str) -> Tree:
             k, _, v = s.partition(" = ")
             if s.endswith(" ="):
                 k, v = s[:-2], ""
+            if len(v) >= 2 and v[0] == v[-1] == '"':
+                v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
             stack[-1][k] = v
     return root
 
@@ -158,7 +160,7 @@ def main() -> None:
     for k, v in imap_login.items():
         if isinstance(v, str):
             svc_keys[k] = classify(["service imap-login"], k)
-    for k in imap_login["inet_listener imap"]:  # type: ignore[union-attr]
+    for k in imap_login["inet_listener imap"]:
         inet_keys[k] = classify(["service imap-login", "inet_listener imap"], k)
     for k in ("user", "group", "mode"):
         unix_keys[k] = classify(["service imap", "unix_listener imap-master"], k)

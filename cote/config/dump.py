@@ -15,7 +15,7 @@ from cote.config import schema
 from cote.config.model import Config, Filter, Section, Setting
 
 HIDDEN = "# hidden, use -P to show it"
-_ARGS_PASSWORD = re.compile(r"(password=)\S*")
+_ARGS_PASSWORD = re.compile(r"((?:^|(?<=\s))password=)\S*")
 
 # Pigeonhole fills these in at runtime from the managesieve capability dump; doveconf -n
 # always prints them. cote's sieve implementation advertises the same capabilities.
@@ -27,6 +27,9 @@ class DumpOptions:
     all: bool = False              # -a: every setting, not only changed ones
     show_secrets: bool = False     # -P
     expand: bool = False           # -x: print <file contents instead of the reference
+    # doveconf gets the managesieve capability lines from managesieve-login, which fails (and
+    # the lines are missing) when the config has a $variable it cannot expand.
+    omit_dynamic: bool = False
 
 
 def quote(value: str) -> str:
@@ -79,10 +82,15 @@ class Dumper:
         entries: list[tuple[str, list[str]]] = []
         for key, spec in schema.GLOBAL.items():
             s = cfg.setting(key)
-            if not self.opts.all and key not in MANAGESIEVE_DYNAMIC:
-                if s is None or not _changed(spec, s):
+            default = spec.default
+            if key in MANAGESIEVE_DYNAMIC and s is None:
+                dyn = self._dynamic_default(key, spec.default)
+                if dyn is None or (self.opts.omit_dynamic and not self.opts.all):
                     continue
-            entries.append((key, [self._line("", key, self._value_text(key, s, spec.default))]))
+                default = dyn
+            elif not self.opts.all and (s is None or not _changed(spec, s)):
+                continue
+            entries.append((key, [self._line("", key, self._value_text(key, s, default))]))
         for kind in ("service", "namespace", "passdb", "userdb", "metric", "event_exporter",
                      "dict"):
             for sec in cfg.sections(kind):
@@ -119,11 +127,9 @@ class Dumper:
         inner = indent + "  "
         for key, spec in specs.items():
             s = sec.setting(key)
-            if not self.opts.all:
-                if key in always and sec.file is not None:
-                    pass
-                elif s is None or (compare_default and not _changed(spec, s)):
-                    continue
+            if not self.opts.all and not (key in always and sec.file is not None) and (
+                    s is None or (compare_default and not _changed(spec, s))):
+                continue
             default = sec.default_text(key)
             entries.append((key, [self._line(inner, key, self._value_text(
                 key, s, default, args=key == "args"))]))
@@ -173,6 +179,36 @@ class Dumper:
         out.extend(f"{'  ' * i}}}" for i in reversed(range(len(heads))))
         return out
 
+    def _dynamic_default(self, key: str, default: str) -> str | None:
+        """Default of a managesieve capability setting (None: doveconf shows no value)."""
+        if self.opts.omit_dynamic:
+            # managesieve-login failed: -a then shows an empty sieve capability, no notify.
+            return None if key == "managesieve_notify_capability" else ""
+        return self._sieve_capability(key, default)
+
+    def _sieve_capability(self, key: str, default: str) -> str:
+        """The capability Pigeonhole derives from ``sieve_extensions`` (for protocol sieve)."""
+        if key != "managesieve_sieve_capability":
+            return default
+        plugin = self.cfg.lookup(protocol="sieve").plugin()
+        words = plugin.get("sieve_extensions", "").split()
+        if not words:
+            return default
+        extprograms = "sieve_extprograms" in plugin.get("sieve_plugins", "").split()
+        exts = default.split()
+        bare = [w for w in words if w[0] not in "+-"]
+        if bare:
+            exts = bare
+        for w in words:
+            name = w[1:]
+            if name.startswith("vnd.dovecot.") and not extprograms:
+                continue
+            if w[0] == "+" and name not in exts:
+                exts.append(name)
+            elif w[0] == "-" and name in exts:
+                exts.remove(name)
+        return " ".join(exts)
+
     # -- doveconf -h
     def value_of(self, path: str) -> list[str] | None:
         """Lines ``doveconf -h path`` prints (None: unknown, prints nothing)."""
@@ -182,13 +218,23 @@ class Dumper:
             key = parts[0]
             if key in schema.GLOBAL:
                 s = cfg.setting(key)
-                return [self._raw(s, schema.GLOBAL[key].default)]
+                default = schema.GLOBAL[key].default
+                if key in MANAGESIEVE_DYNAMIC and s is None:
+                    dyn = self._dynamic_default(key, default)
+                    return None if dyn is None else [dyn]
+                return [self._raw(s, default)]
             if key == "plugin":
                 return self._free_block("plugin", "", cfg.plugin_settings(), "")
             return None
         if parts[0] == "plugin" and len(parts) == 2:
             s = cfg.plugin_settings().get(parts[1])
             return [self._raw(s, "")] if s is not None else None
+        if parts[0] == "dict" and len(parts) == 2:
+            for d in cfg.sections("dict"):
+                s = d.setting(parts[1])
+                if s is not None:
+                    return [self._raw(s, "")]
+            return None
         node: Section | None = None
         i = 0
         candidates: list[Section] = []

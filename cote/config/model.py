@@ -23,6 +23,8 @@ from cote.config.schema import Spec
 from cote.config.values import Value, format_value
 
 _VAR_RE = re.compile(r"(?<!%)\$([A-Za-z0-9_]+)")
+# In values doveconf treats a word starting with '$' as a variable reference: ``$name``.
+_WORD_VAR_RE = re.compile(r"(^|(?<=\s))\$(\S+)")
 
 
 @dataclass(slots=True)
@@ -227,6 +229,15 @@ class Config:
             return m.group(0)
         return _VAR_RE.sub(repl, text)
 
+    def without_filters(self) -> Config:
+        """This view's values as a plain config (no filter blocks), e.g. for ``doveconf -f``."""
+        flat = Config(self.path)
+        flat.warnings = self.warnings
+        flat._set = self._set
+        flat._plugin = self._plugin
+        flat._sections = self._sections
+        return flat
+
     def _make_view(self, matched: tuple[int, ...]) -> Config:
         view = Config(self.path)
         view.warnings = self.warnings
@@ -316,25 +327,30 @@ class _Builder:
                            message=message)
 
     # -- values
-    def _expand(self, item: RawSetting, flt: Filter | None) -> str:
+    def _expand(self, item: RawSetting, flt: Filter | None, *, global_scope: bool) -> str:
+        """Expand ``$name`` words: all of them when strict (doveconf -x, the servers), only a
+        setting's reference to itself (``mail_plugins = $mail_plugins x``) otherwise."""
         text = item.value
         if item.quoted or item.file_ref or "$" not in text:
             return text
 
         def repl(m: re.Match[str]) -> str:
-            name = m.group(1)
+            name = m.group(2)
+            if name == item.key and not global_scope:
+                raise self._err(item.file, item.line, f"Unknown variable: ${name}")
+            if not self.strict and name != item.key:
+                if name not in schema.GLOBAL:
+                    self.unknown_vars.append(
+                        self._err(item.file, item.line, f"Unknown variable: ${name}"))
+                return m.group(0)
             if flt is not None and name in flt.settings:
-                return flt.settings[name].text
+                return m.group(1) + flt.settings[name].text
             if name in self.cfg._set:
-                return self.cfg._set[name].text
+                return m.group(1) + self.cfg._set[name].text
             if name in schema.GLOBAL:
-                return schema.GLOBAL[name].default
-            err = self._err(item.file, item.line, f"Unknown variable: ${name}")
-            if self.strict:
-                raise err
-            self.unknown_vars.append(err)
-            return m.group(0)
-        return _VAR_RE.sub(repl, text)
+                return m.group(1) + schema.GLOBAL[name].default
+            raise self._err(item.file, item.line, f"Unknown variable: ${name}")
+        return _WORD_VAR_RE.sub(repl, text)
 
     def _read_file_ref(self, item: RawSetting) -> str:
         path = item.value
@@ -351,7 +367,8 @@ class _Builder:
             self.missing_files.append(err)
             return ""
 
-    def _make_setting(self, item: RawSetting, spec: Spec | None, flt: Filter | None) -> Setting:
+    def _make_setting(self, item: RawSetting, spec: Spec | None, flt: Filter | None, *,
+                      global_scope: bool = False) -> Setting:
         if item.file_ref:
             content = self._read_file_ref(item)
             value: Value = content
@@ -361,7 +378,7 @@ class _Builder:
                 except ValueError as e:
                     raise self._err(item.file, item.line, str(e)) from None
             return Setting("<" + item.value, value, item.file, item.line, file_ref=item.value)
-        text = self._expand(item, flt)
+        text = self._expand(item, flt, global_scope=global_scope)
         if spec is None or spec.kind == "str":
             return Setting(text, text, item.file, item.line)
         try:
@@ -387,7 +404,7 @@ class _Builder:
         if item.key == "auth_cache_size" and item.value.isdigit() and 0 < int(item.value) < 1024:
             # Dovecot < 2.0 took megabytes here; doveconf still converts a bare number.
             item = RawSetting(item.key, item.value + "M", item.file, item.line)
-        s = self._make_setting(item, spec, flt)
+        s = self._make_setting(item, spec, flt, global_scope=True)
         (flt.settings if flt is not None else self.cfg._set)[item.key] = s
 
     def _walk_global(self, block: RawBlock, flt: Filter | None) -> None:
@@ -543,8 +560,32 @@ class _Builder:
                 for word in str(su.value).split():
                     if word not in schema.SPECIAL_USE:
                         raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}")
+        self._check_listeners(set(protocols))
         if self.cfg.get("pop3_delete_type") == "flag" and not self.cfg.get("pop3_deleted_flag"):
             raise self._check_err("pop3_delete_type=flag, but pop3_deleted_flag not set")
+
+
+    def _check_listeners(self, enabled: set[str]) -> None:
+        """Two listeners of enabled services on the same socket path or port are an error."""
+        base_dir = str(self.cfg.get("base_dir"))
+        seen: set[str] = set()
+        for svc in self.cfg._sections.get("service", []):
+            proto = str(svc.get("protocol"))
+            if proto and proto not in enabled:
+                continue
+            keys: list[str] = []
+            for kind in ("unix_listener", "fifo_listener"):
+                for lst in svc.sections(kind):
+                    keys.append(lst.name if lst.name.startswith("/")
+                                else f"{base_dir}/{lst.name}")
+            for lst in svc.sections("inet_listener"):
+                port = lst.get("port")
+                if port:
+                    keys.append(f"{port}:{lst.get('address')}")
+            for key in keys:
+                if key in seen:
+                    raise self._check_err(f"duplicate listener: {key}")
+                seen.add(key)
 
 
 def schema_format(spec: Spec, value: Value) -> str:

@@ -1,0 +1,116 @@
+"""cote's coteconf against Debian's doveconf on the same files: -n, -a and -h of every key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.config.conftest import Run, config_names, coteconf, doveconf
+
+DEBIAN = Path("/etc/dovecot/dovecot.conf")
+
+
+def keys_of_dump(lines: list[str]) -> list[str]:
+    """Every setting path of a ``doveconf -a`` dump, as ``-h`` takes it (filters left out)."""
+    keys: list[str] = []
+    stack: list[str] = []
+    counters: list[dict[str, int]] = [{}]
+    skip_depth = 0
+    for line in lines:
+        s = line.strip()
+        if skip_depth:
+            skip_depth += s.endswith("{") - (s == "}")
+            continue
+        if s.endswith("{"):
+            head = s[:-1].strip()
+            kind, _, name = head.partition(" ")
+            if not stack and kind in ("protocol", "local", "remote", "local_name"):
+                skip_depth = 1
+                continue
+            if not name and kind in ("passdb", "userdb"):
+                n = counters[-1].get(kind, 0)
+                counters[-1][kind] = n + 1
+                name = str(n)
+            stack.append(f"{kind}/{name}" if name else kind)
+            counters.append({})
+        elif s == "}":
+            stack.pop()
+            counters.pop()
+        else:
+            key = s.split(" = ", 1)[0] if " = " in s else s.rstrip(" =")
+            path = "/".join([*stack, key])
+            if " " in path or '"' in path:
+                continue    # doveconf -h needs escaped names for these; see the docs
+            keys.append(path)
+    return keys
+
+
+def assert_same(cote: Run, dove: Run) -> None:
+    assert cote.rc == dove.rc, (cote.err, dove.err)
+    assert cote.body == dove.body
+
+
+@pytest.mark.parametrize("name", config_names())
+def test_n_matches_doveconf(tree: Path, name: str) -> None:
+    cwd = tree / "configs"
+    assert_same(coteconf(cwd, "-c", name, "-n"), doveconf(cwd, "-c", name, "-n"))
+
+
+@pytest.mark.parametrize("name", config_names())
+def test_a_and_every_h_key_match_doveconf(tree: Path, name: str) -> None:
+    cwd = tree / "configs"
+    dove_a = doveconf(cwd, "-c", name, "-a")
+    assert_same(coteconf(cwd, "-c", name, "-a"), dove_a)
+    keys = keys_of_dump(dove_a.body)
+    assert len(keys) > 900
+    dove = doveconf(cwd, "-c", name, "-h", *keys)
+    cote = coteconf(cwd, "-c", name, "-h", *keys)
+    assert dove.rc == 0
+    assert cote.out.splitlines() == dove.out.splitlines()
+
+
+@pytest.mark.parametrize("args", [("-n",), ("-a",), ("-n", "-P")])
+def test_debian_stock_tree(tree: Path, args: tuple[str, ...]) -> None:
+    assert_same(coteconf(tree, "-c", str(DEBIAN), *args), doveconf(tree, "-c", str(DEBIAN), *args))
+
+
+def test_debian_stock_every_h_key(tree: Path) -> None:
+    dove_a = doveconf(tree, "-c", str(DEBIAN), "-a")
+    keys = keys_of_dump(dove_a.body)
+    dove = doveconf(tree, "-c", str(DEBIAN), "-h", *keys)
+    cote = coteconf(tree, "-c", str(DEBIAN), "-h", *keys)
+    assert cote.out.splitlines() == dove.out.splitlines()
+
+
+@pytest.mark.parametrize("name", ["ssl_hardening.conf", "master_users.conf", "filters.conf"])
+def test_show_secrets_and_expand(tree: Path, name: str) -> None:
+    """-P shows hidden values, -x reads <file contents (the generated certificate)."""
+    cwd = tree / "configs"
+    for args in (("-n", "-P"), ("-n", "-x"), ("-n", "-P", "-x")):
+        assert_same(coteconf(cwd, "-c", name, *args), doveconf(cwd, "-c", name, *args))
+
+
+def test_expand_reads_certificate(tree: Path) -> None:
+    cwd = tree / "configs"
+    cote = coteconf(cwd, "-c", "ssl_hardening.conf", "-P", "-x", "-h", "ssl_cert")
+    assert cote.out.startswith("-----BEGIN CERTIFICATE-----")
+    assert cote.out == (cwd / "ssl" / "server.pem").read_text()
+    hidden = coteconf(cwd, "-c", "ssl_hardening.conf", "-n")
+    assert "ssl_key = # hidden, use -P to show it" in hidden.body
+
+
+@pytest.mark.parametrize("filters", [
+    ("protocol=imap",), ("protocol=pop3",), ("remote=10.1.2.3",), ("remote=192.168.1.7",),
+    ("remote=2001:db8::5",), ("protocol=imap", "local=192.0.2.10"),
+    ("protocol=pop3", "local=192.0.2.99"), ("lname=mail.example.com",),
+])
+def test_filtered_values_match_doveconf(tree: Path, filters: tuple[str, ...]) -> None:
+    cwd = tree / "configs"
+    keys = ["mail_max_userip_connections", "disable_plaintext_auth", "login_greeting",
+            "ssl_cert", "ssl_key", "mail_debug", "pop3_lock_session", "imap_idle_notify_interval"]
+    fargs = [a for f in filters for a in ("-f", f)]
+    dove = doveconf(cwd, "-c", "filters.conf", *fargs, "-h", *keys)
+    cote = coteconf(cwd, "-c", "filters.conf", *fargs, "-h", *keys)
+    assert dove.rc == 0
+    assert cote.out.splitlines() == dove.out.splitlines()
