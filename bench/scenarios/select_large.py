@@ -1,0 +1,72 @@
+"""``select-large``: SELECT and FETCH 1:* (UID FLAGS) of a 100,000-message INBOX, cold and warm.
+
+The Maildir is generated on disk in Dovecot's format with small messages (1–4 KB), no index.
+Cold: the first SELECT after the store was linked in afresh (the server builds its uidlist and
+index then; the OS page cache is warm). Warm: a new session doing the same again. Each run
+re-links the store so every run has a cold pass. Times are seconds; lower is better.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+
+from bench import store
+from bench.report import Figure, time_figure
+from bench.scenarios.base import Scenario, exists_of, template
+from bench.servers import Server, Setup
+from bench.wire import Imap, ProtocolError
+from tests.support.env import mail_user
+
+USER, PASSWORD = "large0000", "pw-large"
+
+
+async def select_and_fetch(server: Server, expected: int) -> tuple[float, float]:
+    ep = server.endpoints
+    imap = await Imap.logged_in(ep.host, ep.imap, USER, PASSWORD)
+    try:
+        t0 = time.perf_counter()
+        selected = await imap.command(b"SELECT INBOX", keep=True)
+        t1 = time.perf_counter()
+        fetched = await imap.command(b"FETCH 1:* (UID FLAGS)")
+        t2 = time.perf_counter()
+        exists = exists_of(selected.lines)
+        if exists != expected:
+            raise ProtocolError(f"SELECT INBOX: {exists} EXISTS, expected {expected}")
+        if fetched.untagged != expected:
+            raise ProtocolError(f"FETCH 1:*: {fetched.untagged} replies, expected {expected}")
+        await imap.logout()
+    finally:
+        await imap.close()
+    return t1 - t0, t2 - t1
+
+
+class SelectLarge(Scenario):
+    name = "select-large"
+    summary = "SELECT + FETCH 1:* (UID FLAGS) of a 100k-message INBOX, cold and warm"
+
+    def spec(self) -> store.StoreSpec:
+        count = 2_000 if self.options.smoke else 100_000
+        return store.StoreSpec("large", count, self.options.seed, profile="small",
+                               folders=False)
+
+    def setup(self) -> Setup:
+        self.template = template(self.spec())
+        return Setup({USER: PASSWORD}, {USER: self.template})
+
+    def relink(self, server: Server) -> None:
+        vmail = mail_user()
+        target = server.dir / "mail" / USER
+        shutil.rmtree(target, ignore_errors=True)
+        store.link_tree(self.template, target, vmail.pw_uid, vmail.pw_gid)
+
+    def run(self, server: Server) -> list[Figure]:
+        count = self.spec().count
+        self.relink(server)
+        figures = []
+        for state in ("cold", "warm"):
+            select_s, fetch_s = asyncio.run(select_and_fetch(server, count))
+            figures.append(time_figure(state, "SELECT s", select_s, messages=count))
+            figures.append(time_figure(state, "FETCH 1:* s", fetch_s, messages=count))
+        return figures
