@@ -64,6 +64,11 @@ def systemd_sockets(environ: dict[str, str] | None = None) -> list[tuple[str, so
     out = []
     for i in range(count):
         fd = 3 + i
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+        except OSError:
+            continue
         os.set_inheritable(fd, False)
         sock = socket.socket(fileno=fd)
         out.append((names[i] if i < len(names) else "", sock))
