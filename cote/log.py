@@ -22,7 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+from cote.variables import VariableError, compile_template, expand
 
 LEVELS = {"D": "Debug", "I": "Info", "W": "Warning", "E": "Error", "F": "Fatal", "P": "Panic"}
 LEVEL_LETTER = {name: letter for letter, name in LEVELS.items()}
@@ -121,57 +124,80 @@ def setup_child_logging(prefix: str, *, debug: bool = False) -> Logger:
     return logger
 
 
-# -- login_log_format ----------------------------------------------------------------------
-_VAR = re.compile(r"%(?:\{([^}]*)\}|([A-Za-z$%]))")
+# -- login_log_format and mail_log_prefix -------------------------------------------------
+# Login processes' one-letter variables (Dovecot's login table differs from the mail one:
+# %k is ssl_security, %e the mail process pid).
+LOGIN_SHORT = {"u": "user", "n": "username", "d": "domain", "s": "service", "h": "home",
+               "l": "local_ip", "r": "remote_ip", "p": "pid", "m": "mechanism",
+               "a": "local_port", "b": "remote_port", "c": "secured", "k": "ssl_security",
+               "e": "mail_pid"}
+_SHORT = re.compile(r"%%|%([-0-9.]*[A-Z]*)([a-z])")
+_FORMAT = re.compile(r"%(\$|s|%)")
+_EMPTY = "\x00"  # stands in for empty values to find elements that expanded to nothing
 
 
-def expand_vars(template: str, variables: Mapping[str, str]) -> tuple[str, bool]:
-    """Expand ``%x`` / ``%{name}``; returns (text, True if any variable expanded to empty)."""
-    empty = False
-
+def _longify(template: str) -> str:
     def repl(m: re.Match[str]) -> str:
-        nonlocal empty
-        key = m.group(1) if m.group(1) is not None else m.group(2)
-        if key == "%":
-            return "%"
-        value = variables.get(key, "")
-        if value == "":
-            empty = True
-        return value
+        if m.group(0) == "%%":
+            return "%%"
+        return f"%{m.group(1)}{{{LOGIN_SHORT.get(m.group(2), m.group(2))}}}"
 
-    return _VAR.sub(repl, template), empty
+    return _SHORT.sub(repl, template)
+
+
+def unquote(value: str) -> str:
+    """doveconf shows values with spaces in quotes (``"%s(%u): "``): the value inside."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
 
 
 class LoginLogFormatter:
-    """Dovecot's ``login_log_format_elements`` + ``login_log_format``.
+    """Dovecot's ``login_log_format_elements`` + ``login_log_format`` for login processes.
 
-    Each whitespace-separated element of ``elements`` is expanded; elements in which a
-    variable expands to an empty string are left out; the rest are joined with ", " as ``%s``.
-    ``login_log_format`` then gets ``%$`` = the message and ``%s`` = the elements.
+    Each whitespace-separated element of ``elements`` is expanded (cote.variables syntax, the
+    login variable table: %u user, %n username, %d domain, %s service, %l local_ip,
+    %r remote_ip, %p pid, %m mechanism, %a local_port, %b remote_port, %c secured,
+    %k ssl_security, %e mail_pid, plus long names such as %{session}, %{real_rip},
+    %{orig_user}, %{auth_user}); an element in which a variable expands to an empty (or
+    missing) value is left out; the rest are joined with ", " into ``%s`` of
+    ``login_log_format``, where ``%$`` is the message. Templates are parsed once.
 
-    Variables (login side, as Dovecot names them): u user, n user name, d domain, s service,
-    h home, l/lip local IP, r/rip remote IP, p/pid, m/mech auth mechanism, a/lport local port,
-    b/rport remote port, c secured ("secured", "TLS", "TLS handshaking", ...), k/ssl_security,
-    e/mail_pid, session, real_lip, real_rip, real_lport, real_rport, orig_user, auth_user, ...
-    Callers pass both the letter and the long name when both exist.
+        fmt = login_formatter(cfg)
+        log.info(fmt.format("Login", {"user": "u1", "mechanism": "PLAIN", "remote_ip": ...}))
+        # -> "Login: user=<u1>, method=PLAIN, rip=…, lip=…, mpid=…, TLS, session=<…>"
     """
 
     def __init__(self, elements: str, fmt: str) -> None:
-        self.elements = elements.split()
-        self.fmt = fmt
+        self.elements = [compile_template(_longify(e)) for e in unquote(elements).split()]
+        self.fmt = unquote(fmt)
 
-    def format(self, message: str, variables: Mapping[str, str]) -> str:
+    def format(self, message: str, values: Mapping[str, str | None]) -> str:
+        marked = {k: (v if v else _EMPTY) for k, v in values.items()}
         parts = []
-        for element in self.elements:
-            text, empty = expand_vars(element, variables)
-            if not empty:
+        for template in self.elements:
+            try:
+                text = template.expand(marked)
+            except VariableError:
+                continue  # a variable this login does not have: same as empty
+            if _EMPTY not in text:
                 parts.append(text)
-        elements = ", ".join(parts)
-        out, _ = expand_vars(self.fmt, {**variables, "$": message, "s": elements})
-        return out
+        joined = ", ".join(parts)
+        return _FORMAT.sub(lambda m: {"$": message, "s": joined, "%": "%"}[m.group(1)],
+                           self.fmt)
 
 
-def login_formatter(config: object) -> LoginLogFormatter:
+def login_formatter(config: Any) -> LoginLogFormatter:
     """The formatter for a loaded cote.config.Config."""
-    get: Callable[[str], object] = config.get  # type: ignore[attr-defined]
-    return LoginLogFormatter(str(get("login_log_format_elements")), str(get("login_log_format")))
+    return LoginLogFormatter(str(config.get("login_log_format_elements")),
+                             str(config.get("login_log_format")))
+
+
+def mail_log_prefix(config: Any, values: Mapping[str, str | None]) -> str:
+    """``mail_log_prefix`` expanded for a mail process (``imap(user1)<1234><sess>: ``).
+    Use as ``ctx.log.with_prefix(mail_log_prefix(cfg, values))``."""
+    template = unquote(str(config.get("mail_log_prefix")))
+    try:
+        return expand(template, values)
+    except VariableError:
+        return f"{values.get('service') or 'mail'}: "  # a template naming unknown variables
