@@ -91,3 +91,36 @@ def last_value(fields: Iterable[Field], name: bytes) -> bytes | None:
         if key == name:
             found = value
     return found
+
+
+def field_ranges(buf: Buffer, pos: int, limit: int) -> tuple[list[tuple[bytes, int, int]], int]:
+    """(lower-case name, start, end) of every field of the header block at ``pos``, ``end``
+    just after the field's last line end (continuation lines included), and the offset
+    of the empty line ending the block (-1 if ``limit`` came first). A first line
+    starting with white space is a field of its own, as for Dovecot."""
+    out: list[tuple[bytes, int, int]] = []
+    name = b""
+    start = -1
+    blank = -1
+    while pos < limit:
+        nl = buf.find(b"\n", pos, limit)
+        next_pos = limit if nl < 0 else nl + 1
+        line_end = limit if nl < 0 else nl
+        if line_end > pos and buf[line_end - 1] == 0x0D:
+            line_end -= 1
+        if line_end == pos:
+            if nl >= 0:
+                blank = pos
+            break
+        first = buf[pos]
+        if first not in (0x20, 0x09) or start < 0:
+            if start >= 0:
+                out.append((name, start, pos))
+            head = bytes(buf[pos:min(line_end, pos + 1000)])
+            colon = head.find(b":")
+            name = (head if colon < 0 else head[:colon]).rstrip(_WSP).lower()
+            start = pos
+        pos = next_pos
+    if start >= 0:
+        out.append((name, start, pos))
+    return out, blank

@@ -157,7 +157,7 @@ class _Scanner:
         index = len(self.parts)
         self.parts.append(None)
         stop = self._is_boundary_line if self.bounds else None
-        fields, body_start, _ = read_header(buf, pos, self.end, stop)
+        fields, body_start, ended = read_header(buf, pos, self.end, stop)
         info = _content_info(fields, mime, digest)
         ctype, subtype, params = info[0], info[1], info[2]
         lct, lsub = ctype.lower(), subtype.lower()
@@ -169,6 +169,16 @@ class _Scanner:
                 boundary = _param(params, b"boundary") or b""
             elif lct == b"message" and lsub == b"rfc822":
                 kind = MESSAGE
+        raw_end = -1
+        if self.bounds and body_start < self.end and (not ended or (
+                buf[body_start] == 0x2D and self._is_boundary_line(body_start)
+                and not (boundary and buf[body_start + 2:body_start + 2 + len(boundary)]
+                         == boundary))):
+            # A boundary line cut the header, or follows its empty line at once: the line
+            # break before the boundary belongs to it, the part has no body. (An
+            # encapsulated message still counts those octets in its message/rfc822 part.)
+            raw_end = body_start
+            body_start = self._content_end(pos, body_start)
         env = None if mime else envelope(fields)
         if kind == MULTIPART and boundary:
             self.bounds.append(b"--" + boundary)
@@ -204,7 +214,7 @@ class _Scanner:
             body_start - pos + hbare, body_end - body_start + bbare, blf,
             ctype, subtype, params, *info[3:], env,
         )
-        return ls, idx, body_end
+        return ls, idx, (raw_end if raw_end >= 0 and not mime else body_end)
 
 
 _InfoTail = tuple[bytes | None, bytes | None, bytes | None, bytes | None, bytes | None,
