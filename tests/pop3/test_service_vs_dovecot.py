@@ -1,0 +1,191 @@
+"""cote's POP3 mail process on a Maildir that Dovecot wrote, compared with Dovecot's pop3.
+
+cote runs as a real process (``python -m cote.mailproc.pop3``, PREAUTH on a socket, dropped to
+the mail user like Dovecot's pop3), Dovecot serves the same store. UIDL, LIST, STAT, RETR and
+TOP must be byte-identical; after cote's UPDATE, Dovecot must see the expunges and \\Seen
+flags; the logout line must match Dovecot's; a dropped connection must delete nothing.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.dovecot import DovecotOracle
+from tests.support.env import mail_user
+
+MESSAGES = [
+    b"Subject: one\r\n\r\nline1\r\n.dot\r\nline3\r\n",
+    b"Subject: two\nX: y\n\nb1\nb2\nb3",
+    b"From: a@example.com\r\nSubject: three\r\n\r\n..two dots\r\n.\r\nend\r\n",
+    b"Subject: big\r\n\r\n" + b"".join(b"line %05d with some text\r\n" % i for i in range(5000)),
+    b"Subject: empty\r\n\r\n",
+    b"Subject: no final newline\r\n\r\nlast line",
+]
+READ_COMMANDS = ["STAT", "LIST", "UIDL", "CAPA"] + \
+    [f"RETR {i}" for i in range(1, len(MESSAGES) + 1)] + \
+    [f"TOP {i} {n}" for i in range(1, len(MESSAGES) + 1) for n in (0, 1, 3)] + \
+    ["LIST 3", "UIDL 2", "RETR 9", "TOP 1", "DELE 2", "STAT", "LIST", "RSET", "STAT", "NOOP"]
+
+
+class Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.file = sock.makefile("rb")
+
+    def close(self) -> None:
+        # The makefile() object holds the socket open; close both or the peer never sees EOF.
+        self.file.close()
+        self.sock.close()
+
+    def line(self) -> bytes:
+        return self.file.readline()
+
+    def command(self, text: str) -> bytes:
+        self.sock.sendall(text.encode() + b"\r\n")
+        first = self.line()
+        verb = text.split(" ", 1)[0].upper()
+        multi = first.startswith(b"+OK") and (
+            verb in ("CAPA", "RETR", "TOP") or (verb in ("LIST", "UIDL") and " " not in text))
+        out = [first]
+        while multi:
+            out.append(self.line())
+            if out[-1] in (b".\r\n", b""):
+                break
+        return b"".join(out)
+
+
+def filled_dovecot() -> DovecotOracle:
+    dc = DovecotOracle(users={"popuser": "secret"}).start()
+    imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+    imap.login("popuser", "secret")
+    for msg in MESSAGES:
+        assert imap.append("INBOX", "", None, msg)[0] == "OK"
+    imap.logout()
+    return dc
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[DovecotOracle]:
+    dc = filled_dovecot()
+    yield dc
+    dc.cleanup()
+
+
+@pytest.fixture(scope="module")
+def twin() -> Iterator[DovecotOracle]:
+    """A second Dovecot with the same messages, to run destructive sequences on."""
+    dc = filled_dovecot()
+    yield dc
+    dc.cleanup()
+
+
+def pop3_logouts(dc: DovecotOracle) -> list[str]:
+    return [x for x in dc.log_path.read_text().splitlines()
+            if "pop3(popuser)" in x and "Disconnected:" in x]
+
+
+def next_logout(dc: DovecotOracle, seen: int) -> str:
+    """The first pop3 logout line Dovecot writes after ``seen`` earlier ones."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = pop3_logouts(dc)
+        if len(lines) > seen:
+            return lines[seen]
+        time.sleep(0.05)
+    raise AssertionError("Dovecot logged no new pop3 logout")
+
+
+def dovecot_pop3(dc: DovecotOracle) -> Client:
+    c = Client(socket.create_connection(("127.0.0.1", dc.ports["pop3"]), timeout=10))
+    c.line()
+    c.command("USER popuser")
+    assert c.command("PASS secret") == b"+OK Logged in.\r\n"
+    return c
+
+
+def cote_pop3(dc: DovecotOracle) -> tuple[Client, subprocess.Popen[bytes]]:
+    ours, theirs = socket.socketpair()
+    vmail = mail_user()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cote.mailproc.pop3", "-u", "popuser",
+         "--mail", f"maildir:{dc.user_maildir('popuser')}",
+         "--uid", str(vmail.pw_uid), "--gid", str(vmail.pw_gid)],
+        stdin=theirs, stdout=theirs, stderr=subprocess.PIPE)
+    theirs.close()
+    ours.settimeout(10)
+    c = Client(ours)
+    assert c.line() == b"+OK Logged in.\r\n"
+    return c, proc
+
+
+@pytest.mark.oracle
+def test_reading_commands_answer_like_dovecot(store: DovecotOracle) -> None:
+    theirs = dovecot_pop3(store)
+    ours, proc = cote_pop3(store)
+    for command in READ_COMMANDS:
+        assert ours.command(command) == theirs.command(command), command
+    theirs.close()
+    ours.close()  # no QUIT: nothing may be deleted
+    proc.wait(10)
+    again = dovecot_pop3(store)
+    assert again.command("STAT").startswith(f"+OK {len(MESSAGES)} ".encode())
+    again.close()
+
+
+UPDATE_SEQUENCE = ["RETR 1", "TOP 3 1", "DELE 2", "QUIT"]
+
+
+@pytest.mark.oracle
+def test_update_expunges_and_sets_seen_as_dovecot_sees_it(store: DovecotOracle,
+                                                          twin: DovecotOracle) -> None:
+    before = dovecot_pop3(store)
+    uidls_before = before.command("UIDL").split(b"\r\n")[1:-2]
+    before.close()
+    ours, proc = cote_pop3(store)
+    seen = len(pop3_logouts(twin))
+    reference = dovecot_pop3(twin)
+    for command in UPDATE_SEQUENCE:
+        assert ours.command(command) == reference.command(command), command
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    ours_line = [x for x in err.decode().splitlines() if "Disconnected:" in x][-1]
+    theirs_line = next_logout(twin, seen)
+    assert ours_line.split("Disconnected: ", 1)[1] == theirs_line.split("Disconnected: ", 1)[1]
+
+    after = dovecot_pop3(store)
+    remaining = after.command("UIDL").split(b"\r\n")[1:-2]
+    after.close()
+    # Message 2 is gone; the others keep their UIDLs (renumbered).
+    expected = [u.split(b" ")[1] for i, u in enumerate(uidls_before) if i != 1]
+    assert [u.split(b" ")[1] for u in remaining] == expected
+    imap = imaplib.IMAP4("127.0.0.1", store.ports["imap"])
+    imap.login("popuser", "secret")
+    imap.select("INBOX")
+    _, data = imap.fetch("1:*", "(UID FLAGS)")
+    imap.logout()
+    flags = {int(re.search(rb"UID (\d+)", d).group(1)): d for d in data}
+    assert sorted(flags) == [1, 3, 4, 5, 6]
+    assert b"\\Seen" in flags[1] and b"\\Seen" not in flags[3]
+
+
+@pytest.mark.oracle
+def test_dropped_connection_logs_like_dovecot(store: DovecotOracle, twin: DovecotOracle) -> None:
+    ours, proc = cote_pop3(store)
+    seen = len(pop3_logouts(twin))
+    reference = dovecot_pop3(twin)
+    for command in ("LIST", "RETR 3"):
+        assert ours.command(command) == reference.command(command)
+    ours.close()
+    reference.close()
+    _, err = proc.communicate(timeout=10)
+    ours_line = [x for x in err.decode().splitlines() if "Disconnected:" in x][-1]
+    theirs_line = next_logout(twin, seen)
+    assert ours_line.split("Disconnected: ", 1)[1] == theirs_line.split("Disconnected: ", 1)[1]
