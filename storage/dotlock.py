@@ -1,6 +1,7 @@
 """Dotlocks as Dovecot makes them, so cote and Dovecot exclude each other.
 
-A lock is ``<file>.lock`` created with ``O_CREAT|O_EXCL``. Two kinds exist:
+A lock is ``<file>.lock``, created atomically (``O_CREAT|O_EXCL``, or ``link()`` of a temp
+file: Dovecot uses either, both fail when the lock exists). Two kinds exist:
 
 * *marker locks* (``dovecot-uidlist.lock``) hold ``<pid>:<hostname>``; a lock whose process
   is gone on this host is stale at once, any lock is stale when its mtime is older than
@@ -63,13 +64,27 @@ class Dotlock:
         self._touched = 0.0
 
     # -- acquire ------------------------------------------------------------------------
-    def _try_create(self, content: bytes | None) -> bool:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, self.mode)
-        except FileExistsError:
-            return False
-        if content is not None:
+    def _try_create(self, content: bytes, marker: bool) -> bool:
+        if not marker:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, self.mode)
+            except FileExistsError:
+                return False
             os.write(fd, content)
+        else:
+            # a marker lock is born with its "<pid>:<host>" (temp file + link, Dovecot's other
+            # dotlock method): a process killed while locking never leaves an empty lock,
+            # which would only go stale after two minutes
+            tmp = f"{self.path}.{HOSTNAME}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, self.mode)
+            try:
+                os.write(fd, content)
+                os.link(tmp, self.path)
+            except FileExistsError:
+                os.close(fd)
+                return False
+            finally:
+                os.unlink(tmp)
         self.fd = fd
         self._ino = os.fstat(fd).st_ino
         self._touched = time.monotonic()
@@ -103,10 +118,10 @@ class Dotlock:
     def acquire(self, *, content: bytes | None = None, nonblock: bool = False) -> None:
         """Create the lock; ``content`` None writes ``<pid>:<host>`` (a marker lock)."""
         marker = content is None
-        data = f"{os.getpid()}:{HOSTNAME}".encode() if marker else content
+        data = f"{os.getpid()}:{HOSTNAME}".encode() if content is None else content
         deadline = time.monotonic() + self.timeout
         delay = 0.002
-        while not self._try_create(data):
+        while not self._try_create(data, marker):
             if self._remove_if_stale(check_pid=True):
                 continue
             if nonblock or time.monotonic() >= deadline:

@@ -43,8 +43,11 @@ from cote.storage.notify import watch
 if TYPE_CHECKING:
     from cote.storage.maildir.list import MaildirList
 
-#: a directory changed less than this long ago may still change within the same mtime tick
-DIRTY_SECS = 1.0
+#: a directory whose mtime is this close to "now" may change again within the same mtime
+#: tick (the kernel's coarse clock): its signature is not trusted and the next sync rescans.
+#: File systems with whole-second mtimes get a whole second.
+DIRTY_NS = 50_000_000
+DIRTY_NS_COARSE = 1_000_000_000
 _CHUNK = 1 << 16
 
 
@@ -123,12 +126,13 @@ class MaildirMailbox(Mailbox):
 
     def _disk_sig(self) -> str:
         parts: list[str] = []
-        now = time.time()
+        now = time.time_ns()
         dirty = False
         for sub in ("new", "cur"):
-            st = os.stat(os.path.join(self.path, sub))
-            parts.append(str(st.st_mtime_ns))
-            if now - st.st_mtime < DIRTY_SECS:
+            mtime = os.stat(os.path.join(self.path, sub)).st_mtime_ns
+            parts.append(str(mtime))
+            window = DIRTY_NS_COARSE if mtime % 1_000_000_000 == 0 else DIRTY_NS
+            if now - mtime < window:
                 dirty = True
         for p in (self.uidlist_path, self.keywords_path):
             try:
