@@ -179,6 +179,8 @@ class Compress:
 
 CommandArgs = object
 
+_NONE: frozenset[str] = frozenset()
+
 # -- helpers --------------------------------------------------------------------------------
 
 _NUMBER = re.compile(rb"[0-9]+\Z")
@@ -318,7 +320,7 @@ def parse_flag_list(arg: Arg, *, allow_recent: bool = False) -> tuple[str, ...]:
     out: list[str] = []
     for item in items:
         if type(item) is not Atom:
-            raise SyntaxErr("Flags must be atoms")
+            raise SyntaxErr("Flags list contains non-atoms")
         if item.startswith(b"\\"):
             canon = SYSTEM_FLAGS.get(item.upper())
             if canon is None:
@@ -361,8 +363,6 @@ def parse_section(spec: bytes, *, binary: bool) -> Section:
     if i < len(items):
         text = b".".join(items[i:]).decode("ascii", "replace").upper()
         if text not in _SECTION_TEXT or (text == "MIME" and not part):
-            raise bad
-        if binary:
             raise bad
     fields: tuple[str, ...] = ()
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
@@ -413,7 +413,7 @@ def parse_fetch_att(arg: Arg) -> list[FetchAtt]:
             raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial start")
         if dot:
             if not len_s.isdigit() or int(len_s) > MAX_UINT32:
-                raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial length")
+                raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial end")
             partial = (int(start_s), int(len_s))
         else:
             partial = (int(start_s), None)
@@ -422,7 +422,7 @@ def parse_fetch_att(arg: Arg) -> list[FetchAtt]:
     return [FetchAtt(base, section, partial, peek)]
 
 
-def _parse_fetch(args: Sequence[Arg], uid: bool) -> Fetch:
+def _parse_fetch(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Fetch:
     if len(args) < 2:
         raise SyntaxErr("Invalid arguments")
     seqset = parse_seqset(args[0])
@@ -460,6 +460,8 @@ def _parse_fetch(args: Sequence[Arg], uid: bool) -> Fetch:
                 i += 1
             else:
                 raise SyntaxErr("Unknown FETCH modifier")
+        if vanished and "QRESYNC" not in enabled:
+            raise SyntaxErr("QRESYNC not enabled")
         if vanished and changedsince is None:
             raise SyntaxErr("VANISHED used without CHANGEDSINCE")
     if uid and not any(a.name == "UID" for a in atts):
@@ -471,7 +473,7 @@ def _parse_fetch(args: Sequence[Arg], uid: bool) -> Fetch:
 
 # -- STORE ----------------------------------------------------------------------------------
 
-def _parse_store(args: Sequence[Arg], uid: bool) -> Store:
+def _parse_store(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Store:
     if len(args) < 2:
         raise SyntaxErr("Invalid arguments")
     seqset = parse_seqset(args[0])
@@ -521,6 +523,7 @@ _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAV
               "SAVEDON", "SAVEDSINCE"}
 _SIZE_KEYS = {"LARGER", "SMALLER"}
 _INTERVAL_KEYS = {"OLDER", "YOUNGER"}
+_SEQSET_START = frozenset(b"0123456789*$")
 _SEARCH_RETURNS = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 
 
@@ -556,7 +559,7 @@ class _SearchParser:
 
         def param() -> Arg:
             if i >= len(args):
-                raise SyntaxErr("Missing argument")
+                raise SyntaxErr(f"Missing parameter for search key (for search key: {name})")
             return args[i]
 
         if name in _FLAG_KEYS:
@@ -611,7 +614,7 @@ class _SearchParser:
         if name == "MODSEQ":
             entry = None
             p = param()
-            if type(p) in (Quoted, Literal) or (type(p) is Atom and not _NUMBER.match(p)):
+            if isinstance(p, (Quoted, Literal)):
                 ename = astring(p)
                 etype = _atom_upper(args[i + 1]) if i + 1 < len(args) else None
                 if ename is None or etype not in ("PRIV", "SHARED", "ALL"):
@@ -626,6 +629,8 @@ class _SearchParser:
         s = seqset_from_bytes(arg)
         if s is not None:
             return SearchKey("SEQSET", s), i
+        if arg[0] in _SEQSET_START:
+            raise SyntaxErr("Invalid messageset")
         raise SyntaxErr(f"Unknown argument {name}")
 
     def _missing(self) -> tuple[SearchKey, int]:
@@ -636,9 +641,7 @@ class _SearchParser:
 
 
 def _search_returns(args: Sequence[Arg], i: int) -> tuple[tuple[str, ...] | None, int]:
-    if i < len(args) and _atom_upper(args[i]) == "RETURN":
-        if i + 1 >= len(args) or not isinstance(args[i + 1], list):
-            raise SyntaxErr("Invalid arguments")
+    if i + 1 < len(args) and _atom_upper(args[i]) == "RETURN" and isinstance(args[i + 1], list):
         opts: list[str] = []
         for o in args[i + 1]:  # type: ignore[union-attr]
             name = _atom_upper(o)
@@ -655,13 +658,12 @@ def _search_program(args: Sequence[Arg], i: int, *, charset_required: bool
     charset: str | None = None
     if charset_required:
         if i >= len(args) or astring(args[i]) is None:
-            raise SyntaxErr("Missing search parameters" if i >= len(args)
-                            else "Invalid charset")
+            raise SyntaxErr("Invalid charset argument")
         charset = astring(args[i]).decode("latin-1")  # type: ignore[union-attr]
         i += 1
     elif i < len(args) and _atom_upper(args[i]) == "CHARSET":
         if i + 1 >= len(args) or astring(args[i + 1]) is None:
-            raise SyntaxErr("Missing CHARSET" if i + 1 >= len(args) else "Invalid charset")
+            raise SyntaxErr("Invalid charset argument")
         charset = astring(args[i + 1]).decode("latin-1")  # type: ignore[union-attr]
         i += 2
     if i >= len(args):
@@ -670,7 +672,7 @@ def _search_program(args: Sequence[Arg], i: int, *, charset_required: bool
     return charset, p.program(args[i:])
 
 
-def _parse_search(args: Sequence[Arg], uid: bool) -> Search:
+def _parse_search(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Search:
     returns, i = _search_returns(args, 0)
     charset, key = _search_program(args, i, charset_required=False)
     return Search(key, charset, returns)
@@ -680,7 +682,7 @@ _SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAY
               "DISPLAYTO"}
 
 
-def _parse_sort(args: Sequence[Arg], uid: bool) -> Sort:
+def _parse_sort(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Sort:
     returns, i = _search_returns(args, 0)
     if i >= len(args) or not isinstance(args[i], list):
         raise SyntaxErr("Invalid sort argument")
@@ -705,10 +707,10 @@ def _parse_sort(args: Sequence[Arg], uid: bool) -> Sort:
     return Sort(tuple(crit), charset or "", key, returns)
 
 
-def _parse_thread(args: Sequence[Arg], uid: bool) -> Thread:
+def _parse_thread(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Thread:
     alg = _atom_upper(args[0]) if args else None
     if alg is None:
-        raise SyntaxErr("Invalid thread algorithm")
+        raise SyntaxErr("Invalid arguments")
     if alg not in ("REFERENCES", "REFS", "ORDEREDSUBJECT"):
         raise SyntaxErr("Unknown thread algorithm")
     charset, key = _search_program(args, 1, charset_required=True)
@@ -717,7 +719,7 @@ def _parse_thread(args: Sequence[Arg], uid: bool) -> Thread:
 
 # -- mailbox commands -----------------------------------------------------------------------
 
-def _parse_select(args: Sequence[Arg], uid: bool) -> Select:
+def _parse_select(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Select:
     mb = mailbox(args[0]) if args else None
     if mb is None:
         raise SyntaxErr("Invalid arguments")
@@ -733,7 +735,9 @@ def _parse_select(args: Sequence[Arg], uid: bool) -> Select:
                 j += 1
             elif name == "QRESYNC":
                 if j + 1 >= len(params) or not isinstance(params[j + 1], list):
-                    raise SyntaxErr("Invalid QRESYNC parameters")
+                    raise SyntaxErr("QRESYNC parameters missing")
+                if "QRESYNC" not in enabled:
+                    raise SyntaxErr("QRESYNC not enabled")
                 qresync = _parse_qresync(params[j + 1])
                 j += 2
             else:
@@ -747,7 +751,7 @@ def _parse_qresync(p: object) -> QResync:
         raise bad
     uidvalidity = number(p[0])
     modseq = number(p[1], MAX_UINT63)
-    if not uidvalidity or modseq is None:
+    if uidvalidity is None or modseq is None:
         raise bad
     known = None
     seq_match = None
@@ -759,17 +763,19 @@ def _parse_qresync(p: object) -> QResync:
         rest = rest[1:]
     if rest:
         m = rest[0]
+        bad_match = SyntaxErr("Invalid QRESYNC known-uid-set")
         if not isinstance(m, list) or len(m) != 2 or len(rest) > 1:
-            raise bad
+            raise bad_match
         a = parse_seqset(m[0], allow_saved=False)
         b = parse_seqset(m[1], allow_saved=False)
         if a is None or b is None:
-            raise bad
+            raise bad_match
         seq_match = (a, b)
     return QResync(uidvalidity, modseq, known, seq_match)
 
 
-def _parse_mailbox_only(args: Sequence[Arg], uid: bool) -> MailboxArg:
+def _parse_mailbox_only(args: Sequence[Arg], uid: bool,
+                       enabled: frozenset[str] = _NONE) -> MailboxArg:
     if not args:
         raise SyntaxErr("Missing arguments")
     mb = mailbox(args[0])
@@ -778,7 +784,7 @@ def _parse_mailbox_only(args: Sequence[Arg], uid: bool) -> MailboxArg:
     return MailboxArg(mb)
 
 
-def _parse_rename(args: Sequence[Arg], uid: bool) -> Rename:
+def _parse_rename(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Rename:
     if len(args) < 2:
         raise SyntaxErr("Missing arguments")
     a, b = mailbox(args[0]), mailbox(args[1])
@@ -796,7 +802,7 @@ STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHE
 
 def _status_items(arg: object) -> tuple[str, ...]:
     if not isinstance(arg, list):
-        raise SyntaxErr("Status items must be list")
+        raise SyntaxErr("Invalid arguments")
     if not arg:
         raise SyntaxErr("Empty status list")
     items: list[str] = []
@@ -817,7 +823,8 @@ def _decode_pattern(raw: bytes) -> str:
         return text
 
 
-def _parse_list(args: Sequence[Arg], uid: bool, lsub: bool = False) -> List:
+def _parse_list(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = frozenset(),
+                lsub: bool = False) -> List:
     i = 0
     selection: set[str] = set()
     extended = False
@@ -863,22 +870,22 @@ def _parse_list(args: Sequence[Arg], uid: bool, lsub: bool = False) -> List:
                 raise SyntaxErr("Unknown return options")
             if name == "STATUS":
                 if j + 1 >= len(opts) or not isinstance(opts[j + 1], list):  # type: ignore
-                    raise SyntaxErr("Invalid STATUS return option")
+                    raise SyntaxErr("Unknown return options")
                 status_items = _status_items(opts[j + 1])  # type: ignore[index]
                 j += 1
             returns.add(name)
             j += 1
     if "RECURSIVEMATCH" in selection and len(selection) == 1:
-        raise SyntaxErr("RECURSIVEMATCH must not be the only selection option")
+        raise SyntaxErr("RECURSIVEMATCH must not be the only selection")
     return List(_decode_pattern(ref), tuple(patterns), frozenset(selection),
                 frozenset(returns), status_items, extended, lsub)
 
 
-def _parse_lsub(args: Sequence[Arg], uid: bool) -> List:
-    return _parse_list(args, uid, lsub=True)
+def _parse_lsub(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> List:
+    return _parse_list(args, uid, enabled, lsub=True)
 
 
-def _parse_status(args: Sequence[Arg], uid: bool) -> Status:
+def _parse_status(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Status:
     if len(args) < 2:
         raise SyntaxErr("Missing arguments")
     mb = mailbox(args[0])
@@ -887,7 +894,7 @@ def _parse_status(args: Sequence[Arg], uid: bool) -> Status:
     return Status(mb, _status_items(args[1]))
 
 
-def _parse_copy(args: Sequence[Arg], uid: bool) -> Copy:
+def _parse_copy(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Copy:
     if len(args) < 2:
         raise SyntaxErr("Missing arguments")
     seqset = parse_seqset(args[0])
@@ -899,7 +906,7 @@ def _parse_copy(args: Sequence[Arg], uid: bool) -> Copy:
     return Copy(seqset, mb)
 
 
-def _parse_expunge(args: Sequence[Arg], uid: bool) -> Expunge:
+def _parse_expunge(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Expunge:
     if not uid:
         return Expunge(None)
     if not args:
@@ -912,7 +919,7 @@ def _parse_expunge(args: Sequence[Arg], uid: bool) -> Expunge:
 
 # -- session commands -----------------------------------------------------------------------
 
-def _parse_login(args: Sequence[Arg], uid: bool) -> Login:
+def _parse_login(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Login:
     if len(args) < 2:
         raise SyntaxErr("Invalid arguments")
     u, p = astring(args[0]), astring(args[1])
@@ -921,7 +928,8 @@ def _parse_login(args: Sequence[Arg], uid: bool) -> Login:
     return Login(u, p)
 
 
-def _parse_authenticate(args: Sequence[Arg], uid: bool) -> Authenticate:
+def _parse_authenticate(args: Sequence[Arg], uid: bool,
+                       enabled: frozenset[str] = _NONE) -> Authenticate:
     mech = _atom_upper(args[0]) if args else None
     if mech is None:
         raise SyntaxErr("Invalid arguments")
@@ -933,7 +941,7 @@ def _parse_authenticate(args: Sequence[Arg], uid: bool) -> Authenticate:
     return Authenticate(mech, ir)
 
 
-def _parse_enable(args: Sequence[Arg], uid: bool) -> Enable:
+def _parse_enable(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Enable:
     caps = []
     for a in args:
         name = _atom_upper(a)
@@ -943,7 +951,7 @@ def _parse_enable(args: Sequence[Arg], uid: bool) -> Enable:
     return Enable(tuple(caps))
 
 
-def _parse_id(args: Sequence[Arg], uid: bool) -> Id:
+def _parse_id(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Id:
     if not args or not isinstance(args[0], list):
         return Id(None)
     lst = args[0]
@@ -957,18 +965,18 @@ def _parse_id(args: Sequence[Arg], uid: bool) -> Id:
     return Id(tuple(params))
 
 
-def _parse_compress(args: Sequence[Arg], uid: bool) -> Compress:
+def _parse_compress(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Compress:
     mech = _atom_upper(args[0]) if args else None
     if mech is None:
         raise SyntaxErr("Invalid arguments")
     return Compress(mech)
 
 
-def _no_args(args: Sequence[Arg], uid: bool) -> None:
+def _no_args(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> None:
     return None
 
 
-Parser = Callable[[Sequence[Arg], bool], object]
+Parser = Callable[[Sequence[Arg], bool, frozenset[str]], object]
 
 COMMANDS: dict[str, Parser] = {
     "CAPABILITY": _no_args, "NOOP": _no_args, "LOGOUT": _no_args, "STARTTLS": _no_args,
@@ -990,9 +998,11 @@ UID_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE",
 APPEND = "APPEND"
 
 
-def parse_command(name: str, args: Sequence[Arg], uid: bool = False) -> object:
-    """Typed arguments for ``name`` (already upper-case, known) or ``SyntaxErr``."""
-    return COMMANDS[name](args, uid)
+def parse_command(name: str, args: Sequence[Arg], uid: bool = False,
+                  enabled: frozenset[str] = _NONE) -> object:
+    """Typed arguments for ``name`` (already upper-case, known) or ``SyntaxErr``.
+    ``enabled`` holds the ENABLEd extensions (QRESYNC changes what is valid)."""
+    return COMMANDS[name](args, uid, enabled)
 
 
 def parse_append_message(group: Sequence[Arg]) -> tuple[tuple[str, ...], datetime | None]:

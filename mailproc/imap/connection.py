@@ -85,6 +85,8 @@ class Connection:
         self.commands = commands if commands is not None else frozenset(COMMANDS) | {APPEND}
         self.literal_plus = literal_plus
         self.literal_minus = literal_minus
+        self.enabled: frozenset[str] = frozenset()
+        """Extensions the client ENABLEd (the server sets this; QRESYNC changes the grammar)."""
         self.writer = Writer()
         self._buf = bytearray()
         self._scan = 0          # where to look for the next LF
@@ -211,8 +213,8 @@ class Connection:
 
     def _bad(self, text: str) -> ev.Bad:
         if self._name:
-            return ev.Bad(self._tag or "*", f"Error in IMAP command {self._name}: {text}",
-                          self._name)
+            name = "UID " + self._name if self._uid else self._name
+            return ev.Bad(self._tag or "*", f"Error in IMAP command {name}: {text}", name)
         return ev.Bad(self._tag or "*", f"Error in IMAP command: {text}")
 
     def _reset_command(self, consumed: int) -> None:
@@ -221,10 +223,15 @@ class Connection:
         self._tag = self._name = ""
         self._uid = False
 
+    def _head_for_error(self) -> None:
+        """Tag and name of the buffered command, for an error found before its end."""
+        self._tag = self._name = ""
+        self._uid = False
+        self._parse_head(bytes(self._buf[:200]), final=False)
+
     def _too_long(self) -> ev.Event:
         # a line longer than allowed: answer now, drop the rest of it
-        if not self._tag:
-            self._parse_head(bytes(self._buf[:200]), final=False)
+        self._head_for_error()
         bad = self._bad("Too long argument")
         del self._buf[:]
         self._scan = self._frag = 0
@@ -290,8 +297,7 @@ class Connection:
                     return self._too_long()
                 return ev.NEED_DATA
             if lf - self._frag + 1 > self.max_line_length:
-                if not self._tag:
-                    self._parse_head(bytes(buf[:200]), final=False)
+                self._head_for_error()
                 bad = self._bad("Too long argument")
                 return self._bad_and_skip_rest(bad, lf)
             if self._frag == 0:
@@ -337,7 +343,7 @@ class Connection:
             tokens, _ = tokenize(raw, self._args_at)
             if name == APPEND:
                 self._append_without_message(tokens)
-            args = parse_command(name, tokens, uid)
+            args = parse_command(name, tokens, uid, self.enabled)
         except SyntaxErr as exc:
             bad = self._bad(str(exc))
             self._reset_command(lf + 1)
@@ -346,9 +352,10 @@ class Connection:
         return ev.Command(tag, name, args, uid)
 
     def _append_without_message(self, tokens: list[Arg]) -> None:
-        if not tokens or not isinstance(tokens[0], bytes):
+        if not tokens:
+            raise SyntaxErr("Missing arguments")
+        if not isinstance(tokens[0], bytes) or len(tokens) > 1:
             raise SyntaxErr("Invalid arguments")
-        parse_append_message(tokens[1:])
         raise SyntaxErr("Missing message size")
 
     # -- APPEND streaming ---------------------------------------------------------------------
@@ -443,6 +450,10 @@ class Connection:
         line = bytes(self._buf[:lf])
         del self._buf[:lf + 1]
         self._scan = 0
+        if lf + 1 > self.max_line_length:  # as if it had been caught before its end
+            mode_idle = self._state == _IDLE
+            self._state = _COMMAND
+            return ev.Bad(self._tag, "Expected DONE" if mode_idle else "Response too long")
         if line.endswith(b"\r"):
             line = line[:-1]
         tag = self._tag
@@ -460,14 +471,9 @@ class Connection:
             self._buf.clear()
             self._scan = 0
             return ev.NEED_DATA
-        fragment = bytes(self._buf[max(0, lf - 24):lf + 1])
+        # like Dovecot, literal data announced at the end of a dropped line is not skipped
         del self._buf[:lf + 1]
         self._scan = self._frag = 0
-        lit = literal_at_end(fragment) if b"}" in fragment else None
-        if lit is not None and not lit[1]:  # the dropped line announced a {n+}: drop it too
-            self._remaining = lit[0]
-            self._state = _SKIP_DATA
-            return None
         self._state = _COMMAND
         return None
 

@@ -206,12 +206,19 @@ def search(numbers: Iterable[int], modseq: int | None = None) -> bytes:
     return line + CRLF
 
 
+_ESEARCH_ORDER = ("MIN", "MAX", "ALL", "COUNT", "MODSEQ")
+
+
 def esearch(tag: str, uid: bool, results: Mapping[str, int | SeqSet]) -> bytes:
-    """``* ESEARCH (TAG "a") UID MIN 1 ALL 1:3``; ALL/MIN/MAX/COUNT/MODSEQ in order given."""
-    out = b'* ESEARCH (TAG ' + imapwire.string(tag.encode("latin-1")) + b")"
+    """``* ESEARCH (TAG "a") UID MIN 1 MAX 3 ALL 1:3 COUNT 3`` (Dovecot's order of items,
+    whatever order the client asked in; an empty ``ALL`` is left out as Dovecot does)."""
+    out = b"* ESEARCH (TAG " + imapwire.string(tag.encode("latin-1")) + b")"
     if uid:
         out += b" UID"
-    for k, v in results.items():
+    for k in _ESEARCH_ORDER:
+        v = results.get(k)
+        if v is None or (isinstance(v, SeqSet) and not v.ranges):
+            continue
         out += b" " + k.encode() + b" " + (bytes(v) if isinstance(v, SeqSet) else b"%d" % v)
     return out + CRLF
 

@@ -1,0 +1,102 @@
+"""Fuzz entry point for the IMAP protocol core (atheris-compatible, also driven by hypothesis).
+
+``fuzz_parser(data)`` plays a whole client stream through a ``Connection`` the way a server
+would (accepting or refusing literals, entering IDLE and AUTHENTICATE when asked, swapping
+transports) and formats every response shape for what it parsed. Any exception escaping it
+is a bug: malformed input must only ever produce ``Bad``/``Bye`` events.
+
+    python -m atheris ... or: import atheris; atheris.Setup(sys.argv, fuzz_parser); atheris.Fuzz()
+"""
+
+from __future__ import annotations
+
+from . import events as ev
+from . import response
+from .commands import Fetch, List, Search, Status
+from .connection import Connection
+from .values import SeqSet
+
+MAX_EVENTS = 10_000
+
+
+def _consume(conn: Connection, budget: list[int], decide: int) -> bool:
+    """Drain events; False once the connection is closed."""
+    while budget[0] > 0:
+        budget[0] -= 1
+        event = conn.next_event()
+        if event is ev.NEED_DATA:
+            return True
+        if event is ev.CLOSED:
+            return False
+        if isinstance(event, ev.LiteralStart):
+            if (event.size + decide) % 3:
+                conn.accept_literal()
+            else:
+                conn.send(response.tagged("x", "NO", "Too big", "TOOBIG"))
+                conn.reject_literal()
+        elif isinstance(event, ev.Command):
+            _answer(conn, event)
+        elif isinstance(event, ev.Bad):
+            conn.send(response.tagged(event.tag, "BAD", event.text))
+        elif isinstance(event, ev.Bye):
+            conn.send(response.untagged("BYE", event.text))
+        elif isinstance(event, ev.AuthResponse):
+            event.decode()
+            if event.cancelled or len(event.line) % 2:
+                conn.end_authenticate()
+    return True
+
+
+def _answer(conn: Connection, cmd: ev.Command) -> None:
+    """Exercise the formatter with what the command carried."""
+    w = conn.writer
+    args = cmd.args
+    if cmd.name == "IDLE":
+        conn.send(response.continuation("idling"))
+        conn.idle(cmd.tag)
+    elif cmd.name == "AUTHENTICATE":
+        conn.send(response.continuation(b""))
+        conn.authenticate(cmd.tag)
+    elif cmd.name == "STARTTLS":
+        conn.start_tls()
+    elif isinstance(args, Fetch):
+        for seq in args.seqset.iter(3):
+            fr = response.FetchResponse(w, seq)
+            for att in args.atts:
+                if att.section is not None:
+                    fr.literal(att.response_name, b"x")
+                else:
+                    fr.number(att.name, seq)
+            fr.close()
+    elif isinstance(args, Search):
+        if args.returns is None:
+            w.write(response.search([1, 2]))
+        else:
+            w.write(response.esearch(cmd.tag, cmd.uid, {"ALL": SeqSet.from_ints([1, 2, 3])}))
+    elif isinstance(args, List):
+        for p in args.patterns:
+            w.write(response.list_line(("\\HasNoChildren",), ".", p))
+    elif isinstance(args, Status):
+        w.write(response.status(args.mailbox.name, dict.fromkeys(args.items, 1)))
+    w.write(response.tagged(cmd.tag, "OK", "done"))
+
+
+def fuzz_parser(data: bytes) -> None:
+    """Feed ``data`` in chunks whose sizes come from its first byte; must never raise."""
+    if not data:
+        return
+    step = (data[0] % 17) + 1
+    decide = data[-1]
+    conn = Connection(max_line_length=512 + (data[0] % 4) * 256,
+                      literal_minus=bool(data[0] & 0x40), literal_plus=not data[0] & 0x80)
+    budget = [MAX_EVENTS]
+    body = data[1:]
+    for i in range(0, len(body), step):
+        conn.receive_data(body[i:i + step])
+        if not _consume(conn, budget, decide):
+            break
+        conn.data_to_send()
+    else:
+        conn.receive_data(b"")
+        _consume(conn, budget, decide)
+    conn.data_to_send()
