@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from cote.log import Logger
+
+_setproctitle: Callable[[str], None] | None
+try:
+    from setproctitle import setproctitle as _setproctitle
+except ImportError:  # pragma: no cover - declared dependency
+    _setproctitle = None
 
 # pid, generation (config reload count: stale reports are ignored), available client count
 STATUS = struct.Struct("=iII")
@@ -154,6 +162,14 @@ class ServiceContext:
     accepting: bool = True         # False after SIGQUIT (reload/stop) or service_count reached
     stop_hooks: list[Callable[[], None]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # service-specific hand-overs
+    title: str = ""                # process title as set by the master: "cote/imap-login"
+    master_dead: bool = False      # set by install_asyncio_handlers when the master is gone
+    anvil: socket.socket | None = None  # this process's own connection to anvil (blocking)
+
+    def set_title(self, detail: str = "") -> None:
+        """``cote/imap`` -> ``cote/imap [user1 127.0.0.1 IDLE]`` (empty detail resets)."""
+        if _setproctitle is not None and self.title:
+            _setproctitle(f"{self.title} [{detail}]" if detail else self.title)
 
     # -- the bookkeeping every service must do ------------------------------------------------
     def client_connected(self) -> None:
@@ -210,6 +226,29 @@ class ServiceContext:
 
         signal.signal(signal.SIGQUIT, on_quit)
         signal.signal(signal.SIGINT, on_idle)
+
+    def install_asyncio_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """For services on an asyncio loop (instead of :meth:`install_default_signals`):
+        SIGQUIT -> :meth:`stop_accepting`; SIGINT (idle kill) -> stop_accepting when idle;
+        master death (EOF on the death pipe) -> ``master_dead = True`` and stop_accepting.
+        The service exits once :meth:`should_exit` is true."""
+        loop.add_signal_handler(signal.SIGQUIT, self.stop_accepting)
+        loop.add_signal_handler(
+            signal.SIGINT, lambda: self.stop_accepting() if self.clients == 0 else None)
+        fd = self.master_death_fd
+        os.set_blocking(fd, False)
+
+        def on_death() -> None:
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                return
+            if not data:
+                loop.remove_reader(fd)
+                self.master_dead = True
+                self.stop_accepting()
+
+        loop.add_reader(fd, on_death)
 
     def listener(self, name: str) -> ListenerSocket:
         for lst in self.listeners:

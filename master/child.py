@@ -68,6 +68,7 @@ class ChildPlan:
     config_path: str
     as_root: bool
     keep_fds: list[int] = field(default_factory=list)  # service-specific extra fds
+    anvil: socket.socket | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,6 +124,8 @@ def run_child(plan: ChildPlan) -> None:
         os.dup2(plan.log_fd, 2)
         keep = {lst.fd for lst in plan.listeners} | {plan.status_fd, plan.death_fd}
         keep |= set(plan.keep_fds)
+        if plan.anvil is not None:
+            keep.add(plan.anvil.fileno())
         _close_other_fds(keep)
         if plan.spec.vsz_limit:
             limit = plan.spec.vsz_limit
@@ -149,7 +152,8 @@ def _call_entry_point(plan: ChildPlan, logger: Logger) -> int:
         listeners=plan.listeners, status=status, master_death_fd=plan.death_fd, log=logger,
         client_limit=plan.spec.client_limit, service_count=plan.spec.service_count,
         idle_kill=plan.spec.idle_kill, executable=list(plan.spec.executable),
-        base_dir=plan.base_dir, generation=plan.generation, extra=plan.extra)
+        base_dir=plan.base_dir, generation=plan.generation, extra=plan.extra, title=plan.title,
+        anvil=plan.anvil)
     ctx.install_default_signals()
     # First status report: the process is initialized (the master stops "startup failed"
     # throttling once it sees this).

@@ -561,7 +561,31 @@ class Master:
             settings=svc.settings_section, credentials=svc.credentials,
             base_dir=self.ms.base_dir, config_path=self.config_path, as_root=self.as_root,
             keep_fds=keep, extra=extra)
-        return self._fork(svc, plan)
+        if svc.impl.kind == "python" and svc.name not in SPECIAL_KEEP:
+            plan.anvil = self._anvil_connection()
+        try:
+            return self._fork(svc, plan)
+        finally:
+            if plan.anvil is not None:
+                plan.anvil.close()
+
+    def _anvil_connection(self) -> socket.socket | None:
+        """A connection to anvil for a child (made here: the child may be unprivileged and
+        anvil's socket is 0600 root). Registrations die with it when the child dies."""
+        anvil = self.services.get("anvil")
+        path = next((b.spec.path for b in anvil.bound if b.spec.name == "anvil"), None) \
+            if anvil is not None else None
+        if path is None:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            return None
+        sock.setblocking(True)
+        return sock
 
     def _fork(self, svc: Service, plan: ChildPlan) -> Process | None:
         gc.freeze()

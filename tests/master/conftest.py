@@ -48,7 +48,8 @@ while True:
     c, _ = lst.accept()
     state["serving"] = True
     report(0)
-    c.sendall(f"hello uid={os.getuid()} pid={os.getpid()}\n".encode())
+    groups = ",".join(str(g) for g in sorted(os.getgroups()))
+    c.sendall(f"hello uid={os.getuid()} pid={os.getpid()} groups={groups}\n".encode())
     data = c.recv(100)
     c.sendall(b"echo " + data)
     c.close()

@@ -8,7 +8,6 @@ import grp
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import stat
@@ -56,6 +55,7 @@ service imap-login {{
 service echo {{
   executable = {d}/echo.py
   user = nobody
+  extra_groups = mail
   client_limit = 1
   inet_listener echo {{
     port = {echo_port}
@@ -66,6 +66,13 @@ service qw {{
   user = nobody
   unix_listener qw {{
     mode = 0666
+  }}
+}}
+service idler {{
+  executable = script /bin/true
+  idle_kill = 1 secs
+  unix_listener idler {{
+    mode = 0600
   }}
 }}
 service quickdie {{
@@ -98,10 +105,10 @@ def master(workdir: Path) -> Iterator[MasterServer]:
     m.stop()
 
 
-def run_script(m: MasterServer, *args: str) -> bytes:
+def run_script(m: MasterServer, *args: str, service: str = "qw") -> bytes:
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
-    s.connect(str(m.base_dir / "qw"))
+    s.connect(str(m.base_dir / service))
     s.sendall("\t".join(args).encode() + b"\n\n")
     s.shutdown(socket.SHUT_WR)
     reply = recv_line(s)
@@ -149,6 +156,9 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
     assert recv_line(s) == b"echo x\n"
     s.close()
     assert hello.startswith(f"hello uid={NOBODY} ")
+    mail_gid = grp.getgrnam("mail").gr_gid
+    groups = {int(g) for g in hello.split("groups=")[1].split(",")}
+    assert groups == {pwd.getpwnam("nobody").pw_gid, mail_gid}  # extra_groups, nothing else
     master.wait_log(r"^.* echo: Error: echo started uid=65534 listeners=echo$")
     assert run_script(master, "a1", "b2") == b"+\n"
     assert (master.dir / "out" / "qw.uid").read_text().strip() == str(NOBODY)
@@ -160,6 +170,32 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
     assert proc_uid(procs["anvil"]["pid"]) == pwd.getpwnam("dovecot").pw_uid
     assert proc_title(procs["log"]["pid"]) == "cote/log"
     assert proc_uid(procs["log"]["pid"]) == 0
+
+
+def test_python_service_processes_get_their_own_anvil_connection(master: MasterServer) -> None:
+    # Each Python service process (here: the qw script processes) is handed a connection to
+    # anvil made by the master; anvil reports one client per such process.
+    def anvil_clients() -> tuple[int, int]:
+        qw = len(master.processes("qw"))
+        anvil = master.processes("anvil")[0]
+        return qw, anvil["client_limit"] - anvil["available_count"]
+
+    def settled() -> tuple[int, int] | None:
+        qw, clients = anvil_clients()
+        return (qw, clients) if qw and qw == clients else None
+
+    qw, clients = master.wait_for(settled, what="anvil clients == qw processes")
+    assert qw >= 1 and clients == qw
+
+
+def test_idle_processes_are_killed_after_idle_kill(master: MasterServer) -> None:
+    assert run_script(master, service="idler") == b"+\n"
+    pids = [p["pid"] for p in master.processes("idler")]
+    assert pids
+    master.wait_for(lambda: not master.processes("idler"), timeout=6, what="idle kill")
+    for pid in pids:
+        assert not alive(pid)
+    assert "service(idler)" not in master.log()  # a clean, expected exit
 
 
 def test_chroot_is_honoured(master: MasterServer) -> None:
@@ -297,7 +333,7 @@ def test_coteadm_service_and_process_status(master: MasterServer) -> None:
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["name", "process_count", "process_avail"]
     names = {line.split()[0] for line in lines[1:]}
-    assert {"anvil", "log", "echo", "qw", "vsz", "quickdie"} <= names
+    assert {"anvil", "log", "echo", "qw", "vsz", "quickdie", "idler"} <= names
     out = subprocess.run([PYTHON, "-m", "cote.cli.adm", "-c", str(master.conf_path), "process",
                           "status", "anvil"], capture_output=True, text=True, check=True,
                          cwd=ROOT).stdout
@@ -321,7 +357,3 @@ def test_term_stops_every_process_and_removes_sockets(master: MasterServer) -> N
     assert not (master.base_dir / "master.pid").exists()
     assert _try_connect(port) is None
     master.wait_log(r"master: Info: cote shutting down$")
-
-
-def test_unused_helpers_are_importable() -> None:
-    assert shutil.which("runuser") and grp.getgrnam("root")

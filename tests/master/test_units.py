@@ -3,7 +3,9 @@ format, login_log_format, settings resolution from a real cote.config, listener 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
 import stat
 import struct
@@ -13,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from cote.config import load
-from cote.ipc import STATUS, StatusReporter, pack_status, unpack_statuses
-from cote.log import LoginLogFormatter, decode_line, encode_record, mail_log_prefix
+from cote.ipc import STATUS, ServiceContext, StatusReporter, pack_status, unpack_statuses
+from cote.log import Logger, LoginLogFormatter, decode_line, encode_record, mail_log_prefix
 from cote.master import listeners, registry, settings
 from cote.master.anvil import AnvilState
 from cote.master.logservice import LineReader, LogSink, LogTargets
@@ -231,3 +233,36 @@ def test_script_requests() -> None:
         ["95", "user@x"], True, b"body")
     assert parse_request(b"a\tb\n") is None
     assert parse_request(b"\n") == ([], False, b"")
+
+
+def test_asyncio_handlers_stop_accepting_on_quit_and_master_death() -> None:
+    death_r, death_w = os.pipe()
+    status_r, status_w = os.pipe()
+    ctx = ServiceContext(name="t", config=None, settings=None, listeners=[],
+                         status=StatusReporter(status_w, 1, 5), master_death_fd=death_r,
+                         log=Logger("t: ", fd=status_w), client_limit=5, service_count=0,
+                         idle_kill=0, executable=["t"], base_dir="/", generation=1)
+    stopped: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx.install_asyncio_handlers(loop)
+        ctx.on_stop_accepting(lambda: stopped.append("stop"))
+        ctx.client_connected()
+        assert ctx.available() == 4
+        os.kill(os.getpid(), signal.SIGQUIT)
+        await asyncio.sleep(0.1)
+        assert stopped == ["stop"] and not ctx.accepting and not ctx.should_exit()
+        os.close(death_w)
+        await asyncio.sleep(0.1)
+        assert ctx.master_dead
+        ctx.client_disconnected()
+        assert ctx.should_exit()
+        loop.remove_signal_handler(signal.SIGQUIT)
+        loop.remove_signal_handler(signal.SIGINT)
+
+    asyncio.run(main())
+    records = unpack_statuses(bytearray(os.read(status_r, 1000)))
+    assert [r[2] for r in records] == [4, 0]  # connected, then stopped accepting
+    for fd in (death_r, status_r, status_w):
+        os.close(fd)
