@@ -59,7 +59,7 @@ def _write(parts: Sequence[Part], kids: list[list[int]], i: int, ext: bool,
     out.append(b" ".join((
         imapwire.string(p.ctype), imapwire.string(p.subtype), _params(p.params),
         imapwire.nstring_nolf(p.content_id), imapwire.nstring_nolf(p.description),
-        imapwire.string(p.encoding) if p.encoding is not None else b'"7bit"',
+        imapwire.string(p.encoding) if p.encoding else b'"7bit"',
         b"%d" % p.body_vsize,
     )))
     if p.kind == MESSAGE and kids[i]:

@@ -55,7 +55,7 @@ class Part(NamedTuple):
     params: Params
     content_id: bytes | None
     description: bytes | None
-    encoding: bytes | None  # None: "7bit"
+    encoding: bytes | None  # None: no field ("7bit"); b"": a field that is not one token
     md5: bytes | None
     disposition: bytes | None
     disp_params: Params
@@ -268,7 +268,7 @@ def _content_info(fields: list[Field], mime: bool, digest: bool) -> tuple[
     lang = got.get(b"content-language")
     language = parse_language(lang) if lang is not None else None
     return (ctype, subtype, params, got.get(b"content-id"), got.get(b"content-description"),
-            parse_encoding(enc) if enc is not None else None, got.get(b"content-md5"),
+            None if enc is None else (parse_encoding(enc) or b""), got.get(b"content-md5"),
             disposition, disp_params, language or None, got.get(b"content-location"))
 
 

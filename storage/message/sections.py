@@ -145,14 +145,19 @@ def header_fields(buf: Buffer, start: int, names: Sequence[bytes], exclude: bool
     return b"".join(out)
 
 
-def to_crlf(data: bytes) -> bytes:
-    """Bare LFs as CRLF (a CR already before an LF is kept, lone CRs are left alone), and
-    NUL as 0x80: BODY[] never carries NUL (Dovecot's substitution; BINARY[] does)."""
-    if b"\x00" in data:
-        data = data.replace(b"\x00", b"\x80")
+def lf_to_crlf(data: bytes) -> bytes:
+    """Bare LFs as CRLF (a CR already before an LF is kept, lone CRs are left alone)."""
     if b"\n" not in data:
         return data
     return _BARE_LF.sub(b"\r\n", data)
+
+
+def to_crlf(data: bytes) -> bytes:
+    """:func:`lf_to_crlf` and NUL as 0x80: BODY[] never carries NUL (Dovecot's
+    substitution; BINARY[] sends NUL in a literal8)."""
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"\x80")
+    return lf_to_crlf(data)
 
 
 def crlf_size(buf: Buffer, start: int, end: int) -> int:
