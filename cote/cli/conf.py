@@ -111,10 +111,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     dump.omit_dynamic = any(e.message.startswith("Unknown variable") for e in deferred)
     for w in cfg.warnings:
         sys.stderr.write(f"{PROG}: Warning: {w}\n")
-    # A filtered view shows the winning values as global settings, without filter blocks.
-    view = cfg.lookup(**filters).without_filters() if filters else cfg
     dump.all = mode == "a"
-    dumper = Dumper(view, dump)
+    view = cfg
+    shown = None
+    if filters:
+        # The winning values show as global settings, followed by the filter blocks the
+        # given (possibly partial) criteria do not rule out.
+        shown = cfg.filters_compatible(**filters)
+        if keys:
+            try:
+                view = cfg.lookup(**filters)
+            except ConfigError as e:
+                sys.stderr.write(f"{PROG}: Error: {e}\n")
+                return _fatal("Errors in configuration")
+        else:
+            view = cfg.lookup_lenient(**filters)
+    dumper = Dumper(view, dump, shown)
     if keys:
         for key in keys:
             lines = dumper.value_of(key)

@@ -54,9 +54,11 @@ def _section_sort_key(sec: Section) -> str:
 
 
 class Dumper:
-    def __init__(self, cfg: Config, opts: DumpOptions) -> None:
+    def __init__(self, cfg: Config, opts: DumpOptions,
+                 filters: list[Filter] | None = None) -> None:
         self.cfg = cfg
         self.opts = opts
+        self.filters = cfg.filters if filters is None else filters
 
     # -- values
     def _value_text(self, key: str, s: Setting | None, default: str, *, args: bool = False) -> str:
@@ -103,7 +105,7 @@ class Dumper:
         entries.sort(key=lambda e: e[0])
         for _, block in entries:
             yield from block
-        for f in cfg.filters:
+        for f in self.filters:
             yield from self._filter(f)
 
     def _free_block(self, kind: str, name: str, settings: dict[str, Setting],

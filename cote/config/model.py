@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import re
 import socket
 from collections.abc import Iterator
@@ -168,7 +169,7 @@ class Config:
         self._plugin: dict[str, Setting] = {}
         self._sections: dict[str, list[Section]] = {}
         self._filters: list[Filter] = []
-        self._view_cache: dict[tuple[int, ...], Config] = {}
+        self._view_cache: dict[tuple[int, ...], Config | ConfigError] = {}
         self._base: Config = self
 
     # -- the agreed API ---------------------------------------------------------------------
@@ -186,21 +187,52 @@ class Config:
 
     def lookup(self, *, protocol: str | None = None, local_ip: str | None = None,
                remote_ip: str | None = None, local_name: str | None = None) -> Config:
+        """The settings for a connection: matching filter blocks applied over the globals,
+        the more specific one winning. Raises ConfigError when two matching filters that are
+        not nested in each other set the same setting (doveconf's "Conflict in setting")."""
         base = self._base
-        lip = _ip_or_none(local_ip)
-        rip = _ip_or_none(remote_ip)
-        matched = tuple(
-            i for i, f in enumerate(base._filters)
-            if (f.protocol is None or f.protocol == protocol)
-            and (f.local is None or f.local.matches(lip))
-            and (f.remote is None or f.remote.matches(rip))
-            and (f.local_name is None or _name_matches(f.local_name, local_name)))
+        matched = base._match(protocol, local_ip, remote_ip, local_name)
         view = base._view_cache.get(matched)
         if view is None:
             view = base._make_view(matched)
             if len(base._view_cache) < 4096:
                 base._view_cache[matched] = view
+        if isinstance(view, ConfigError):
+            raise view
         return view
+
+    def lookup_lenient(self, *, protocol: str | None = None, local_ip: str | None = None,
+                       remote_ip: str | None = None, local_name: str | None = None) -> Config:
+        """Like ``lookup`` but a conflict resolves to the most specific filter's value."""
+        base = self._base
+        view = base._make_view(base._match(protocol, local_ip, remote_ip, local_name),
+                               check=False)
+        assert isinstance(view, Config)
+        return view
+
+    def _match(self, protocol: str | None, local_ip: str | None, remote_ip: str | None,
+               local_name: str | None) -> tuple[int, ...]:
+        lip = _ip_or_none(local_ip)
+        rip = _ip_or_none(remote_ip)
+        return tuple(
+            i for i, f in enumerate(self._filters)
+            if (f.protocol is None or f.protocol == protocol)
+            and (f.local is None or f.local.matches(lip))
+            and (f.remote is None or f.remote.matches(rip))
+            and (f.local_name is None or _name_matches(f.local_name, local_name)))
+
+    def filters_compatible(self, *, protocol: str | None = None, local_ip: str | None = None,
+                           remote_ip: str | None = None,
+                           local_name: str | None = None) -> list[Filter]:
+        """Filters a lookup with these (partial) criteria does not rule out (doveconf -f -n)."""
+        lip = _ip_or_none(local_ip)
+        rip = _ip_or_none(remote_ip)
+        return [f for f in self._base._filters
+                if (protocol is None or f.protocol is None or f.protocol == protocol)
+                and (local_ip is None or f.local is None or f.local.matches(lip))
+                and (remote_ip is None or f.remote is None or f.remote.matches(rip))
+                and (local_name is None or f.local_name is None
+                     or _name_matches(f.local_name, local_name))]
 
     # -- helpers for dumping and the other modules -------------------------------------------
     def setting(self, key: str) -> Setting | None:
@@ -229,16 +261,25 @@ class Config:
             return m.group(0)
         return _VAR_RE.sub(repl, text)
 
-    def without_filters(self) -> Config:
-        """This view's values as a plain config (no filter blocks), e.g. for ``doveconf -f``."""
-        flat = Config(self.path)
-        flat.warnings = self.warnings
-        flat._set = self._set
-        flat._plugin = self._plugin
-        flat._sections = self._sections
-        return flat
+    def _conflict(self, matched: tuple[int, ...]) -> ConfigError | None:
+        # Most specific first; a filter that is not a superset of the previous one must not
+        # set anything already set by the more specific ones.
+        order = [self._filters[i] for i in reversed(matched)]
+        changed: set[str] = set()
+        for pos, f in enumerate(order):
+            if pos and not _is_superset(f, order[pos - 1]):
+                for key in sorted(f.settings):
+                    if key in changed:
+                        msg = f"Conflict in setting {key} found from filter at {f.file}:{f.line}"
+                        return ConfigError(msg, file=f.file, line=f.line, message=msg)
+            changed.update(f.settings)
+        return None
 
-    def _make_view(self, matched: tuple[int, ...]) -> Config:
+    def _make_view(self, matched: tuple[int, ...], *, check: bool = True) -> Config | ConfigError:
+        if check and len(matched) > 1:
+            err = self._conflict(matched)
+            if err is not None:
+                return err
         view = Config(self.path)
         view.warnings = self.warnings
         view._sections = self._sections
@@ -255,6 +296,17 @@ class Config:
                 lst = view._sections.setdefault(sec.kind, [])
                 lst[:] = [s for s in lst if s.name != sec.name or not sec.name] + [sec]
         return view
+
+
+def _is_superset(sup: Filter, f: Filter) -> bool:
+    """``sup`` is a less specific filter than ``f`` (both known to match the same lookup)."""
+    if (sup.local.bits if sup.local else 0) > (f.local.bits if f.local else 0):
+        return False
+    if (sup.remote.bits if sup.remote else 0) > (f.remote.bits if f.remote else 0):
+        return False
+    if sup.local_name is not None and f.local_name is None:
+        return False
+    return not (sup.protocol is not None and f.protocol is None)
 
 
 _DEFAULTS: dict[str, Value] = {}
@@ -560,6 +612,12 @@ class _Builder:
                 for word in str(su.value).split():
                     if word not in schema.SPECIAL_USE:
                         raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}")
+        for key in ("default_login_user", "default_internal_user"):
+            user = str(self.cfg.get(key))
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                raise self._check_err(f"{key} doesn't exist: {user}") from None
         self._check_listeners(set(protocols))
         if self.cfg.get("pop3_delete_type") == "flag" and not self.cfg.get("pop3_deleted_flag"):
             raise self._check_err("pop3_delete_type=flag, but pop3_deleted_flag not set")

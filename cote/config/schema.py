@@ -90,7 +90,9 @@ def builtin_services() -> dict[str, dict[str, object]]:
 
 SPECIAL_USE = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent",
                          "\\Trash", "\\Important"})
-PROTOCOLS = frozenset({"imap", "pop3", "lmtp", "sieve", "submission", "none"})
+# Names ``protocols`` accepts (imaps, pop3s and managesieve are old aliases doveconf still takes).
+PROTOCOLS = frozenset({"imap", "pop3", "lmtp", "sieve", "submission", "none", "imaps", "pop3s",
+                       "managesieve"})
 
 
 def is_secret(key: str) -> bool:

@@ -12,7 +12,7 @@ import re
 Value = str | bool | int | float
 
 SIZE_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE_RE = re.compile(r"\s*(\d+)\s*(?:([bkmgtBKMGT])[bB]?)?\s*\Z")
+_SIZE_RE = re.compile(r"\s*(\d+)\s*(?:([bkmgtBKMGT])(?:[iI]?[bB])?)?\s*\Z")
 _SIZE_PRINT = ((1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "k"))
 SIZE_MAX = (1 << 64) - 1
 
