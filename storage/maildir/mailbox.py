@@ -51,6 +51,14 @@ DIRTY_NS_COARSE = 1_000_000_000
 _CHUNK = 1 << 16
 
 
+class _UidlistCache(NamedTuple):
+    ino: int
+    size: int
+    mtime: int
+    consumed: int  # offset after the last whole line parsed
+    uidlist: ulfile.Uidlist
+
+
 class Scan(NamedTuple):
     files: dict[str, str]  # base -> "new/<name>" | "cur/<name>"
     uidlist: ulfile.Uidlist | None
@@ -112,6 +120,7 @@ class MaildirMailbox(Mailbox):
         self.highestmodseq = 1
         self._view_modseq = -1
         self._recent: list[tuple[int, int]] = []
+        self._ul_cache: _UidlistCache | None = None
         state = self.index.box(self.key)
         assert state is not None
         self._box = state.id
@@ -148,19 +157,50 @@ class MaildirMailbox(Mailbox):
         files: dict[str, str] = {}
         for sub in ("new", "cur"):
             with os.scandir(os.path.join(self.path, sub)) as it:
+                prefix = sub + "/"
                 for e in it:
                     n = e.name
                     if n[0] == ".":
                         continue
-                    base = fn.base_of(n)
-                    if sub == "new" and base in files:
-                        continue
-                    files[base] = f"{sub}/{n}"
+                    base = n.partition(":")[0]
+                    if sub == "cur" or base not in files:
+                        files[base] = prefix + n
+        return Scan(files, self._read_uidlist(), self._read_slots())
+
+    def _read_uidlist(self) -> ulfile.Uidlist | None:
+        """The uidlist (a private copy), parsing only what was appended since the last read."""
         try:
-            ul, _ = ulfile.read(self.uidlist_path)
+            fd = os.open(self.uidlist_path, os.O_RDONLY)
+        except FileNotFoundError:
+            self._ul_cache = None
+            return None
+        try:
+            st = os.fstat(fd)
+            cache = self._ul_cache
+            if cache is not None and cache.ino == st.st_ino and cache.size <= st.st_size:
+                if cache.size < st.st_size or cache.mtime != st.st_mtime_ns:
+                    tail = os.pread(fd, st.st_size - cache.consumed, cache.consumed)
+                    ul = ulfile.copy(cache.uidlist)
+                    end = tail.rfind(b"\n") + 1
+                    ulfile.parse_records(ul, tail[:end].decode("utf-8", "surrogateescape"))
+                    cache = _UidlistCache(st.st_ino, st.st_size, st.st_mtime_ns,
+                                          cache.consumed + end, ul)
+                    self._ul_cache = cache
+                return ulfile.copy(cache.uidlist)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        try:
+            ul = ulfile.parse(data)
         except ulfile.UidlistError:
-            ul = None
-        return Scan(files, ul, self._read_slots())
+            self._ul_cache = None
+            return None
+        self._ul_cache = _UidlistCache(st.st_ino, st.st_size, st.st_mtime_ns,
+                                       data.rfind(b"\n") + 1, ul)
+        return ulfile.copy(ul)
 
     def _read_slots(self) -> list[str | None]:
         try:
@@ -648,10 +688,7 @@ class MaildirMailbox(Mailbox):
         return done
 
     def _maybe_rewrite_uidlist(self, lock: Dotlock) -> None:
-        try:
-            ul, _ = ulfile.read(self.uidlist_path)
-        except ulfile.UidlistError:
-            return
+        ul = self._read_uidlist()
         if ul is None:
             return
         live = {r[0] for r in self.index.db.execute("SELECT uid FROM msg WHERE box=?",
@@ -780,10 +817,7 @@ class MaildirAppend(AppendTransaction):
         uids: list[int] = []
         with box._lock() as lock:
             slots = box._keyword_letters(all_kws, lock) if all_kws else box._read_slots()
-            try:
-                ul, _ = ulfile.read(box.uidlist_path)
-            except ulfile.UidlistError:
-                ul = None
+            ul = box._read_uidlist()
             if ul is None:
                 # no (valid) uidlist yet: a full locked sync creates it first
                 ul = box._fix_locked(box._scan(), lock).uidlist

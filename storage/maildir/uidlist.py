@@ -9,6 +9,7 @@ without touching the header, so the next UID is ``max(N, last uid + 1)``.
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from dataclasses import dataclass, field
 
@@ -76,34 +77,43 @@ def parse(data: bytes) -> Uidlist:
         raise UidlistError(f"broken uidlist header: {lines[0]!r}") from e
     if out.uidvalidity <= 0:
         raise UidlistError("uidlist without UIDVALIDITY")
-    last = 0
-    for line in lines[1:]:
-        if not line:
-            continue
-        uid_s, _, rest = line.partition(" ")
-        if not uid_s.isdigit():
-            continue
-        uid = int(uid_s)
-        if uid <= last:
-            continue  # out of order or duplicate: Dovecot drops such records as well
-        if out.version == 3:
-            pos = rest.find(":")
-            if pos < 0:
-                continue
-            ext, base = rest[:pos].strip(), rest[pos + 1 :]
-        elif out.version == 2:
-            _, _, base = rest.partition(" ")
-            ext = ""
-        else:
-            base, ext = rest, ""
-        colon = base.find(":")
-        if colon >= 0:
-            base = base[:colon]
-        if not base:
-            continue
-        out.add(uid, base, ext)
-        last = uid
+    parse_records(out, text[len(lines[0]) + 1 :] if len(lines) > 1 else "")
     return out
+
+
+_V3_RECORD = re.compile(r"^(\d+) ([^:\n]*):([^:\n]*)[^\n]*\n", re.M)
+_V1_RECORD = re.compile(r"^(\d+) (?:\S+ )?([^:\s]+)[^\n]*\n", re.M)
+
+
+def parse_records(out: Uidlist, text: str) -> None:
+    """Append the records of ``text`` (the file after its header) to ``out``.
+
+    Only whole lines count: a record a writer is still appending (no LF yet) is ignored, as
+    are records whose UID is not above the previous one (Dovecot drops those too).
+    """
+    last = out.uids[-1] if out.uids else 0
+    uids, exts, bases = out.uids, out.exts, out.bases
+    if out.version == 3:
+        for uid_s, ext, base in _V3_RECORD.findall(text):
+            uid = int(uid_s)
+            if uid > last and base:
+                uids.append(uid)
+                exts.append(ext.strip())
+                bases.append(base)
+                last = uid
+    else:
+        for uid_s, base in _V1_RECORD.findall(text):
+            uid = int(uid_s)
+            if uid > last:
+                uids.append(uid)
+                exts.append("")
+                bases.append(base)
+                last = uid
+
+
+def copy(ul: Uidlist) -> Uidlist:
+    return Uidlist(ul.version, ul.uidvalidity, ul.next_uid, ul.guid, list(ul.header_extra),
+                   array("I", ul.uids), list(ul.exts), list(ul.bases))
 
 
 def format_header(ul: Uidlist, next_uid: int) -> bytes:
