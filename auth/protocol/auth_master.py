@@ -22,8 +22,9 @@ from cote.auth.protocol.lines import LineBuffer, LineTooLong
 MAJOR_VERSION = 1
 SERVER_MINOR_VERSION = 1
 CLIENT_MINOR_VERSION = 0
-# Requests are short; replies carry every userdb field.
-MAX_REQUEST_LINE = 8192
+# Dovecot's auth-master input buffer is 1024 bytes (so requests are at most 1023 + LF);
+# replies carry every userdb field, so the client end allows far more.
+MAX_REQUEST_LINE = 1024
 MAX_REPLY_LINE = 65536
 
 Fields = Mapping[str, str | None] | Iterable[tuple[str, str | None]]
@@ -177,8 +178,11 @@ class ServerConnection:
         if cmd in ("USER", "PASS"):
             if request_id is None or len(args) < 3 or not args[2]:
                 return Disconnect(f"BUG: Master sent broken {cmd}")
+            params = _params(args[3:])
+            if not params.get("service"):
+                return Disconnect(f"BUG: Master sent {cmd} request without service")
             cls = UserLookup if cmd == "USER" else PassLookup
-            return cls(request_id, args[2], _params(args[3:]))
+            return cls(request_id, args[2], params)
         if cmd == "LIST":
             if request_id is None:
                 return Disconnect("BUG: Master sent broken LIST")

@@ -2,7 +2,8 @@
 
 Bytes arrive in arbitrary chunks; the buffer remembers how far it has already searched for
 LF, so input that trickles in a byte at a time costs O(n), not O(n²). A line longer than the
-limit (without its LF) is an error that ends the connection, as in Dovecot.
+limit is an error that ends the connection, as in Dovecot: its input buffer of ``limit`` bytes
+must hold the whole line with its LF, so the longest line has ``limit - 1`` bytes.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ class LineBuffer:
             end = buf.find(b"\n", pos)
             if end < 0:
                 break
-            if end - start > self.limit:
+            if end - start >= self.limit:
                 raise LineTooLong(self.limit)
             lines.append(bytes(buf[start:end]))
             start = pos = end + 1
         if start:
             del buf[:start]
         self._scanned = len(buf)
-        if self._scanned > self.limit:
+        if self._scanned >= self.limit:
             raise LineTooLong(self.limit)
         return lines
 

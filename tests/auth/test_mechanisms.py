@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,43 +125,36 @@ def test_digest_md5_rejects_replayed_or_foreign_nonce_and_bad_nc() -> None:
 # -- SCRAM, RFC 5802 section 5 and RFC 7677 section 3 ----------------------------------------------
 
 
-def _scram_exchange(cls: type[ScramSHA1], hash_name: str, *, client_first: bytes,
-                    server_nonce: str, salt: str, client_final: bytes, server_final: bytes,
-                    stored: str) -> None:
+SCRAM_VECTORS = {
+    # RFC 5802 section 5
+    "SCRAM-SHA-1": ("QSXCR+Q6sek8bf92", b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+                    "3rfcNHYJY1ZVvWVs7j",
+                    b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+                    b"p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+                    b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ="),
+    # RFC 7677 section 3
+    "SCRAM-SHA-256": ("W22ZaJ0SNY7soEsUEjb6gQ==", b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+                      "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+                      b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                      b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+                      b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+}
+
+
+@pytest.mark.parametrize("name", list(SCRAM_VECTORS))
+def test_rfc_scram_examples(name: str) -> None:
+    salt, client_first, server_nonce, client_final, server_final = SCRAM_VECTORS[name]
+    cls = ScramSHA1 if name == "SCRAM-SHA-1" else ScramSHA256
+    hash_name = cls.hash_name
+    keys = schemes.scram_keys(hash_name, b"pencil", base64.b64decode(salt), 4096)
+    stored = "{" + name + "}" + keys.encode().decode()
     m = cls(ctx(final_resp_ok=True))
     m.server_nonce = lambda: server_nonce  # type: ignore[method-assign]
-    assert m.start(client_first) == mech.LookupCredentials("user", None, m.name)
-    creds = schemes.credentials(stored, m.name)
-    keys = schemes.parse_scram(hash_name, creds)
-    assert base64.b64encode(keys.salt).decode() == salt
-    first = m.credentials(R.OK, creds)
+    assert m.start(client_first) == mech.LookupCredentials("user", None, name)
+    first = m.credentials(R.OK, schemes.credentials(stored, name))
     assert isinstance(first, mech.Challenge)
     assert first.data.endswith(f",s={salt},i=4096".encode())
     assert m.respond(client_final) == mech.Success("user", final=server_final)
-
-
-def test_rfc5802_scram_sha1_example() -> None:
-    salt = "QSXCR+Q6sek8bf92"
-    keys = schemes.scram_keys("sha1", b"pencil", base64.b64decode(salt), 4096)
-    _scram_exchange(
-        ScramSHA1, "sha1", client_first=b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
-        server_nonce="3rfcNHYJY1ZVvWVs7j", salt=salt,
-        client_final=(b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
-                      b"p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="),
-        server_final=b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ=",
-        stored="{SCRAM-SHA-1}" + keys.encode().decode())
-
-
-def test_rfc7677_scram_sha256_example() -> None:
-    salt = "W22ZaJ0SNY7soEsUEjb6gQ=="
-    keys = schemes.scram_keys("sha256", b"pencil", base64.b64decode(salt), 4096)
-    _scram_exchange(
-        ScramSHA256, "sha256", client_first=b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
-        server_nonce="%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", salt=salt,
-        client_final=(b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                      b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
-        server_final=b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
-        stored="{SCRAM-SHA-256}" + keys.encode().decode())
 
 
 def test_scram_channel_binding_and_escaped_names() -> None:
