@@ -155,8 +155,8 @@ def binary_content(buf: Buffer, parts: Sequence[Part], section: Section) -> Bina
                     out.append(lf_to_crlf(bytes(buf[pos:a])))
                     pos = b
             out.append(lf_to_crlf(bytes(buf[pos:hdr_end])))
-            out.append(_CTE_BINARY)
-            pos = hdr_end
+            out.append(_CTE_BINARY + b"\r\n")  # the rewritten header always ends in a blank line
+            pos = p.body_start
         out.append(lf_to_crlf(bytes(buf[pos:p.body_start])))
         out.append(data)
         pos = p.body_end
