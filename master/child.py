@@ -68,6 +68,7 @@ class ChildPlan:
     config_path: str
     as_root: bool
     keep_fds: list[int] = field(default_factory=list)  # service-specific extra fds
+    environment: dict[str, str] = field(default_factory=dict)
     anvil: socket.socket | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -152,7 +153,8 @@ def _call_entry_point(plan: ChildPlan, logger: Logger) -> int:
         listeners=plan.listeners, status=status, master_death_fd=plan.death_fd, log=logger,
         client_limit=plan.spec.client_limit, service_count=plan.spec.service_count,
         idle_kill=plan.spec.idle_kill, executable=list(plan.spec.executable),
-        base_dir=plan.base_dir, generation=plan.generation, extra=plan.extra, title=plan.title,
+        base_dir=plan.base_dir, generation=plan.generation,
+        extra={**plan.extra, "environment": plan.environment}, title=plan.title,
         anvil=plan.anvil)
     ctx.install_default_signals()
     # First status report: the process is initialized (the master stops "startup failed"
@@ -195,9 +197,7 @@ def _exec_child(plan: ChildPlan, prefix: str) -> None:
     for i, fd in enumerate(high):
         os.dup2(fd, 3 + i, inheritable=True)
     _close_other_fds(set(range(3, 3 + len(high))))
-    env = dict(os.environ)
-    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
-        env.pop(key, None)
+    env = dict(plan.environment)
     env.update({
         "LISTEN_FDS": str(n),
         "LISTEN_FDNAMES": ":".join(lst.name.replace(":", "_") for lst in plan.listeners),

@@ -39,6 +39,7 @@ DROP_TIMEOUT_SECS = 10.0
 DROP_WARN_INTERVAL_SECS = 60.0
 MAX_DIE_WAIT_SECS = 5.0
 PREFORK_MAX_AT_ONCE = 10
+MAX_EXIT_FAILURES_IN_SEC = 10  # initialized processes failing faster than this: throttle too
 # Services whose processes serve logged-in users: left running by shutdown_clients = no.
 MAIL_SERVICES = frozenset({"imap", "pop3", "managesieve", "submission", "lmtp"})
 SPECIAL_KEEP = ("log", "anvil")  # kept over reloads, like Dovecot's log and anvil processes
@@ -80,6 +81,8 @@ class Service:
     listening: bool = False
     drop_at: float | None = None
     last_drop_warning: float = -1e18
+    exit_failure_second: int = -1
+    exit_failures_in_sec: int = 0
     retired: bool = False
 
     @property
@@ -159,6 +162,7 @@ class Master:
         try:
             daemon.check_pid_file(ms.base_dir)
         except daemon.AlreadyRunning as e:
+            self.log("Fatal", str(e))
             raise StartupError(str(e)) from None
         extra_dirs = sorted({os.path.dirname(lst.path) for s in ms.services for lst in s.listeners
                              if lst.kind != "inet" and lst.path.startswith(ms.base_dir + "/")})
@@ -343,7 +347,7 @@ class Master:
         self.sel.register(self.sig_r, selectors.EVENT_READ, ("signal", None))
         assert self.control_sock is not None
         self.sel.register(self.control_sock, selectors.EVENT_READ, ("control", None))
-        protocols = ", ".join(sorted(self.ms.protocols)) or "none"
+        protocols = ", ".join(self.ms.protocol_order) or "none"
         self.log("Info", f"cote v{VERSION} starting up for {protocols}")
         self.running = True
         for w in getattr(self.cfg, "warnings", []) or []:
@@ -423,10 +427,10 @@ class Master:
             if sig == signal.SIGCHLD:
                 self._reap()
             elif sig == signal.SIGHUP:
-                self.log("Info", "SIGHUP received - reloading configuration")
+                self.log("Warning", "SIGHUP received - reloading configuration")
                 self.reload()
             elif sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-                self.log("Info", f"Got signal {signal.Signals(sig).name}, shutting down")
+                self.log("Warning", f"Killed with signal {sig}")
                 self.stop_requested = True
             elif sig == signal.SIGUSR1:
                 self.reopen_logs()
@@ -560,7 +564,7 @@ class Master:
             log_fd=svc.log_fd, generation=svc.generation, config=self.cfg,
             settings=svc.settings_section, credentials=svc.credentials,
             base_dir=self.ms.base_dir, config_path=self.config_path, as_root=self.as_root,
-            keep_fds=keep, extra=extra)
+            keep_fds=keep, extra=extra, environment=self.ms.environment)
         if svc.impl.kind == "python" and svc.name not in SPECIAL_KEEP:
             plan.anvil = self._anvil_connection()
         try:
@@ -685,7 +689,15 @@ class Master:
                                 f"master: service({svc.name}): child {pid} {text}")
         failed_start = (not proc.initialized and not proc.stopping and not self.shutting_down
                         and (text is not None or now - proc.started < 1.0))
-        if failed_start and not svc.retired:
+        crash_loop = False
+        if text is not None and not proc.stopping:
+            second = int(now)
+            if second == svc.exit_failure_second:
+                svc.exit_failures_in_sec += 1
+            else:
+                svc.exit_failure_second, svc.exit_failures_in_sec = second, 1
+            crash_loop = svc.exit_failures_in_sec > MAX_EXIT_FAILURES_IN_SEC
+        if (failed_start or crash_loop) and not svc.retired and not self.shutting_down:
             self._throttle(svc)
         if svc.retired and not svc.processes:
             with contextlib.suppress(ValueError):

@@ -75,7 +75,8 @@ def _serve(ctx: ServiceContext, conn: socket.socket, base: list[str]) -> None:
         return
     args, noreply, stdin = request
     try:
-        proc = subprocess.run([*base, *args], input=stdin, stdout=2, stderr=2,
+        env = ctx.extra.get("environment")
+        proc = subprocess.run([*base, *args], input=stdin, stdout=2, stderr=2, env=env,
                               timeout=300, check=False)
         ok = proc.returncode == 0
         if not ok:

@@ -83,6 +83,7 @@ class MasterSettings:
     base_dir: str
     instance_name: str
     protocols: frozenset[str]
+    protocol_order: tuple[str, ...]
     log_path: str
     info_log_path: str
     debug_log_path: str
@@ -91,6 +92,7 @@ class MasterSettings:
     shutdown_clients: bool
     default_internal_user: str
     default_login_user: str
+    environment: dict[str, str] = field(default_factory=dict)  # import_environment
     services: list[ServiceSpec] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # Dovecot-only services not started
 
@@ -198,11 +200,14 @@ def build_listeners(cfg: Any, section: Any, base_dir: str) -> list[ListenerSpec]
 def build(cfg: Any) -> MasterSettings:
     """Resolve a loaded cote.config.Config into MasterSettings. Raises SettingsError."""
     base_dir = str(_get(cfg, "base_dir", "/run/dovecot")) or "/run/dovecot"
-    protocols = frozenset(str(_get(cfg, "protocols", "")).split())
+    order = tuple(dict.fromkeys(p for p in str(_get(cfg, "protocols", "")).split()
+                                if p != "none"))
+    protocols = frozenset(order)
     ms = MasterSettings(
         base_dir=base_dir,
         instance_name=str(_get(cfg, "instance_name", "dovecot")),
         protocols=protocols,
+        protocol_order=order,
         log_path=str(_get(cfg, "log_path", "syslog")),
         info_log_path=str(_get(cfg, "info_log_path", "")),
         debug_log_path=str(_get(cfg, "debug_log_path", "")),
@@ -212,6 +217,8 @@ def build(cfg: Any) -> MasterSettings:
         default_internal_user=str(_get(cfg, "default_internal_user", "dovecot")),
         default_login_user=str(_get(cfg, "default_login_user", "dovenull")),
     )
+    ms.environment = import_environment(
+        str(_get(cfg, "import_environment", "TZ CORE_OUTOFMEM CORE_ERROR")))
     default_process_limit = as_int(_get(cfg, "default_process_limit", 100))
     default_client_limit = as_int(_get(cfg, "default_client_limit", 1000))
     default_vsz = as_size(_resolve(cfg, _get(cfg, "default_vsz_limit", 256 * 1024**2)))
@@ -247,6 +254,23 @@ def build(cfg: Any) -> MasterSettings:
             idle_kill=idle, vsz_limit=vsz,
             listeners=tuple(build_listeners(cfg, section, base_dir))))
     return ms
+
+
+def import_environment(value: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Dovecot's ``import_environment``: the only variables children get. ``KEY`` copies the
+    master's value (when set), ``KEY=VALUE`` sets one. systemd's own variables are consumed
+    by the master and never passed on."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for item in unquote(value).split():
+        key, eq, val = item.partition("=")
+        if key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+            continue
+        if eq:
+            out[key] = val
+        elif key in env:
+            out[key] = env[key]
+    return out
 
 
 # -- users and groups --------------------------------------------------------------------------

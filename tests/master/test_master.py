@@ -44,6 +44,8 @@ base_dir = {d}/run
 log_path = {d}/cote.log
 protocols = imap
 listen = 127.0.0.1
+director_servers = 10.0.0.1
+import_environment = TZ COTE_TEST_VAR=set-by-config
 service imap-login {{
   inet_listener imap {{
     port = 0
@@ -96,7 +98,8 @@ def master(workdir: Path) -> Iterator[MasterServer]:
     out = workdir / "out"
     out.mkdir()
     out.chmod(0o777)
-    write_prog(workdir, "qw.sh", f'#!/bin/sh\nid -u > {out}/qw.uid\necho "qw ran $*" >&2\n')
+    write_prog(workdir, "qw.sh", f'#!/bin/sh\nid -u > {out}/qw.uid\nenv > {out}/qw.env\n'
+                                 'echo "qw ran $*" >&2\n')
     ports = {"echo": free_port(), "vsz": free_port()}
     m = MasterServer(workdir, make_conf(workdir, ports["echo"], ports["vsz"]))
     m.ports = ports  # type: ignore[attr-defined]
@@ -147,6 +150,8 @@ def test_start_up_is_logged_with_dovecot_prefixes(master: MasterServer) -> None:
             assert log.count(line) == 1, line
         else:
             assert f"service {name}: not implemented yet" not in log
+    # Config.warnings (settings Dovecot has and cote does not implement) are logged
+    assert re.search(r"master: Warning: .*director_servers.*not implemented", log)
 
 
 def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> None:
@@ -162,6 +167,11 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
     master.wait_log(r"^.* echo: Error: echo started uid=65534 listeners=echo$")
     assert run_script(master, "a1", "b2") == b"+\n"
     assert (master.dir / "out" / "qw.uid").read_text().strip() == str(NOBODY)
+    # children see import_environment only, not the master's environment
+    env = dict(line.split("=", 1) for line in
+               (master.dir / "out" / "qw.env").read_text().splitlines() if "=" in line)
+    assert env.get("COTE_TEST_VAR") == "set-by-config"
+    assert "HOME" not in env and "PYTEST_CURRENT_TEST" not in env
     master.wait_log(r"qw: Error: qw ran a1 b2$")
     procs = {p["service"]: p for p in master.processes()}
     assert proc_title(procs["qw"]["pid"]) == "cote/qw"
@@ -252,6 +262,16 @@ def test_killed_child_is_reaped_and_replaced(master: MasterServer) -> None:
     a.close()
 
 
+def test_killed_log_service_is_replaced_and_logging_goes_on(master: MasterServer) -> None:
+    old = master.processes("log")[0]["pid"]
+    os.kill(old, signal.SIGKILL)
+    master.wait_for(lambda: [p for p in master.processes("log") if p["pid"] != old],
+                    what="new log process")
+    assert run_script(master, "after-log-restart") == b"+\n"
+    master.wait_log(r"qw: Error: qw ran after-log-restart$")
+    master.wait_log(rf"master: Error: service\(log\): child {old} killed with signal 9$")
+
+
 def test_failing_service_is_throttled_and_master_stays_up(master: MasterServer) -> None:
     master.wait_log(r"quickdie: Fatal: master: service\(quickdie\): child \d+ returned error 1$")
     master.wait_log(r"master: Error: service\(quickdie\): command startup failed, "
@@ -291,7 +311,7 @@ def test_hup_serves_new_port_and_keeps_old_clients(master: MasterServer) -> None
                                           master.ports["vsz"]))  # type: ignore[attr-defined]
     start = len(master.log())
     master.signal(signal.SIGHUP)
-    master.wait_log(r"master: Info: SIGHUP received - reloading configuration", start=start)
+    master.wait_log(r"master: Warning: SIGHUP received - reloading configuration", start=start)
     new_client = master.wait_for(lambda: _try_connect(new_port), what="new port")
     new_hello = recv_line(new_client)
     assert new_hello.startswith(b"hello uid=65534") and new_hello != old_hello
@@ -356,4 +376,5 @@ def test_term_stops_every_process_and_removes_sockets(master: MasterServer) -> N
     assert leftovers == []
     assert not (master.base_dir / "master.pid").exists()
     assert _try_connect(port) is None
+    master.wait_log(r"master: Warning: Killed with signal 15$")
     master.wait_log(r"master: Info: cote shutting down$")
