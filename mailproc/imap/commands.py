@@ -920,7 +920,7 @@ def _parse_expunge(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NO
 # -- session commands -----------------------------------------------------------------------
 
 def _parse_login(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Login:
-    if len(args) < 2:
+    if len(args) != 2:
         raise SyntaxErr("Invalid arguments")
     u, p = astring(args[0]), astring(args[1])
     if u is None or p is None:
@@ -993,6 +993,12 @@ COMMANDS: dict[str, Parser] = {
     "SORT": _parse_sort, "THREAD": _parse_thread, "COMPRESS": _parse_compress,
 }
 COMMANDS.pop("DONE")
+LOGIN_COMMANDS = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "LOGIN",
+                            "AUTHENTICATE", "ID", "ENABLE"})
+"""What Dovecot's imap-login knows before authentication."""
+MAIL_COMMANDS = frozenset(COMMANDS) - {"LOGIN", "AUTHENTICATE", "STARTTLS", "COMPRESS"} \
+    | {"APPEND"}
+"""What the IMAP mail process knows after login (add COMPRESS when imap_zlib is on)."""
 UID_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT",
                           "THREAD"})
 APPEND = "APPEND"

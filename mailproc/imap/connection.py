@@ -26,9 +26,22 @@ from .commands import (
     parse_command,
 )
 from .response import Writer
-from .tokens import MAX_LITERAL_SIZE, Arg, Literal, LiteralMarker, Quoted, SyntaxErr, tokenize
+from .tokens import (
+    MAX_LITERAL_SIZE,
+    TOKEN_ERRORS,
+    Arg,
+    Literal,
+    LiteralMarker,
+    Quoted,
+    SyntaxErr,
+    tokenize,
+)
 
 DEFAULT_MAX_LINE_LENGTH = 65536
+LOGIN_MAX_LINE_LENGTH = 1026
+"""What Dovecot's imap-login buffers of one token before ``* BYE Input buffer full``."""
+LOGIN_BAD_TEXT = "Error in IMAP command received by server."
+LOGIN_MAX_BAD_COMMANDS = 3
 LITERAL_MINUS_MAX = 4096
 CHUNK_SIZE = 256 * 1024
 
@@ -78,10 +91,16 @@ class Connection:
     select RFC 7888 behaviour for ``{n+}``.
     """
 
-    def __init__(self, *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+    def __init__(self, *, max_line_length: int | None = None,
                  commands: frozenset[str] | None = None, literal_plus: bool = True,
-                 literal_minus: bool = False) -> None:
-        self.max_line_length = max_line_length
+                 literal_minus: bool = False, pre_login: bool = False) -> None:
+        self.pre_login = pre_login
+        """Dovecot's imap-login dialect: generic BAD texts (token errors shown as they are),
+        ``* BYE Too many invalid IMAP commands.`` at the third bad command, ``* BYE Input
+        buffer full, aborting`` for an over-long line."""
+        self.bad_commands = 0
+        self.max_line_length = max_line_length or (LOGIN_MAX_LINE_LENGTH if pre_login
+                                                   else DEFAULT_MAX_LINE_LENGTH)
         self.commands = commands if commands is not None else frozenset(COMMANDS) | {APPEND}
         self.literal_plus = literal_plus
         self.literal_minus = literal_minus
@@ -140,7 +159,21 @@ class Connection:
             if result is ev.NEED_DATA and self._eof:
                 self._state = _CLOSED
                 return ev.CLOSED
+            if self.pre_login and isinstance(result, ev.Bad):
+                return self._login_bad(result)
             return result
+
+    def _login_bad(self, bad: ev.Bad) -> ev.Event:
+        if bad.text.endswith(": Too long argument"):
+            self._state = _CLOSED
+            return ev.Bye("Input buffer full, aborting")
+        self.bad_commands += 1
+        if self.bad_commands >= LOGIN_MAX_BAD_COMMANDS:
+            self._state = _CLOSED
+            return ev.Bye("Too many invalid IMAP commands.")
+        detail = bad.text.rpartition(": ")[2] if ": " in bad.text else bad.text
+        text = detail if detail in TOKEN_ERRORS else LOGIN_BAD_TEXT
+        return ev.Bad(bad.tag, text, bad.name)
 
     # -- server decisions -------------------------------------------------------------------
     def accept_literal(self) -> None:

@@ -12,10 +12,21 @@ from __future__ import annotations
 import re
 
 MAX_LITERAL_SIZE = 0xFFFFFFFF
+TOKEN_ERRORS = frozenset({
+    "8bit data in atom", "CR sent without LF", "Invalid characters in atom",
+    "Invalid literal size", "Literal size too large", "Missing ')'", "Missing '\"'",
+    "Missing literal data", "NULs not allowed in strings", "Unexpected ')'",
+    "literal8 not allowed here"})
+"""The texts of ``TokenError``."""
 
 
 class SyntaxErr(Exception):
     """A syntax error; ``str(exc)`` is the text after ``Error in IMAP command NAME: ``."""
+
+
+class TokenError(SyntaxErr):
+    """A syntax error of the generic token layer (quotes, lists, literals, atoms): the
+    pre-login dialect shows these texts as they are."""
 
 
 class Atom(bytes):
@@ -80,7 +91,7 @@ def _skip_bracket(data: bytes, pos: int, end: int) -> int:
                 m = _QUOTED_RUN.match(data, pos + 2)
                 pos = m.end() if m else pos + 2
             if pos >= end or data[pos] != 0x22:
-                raise SyntaxErr("Missing '\"'")
+                raise TokenError("Missing '\"'")
         pos += 1
     return pos
 
@@ -112,7 +123,7 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
             continue
         if c == 0x29:  # )
             if len(stack) == 1:
-                raise SyntaxErr("Unexpected ')'")
+                raise TokenError("Unexpected ')'")
             stack.pop()
             cur = stack[-1]
             pos += 1
@@ -126,34 +137,34 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
                 parts.append(data[pos:m.end()])
                 pos = m.end()
                 if pos >= end:
-                    raise SyntaxErr("Missing '\"'")
+                    raise TokenError("Missing '\"'")
                 ch = data[pos]
                 if ch == 0x22:
                     pos += 1
                     break
                 if ch == 0x5C:  # backslash: the next octet as is (Dovecot is lenient)
                     if pos + 1 >= end or data[pos + 1] in (0x0D, 0x0A):
-                        raise SyntaxErr("Missing '\"'")
+                        raise TokenError("Missing '\"'")
                     if data[pos + 1] == 0:
-                        raise SyntaxErr("NULs not allowed in strings")
+                        raise TokenError("NULs not allowed in strings")
                     parts.append(data[pos + 1:pos + 2])
                     pos += 2
                     continue
                 if ch == 0:
-                    raise SyntaxErr("NULs not allowed in strings")
-                raise SyntaxErr("Missing '\"'")
+                    raise TokenError("NULs not allowed in strings")
+                raise TokenError("Missing '\"'")
             cur.append(Quoted(b"".join(parts)))
             continue
         if c == 0x7B or (c == 0x7E and pos + 1 < end and data[pos + 1] == 0x7B):  # { ~{
             m = _LITERAL_HEAD.match(data, pos, end)
             if m is None or not m.group(1):
-                raise SyntaxErr("Invalid literal size")
+                raise TokenError("Invalid literal size")
             size = int(m.group(1))
             binary = c == 0x7E
             sync = not m.group(2)
             pos = m.end()
             if size > MAX_LITERAL_SIZE:
-                raise SyntaxErr("Literal size too large")
+                raise TokenError("Literal size too large")
             # the literal header ends the line
             if pos < end and data[pos] == 0x0D:
                 pos += 1
@@ -163,20 +174,20 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
                 cur.append(LiteralMarker(size, sync, binary))
                 return root, pos
             elif pos < end:
-                raise SyntaxErr("Invalid literal size")
+                raise TokenError("Invalid literal size")
             if pos >= end and stream_last_literal and len(stack) == 1:
                 cur.append(LiteralMarker(size, sync, binary))
                 return root, pos
             if binary:
-                raise SyntaxErr("literal8 not allowed here")
+                raise TokenError("literal8 not allowed here")
             if pos + size > end:
-                raise SyntaxErr("Missing literal data")
+                raise TokenError("Missing literal data")
             cur.append(Literal(data[pos:pos + size]))
             pos += size
             continue
         if c in {13, 10}:
             if c == 0x0D and (pos + 1 >= end or data[pos + 1] != 0x0A):
-                raise SyntaxErr("CR sent without LF")
+                raise TokenError("CR sent without LF")
             break
         # an atom
         start = pos
@@ -191,14 +202,14 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
         if pos < end:
             ch = data[pos]
             if ch in {40, 34, 123} or (ch < 32 and ch not in (13, 10)) or ch == 127:
-                raise SyntaxErr("Invalid characters in atom")
+                raise TokenError("Invalid characters in atom")
             if ch >= 0x80:
-                raise SyntaxErr("8bit data in atom")
+                raise TokenError("8bit data in atom")
             if ch == 0x0D and (pos + 1 >= end or data[pos + 1] != 0x0A):
-                raise SyntaxErr("CR sent without LF")
+                raise TokenError("CR sent without LF")
         cur.append(Atom(data[start:pos]))
     if len(stack) > 1:
-        raise SyntaxErr("Missing ')'")
+        raise TokenError("Missing ')'")
     return root, pos
 
 

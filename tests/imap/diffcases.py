@@ -115,3 +115,13 @@ QRESYNC_CASES: list[bytes] = [
     b"t SELECT INBOX (QRESYNC (1 2 1:5 (1:2)))\r\n", b"t SELECT INBOX (QRESYNC (0 2))\r\n",
     b"t SELECT INBOX\r\n",
 ]
+
+# Before login (Dovecot's imap-login): one fresh connection per case.
+PRE_LOGIN_CASES: list[bytes] = [
+    b"\r\n", b"t\r\n", b"t FOO\r\n", b"t SELECT INBOX\r\n", b"t LOGIN\r\n", b"t LOGIN a\r\n",
+    b't LOGIN "a\r\n', b"t AUTHENTICATE\r\n", b"t NOOP x\r\n", b"t UID FETCH 1 x\r\n",
+    b"t LOGIN a b c\r\n", b"t LOGIN a (b)\r\n", b"t LOGIN a{b c\r\n", b"t LOGIN {1x}\r\n",
+    b"t LOGIN user1 pass1\r\n", b"t LOGIN {5+}\r\nuser1 {5}\r\npass1\r\n",
+    b"t CAPABILITY\r\n", b"t ID NIL\r\n", b"t{ NOOP\r\n", b"t  NOOP\r\n",
+    b"t LOGIN a ~{1}\r\nb\r\n", b't LOGIN "a\x00" b\r\n',
+]

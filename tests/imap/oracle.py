@@ -7,6 +7,7 @@ import re
 import socket
 
 from cote.mailproc.imap import NEED_DATA, Bad, Bye, Command, Connection, LiteralStart
+from cote.mailproc.imap.commands import LOGIN_COMMANDS, MAIL_COMMANDS
 
 _TIMING = re.compile(rb" \([0-9.]+ \+ [0-9.]+(?: \+ [0-9.]+)? secs\)\.\Z")
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nbody\r\n"
@@ -21,6 +22,7 @@ class RawImap:
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.read_line()  # greeting
         self.counter = 0
@@ -85,9 +87,11 @@ def dovecot_reply(s: RawImap, tag: bytes, data: bytes) -> tuple[str, bytes]:
     return "NONE", b"".join(lines)
 
 
-def cote_reply(data: bytes, enabled: frozenset[str] = frozenset()) -> tuple[str, bytes]:
+def cote_reply(data: bytes, enabled: frozenset[str] = frozenset(), *,
+               pre_login: bool = False) -> tuple[str, bytes]:
     """What cote's parser makes of ``data``: BAD/TAGBAD with its text, PARSED, or BYE."""
-    conn = Connection()
+    conn = Connection(commands=LOGIN_COMMANDS if pre_login else MAIL_COMMANDS,
+                      pre_login=pre_login)
     conn.enabled = enabled
     conn.receive_data(data)
     while True:

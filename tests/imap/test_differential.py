@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.imap.conftest import OracleSession
-from tests.imap.diffcases import CASES, QRESYNC_CASES
-from tests.imap.oracle import cote_reply, dovecot_reply
+from tests.imap.diffcases import CASES, PRE_LOGIN_CASES, QRESYNC_CASES
+from tests.imap.oracle import RawImap, cote_reply, dovecot_reply
+from tests.support.dovecot import DovecotOracle
 
 _FAILS = ("BAD", "TAGBAD", "BYE")
 
@@ -33,3 +34,17 @@ def test_bad_classification_and_text_match_dovecot(oracle_session: OracleSession
 def test_qresync_grammar_matches_dovecot_once_enabled(qresync_session: OracleSession,
                                                       case: bytes) -> None:
     _compare(qresync_session, case, frozenset({"QRESYNC", "CONDSTORE"}))
+
+
+@pytest.mark.parametrize("case", PRE_LOGIN_CASES, ids=lambda c: repr(c[:60]))
+def test_pre_login_dialect_matches_dovecot_imap_login(dovecot: DovecotOracle,
+                                                      case: bytes) -> None:
+    raw = RawImap(dovecot.ports["imap"])
+    try:
+        theirs = dovecot_reply(raw, b"t", case)
+    finally:
+        raw.close()
+    ours = cote_reply(case, pre_login=True)
+    assert (theirs[0] in _FAILS) == (ours[0] in _FAILS), (case, theirs, ours)
+    if theirs[0] in _FAILS:
+        assert ours == theirs, case
