@@ -170,6 +170,11 @@ class Mailbox(ABC):
     @abstractmethod
     def details(self, uids: Sequence[int]) -> list[MessageDetails]: ...
 
+    def pop3_uidls(self, uids: Sequence[int]) -> dict[int, str]:
+        """UIDLs kept from a migration (Dovecot's ``P`` uidlist field); POP3 formats the rest
+        with ``pop3_uidl_format``."""
+        return {}
+
     # -- message bytes ------------------------------------------------------------------
     @abstractmethod
     def open_message(self, uid: int) -> BinaryIO: ...

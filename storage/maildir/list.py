@@ -137,8 +137,6 @@ class MaildirList(MailboxList):
         parts = self._parts(name)
         if self._existing().get(parts):
             raise MailboxExists(name)
-        if parts == ("INBOX",) and not self.create_inbox:
-            pass
         self._make_mail_dirs(parts)
         # a new mailbox gets its UIDVALIDITY at once, as Dovecot's CREATE does
         uidlist_path = os.path.join(self.layout.control_dir(parts), ulfile.NAME)

@@ -32,7 +32,7 @@ from cote.storage.api import (
     SyncChanges,
 )
 from cote.storage.dotlock import Dotlock, replace_file
-from cote.storage.errors import MessageGone, ReadOnly, StorageError
+from cote.storage.errors import MailboxNotFound, MessageGone, ReadOnly, StorageError
 from cote.storage.index import bits_from_db, bits_to_db
 from cote.storage.maildir import filename as fn
 from cote.storage.maildir import keywords as kwfile
@@ -212,7 +212,11 @@ class MaildirMailbox(Mailbox):
     # -- sync ---------------------------------------------------------------------------
     def sync(self) -> SyncChanges:
         """Bring the index up to date with the disk (if it changed), then this view."""
-        self._sync_disk()
+        try:
+            self._sync_disk()
+        except FileNotFoundError:
+            # the mailbox was deleted or renamed under this session
+            raise MailboxNotFound(self.name) from None
         return self._refresh_view()
 
     def _needs_lock(self, scan: Scan, known: dict[int, tuple[str, int | str]]) -> bool:
@@ -500,6 +504,19 @@ class MaildirMailbox(Mailbox):
     def details(self, uids: Sequence[int]) -> list[MessageDetails]:
         return [MessageDetails(r[0], bits_from_db(r[1]), r[2], r[3], r[4], r[5])
                 for r in self.index.details(self._box, uids)]
+
+    def pop3_uidls(self, uids: Sequence[int]) -> dict[int, str]:
+        ul = self._read_uidlist()
+        if ul is None:
+            return {}
+        wanted = set(uids)
+        out: dict[int, str] = {}
+        for uid, ext in zip(ul.uids, ul.exts, strict=True):
+            if ext and uid in wanted:
+                for fld in ext.split():
+                    if fld[:1] == "P" and len(fld) > 1:
+                        out[uid] = fld[1:]
+        return out
 
     # -- message bytes ------------------------------------------------------------------
     def _locate(self, fname: str) -> str | None:
