@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ class Encoding(enum.Enum):
 
 Generate = Callable[[bytes, str], bytes]
 Verify = Callable[[bytes, bytes, str], bool]
+GenerateRounds = Callable[[bytes, int], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class Scheme:
     generate: Generate
     verify: Verify | None = None
     expensive: bool = False
+    with_rounds: GenerateRounds | None = None  # ``doveadm pw -r``: cost/rounds/iterations
 
 
 # -- generators and verifiers -----------------------------------------------------------
@@ -117,6 +120,19 @@ def _crypt_generate(prefix: str, salt_len: int) -> Generate:
     return generate
 
 
+def _sha_crypt_rounds(prefix: str) -> GenerateRounds:
+    def generate(password: bytes, rounds: int) -> bytes:
+        # Dovecot's libc clamps rounds into 1000..999999999; libxcrypt would refuse them.
+        rounds = min(max(rounds, 1000), 999_999_999)
+        setting = f"{prefix}rounds={rounds}${xcrypt.random_salt(16)}".encode()
+        result = xcrypt.crypt(password, setting)
+        if result is None:
+            raise SchemeError(f"crypt() rejected rounds={rounds}")
+        return result
+
+    return generate
+
+
 def _crypt_verify(password: bytes, raw: bytes, user: str) -> bool:
     if len(raw) > 4 and raw.startswith(b"$2") and raw[3:4] == b"$":
         return _blf_verify(password, raw, user)
@@ -149,7 +165,14 @@ BLF_ROUNDS = 5
 
 
 def _blf_generate(password: bytes, user: str) -> bytes:
-    salt = bcrypt.gensalt(BLF_ROUNDS)
+    return _blf_rounds(password, BLF_ROUNDS)
+
+
+def _blf_rounds(password: bytes, rounds: int) -> bytes:
+    try:
+        salt = bcrypt.gensalt(rounds)
+    except ValueError:
+        raise SchemeError(f"Invalid blowfish cost {rounds} (4-31)") from None
     hashed = bcrypt.hashpw(password[:BCRYPT_MAX_PASSWORD], salt)
     return b"$2y$" + hashed[4:]
 
@@ -167,12 +190,25 @@ def _blf_verify(password: bytes, raw: bytes, user: str) -> bool:
     return result is not None and hmac.compare_digest(result, raw)
 
 
-def _argon2(kind: Argon2Type, time_cost: int, memory_cost: int) -> tuple[Generate, Verify]:
+# libsodium's (opslimit, memlimit KiB) levels, which Dovecot picks from ``rounds``.
+_ARGON2_LEVELS = {
+    Argon2Type.I: ((8, 524288), (6, 131072), (0, 32768)),
+    Argon2Type.ID: ((4, 1048576), (0, 65536)),
+}
+
+
+def _argon2(kind: Argon2Type, time_cost: int,
+            memory_cost: int) -> tuple[Generate, Verify, GenerateRounds]:
     hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_cost,
                                    parallelism=1, hash_len=32, salt_len=16, type=kind)
 
     def generate(password: bytes, user: str) -> bytes:
         return hasher.hash(password).encode()
+
+    def with_rounds(password: bytes, rounds: int) -> bytes:
+        memory = next(m for ops, m in _ARGON2_LEVELS[kind] if rounds >= ops)
+        return argon2.PasswordHasher(time_cost=rounds, memory_cost=memory, parallelism=1,
+                                     hash_len=32, salt_len=16, type=kind).hash(password).encode()
 
     def verify(password: bytes, raw: bytes, user: str) -> bool:
         # Like libsodium's crypto_pwhash_str_verify: the hash names its own variant.
@@ -187,16 +223,22 @@ def _argon2(kind: Argon2Type, time_cost: int, memory_cost: int) -> tuple[Generat
         except (argon2_exceptions.VerificationError, argon2_exceptions.InvalidHashError):
             return False
 
-    return generate, verify
+    return generate, verify, with_rounds
 
 
 PBKDF2_ROUNDS = 5000
 
 
 def _pbkdf2_generate(password: bytes, user: str) -> bytes:
+    return _pbkdf2_rounds(password, PBKDF2_ROUNDS)
+
+
+def _pbkdf2_rounds(password: bytes, rounds: int) -> bytes:
+    if rounds < 1:
+        raise SchemeError("Invalid PBKDF2 rounds")
     salt = xcrypt.random_salt(16)
-    key = hashlib.pbkdf2_hmac("sha1", password, salt.encode(), PBKDF2_ROUNDS)
-    return f"$1${salt}${PBKDF2_ROUNDS}${key.hex()}".encode()
+    key = hashlib.pbkdf2_hmac("sha1", password, salt.encode(), rounds)
+    return f"$1${salt}${rounds}${key.hex()}".encode()
 
 
 def _pbkdf2_verify(password: bytes, raw: bytes, user: str) -> bool:
@@ -299,22 +341,70 @@ def _md4(password: bytes, user: str) -> bytes:
         return bytes(md4(password).digest())
 
 
+OTP_ALGORITHMS = ("md4", "md5", "sha1")
+OTP_SEQUENCE = 1024
+
+
+def _otp_fold(algorithm: str, digest: bytes) -> bytes:
+    """RFC 2289 folding of a digest to 64 bits (SHA-1 with its little-endian word order)."""
+    if algorithm == "sha1":
+        w = list(struct.unpack(">5I", digest))
+        return struct.pack("<2I", w[0] ^ w[2] ^ w[4], w[1] ^ w[3])
+    return bytes(a ^ b for a, b in zip(digest[:8], digest[8:16], strict=True))
+
+
+def otp_hash(algorithm: str, sequence: int, seed: str, password: bytes) -> bytes:
+    """The RFC 2289 one-time password after ``sequence`` iterations (8 bytes)."""
+    def digest(data: bytes) -> bytes:
+        return _md4(data, "") if algorithm == "md4" else hashlib.new(
+            algorithm, data, usedforsecurity=False).digest()
+
+    result = _otp_fold(algorithm, digest(seed.lower().encode() + password))
+    for _ in range(sequence):
+        result = _otp_fold(algorithm, digest(result))
+    return result
+
+
+_OTP_STATE = re.compile(rb"(md4|md5|sha1) ([0-9]{1,5}) ([A-Za-z0-9]{1,16}) ([0-9a-fA-F]{16})")
+
+
+def _otp_generate(password: bytes, user: str) -> bytes:
+    seed = secrets.token_hex(8)
+    digest = otp_hash("sha1", OTP_SEQUENCE, seed, password)
+    return f"sha1 {OTP_SEQUENCE} {seed} {digest.hex()}".encode()
+
+
+def _otp_verify(password: bytes, raw: bytes, user: str) -> bool:
+    m = _OTP_STATE.fullmatch(raw.lower())
+    if m is None:
+        raise SchemeError("Invalid OTP data in passdb")
+    algorithm, sequence, seed, stored = (g.decode() for g in m.groups())
+    digest = otp_hash(algorithm, int(sequence), seed, password)
+    return hmac.compare_digest(digest.hex().encode(), stored.encode())
+
+
 def _build() -> dict[str, Scheme]:
     e = Encoding
     table: list[Scheme] = []
 
-    def add(names: tuple[str, ...], encoding: Encoding, raw_len: int, generate: Generate,
-            verify: Verify | None = None, *, expensive: bool = False) -> None:
+    def add(names: tuple[str, ...], encoding: Encoding, raw_len: int,  # noqa: PLR0917
+            generate: Generate, verify: Verify | None = None,
+            with_rounds: GenerateRounds | None = None, *,
+            expensive: bool = False) -> None:
         for name in names:
-            table.append(Scheme(name, names[0], encoding, raw_len, generate, verify, expensive))
+            table.append(Scheme(name, names[0], encoding, raw_len, generate, verify, expensive,
+                                with_rounds))
 
-    add(("CRYPT",), e.NONE, 0, _blf_generate, _crypt_verify, expensive=True)
-    add(("DES-CRYPT",), e.NONE, 0, _crypt_generate("", 2), _crypt_verify, expensive=True)
-    add(("MD5-CRYPT",), e.NONE, 0, _crypt_generate("$1$", 8), _md5_crypt_verify, expensive=True)
-    add(("MD5",), e.NONE, 0, _crypt_generate("$1$", 8), _md5_verify, expensive=True)
-    add(("SHA256-CRYPT",), e.NONE, 0, _crypt_generate("$5$", 16), _crypt_verify, expensive=True)
-    add(("SHA512-CRYPT",), e.NONE, 0, _crypt_generate("$6$", 16), _crypt_verify, expensive=True)
-    add(("BLF-CRYPT",), e.NONE, 0, _blf_generate, _blf_verify, expensive=True)
+    add(("CRYPT",), e.NONE, 0, _blf_generate, _crypt_verify, _blf_rounds, expensive=True)
+    # DES and MD5 crypt take well under a millisecond: cheaper than a thread hop.
+    add(("DES-CRYPT",), e.NONE, 0, _crypt_generate("", 2), _crypt_verify)
+    add(("MD5-CRYPT",), e.NONE, 0, _crypt_generate("$1$", 8), _md5_crypt_verify)
+    add(("MD5",), e.NONE, 0, _crypt_generate("$1$", 8), _md5_verify)
+    add(("SHA256-CRYPT",), e.NONE, 0, _crypt_generate("$5$", 16), _crypt_verify,
+        _sha_crypt_rounds("$5$"), expensive=True)
+    add(("SHA512-CRYPT",), e.NONE, 0, _crypt_generate("$6$", 16), _crypt_verify,
+        _sha_crypt_rounds("$6$"), expensive=True)
+    add(("BLF-CRYPT",), e.NONE, 0, _blf_generate, _blf_verify, _blf_rounds, expensive=True)
     add(("ARGON2I",), e.NONE, 0, *_argon2(Argon2Type.I, 4, 32768), expensive=True)
     add(("ARGON2ID",), e.NONE, 0, *_argon2(Argon2Type.ID, 3, 65536), expensive=True)
     add(("PLAIN", "CLEAR", "CLEARTEXT"), e.NONE, 0, _plain)
@@ -331,9 +421,11 @@ def _build() -> dict[str, Scheme]:
     add(("PLAIN-MD4",), e.HEX, 16, _md4)
     add(("CRAM-MD5", "HMAC-MD5"), e.HEX, hmac_md5.CONTEXT_LEN, _cram_md5)
     add(("DIGEST-MD5",), e.HEX, 16, _digest_md5)
-    add(("PBKDF2",), e.NONE, 0, _pbkdf2_generate, _pbkdf2_verify, expensive=True)
+    add(("PBKDF2",), e.NONE, 0, _pbkdf2_generate, _pbkdf2_verify, _pbkdf2_rounds,
+        expensive=True)
     add(("SCRAM-SHA-1",), e.NONE, 0, *_scram("sha1"), expensive=True)
     add(("SCRAM-SHA-256",), e.NONE, 0, *_scram("sha256"), expensive=True)
+    add(("OTP",), e.NONE, 0, _otp_generate, _otp_verify)
     return {s.name: s for s in table}
 
 
@@ -442,10 +534,18 @@ def verify(stored: str, password: bytes, *, user: str = "",
     return hmac.compare_digest(scheme.generate(password, user), raw)
 
 
-def generate(scheme_name: str, password: bytes, *, user: str = "") -> str:
-    """``{SCHEME}hash`` of ``password``, like ``doveadm pw -s SCHEME [-u user]``."""
+def generate(scheme_name: str, password: bytes, *, user: str = "",
+             rounds: int | None = None) -> str:
+    """``{SCHEME}hash`` of ``password``, like ``doveadm pw -s SCHEME [-u user] [-r rounds]``.
+
+    ``rounds`` is the cost for the schemes that have one (crypt family, bcrypt, PBKDF2,
+    Argon2) and ignored by the others, as by doveadm.
+    """
     scheme, explicit = lookup(scheme_name)
-    raw = scheme.generate(password, user)
+    if rounds is not None and scheme.with_rounds is not None:
+        raw = scheme.with_rounds(password, rounds)
+    else:
+        raw = scheme.generate(password, user)
     return "{" + scheme_name.upper() + "}" + _encode(raw, explicit or scheme.encoding)
 
 

@@ -21,7 +21,7 @@ ALL_SCHEMES = [
     "PLAIN", "CLEAR", "CLEARTEXT", "CRYPT", "DES-CRYPT", "MD5-CRYPT", "SHA256-CRYPT",
     "SHA512-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID", "SSHA", "SSHA256", "SSHA512", "SHA",
     "SHA1", "SHA256", "SHA512", "PBKDF2", "CRAM-MD5", "HMAC-MD5", "SCRAM-SHA-1",
-    "SCRAM-SHA-256", "PLAIN-MD5", "LDAP-MD5", "PLAIN-MD4", "MD5", "SMD5", "DIGEST-MD5",
+    "SCRAM-SHA-256", "PLAIN-MD5", "LDAP-MD5", "PLAIN-MD4", "MD5", "SMD5", "DIGEST-MD5", "OTP",
 ]
 # Encoded variants: every cheap scheme with both suffixes, and one crypt-style one.
 ENCODED = [f"{s}.{enc}" for s in ("PLAIN", "SHA", "SHA256", "SHA512", "SSHA", "SSHA256",
@@ -65,6 +65,33 @@ def test_cote_hash_verifies_in_dovecot(scheme: str) -> None:
 def test_deterministic_schemes_produce_dovecots_bytes(scheme: str) -> None:
     assert schemes.generate(scheme, PASSWORD.encode(), user=USER) == \
         doveadm_generate(scheme, PASSWORD)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(("scheme", "rounds", "shape"), [
+    ("SHA512-CRYPT", 10000, "$6$rounds=10000$"),
+    ("SHA256-CRYPT", 6, "$5$rounds=1000$"),  # crypt's minimum
+    ("BLF-CRYPT", 6, "$2y$06$"),
+    ("CRYPT", 6, "$2y$06$"),
+    ("PBKDF2", 6, "$6$"),
+])
+def test_rounds_like_doveadm_r(scheme: str, rounds: int, shape: str) -> None:
+    out = subprocess.run([DOVEADM, "pw", "-s", scheme, "-r", str(rounds), "-p", PASSWORD],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert shape in out
+    assert schemes.verify(out, PASSWORD.encode())
+    ours = schemes.generate(scheme, PASSWORD.encode(), rounds=rounds)
+    assert shape in ours
+    assert doveadm_verifies(ours, PASSWORD) and not doveadm_verifies(ours, WRONG)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("algorithm", ["md4", "md5", "sha1"])
+def test_otp_state_of_each_algorithm_verifies_in_dovecot(algorithm: str) -> None:
+    digest = schemes.registry.otp_hash(algorithm, 99, "Seed42", PASSWORD.encode())
+    stored = f"{{OTP}}{algorithm} 99 Seed42 {digest.hex()}"
+    assert schemes.verify(stored, PASSWORD.encode())
+    assert doveadm_verifies(stored, PASSWORD) and not doveadm_verifies(stored, WRONG)
 
 
 @pytest.mark.oracle
