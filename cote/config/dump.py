@@ -151,12 +151,12 @@ class Dumper:
 
     def _filter(self, f: Filter) -> list[str]:
         heads: list[str] = []
-        if f.local_name is not None:
-            heads.append(f"local_name {_name(f.local_name)}")
         if f.local is not None:
             heads.append(f"local {f.local.text}")
         if f.remote is not None:
             heads.append(f"remote {f.remote.text}")
+        if f.local_name is not None:
+            heads.append(f"local_name {_name(f.local_name)}")
         if f.protocol is not None:
             heads.append(f"protocol {f.protocol}")
         indent = "  " * len(heads)

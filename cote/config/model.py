@@ -298,6 +298,21 @@ class Config:
         return view
 
 
+def _net_inside(inner: Net, outer: Net) -> bool:
+    a, b = inner.network, outer.network
+    if a is None or b is None:
+        return False
+    if isinstance(a, ipaddress.IPv4Network) and isinstance(b, ipaddress.IPv4Network):
+        return a.subnet_of(b)
+    if isinstance(a, ipaddress.IPv6Network) and isinstance(b, ipaddress.IPv6Network):
+        return a.subnet_of(b)
+    return False
+
+
+# Filters nest in this order only: local { remote { local_name { protocol { } } } }.
+_FILTER_NESTING = ("local", "remote", "local_name", "protocol")
+
+
 def _is_superset(sup: Filter, f: Filter) -> bool:
     """``sup`` is a less specific filter than ``f`` (both known to match the same lookup)."""
     if (sup.local.bits if sup.local else 0) > (f.local.bits if f.local else 0):
@@ -546,10 +561,16 @@ class _Builder:
     def _filter(self, item: RawBlock, parent: Filter | None) -> Filter:
         kind, name = item.kind, item.name
         p = parent or Filter()
-        if kind in ("local", "remote", "local_name") and p.protocol is not None:
+        present = {"local": p.local is not None, "remote": p.remote is not None,
+                   "local_name": p.local_name is not None, "protocol": p.protocol is not None}
+        if kind == "protocol" and p.protocol is not None:
             raise self._err(item.file, item.line,
-                            f"protocol {{ {kind} {{ .. }} }} not allowed "
-                            f"(use {kind} {{ protocol {{ .. }} }} instead)")
+                            "Nested protocol { protocol { .. } } block not allowed")
+        for outer in _FILTER_NESTING[_FILTER_NESTING.index(kind) + 1:]:
+            if present[outer]:
+                raise self._err(item.file, item.line,
+                                f"{outer} {{ {kind} {{ .. }} }} not allowed "
+                                f"(use {kind} {{ {outer} {{ .. }} }} instead)")
         f = Filter(p.protocol, p.local, p.remote, p.local_name, item.file, item.line)
         if kind == "protocol":
             f.protocol = name
@@ -557,6 +578,11 @@ class _Builder:
             f.local_name = name
         else:
             net = self._net(item, name)
+            enclosing = p.local if kind == "local" else p.remote
+            if enclosing is not None and not _net_inside(net, enclosing):
+                raise self._err(item.file, item.line,
+                                f"{kind} net1 {{ {kind} net2 {{ .. }} }} requires net2 to be "
+                                "inside net1")
             if kind == "local":
                 f.local = net
             else:
@@ -573,12 +599,14 @@ class _Builder:
             ip = ipaddress.ip_address(addr.strip("[]"))
         except ValueError:
             try:
-                infos = socket.getaddrinfo(addr, None)
+                infos = socket.getaddrinfo(addr, None, socket.AF_INET)
             except (socket.gaierror, UnicodeError) as e:
                 msg = e.strerror if isinstance(e, socket.gaierror) else "Name or service not known"
                 raise self._err(item.file, item.line,
                                 f"gethostbyname({addr}) failed: {msg}") from None
             ip = ipaddress.ip_address(str(infos[0][4][0]))
+        # doveconf prints the address it resolved, without brackets
+        text = str(ip) + (slash + bits_text if slash else "")
         maxbits = 32 if ip.version == 4 else 128
         if slash:
             if not bits_text.isdigit() or int(bits_text) > maxbits:

@@ -73,7 +73,7 @@ def _split_name(text: str) -> tuple[str, str]:
             i += 2 if text[i] == "\\" else 1
         return unescape(text[1:i]), text[i + 1:].lstrip()
     i = 0
-    while i < len(text) and text[i] not in " \t{":
+    while i < len(text) and text[i] not in " \t":
         i += 1
     return text[:i], text[i:].lstrip()
 
@@ -118,10 +118,12 @@ class Parser:
             if raw.endswith("\\"):
                 if not pending:
                     pending_start = lineno
-                pending += raw[:-1]
+                    pending = raw[:-1].rstrip()
+                else:
+                    pending += " " + raw[:-1].strip()
                 continue
             if pending:
-                raw = pending + raw
+                raw = pending + " " + raw.lstrip()
                 pending = ""
                 start = pending_start
             else:
@@ -165,6 +167,8 @@ class Parser:
             i += 1
         key = line[:i]
         rest = line[i:].lstrip()
+        if not key and rest.startswith("="):
+            raise self._error(path, lineno, "Missing key name ('=' at the beginning of line)")
         if rest.startswith("="):
             value = rest[1:].strip()
             quoted = False
@@ -180,8 +184,6 @@ class Parser:
         if rest == "{":
             name = ""
         else:
-            if key.endswith("{"):
-                raise self._error(path, lineno, "Expecting '='")
             name, rest = _split_name(rest)
             if not rest.startswith("{"):
                 raise self._error(path, lineno, "Expecting '{'")
@@ -208,6 +210,8 @@ class Parser:
                 return
             raise self._error(path, lineno, "No matches")
         for m in matches:
+            if os.path.isdir(m):
+                continue
             if m in including:
                 raise self._error(path, lineno, f"Recursive include file: {m}")
             try:
