@@ -357,6 +357,9 @@ class Master:
         self.startup_notes = []
         gc.disable()
         self._start_log_service()
+        for svc in self.services.values():
+            if svc.spec.type == "startup" and not svc.processes:
+                self.spawn(svc)  # type = startup: one process at start-up
         self._maintain()
         daemon.sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=cote running")
         try:

@@ -82,6 +82,10 @@ def test_daemonises_writes_pid_refuses_second_start_and_stops(d: Path) -> None:
     assert second.returncode == 89
     assert f"already running with PID {pid}" in second.stderr
     assert cote("-c", str(conf), "reload").returncode == 0
+    adm = subprocess.run([PYTHON, "-m", "cote.cli.adm", "-c", str(conf), "reload"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert adm.returncode == 0, adm.stderr
+    assert (d / "cote.log").read_text().count("Reload requested over the control socket") == 2
     conf.write_text(conf_text(d, port) + "service bad {\n")
     bad = cote("-c", str(conf), "reload")
     assert bad.returncode == 89 and "Fatal:" in bad.stderr

@@ -22,7 +22,7 @@ from cote.master.anvil import AnvilState
 from cote.master.logservice import LineReader, LogSink, LogTargets
 from cote.master.master import exit_text
 from cote.master.script import parse_request, program_args
-from tests.support.env import remove_dir, server_dir
+from tests.support.env import free_port, remove_dir, server_dir
 
 
 class Clock:
@@ -266,3 +266,29 @@ def test_asyncio_handlers_stop_accepting_on_quit_and_master_death() -> None:
     assert [r[2] for r in records] == [4, 0]  # connected, then stopped accepting
     for fd in (death_r, status_r, status_w):
         os.close(fd)
+
+
+def test_wildcard_listen_binds_ipv4_and_ipv6_on_the_same_port() -> None:
+    port = free_port()
+    v4 = listeners.bind(settings.ListenerSpec(kind="inet", name="imap", address="*", port=port),
+                        as_root=True)
+    v6 = listeners.bind(settings.ListenerSpec(kind="inet", name="imap", address="::", port=port),
+                        as_root=True)
+    try:
+        assert v4.sock is not None and v6.sock is not None
+        assert v4.sock.getsockname() == ("0.0.0.0", port)
+        assert v6.sock.getsockname()[:2] == ("::", port)
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        with pytest.raises(listeners.ListenerError, match="Address already in use"):
+            listeners.bind(settings.ListenerSpec(kind="inet", name="x", address="127.0.0.1",
+                                                 port=port), as_root=True)
+    finally:
+        v4.close()
+        v6.close()
+
+
+def test_dev_stderr_log_path(capfd: pytest.CaptureFixture[str]) -> None:
+    sink = LogSink(LogTargets("/dev/stderr", "", "", "mail", ""))
+    sink.write("Info", "master: ", "to stderr")
+    sink.close()
+    assert capfd.readouterr().err == "master: Info: to stderr\n"
