@@ -8,6 +8,8 @@ puts after ``BAD Error in IMAP command NAME: `` for the same input.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -386,12 +388,18 @@ def parse_section(spec: bytes, *, binary: bool) -> Section:
     return Section(tuple(part), text, fields)
 
 
-def parse_fetch_att(arg: Arg) -> list[FetchAtt]:
+def parse_fetch_att(arg: Arg) -> FetchAtt:
+    """One FETCH item; clients repeat the same few, so the answer is cached by its bytes."""
     if type(arg) is not Atom:
         raise SyntaxErr("Invalid arguments")
+    return _fetch_att(bytes(arg))
+
+
+@functools.lru_cache(maxsize=256)
+def _fetch_att(arg: bytes) -> FetchAtt:
     name = arg.decode("latin-1").upper()
     if name in _SIMPLE_FETCH:
-        return [FetchAtt(name)]
+        return FetchAtt(name)
     m = _BODY_ITEM.match(arg)
     if m is None:
         if "[" in name:
@@ -419,7 +427,7 @@ def parse_fetch_att(arg: Arg) -> list[FetchAtt]:
             partial = (int(start_s), None)
         if base == "BINARY.SIZE":
             raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial start")
-    return [FetchAtt(base, section, partial, peek)]
+    return FetchAtt(base, section, partial, peek)
 
 
 def _parse_fetch(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Fetch:
@@ -434,13 +442,13 @@ def _parse_fetch(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE
         if not spec:
             raise SyntaxErr("FETCH list is empty")
         for item in spec:
-            atts.extend(parse_fetch_att(item))
+            atts.append(parse_fetch_att(item))
     else:
         macro = _atom_upper(spec)
         if macro in FETCH_MACROS:
             atts = [FetchAtt(n) for n in FETCH_MACROS[macro]]
         else:
-            atts = parse_fetch_att(spec)
+            atts = [parse_fetch_att(spec)]
     changedsince = None
     vanished = False
     if len(args) > 2:
@@ -637,7 +645,21 @@ class _SearchParser:
         raise SyntaxErr("Missing argument")
 
     def text(self, v: bytes) -> str:
-        return v.decode("utf-8", "replace")
+        """Search text in the command's charset (UTF-8 when none or unknown: the handler
+        answers ``NO [BADCHARSET]`` for an unknown one, see ``charset_supported``)."""
+        codec = "utf-8"
+        if self.charset and charset_supported(self.charset):
+            codec = self.charset
+        return v.decode(codec, "replace")
+
+
+def charset_supported(name: str) -> bool:
+    """Whether a SEARCH/SORT/THREAD charset can be converted (else ``NO [BADCHARSET]``)."""
+    try:
+        codecs.lookup(name)
+    except (LookupError, ValueError):
+        return False
+    return True
 
 
 def _search_returns(args: Sequence[Arg], i: int) -> tuple[tuple[str, ...] | None, int]:

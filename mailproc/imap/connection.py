@@ -350,8 +350,8 @@ class Connection:
                 return ev.Bye("Literal size too large")
             if self._name == APPEND:
                 streamed = self._maybe_stream_append(lf)
-                if streamed is not False:
-                    return streamed  # type: ignore[return-value]
+                if streamed is not None:
+                    return streamed
             if not sync and not self.literal_plus and \
                     (not self.literal_minus or size > LITERAL_MINUS_MAX):
                 bad = self._bad("Non-synchronizing literal too large" if self.literal_minus
@@ -392,16 +392,19 @@ class Connection:
         raise SyntaxErr("Missing message size")
 
     # -- APPEND streaming ---------------------------------------------------------------------
-    def _maybe_stream_append(self, lf: int) -> ev.Event | bool:
+    def _maybe_stream_append(self, lf: int) -> ev.Event | None:
+        """The APPEND literal ending at ``lf`` is a message (streamed: ``Command`` now,
+        ``LiteralStart`` next) or an error; None when it is read inline (the mailbox name
+        itself, or a literal inside a list)."""
         raw = bytes(self._buf[:lf + 1])
         try:
             tokens, _ = tokenize(raw, self._args_at, stream_last_literal=True)
         except SyntaxErr as exc:
             if str(exc) == "Missing literal data":  # a literal inside a list: read it inline
-                return False
+                return None
             return self._bad_and_skip_rest(self._bad(str(exc)), lf)
         if not tokens or not isinstance(tokens[-1], LiteralMarker) or len(tokens) < 2:
-            return False  # the mailbox name itself is a literal
+            return None  # the mailbox name itself is a literal
         box = tokens[0]
         if not isinstance(box, bytes):
             return self._bad_and_skip_rest(self._bad("Invalid arguments"), lf)

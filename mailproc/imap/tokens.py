@@ -68,6 +68,7 @@ Args = list[Arg]
 # Octets that end an atom; "(" inside one is an error, as in Dovecot.
 _ATOM_RUN = re.compile(rb'[^ ()\r\n"{\x00-\x1f\x7f\x80-\xff\[]*')
 _QUOTED_RUN = re.compile(rb'[^"\\\r\n\x00]*')
+_BRACKET_RUN = re.compile(rb'[^\]\["\r\n]+')
 _LITERAL_HEAD = re.compile(rb"~?\{([0-9]*)([+-]?)\}")
 
 
@@ -75,6 +76,11 @@ def _skip_bracket(data: bytes, pos: int, end: int) -> int:
     """Inside ``[...]`` of a FETCH item: spaces, lists and quoted names are part of the atom."""
     depth = 0
     while pos < end:
+        m = _BRACKET_RUN.match(data, pos, end)
+        if m is not None:
+            pos = m.end()
+            if pos >= end:
+                break
         c = data[pos]
         if c == 0x5D:  # ]
             if depth == 0:

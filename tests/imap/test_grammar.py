@@ -25,6 +25,7 @@ from cote.mailproc.imap.commands import (
     Status,
     Store,
     Thread,
+    charset_supported,
     parse_date_time,
 )
 from cote.mailproc.imap.values import ModSeqEntry, QResync
@@ -232,3 +233,11 @@ def test_append_date_time_is_aware() -> None:
         datetime(2002, 7, 1, 5, 6, 7, tzinfo=timezone(-timedelta(hours=7)))
     assert parse_date_time(b"31-Feb-2002 05:06:07 -0700") is None
     assert parse_date_time(b"1-Jul-2002") is None
+
+
+def test_search_text_is_decoded_in_the_given_charset() -> None:
+    s = parse(b"a SEARCH CHARSET ISO-8859-1 SUBJECT {1+}\r\n\xe4\r\n")
+    assert isinstance(s, Search) and s.key == SearchKey("SUBJECT", "ä")
+    u = parse(b"a SEARCH CHARSET UTF-8 SUBJECT {2+}\r\n\xc3\xa4\r\n")
+    assert isinstance(u, Search) and u.key == SearchKey("SUBJECT", "ä")
+    assert charset_supported("utf-8") and not charset_supported("X-NO-SUCH-CHARSET")
