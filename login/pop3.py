@@ -1,256 +1,155 @@
-"""The pre-authentication POP3 dialogue (RFC 1939, 2449, 2595, 5034) as a sans-IO machine.
+"""The pop3-login service: the POP3 pre-auth dialogue on the shared login server.
 
-It turns client lines into replies and into requests for the auth daemon (``Authenticate``,
-``AuthContinue``, ``AuthCancel``); the login process's I/O layer carries those over the
-auth-client socket and feeds the daemon's answers back (``challenge``, ``failed``). USER/PASS
-and APOP become SASL requests too, so every password check goes through one path. Texts are
-Dovecot 2.3's, byte for byte.
+``run(ctx)`` is the entry point the master calls in a forked pop3-login process (see
+docs/process-contract.md). The dialogue itself is the sans-IO :mod:`cote.login.pop3_dialogue`;
+:class:`Pop3Frontend` feeds it lines and stops at the actions the server must carry out.
 """
 
 from __future__ import annotations
 
-import binascii
-from base64 import b64decode, b64encode
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
-from typing import ClassVar
+import asyncio
+import dataclasses
+import itertools
+import os
+import secrets
+import socket
+import time
 
+from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
+from cote.config import Config
+from cote.ipc import ServiceContext
+from cote.log import login_formatter
+from cote.login.actions import Action, Authenticate, Disconnect, StartTls
+from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings
+from cote.login.server import (
+    ConnectionFacts,
+    LoginServer,
+    LoginServerSettings,
+    trusted_networks,
+)
+from cote.login.tlsconfig import server_context
 from cote.mailproc.pop3 import wire
 
-# Dovecot's login processes drop a client after this many unknown commands.
-MAX_BAD_COMMANDS = 3
-# A command line may be 1 KiB; SASL lines (AUTH with an initial response, continuations)
-# may be longer, up to the reader's limit (wire.MAX_LINE), for large tokens.
-MAX_COMMAND_LINE = 1024
-BASE_CAPABILITIES = ("CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE")
-PLAINTEXT_DISALLOWED = "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+_apop_counter = itertools.count(1)
+STOPPING = (Authenticate, StartTls, Disconnect)
 
 
-@dataclass(frozen=True, slots=True)
-class Mechanism:
-    """A SASL mechanism as the auth daemon announced it (MECH line)."""
-
-    name: str
-    plaintext: bool = False  # refused on insecure connections unless plaintext auth is allowed
-    private: bool = False  # never advertised (e.g. APOP is its own command)
+def apop_timestamp() -> str:
+    """A unique RFC 1939 timestamp ``<pid.counter.time.random@host>`` for the greeting."""
+    return (f"<{os.getpid():x}.{next(_apop_counter):x}.{int(time.time()):x}."
+            f"{secrets.token_urlsafe(16)}@{socket.gethostname()}>")
 
 
-@dataclass(frozen=True, slots=True)
-class Pop3LoginSettings:
-    greeting: str  # login_greeting
-    mechanisms: tuple[Mechanism, ...]
-    secured: bool  # TLS, a trusted network, or local IP == remote IP
-    disable_plaintext_auth: bool = True
-    tls_available: bool = False  # ssl != no and the connection is not TLS yet
-    apop_timestamp: str | None = None  # "<...@host>" when the APOP mechanism is enabled
+class Pop3Frontend:
+    def __init__(self, facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...],
+                 cfg: Config, tls_possible: bool) -> None:
+        mechs = tuple(Mechanism(m.name, plaintext=bool(m.flags & MechFlag.PLAINTEXT),
+                                private=bool(m.flags & MechFlag.PRIVATE) or m.name == "APOP")
+                      for m in mechanisms)
+        apop = apop_timestamp() if any(m.name == "APOP" for m in mechs) else None
+        self.dialogue = Pop3Login(Pop3LoginSettings(
+            greeting=str(cfg.get("login_greeting")), mechanisms=mechs, secured=facts.secured,
+            disable_plaintext_auth=bool(cfg.get("disable_plaintext_auth")),
+            tls_available=tls_possible and not facts.tls, apop_timestamp=apop))
+        self.lines = wire.LineReader()
 
     @property
-    def plaintext_allowed(self) -> bool:
-        return self.secured or not self.disable_plaintext_auth
+    def user(self) -> str | None:
+        return self.dialogue.user
 
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    """Start SASL ``mechanism``; ``initial_response`` None means the client sent none."""
-
-    mechanism: str
-    initial_response: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuthContinue:
-    response: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class AuthCancel:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class StartTls:
-    """The reply was sent; switch the transport to TLS and drop buffered plaintext."""
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnect:
-    reason: str  # for the log line: "Disconnected: <reason> (...)"
-
-
-Action = Reply | Authenticate | AuthContinue | AuthCancel | StartTls | Disconnect
-
-
-class State(Enum):
-    COMMAND = "command"
-    AUTHENTICATING = "authenticating"  # waiting for the auth daemon
-    SASL_RESPONSE = "sasl-response"  # waiting for the client's continuation line
-    DONE = "done"
-
-
-class Pop3Login:
-    def __init__(self, settings: Pop3LoginSettings) -> None:
-        self.settings = settings
-        self.state = State.COMMAND
-        self.user: str | None = None
-        self.bad_commands = 0
-        self.auth_attempts = 0
-        self.mechanism: str | None = None
+    @property
+    def mechanism(self) -> str | None:
+        return self.dialogue.mechanism
 
     def greeting(self) -> bytes:
-        text = self.settings.greeting
-        if self.settings.apop_timestamp:
-            text = f"{text} {self.settings.apop_timestamp}"
-        return wire.ok(text)
+        return self.dialogue.greeting()
 
-    def capabilities(self) -> list[str]:
-        caps = list(BASE_CAPABILITIES)
-        if self.settings.tls_available:
-            caps.append("STLS")
-        if self.settings.plaintext_allowed:
-            caps.append("USER")
-        mechs = self._usable_mechanisms()
-        if mechs:
-            caps.append("SASL " + " ".join(m.name for m in mechs))
-        return caps
+    def feed(self, data: bytes) -> list[Action]:
+        actions: list[Action] = []
+        for line in self.lines.lines(data):
+            if isinstance(line, wire.LineTooLong):
+                return actions + self.dialogue.line_too_long()
+            step = self.dialogue.handle_line(line)
+            actions += step
+            if any(isinstance(a, STOPPING) for a in step):
+                break  # the rest stays buffered until resume() or the hand-off
+        return actions
 
-    def _usable_mechanisms(self) -> list[Mechanism]:
-        allowed = self.settings.plaintext_allowed
-        return [m for m in self.settings.mechanisms
-                if not m.private and (allowed or not m.plaintext)]
+    def resume(self) -> list[Action]:
+        return self.feed(b"")
 
-    # -- client input ------------------------------------------------------------------
-    def handle_line(self, line: bytes) -> list[Action]:
-        """One line without its LF. The reader bounds it at wire.MAX_LINE."""
-        if self.state is State.SASL_RESPONSE:
-            return self._sasl_response(line.rstrip(b"\r"))
-        if self.state is not State.COMMAND:
-            # Pipelined input while the auth daemon works: Dovecot reads no further.
-            return []
-        if len(line) > MAX_COMMAND_LINE and line[:5].upper() != b"AUTH ":
-            return self.line_too_long()
-        cmd = wire.parse_command(line)
-        handler = self._handlers.get(cmd.verb)
-        if handler is None:
-            self.bad_commands += 1
-            if self.bad_commands > MAX_BAD_COMMANDS:
-                self.state = State.DONE
-                return [Reply(wire.err("Too many invalid bad commands.")),
-                        Disconnect("Too many invalid commands")]
-            return [Reply(wire.err("Unknown command."))]
-        return handler(self, cmd.args)
+    def take_buffered(self) -> bytes:
+        return self.lines.take_buffered()
 
-    def line_too_long(self) -> list[Action]:
-        self.state = State.DONE
-        return [Reply(wire.err("Input buffer full, aborting")), Disconnect("Input buffer full")]
+    def discard_buffered(self) -> None:
+        self.lines.take_buffered()
 
-    def _capa(self, args: str) -> list[Action]:
-        return [Reply(wire.multiline(wire.ok(), self.capabilities()))]
-
-    def _user(self, args: str) -> list[Action]:
-        if not self.settings.plaintext_allowed:
-            return [Reply(wire.err(PLAINTEXT_DISALLOWED, "AUTH"))]
-        self.user = args
-        return [Reply(wire.ok())]
-
-    def _pass(self, args: str) -> list[Action]:
-        if not self.settings.plaintext_allowed:
-            return [Reply(wire.err(PLAINTEXT_DISALLOWED, "AUTH"))]
-        if self.user is None:
-            return [Reply(wire.err("No username given."))]
-        response = b"\0" + self.user.encode("utf-8", "surrogateescape") + b"\0" + \
-            args.encode("utf-8", "surrogateescape")
-        return self._start("PLAIN", response)
-
-    def _apop(self, args: str) -> list[Action]:
-        user, _, digest = args.partition(" ")
-        if not self.settings.apop_timestamp:
-            return [Reply(wire.err("Unknown command."))]
-        if not user or len(digest) != 32:
-            return [Reply(wire.err("Invalid parameters."))]
-        # The APOP mechanism's response: the challenge, the user and the digest, NUL-separated.
-        response = b"\0".join((self.settings.apop_timestamp.encode(),
-                               user.encode("utf-8", "surrogateescape"), digest.encode()))
-        return self._start("APOP", response)
-
-    def _auth(self, args: str) -> list[Action]:
-        if not args:
-            names = [m.name for m in self._usable_mechanisms()]
-            return [Reply(wire.multiline(wire.ok(), names))]
-        name, _, initial = args.partition(" ")
-        mech = next((m for m in self.settings.mechanisms
-                     if m.name == name.upper() and not m.private), None)
-        if mech is None:
-            return [Reply(wire.err("Unsupported authentication mechanism.", "AUTH"))]
-        if mech.plaintext and not self.settings.plaintext_allowed:
-            return [Reply(wire.err("Plaintext authentication disabled.", "AUTH"))]
-        response: bytes | None = None
-        if initial:
-            decoded = _decode_b64(initial.encode())
-            if decoded is None:
-                return [Reply(wire.err("Invalid base64 in response", "AUTH"))]
-            response = decoded
-        return self._start(mech.name, response)
-
-    def _stls(self, args: str) -> list[Action]:
-        if not self.settings.tls_available:
-            return [Reply(wire.err("TLS support isn't enabled."))]
-        return [Reply(wire.ok("Begin TLS negotiation now.")), StartTls()]
-
-    def _quit(self, args: str) -> list[Action]:
-        self.state = State.DONE
-        return [Reply(wire.ok("Logging out")), Disconnect("Aborted login by logging out")]
-
-    _handlers: ClassVar[dict[str, Callable[[Pop3Login, str], list[Action]]]] = {
-        "CAPA": _capa, "USER": _user, "PASS": _pass, "APOP": _apop, "AUTH": _auth,
-        "STLS": _stls, "QUIT": _quit,
-    }
-
-    def _start(self, mechanism: str, response: bytes | None) -> list[Action]:
-        self.state = State.AUTHENTICATING
-        self.mechanism = mechanism
-        self.auth_attempts += 1
-        return [Authenticate(mechanism, response)]
-
-    def _sasl_response(self, line: bytes) -> list[Action]:
-        if line == b"*":
-            self.state = State.COMMAND
-            return [AuthCancel(), Reply(wire.err("Authentication aborted by client."))]
-        decoded = _decode_b64(line)
-        if decoded is None:
-            self.state = State.COMMAND
-            return [AuthCancel(), Reply(wire.err("Invalid base64 in response", "AUTH"))]
-        self.state = State.AUTHENTICATING
-        return [AuthContinue(decoded)]
-
-    # -- auth daemon answers -------------------------------------------------------------
     def challenge(self, data: bytes) -> list[Action]:
-        self.state = State.SASL_RESPONSE
-        return [Reply(b"+ " + b64encode(data) + b"\r\n")]
+        return self.dialogue.challenge(data)
 
-    def failed(self, reason: str | None = None, *, temporary: bool = False) -> list[Action]:
-        """Auth FAIL (after the failure delay). ``reason`` is shown when the daemon gave one."""
-        self.state = State.COMMAND
-        if temporary:
-            return [Reply(wire.err(reason or "Temporary authentication failure.", "SYS/TEMP"))]
-        return [Reply(wire.err(reason or "Authentication failed.", "AUTH"))]
+    def failed(self, reason: str | None, *, temporary: bool) -> list[Action]:
+        return self.dialogue.failed(reason, temporary=temporary)
 
     def succeeded(self) -> None:
-        """Auth OK: the connection goes to a pop3 mail process, which says ``+OK Logged in.``"""
-        self.state = State.DONE
+        self.dialogue.succeeded()
+
+    def tls_started(self) -> None:
+        self.dialogue.settings = dataclasses.replace(self.dialogue.settings, secured=True,
+                                                     tls_available=False)
 
 
+def server_settings(ctx: ServiceContext, cfg: Config) -> LoginServerSettings:
+    chrooted = bool(ctx.settings.get("chroot")) if ctx.settings is not None else False
+    # Dovecot's layout: the auth socket for logins and the mail service's socket both live in
+    # base_dir/login, which is the root directory of a chrooted login process.
+    root = "/" if chrooted else os.path.join(ctx.base_dir, "login")
+    return LoginServerSettings(
+        protocol="pop3", auth_socket=os.path.join(root, "login"),
+        mail_socket=os.path.join(root, "pop3"), tls=server_context(cfg),
+        trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log)
 
 
-def _decode_b64(data: bytes) -> bytes | None:
-    if data == b"=":
-        return b""
-    try:
-        return b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        return None
+async def serve(ctx: ServiceContext) -> None:
+    loop = asyncio.get_running_loop()
+    ctx.install_asyncio_handlers(loop)
+    cfg = ctx.config.lookup(protocol="pop3")
+    settings = server_settings(ctx, cfg)
+    tls_possible = settings.tls is not None
+    done = asyncio.Event()
+    previous = 0
+
+    def on_count(count: int) -> None:
+        nonlocal previous
+        for _ in range(count - previous):
+            ctx.client_connected()
+        for _ in range(previous - count):
+            ctx.client_disconnected()
+        previous = count
+        if not ctx.accepting:
+            for s in servers:
+                s.close()
+        if ctx.should_exit():
+            done.set()
+
+    settings.on_client_count = on_count
+    server = LoginServer(settings, lambda facts, mechs: Pop3Frontend(facts, mechs, cfg,
+                                                                     tls_possible))
+    listeners = [(lst.sock, lst.ssl) for lst in ctx.listeners
+                 if lst.kind == "inet" and lst.sock is not None]
+    servers = await server.serve(listeners)
+
+    def stop() -> None:
+        for s in servers:
+            s.close()
+        if ctx.should_exit():
+            done.set()
+
+    ctx.on_stop_accepting(stop)
+    ctx.status.report(ctx.available())
+    await done.wait()
+    server.auth.close()
+
+
+def run(ctx: ServiceContext) -> int:
+    asyncio.run(serve(ctx))
+    return 0

@@ -44,6 +44,11 @@ class LineReader:
         self._discarding = False
 
     def feed(self, data: bytes) -> Iterator[Command | LineTooLong]:
+        for line in self.lines(data):
+            yield line if isinstance(line, LineTooLong) else parse_command(line)
+
+    def lines(self, data: bytes) -> Iterator[bytes | LineTooLong]:
+        """Raw lines without their line end (stop iterating to leave the rest buffered)."""
         self._buf += data
         while True:
             end = self._buf.find(b"\n", self._scanned)
@@ -65,7 +70,7 @@ class LineReader:
             if len(line) > self._max:
                 yield LineTooLong()
                 continue
-            yield parse_command(line)
+            yield line[:-1] if line.endswith(b"\r") else line
 
     def take_buffered(self) -> bytes:
         """Bytes read past the last complete line (pipelined input at a hand-off or STLS)."""

@@ -10,17 +10,8 @@ from base64 import b64encode
 
 import pytest
 
-from cote.login.pop3 import (
-    AuthCancel,
-    AuthContinue,
-    Authenticate,
-    Disconnect,
-    Mechanism,
-    Pop3Login,
-    Pop3LoginSettings,
-    Reply,
-    StartTls,
-)
+from cote.login.actions import AuthCancel, AuthContinue, Authenticate, Disconnect, Reply, StartTls
+from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings
 
 MECHS = (Mechanism("PLAIN", plaintext=True), Mechanism("LOGIN", plaintext=True),
          Mechanism("CRAM-MD5"))

@@ -1,0 +1,468 @@
+"""The login server: runs a pre-auth dialogue per client connection, on one asyncio loop.
+
+Protocol-independent: a *frontend* (POP3 now; IMAP and ManageSieve plug in the same way) turns
+client bytes into :mod:`cote.login.actions`; this module carries them out — TLS (implicit and
+STARTTLS), SASL through the auth daemon, the hand-off of the client socket to a mail process,
+and Dovecot's log lines. Written on ``asyncio.Protocol`` with an explicit buffer, because bytes
+a client pipelined after its login command must travel with the socket to the mail process.
+
+With TLS the login process cannot hand over the socket (the TLS state lives here), so it hands
+over one end of a socketpair and relays plaintext between it and the client for the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cote.auth.protocol.auth_client import Continue, Failure, MechanismInfo, Success
+from cote.config import Config
+from cote.handoff import HandoffError, HandoffReply, HandoffRequest
+from cote.log import Logger, LoginLogFormatter
+from cote.login.actions import (
+    Action,
+    AuthCancel,
+    AuthContinue,
+    Authenticate,
+    Disconnect,
+    Reply,
+    StartTls,
+)
+from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
+
+HANDOFF_TIMEOUT = 30.0
+RELAY_CHUNK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFacts:
+    local_ip: str
+    local_port: int
+    remote_ip: str
+    remote_port: int
+    session: str
+    tls: bool
+    secured: bool  # TLS, a trusted network, or local IP == remote IP (Dovecot's rule)
+
+
+class Frontend(Protocol):
+    """A protocol's pre-auth dialogue behind the server (see login/pop3.py)."""
+
+    @property
+    def user(self) -> str | None:
+        """The last user name tried, for log lines."""
+
+    @property
+    def mechanism(self) -> str | None: ...
+
+    def greeting(self) -> bytes: ...
+
+    def feed(self, data: bytes) -> list[Action]:
+        """Process input; stops after an action that needs the server (auth, TLS, close)."""
+
+    def resume(self) -> list[Action]:
+        """Continue with input that was buffered while the server was busy."""
+
+    def take_buffered(self) -> bytes: ...
+
+    def discard_buffered(self) -> None: ...
+
+    def challenge(self, data: bytes) -> list[Action]: ...
+
+    def failed(self, reason: str | None, *, temporary: bool) -> list[Action]: ...
+
+    def succeeded(self) -> None: ...
+
+    def tls_started(self) -> None: ...
+
+
+FrontendFactory = Callable[[ConnectionFacts, tuple[MechanismInfo, ...]], Frontend]
+
+
+@dataclass
+class LoginServerSettings:
+    protocol: str  # "pop3", "imap": the auth service name and the mail socket's name
+    auth_socket: str
+    mail_socket: str
+    tls: ssl.SSLContext | None
+    trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    formatter: LoginLogFormatter
+    log: Logger
+    on_client_count: Callable[[int], None] = field(default=lambda n: None)
+
+
+def trusted_networks(cfg: Config) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in str(cfg.get("login_trusted_networks"))
+            .replace(",", " ").split()]
+
+
+def new_session_id() -> str:
+    """16 base64 characters, the shape of Dovecot's ``session=<…>`` ids."""
+    stamp = int(time.time() * 1_000_000) & 0xFFFFFFFFFFFF
+    return base64.b64encode(stamp.to_bytes(6, "big") + os.urandom(6)).decode("ascii")
+
+
+def _is_trusted(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
+class LoginServer:
+    def __init__(self, settings: LoginServerSettings, frontend: FrontendFactory) -> None:
+        self.settings = settings
+        self.frontend = frontend
+        self.auth = AuthClient(settings.auth_socket, settings.protocol)
+        self.connections: set[LoginConnection] = set()
+
+    async def serve(self, listeners: list[tuple[socket.socket, bool]]) -> list[asyncio.Server]:
+        """Accept on each (listening socket, implicit TLS) pair."""
+        loop = asyncio.get_running_loop()
+        servers = []
+        for sock, implicit_tls in listeners:
+            if implicit_tls and self.settings.tls is None:
+                self.settings.log.error("ssl listener configured but no ssl_cert/ssl_key: "
+                                        "not accepting TLS connections")
+                continue
+            ctx = self.settings.tls if implicit_tls else None
+            servers.append(await loop.create_server(
+                lambda tls=implicit_tls: LoginConnection(self, tls), sock=sock, ssl=ctx))
+        return servers
+
+    def added(self, conn: LoginConnection) -> None:
+        self.connections.add(conn)
+        self.settings.on_client_count(len(self.connections))
+
+    def removed(self, conn: LoginConnection) -> None:
+        self.connections.discard(conn)
+        self.settings.on_client_count(len(self.connections))
+
+
+class LoginConnection(asyncio.Protocol):
+    def __init__(self, server: LoginServer, implicit_tls: bool) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.implicit_tls = implicit_tls
+        self.transport: asyncio.Transport | None = None
+        self.frontend: Frontend | None = None
+        self.facts: ConnectionFacts | None = None
+        self.started = time.monotonic()
+        self.auth_attempts = 0
+        self.auth_failed = False
+        self.auth_task: asyncio.Task[None] | None = None
+        self.auth_request: AuthRequest | None = None
+        self.busy = False  # auth or hand-off in progress: input waits in the frontend
+        self.handed_off = False
+        self.closing_reason: str | None = None
+        self.early = b""  # input that arrived before the greeting or while busy
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        lip, lport = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        rip, rport = (remote[0], remote[1]) if isinstance(remote, tuple) else ("", 0)
+        secured = (self.implicit_tls or (rip != "" and rip == lip)
+                   or _is_trusted(rip, self.settings.trusted_networks)
+                   or (sock is not None and sock.family == socket.AF_UNIX))
+        self.facts = ConnectionFacts(lip, lport, rip, rport, new_session_id(),
+                                     self.implicit_tls, secured)
+        self.server.added(self)
+        asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        assert self.facts is not None
+        try:
+            handshake = await self.server.auth.connect()
+            mechanisms = handshake.mechanisms
+        except AuthUnavailable as e:
+            self.settings.log.error(f"auth: {e}")
+            mechanisms = ()
+        self.frontend = self.server.frontend(self.facts, mechanisms)
+        self._write(self.frontend.greeting())
+        self._perform(self.frontend.resume())
+
+    def data_received(self, data: bytes) -> None:
+        if self.frontend is None or self.busy:
+            # Before the greeting or while auth/hand-off runs: keep the bytes for later.
+            self.early += data
+            return
+        self._perform(self.frontend.feed(data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.removed(self)
+        if self.auth_task is not None and not self.handed_off:
+            self.auth_task.cancel()
+        if self.auth_request is not None:
+            self.auth_request.cancel()
+        if not self.handed_off:
+            self._log_disconnect(self.closing_reason or "Connection closed")
+
+    # -- carrying out the frontend's actions ----------------------------------------------------
+    def _perform(self, actions: list[Action]) -> None:
+        if self.early and self.frontend is not None and not self.busy:
+            early, self.early = self.early, b""
+            actions = actions + self.frontend.feed(early)
+        for action in actions:
+            if isinstance(action, Reply):
+                self._write(action.data)
+            elif isinstance(action, Authenticate):
+                self.busy = True
+                self.auth_attempts += 1
+                self.auth_task = asyncio.get_running_loop().create_task(self._authenticate(action))
+            elif isinstance(action, AuthContinue):
+                if self.auth_request is not None:
+                    self.auth_request.respond(action.response)
+            elif isinstance(action, AuthCancel):
+                self._cancel_auth()
+            elif isinstance(action, StartTls):
+                self.busy = True
+                asyncio.get_running_loop().create_task(self._start_tls())
+            elif isinstance(action, Disconnect):
+                self.closing_reason = action.reason
+                if self.transport is not None:
+                    self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _cancel_auth(self) -> None:
+        if self.auth_request is not None:
+            self.auth_request.cancel()
+            self.auth_request = None
+        if self.auth_task is not None:
+            self.auth_task.cancel()
+            self.auth_task = None
+        self.busy = False
+
+    async def _start_tls(self) -> None:
+        assert self.transport is not None and self.frontend is not None and self.facts is not None
+        if self.settings.tls is None:
+            self.transport.close()
+            return
+        # Plaintext sent after STARTTLS but before the handshake is an injection attempt.
+        self.frontend.discard_buffered()
+        self.early = b""
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(self.transport, self, self.settings.tls, server_side=True)
+        except (ssl.SSLError, OSError, ConnectionError) as e:
+            self.closing_reason = f"TLS handshaking failed: {e}"
+            self.transport.close()
+            return
+        if new is None:
+            return
+        self.transport = new
+        self.facts = ConnectionFacts(self.facts.local_ip, self.facts.local_port,
+                                     self.facts.remote_ip, self.facts.remote_port,
+                                     self.facts.session, True, True)
+        self.frontend.tls_started()
+        self.busy = False
+        self._perform([])
+
+    # -- authentication -------------------------------------------------------------------------
+    async def _authenticate(self, action: Authenticate) -> None:
+        assert self.frontend is not None and self.facts is not None
+        facts = self.facts
+        params = {"lip": facts.local_ip, "rip": facts.remote_ip, "lport": str(facts.local_port),
+                  "rport": str(facts.remote_port), "session": facts.session}
+        flags = ["secured"] if facts.secured else []
+        if facts.tls:
+            params["ssl_cipher"] = "TLS"
+        try:
+            request = await self.server.auth.start(action.mechanism, params=params, flags=flags,
+                                                   initial_response=action.initial_response)
+        except AuthUnavailable as e:
+            self.settings.log.error(f"auth: {e}")
+            self._auth_done(self.frontend.failed("Temporary authentication failure.",
+                                                 temporary=True))
+            return
+        self.auth_request = request
+        while True:
+            reply = await request.next()
+            if isinstance(reply, Continue):
+                self._perform(self.frontend.challenge(reply.challenge))
+                continue
+            self.auth_request = None
+            if isinstance(reply, Success):
+                await self._hand_off(request, reply)
+                return
+            assert isinstance(reply, Failure)
+            self.auth_failed = True
+            temporary = reply.code == "temp_fail"
+            reason = reply.reason if (temporary or "reason" in reply.fields) else None
+            if temporary and reply.fields.get("lost"):
+                self.settings.log.error(f"auth: {reply.reason}")
+                reason = None
+            self._auth_done(self.frontend.failed(reason, temporary=temporary))
+            return
+
+    def _auth_done(self, actions: list[Action]) -> None:
+        self.busy = False
+        self.auth_task = None
+        self._perform(actions)
+        if self.frontend is not None:
+            self._perform(self.frontend.resume())
+
+    # -- the hand-off to a mail process ------------------------------------------------------------
+    async def _hand_off(self, request: AuthRequest, success: Success) -> None:
+        assert self.frontend is not None and self.facts is not None
+        assert self.transport is not None
+        handshake = self.server.auth.handshake
+        facts = self.facts
+        pipelined = self.frontend.take_buffered() + self.early
+        self.early = b""
+        message = HandoffRequest(
+            auth_pid=handshake.spid if handshake else 0, auth_id=request.id,
+            client_pid=os.getpid(), cookie=handshake.cookie.hex() if handshake else "",
+            user=success.user, mechanism=self.frontend.mechanism or "",
+            local_ip=facts.local_ip, local_port=facts.local_port, remote_ip=facts.remote_ip,
+            remote_port=facts.remote_port, session=facts.session, secured=facts.secured,
+            tls=facts.tls, pipelined=pipelined)
+        relay_end: socket.socket | None = None
+        if facts.tls:
+            ours, relay_end = socket.socketpair()
+            client_fd = relay_end.fileno()
+        else:
+            sock = self.transport.get_extra_info("socket")
+            client_fd = sock.fileno()
+        try:
+            reply = await self._send_handoff(message, client_fd)
+        except (OSError, HandoffError, TimeoutError) as e:
+            self.settings.log.error(f"Hand-off to {self.settings.mail_socket} failed: {e}")
+            reply = HandoffReply(False, reason="Internal login failure")
+        finally:
+            if relay_end is not None:
+                relay_end.close()
+        if not reply.ok:
+            self._auth_done(self.frontend.failed(reply.reason or None, temporary=True))
+            return
+        self.handed_off = True
+        self.frontend.succeeded()
+        self.settings.log.info(self._log_line("Login", success.user, str(reply.mail_pid)))
+        if facts.tls:
+            await self._relay(ours)
+        else:
+            # The mail process owns the client now; drop our descriptor without shutdown.
+            self.transport.abort()
+
+    async def _send_handoff(self, message: HandoffRequest, fd: int) -> HandoffReply:
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.setblocking(False)
+            await asyncio.wait_for(loop.sock_connect(sock, self.settings.mail_socket),
+                                   HANDOFF_TIMEOUT)
+            await loop.run_in_executor(None, socket.send_fds, sock, [message.encode()], [fd])
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), HANDOFF_TIMEOUT)
+                if not chunk:
+                    raise HandoffError("mail process closed the hand-off connection")
+                data += chunk
+            return HandoffReply.decode(data)
+
+    async def _relay(self, inner: socket.socket) -> None:
+        """TLS stays here: move plaintext between the client and the mail process."""
+        assert self.transport is not None
+        reader, writer = await asyncio.open_connection(sock=inner)
+        client = self.transport
+        relay = _ClientToMail(client, writer)
+        client.set_protocol(relay)
+        try:
+            while True:
+                data = await reader.read(RELAY_CHUNK)
+                if not data:
+                    break
+                client.write(data)
+                await relay.client_writable()
+        finally:
+            client.close()
+            writer.close()
+
+    # -- log lines --------------------------------------------------------------------------------
+    def _values(self, user: str | None, mail_pid: str = "") -> dict[str, str | None]:
+        facts = self.facts
+        assert facts is not None
+        return {
+            "user": user or "", "mechanism": (self.frontend.mechanism if self.frontend else "")
+            or "", "remote_ip": facts.remote_ip, "local_ip": facts.local_ip,
+            "remote_port": str(facts.remote_port), "local_port": str(facts.local_port),
+            "mail_pid": mail_pid, "secured": "TLS" if facts.tls else
+            ("secured" if facts.secured else ""), "session": facts.session,
+            "service": self.settings.protocol, "pid": str(os.getpid()),
+        }
+
+    def _log_line(self, message: str, user: str | None, mail_pid: str = "") -> str:
+        return self.settings.formatter.format(message, self._values(user, mail_pid))
+
+    def _log_disconnect(self, reason: str) -> None:
+        if self.facts is None:
+            return
+        secs = int(time.monotonic() - self.started)
+        if self.auth_attempts and self.auth_failed:
+            detail = f"auth failed, {self.auth_attempts} attempts in {secs} secs"
+        elif self.auth_attempts:
+            detail = f"client didn't finish SASL auth, waited {secs} secs"
+        else:
+            detail = f"no auth attempts in {secs} secs"
+        user = self.frontend.user if self.frontend else None
+        self.settings.log.info(self._log_line(f"Disconnected: {reason} ({detail})", user))
+
+
+class _ClientToMail(asyncio.Protocol):
+    """After a TLS hand-off: client plaintext goes to the mail process's socket, with
+    back-pressure both ways (a slow mail process pauses reading from the client, a slow
+    client pauses reading from the mail process)."""
+
+    def __init__(self, client: asyncio.Transport, writer: asyncio.StreamWriter) -> None:
+        self.client = client
+        self.writer = writer
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._draining = False
+
+    def data_received(self, data: bytes) -> None:
+        self.writer.write(data)
+        if not self._draining and self.writer.transport.get_write_buffer_size() > RELAY_CHUNK:
+            self._draining = True
+            self.client.pause_reading()
+            asyncio.get_running_loop().create_task(self._drain_to_mail())
+
+    async def _drain_to_mail(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        self._draining = False
+        if not self.client.is_closing():
+            self.client.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        with contextlib.suppress(OSError):
+            self.writer.write_eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._writable.set()
+        self.writer.close()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def client_writable(self) -> None:
+        await self._writable.wait()

@@ -1,0 +1,103 @@
+"""A mail process's questions to the auth daemon over auth-master (blocking, one at a time).
+
+A mail process serves one user, so a blocking socket is the simple and correct tool: the
+process has nothing else to do until it knows whose mail it may touch. ``confirm_login`` is
+how it learns that a login process really authenticated this client (REQUEST with the login
+process's pid, request id and cookie); ``lookup_user`` is LMTP's and admin tools' USER query.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cote.auth.protocol.auth_master import (
+    ClientConnection,
+    Disconnect,
+    Failure,
+    NotFound,
+    ServerHello,
+    UserReply,
+)
+
+TIMEOUT = 30.0
+
+
+class UserdbError(Exception):
+    """The auth daemon could not answer (unreachable, broke the protocol, or said FAIL)."""
+
+
+class UserNotFound(Exception):
+    """The auth daemon answered NOTFOUND."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserdbReply:
+    user: str
+    fields: Mapping[str, str]
+    auth_pid: int  # the daemon's SPID, to check against the login process's auth server
+
+
+class _Session:
+    def __init__(self, path: str) -> None:
+        self.codec = ClientConnection()
+        try:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(TIMEOUT)
+            self.sock.connect(path)
+            self.sock.sendall(ClientConnection.hello())
+        except OSError as e:
+            raise UserdbError(f"connect({path}) failed: {e}") from e
+        self.hello = self._until(ServerHello)
+
+    def _until(self, kind: type) -> object:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError as e:
+                raise UserdbError(f"auth-master: {e}") from e
+            if not data:
+                raise UserdbError("auth-master closed the connection")
+            for event in self.codec.feed(data):
+                if isinstance(event, Disconnect):
+                    raise UserdbError(event.reason)
+                if isinstance(event, kind | NotFound | Failure):
+                    return event
+
+    def ask(self, line: bytes) -> UserdbReply:
+        assert isinstance(self.hello, ServerHello)
+        self.sock.sendall(line)
+        event = self._until(UserReply)
+        if isinstance(event, NotFound):
+            raise UserNotFound()
+        if isinstance(event, Failure):
+            raise UserdbError(event.reason or "auth-master lookup failed")
+        assert isinstance(event, UserReply)
+        return UserdbReply(event.user, dict(event.fields), self.hello.spid)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def confirm_login(path: str, *, auth_pid: int, client_pid: int, client_id: int,
+                  cookie: bytes) -> UserdbReply:
+    """REQUEST: the userdb reply for a login the auth daemon really accepted."""
+    session = _Session(path)
+    try:
+        assert isinstance(session.hello, ServerHello)
+        if auth_pid and session.hello.spid != auth_pid:
+            raise UserdbError(f"auth server pid {session.hello.spid} is not the one the login "
+                              f"process authenticated with ({auth_pid})")
+        return session.ask(ClientConnection.request(1, client_pid, client_id, cookie))
+    finally:
+        session.close()
+
+
+def lookup_user(path: str, user: str, params: Mapping[str, str]) -> UserdbReply:
+    """USER: the userdb fields of ``user`` (``params``: service=, lip=, rip=, ...)."""
+    session = _Session(path)
+    try:
+        return session.ask(ClientConnection.user(1, user, params))
+    finally:
+        session.close()
