@@ -472,6 +472,17 @@ class _Builder:
             # Dovecot < 2.0 took megabytes here; doveconf still converts a bare number.
             item = RawSetting(item.key, item.value + "M", item.file, item.line)
         s = self._make_setting(item, spec, flt, global_scope=True)
+        if flt is None:
+            for f in self.cfg._filters:
+                earlier = f.settings.get(item.key)
+                if earlier is not None:
+                    at = f"{earlier.file} line {earlier.line}"
+                    self.cfg.warnings.append(
+                        f"{item.file} line {item.line}: Global setting {item.key} won't change "
+                        f"the setting inside an earlier filter at {at} (if this is "
+                        f"intentional, avoid this warning by moving the global setting before "
+                        f"{at})")
+                    break
         (flt.settings if flt is not None else self.cfg._set)[item.key] = s
 
     def _walk_global(self, block: RawBlock, flt: Filter | None) -> None:

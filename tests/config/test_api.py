@@ -10,6 +10,7 @@ import pytest
 
 from cote.config import Config, ConfigError, load, parse
 from cote.config.implemented import IMPLEMENTED
+from tests.config.conftest import coteconf, doveconf
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,24 @@ def test_debian_stock_tree_parses() -> None:
     assert cfg.get("protocols") == " imap lmtp sieve pop3"
     assert [p.get("driver") for p in cfg.sections("passdb")] == ["pam"]
     assert cfg.plugin()["sieve"] == "file:~/sieve;active=~/.dovecot.sieve"
+
+
+def test_warnings_match_doveconf(tree: Path) -> None:
+    """doveconf's warnings (ambiguous '#', a global setting after a filter) come out the same."""
+    conf = tree / "warnings.conf"
+    conf.write_text("mail_plugins = quota\n"
+                    "protocol imap {\n"
+                    "  mail_plugins = $mail_plugins imap_quota\n"
+                    "}\n"
+                    "login_greeting = hello#world\n"
+                    "mail_plugins = $mail_plugins zlib\n")
+    dove = doveconf(tree, "-c", "warnings.conf", "-n")
+    cote = coteconf(tree, "-c", "warnings.conf", "-n")
+    assert cote.rc == dove.rc == 0
+    expected = {line.split(": Warning: ", 1)[1] for line in dove.err.splitlines()
+                if ": Warning: " in line}
+    got = {line.split(": Warning: ", 1)[1] for line in cote.err.splitlines()
+           if ": Warning: " in line}
+    assert len(expected) == 2
+    assert expected <= got
+    assert cote.body == dove.body
