@@ -66,20 +66,25 @@ class Part(NamedTuple):
 
 def line_counts(buf: Buffer, start: int, end: int) -> tuple[int, int]:
     """(LF count, bare-LF count) of ``buf[start:end]``: lines and the CRLF size surplus."""
-    if end - start <= _CHUNK or not isinstance(buf, mmap.mmap):
-        if isinstance(buf, mmap.mmap):
-            chunk = buf[start:end]
-            lf = chunk.count(b"\n")
-            return lf, lf - chunk.count(b"\r\n")
-        lf = buf.count(b"\n", start, end)
-        return lf, lf - buf.count(b"\r\n", start, end)
+    if isinstance(buf, mmap.mmap):
+        if end - start > _CHUNK:
+            return line_counts_chunked(buf, start, end, _CHUNK)
+        chunk = buf[start:end]
+        lf = chunk.count(b"\n")
+        return lf, lf - chunk.count(b"\r\n")
+    lf = buf.count(b"\n", start, end)
+    return lf, lf - buf.count(b"\r\n", start, end)
+
+
+def line_counts_chunked(buf: Buffer, start: int, end: int, chunk_size: int) -> tuple[int, int]:
+    """:func:`line_counts` reading ``chunk_size`` octets at a time (an mmap'ed big part)."""
     lf = crlf = 0
     pos = start
     while pos < end:
-        cut = min(pos + _CHUNK, end)
-        if cut < end and buf[cut - 1] == 0x0D:
+        cut = min(pos + chunk_size, end)
+        while cut < end and buf[cut - 1] == 0x0D:
             cut += 1
-        chunk = buf[pos:cut]
+        chunk = bytes(buf[pos:cut])
         lf += chunk.count(b"\n")
         crlf += chunk.count(b"\r\n")
         pos = cut

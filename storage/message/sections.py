@@ -166,15 +166,15 @@ def crlf_size(buf: Buffer, start: int, end: int) -> int:
 
 
 def crlf_chunks(buf: Buffer, start: int, end: int, offset: int = 0,
-                length: int | None = None) -> Iterator[bytes]:
+                length: int | None = None, *, chunk_size: int = _CHUNK) -> Iterator[bytes]:
     """Stream ``buf[start:end]`` CRLF-converted, from converted ``offset`` for ``length``
     octets (a <partial>), in chunks of about 1 MB: bounded memory for any size."""
     remaining = -1 if length is None else length
     skip = offset
     pos = start
     while pos < end and remaining != 0:
-        cut = min(pos + _CHUNK, end)
-        if cut < end and buf[cut - 1] == 0x0D:
+        cut = min(pos + chunk_size, end)
+        while cut < end and buf[cut - 1] == 0x0D:
             cut += 1
         chunk = to_crlf(bytes(buf[pos:cut]))  # never cut between CR and LF
         pos = cut

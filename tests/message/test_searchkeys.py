@@ -1,0 +1,71 @@
+"""SEARCH/SORT header helpers: decoded words, RFC 5256 base subject, sort addresses, dates;
+the base subject order is checked against Dovecot's SORT (SUBJECT)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cote.storage.message.searchkeys import (
+    base_subject,
+    decode_words,
+    display_address,
+    parse_date,
+    sort_address,
+    subject_sort_key,
+)
+from tests.message.imapraw import RawImap
+from tests.support.dovecot import DovecotOracle
+
+
+def test_decode_words() -> None:
+    assert decode_words(b"=?utf-8?q?Gr=C3=BC=C3=9Fe?= and =?utf-8?b?w6nDqA==?=") == "Grüße and éè"
+    assert decode_words(b"=?iso-8859-1?q?a?= =?iso-8859-1?q?b?=") == "ab"
+    assert decode_words(b"caf\xc3\xa9") == "café"
+    assert decode_words(b"caf\xe9") == "café"
+    assert decode_words(b"=?x-unknown?q?abc?=") == "abc"
+    assert decode_words(b"fold\r\n ed") == "fold ed"
+    assert decode_words(b"=?utf-8?q?broken") == "=?utf-8?q?broken"
+
+
+@pytest.mark.parametrize(("raw", "base"), [
+    (b"Re: hello", "hello"),
+    (b"RE: Fwd: [list] Re: hello (fwd)", "hello"),
+    (b"[fwd: hello]", "hello"),
+    (b"Fw: [fwd: Re: hi (fwd)]", "hi"),
+    (b"[only blob]", "[only blob]"),
+    (b"re:   spaced    out  ", "spaced out"),
+    (b"=?utf-8?q?Re=3A_caf=C3=A9?=", "café"),
+    (b"Reply: not a leader", "Reply: not a leader"),
+    (b"", ""),
+])
+def test_base_subject(raw: bytes, base: str) -> None:
+    assert base_subject(raw) == base
+
+
+def test_addresses_and_dates() -> None:
+    assert sort_address(b"Joe <JOE@x.org>, b@c") == "joe"
+    assert sort_address(b"group: a@b;") == "a"
+    assert sort_address(None) == ""
+    assert display_address(b"=?utf-8?q?J=C3=B6rg?= <j@x>") == "jörg"
+    assert display_address(b"j@x") == "j@x"
+    assert parse_date(b"Mon, 7 Feb 1994 21:52:25 -0800") == (760686745, -480)
+    assert parse_date(b"7 Feb 94 21:52 GMT") == (760657920, 0)
+    assert parse_date(b"not a date") is None
+    assert parse_date(None) is None
+
+
+@pytest.mark.oracle
+def test_subject_order_matches_dovecot_sort(dovecot: DovecotOracle) -> None:
+    subjects = [b"Re: banana", b"apple", b"Fwd: [x] cherry (fwd)", b"[fwd: Apple pie]",
+                b"=?utf-8?q?=C3=A9clair?=", b"re: re: date", b"Banana split", b""]
+    client = RawImap(dovecot.ports["imap"], "user1", "pass1")
+    client.command(b"CREATE sorttest")
+    client.command(b"SELECT sorttest")
+    for i, s in enumerate(subjects):
+        client.append(b"sorttest", b"Subject: " + s + b"\r\nMessage-ID: <%d@x>\r\n\r\nx\r\n" % i)
+    untagged, _ = client.command(b"UID SORT (SUBJECT) UTF-8 ALL")
+    theirs = [int(x) for x in untagged[0].split()[2:]]
+    mine = sorted(range(1, len(subjects) + 1),
+                  key=lambda uid: (subject_sort_key(subjects[uid - 1]), uid))
+    client.close()
+    assert mine == theirs
