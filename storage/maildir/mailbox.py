@@ -48,10 +48,13 @@ if TYPE_CHECKING:
 #: File systems with whole-second mtimes get a whole second.
 DIRTY_NS = 50_000_000
 DIRTY_NS_COARSE = 1_000_000_000
+TMP_CHECK_SECS = 8 * 3600
+TMP_MAX_AGE_SECS = 36 * 3600
 _CHUNK = 1 << 16
 
 
 class _UidlistCache(NamedTuple):
+    fd: int
     ino: int
     size: int
     mtime: int
@@ -168,39 +171,51 @@ class MaildirMailbox(Mailbox):
         return Scan(files, self._read_uidlist(), self._read_slots())
 
     def _read_uidlist(self) -> ulfile.Uidlist | None:
-        """The uidlist (a private copy), parsing only what was appended since the last read."""
+        """The uidlist (a private copy), parsing only what was appended since the last read.
+
+        The cache keeps the parsed file open: while that fd pins its inode, an equal inode
+        number at the path can only be the same file (appended to), never a reused number.
+        """
         try:
-            fd = os.open(self.uidlist_path, os.O_RDONLY)
+            st = os.stat(self.uidlist_path)
         except FileNotFoundError:
-            self._ul_cache = None
+            self._drop_uidlist_cache()
             return None
+        cache = self._ul_cache
+        if cache is not None and cache.ino == st.st_ino and cache.size <= st.st_size:
+            if cache.size < st.st_size or cache.mtime != st.st_mtime_ns:
+                tail = os.pread(cache.fd, st.st_size - cache.consumed, cache.consumed)
+                ul = ulfile.copy(cache.uidlist)
+                end = tail.rfind(b"\n") + 1
+                ulfile.parse_records(ul, tail[:end].decode("utf-8", "surrogateescape"))
+                cache = cache._replace(size=st.st_size, mtime=st.st_mtime_ns,
+                                       consumed=cache.consumed + end, uidlist=ul)
+                self._ul_cache = cache
+            return ulfile.copy(cache.uidlist)
         try:
-            st = os.fstat(fd)
-            cache = self._ul_cache
-            if cache is not None and cache.ino == st.st_ino and cache.size <= st.st_size:
-                if cache.size < st.st_size or cache.mtime != st.st_mtime_ns:
-                    tail = os.pread(fd, st.st_size - cache.consumed, cache.consumed)
-                    ul = ulfile.copy(cache.uidlist)
-                    end = tail.rfind(b"\n") + 1
-                    ulfile.parse_records(ul, tail[:end].decode("utf-8", "surrogateescape"))
-                    cache = _UidlistCache(st.st_ino, st.st_size, st.st_mtime_ns,
-                                          cache.consumed + end, ul)
-                    self._ul_cache = cache
-                return ulfile.copy(cache.uidlist)
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
+            fd = os.open(self.uidlist_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._drop_uidlist_cache()
+            return None
+        st = os.fstat(fd)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
         data = b"".join(chunks)
+        self._drop_uidlist_cache()
         try:
             ul = ulfile.parse(data)
         except ulfile.UidlistError:
-            self._ul_cache = None
+            os.close(fd)
             return None
-        self._ul_cache = _UidlistCache(st.st_ino, st.st_size, st.st_mtime_ns,
+        self._ul_cache = _UidlistCache(fd, st.st_ino, len(data), st.st_mtime_ns,
                                        data.rfind(b"\n") + 1, ul)
         return ulfile.copy(ul)
+
+    def _drop_uidlist_cache(self) -> None:
+        if self._ul_cache is not None:
+            os.close(self._ul_cache.fd)
+            self._ul_cache = None
 
     def _read_slots(self) -> list[str | None]:
         try:
@@ -282,12 +297,37 @@ class MaildirMailbox(Mailbox):
             self._write_uidlist(ul)
         elif fresh:
             self._append_uidlist(ul, start)
+        if not self.readonly:
+            self._clean_tmp()
         return Scan(files, ul, scan.slots)
+
+    def _clean_tmp(self) -> None:
+        """Remove what crashed writers left in ``tmp/`` (older than 36 h), checking at most
+        every 8 h (the dir's atime records the last check), as Dovecot does."""
+        tmp = os.path.join(self.path, "tmp")
+        try:
+            st = os.stat(tmp)
+        except FileNotFoundError:
+            return
+        now = time.time()
+        if now - st.st_atime < TMP_CHECK_SECS:
+            return
+        with os.scandir(tmp) as it:
+            for e in it:
+                try:
+                    est = e.stat(follow_symlinks=False)
+                    if now - est.st_mtime > TMP_MAX_AGE_SECS:
+                        os.unlink(e.path)
+                except (FileNotFoundError, IsADirectoryError, PermissionError):
+                    pass
+        os.utime(tmp, (now, st.st_mtime))
 
     def _new_uidvalidity(self) -> int:
         return next_uidvalidity(self.mlist.uidvalidity_dir)
 
     def _write_uidlist(self, ul: ulfile.Uidlist) -> None:
+        if not ul.guid:
+            ul.guid = ulfile.new_guid()  # a converted version 1 file gets a mailbox GUID
         tmp = self.uidlist_path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mlist.file_mode)
         try:
@@ -299,6 +339,9 @@ class MaildirMailbox(Mailbox):
         os.rename(tmp, self.uidlist_path)
 
     def _append_uidlist(self, ul: ulfile.Uidlist, start: int) -> None:
+        if ul.version != 3:
+            self._write_uidlist(ul)  # an old version 1 file is converted, never extended
+            return
         data = ulfile.format_records(ul.uids[start:], ul.exts[start:], ul.bases[start:])
         try:
             fd = os.open(self.uidlist_path, os.O_RDWR | os.O_APPEND)
@@ -759,7 +802,12 @@ class MaildirMailbox(Mailbox):
         return watch(dirs)
 
     def close(self) -> None:
-        return None
+        self._drop_uidlist_cache()
+
+    def __del__(self) -> None:
+        cache = getattr(self, "_ul_cache", None)
+        if cache is not None:
+            os.close(cache.fd)
 
 
 class _Pending(NamedTuple):

@@ -1,0 +1,91 @@
+"""Maildir details a store written by other software can have: old uidlist versions, unknown
+flag letters, a message in both new/ and cur/, leftovers in tmp/, more than 26 keywords."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cote.storage import flags as F
+from cote.storage import open_storage
+from tests.support.env import remove_dir, server_dir
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    d = server_dir("storage-files")
+    root = d / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    yield root
+    remove_dir(d)
+
+
+def test_v1_uidlist_is_converted_not_extended(root: Path) -> None:
+    (root / "cur" / "100.a.host:2,S").write_bytes(b"Subject: 1\n\n.\n")
+    (root / "cur" / "101.b.host:2,").write_bytes(b"Subject: 2\n\n.\n")
+    (root / "dovecot-uidlist").write_bytes(b"1 12345 10\n4 100.a.host\n7 101.b.host\n")
+    box = open_storage(f"maildir:{root}").open("INBOX")
+    assert list(box.uids) == [4, 7] and box.uidvalidity == 12345 and box.uidnext == 10
+    uid = box.append(b"Subject: 3\n\n.\n")
+    assert uid == 10
+    data = (root / "dovecot-uidlist").read_bytes()
+    header, *records = data.decode().splitlines()
+    assert header.startswith("3 V12345 N11 G") and len(header.split()[3]) == 33
+    assert records[:2] == ["4 :100.a.host", "7 :101.b.host"]
+    assert records[2].startswith("10 :") and ",S=14,W=17" in records[2]
+
+
+def test_unknown_flag_letters_survive_a_flag_change(root: Path) -> None:
+    (root / "cur" / "200.x.host,S=14:2,SXa").write_bytes(b"Subject: x\n\n.\n")
+    (root / "dovecot-keywords").write_bytes(b"0 $Label1\n")
+    box = open_storage(f"maildir:{root}").open("INBOX")
+    assert box.flag_names(box.flags[0]) == ["\\Seen", "$Label1"]
+    box.store([box.uids[0]], "+", ["\\Flagged", "new-kw"])
+    assert os.listdir(root / "cur") == ["200.x.host,S=14:2,FSXab"]
+    assert (root / "dovecot-keywords").read_bytes() == b"0 $Label1\n1 new-kw\n"
+    box.store([box.uids[0]], "-", ["$Label1", "\\Seen"])
+    assert os.listdir(root / "cur") == ["200.x.host,S=14:2,FXb"]
+
+
+def test_more_keywords_than_letters_stay_in_the_index(root: Path) -> None:
+    box = open_storage(f"maildir:{root}").open("INBOX")
+    uid = box.append(b"Subject: many\n\n.\n")
+    names = [f"k{i:02d}" for i in range(30)]
+    box.store([uid], "+", names)
+    (name,) = os.listdir(root / "cur")
+    assert name.endswith(":2," + "".join(chr(ord("a") + i) for i in range(26)))
+    other = open_storage(f"maildir:{root}").open("INBOX")
+    assert set(other.flag_names(other.flags[0])) == set(names)
+    assert F.keyword_indexes(other.flags[0]) == list(range(30))
+
+
+def test_same_message_in_new_and_cur_counts_once(root: Path) -> None:
+    (root / "new" / "300.d.host").write_bytes(b"Subject: d\n\n.\n")
+    (root / "cur" / "300.d.host:2,S").write_bytes(b"Subject: d\n\n.\n")
+    box = open_storage(f"maildir:{root}").open("INBOX")
+    assert len(box) == 1 and box.flag_names(box.flags[0]) == ["\\Seen"]
+
+
+def test_old_leftovers_in_tmp_are_removed(root: Path) -> None:
+    old, fresh = root / "tmp" / "1.crashed.host", root / "tmp" / "2.writing.host"
+    old.write_bytes(b"half a message")
+    fresh.write_bytes(b"being written")
+    long_ago = time.time() - 40 * 3600
+    os.utime(old, (long_ago, long_ago))
+    os.utime(root / "tmp", (time.time() - 9 * 3600, time.time()))
+    (root / "new" / "3.new.host").write_bytes(b"Subject: n\n\n.\n")  # makes the sync lock
+    open_storage(f"maildir:{root}").open("INBOX")
+    assert not old.exists() and fresh.exists()
+
+
+def test_mail_fsync_modes_and_bad_values(root: Path) -> None:
+    for mode in ("always", "never"):
+        box = open_storage(f"maildir:{root}", mail_fsync=mode).open("INBOX")
+        assert box.append(f"Subject: {mode}\n\n.\n".encode()) > 0
+    with pytest.raises(Exception, match="mail_fsync"):
+        open_storage(f"maildir:{root}", mail_fsync="sometimes")
