@@ -73,8 +73,7 @@ def _mkdir(path: str, mode: int, uid: int, gid: int, as_root: bool) -> None:
         os.chown(path, uid, gid)
 
 
-def make_base_dirs(base_dir: str, login_user: str, config_path: str, as_root: bool,
-                   extra_dirs: list[str]) -> None:
+def make_base_dirs(base_dir: str, login_user: str, config_path: str, as_root: bool) -> None:
     """Create base_dir and the directories Dovecot creates in it (idempotent)."""
     os.makedirs(base_dir, 0o755, exist_ok=True)
     uid = 0 if as_root else os.getuid()
@@ -92,9 +91,6 @@ def make_base_dirs(base_dir: str, login_user: str, config_path: str, as_root: bo
         _mkdir(os.path.join(base_dir, name), 0o750, uid, login_gid, as_root)
     empty = os.path.join(base_dir, "empty")
     _mkdir(empty, 0o755, uid, gid, as_root)
-    for d in extra_dirs:
-        if not os.path.isdir(d):
-            os.makedirs(d, 0o755, exist_ok=True)
     link = os.path.join(base_dir, "dovecot.conf")
     with contextlib.suppress(OSError):
         if os.path.islink(link) or os.path.exists(link):

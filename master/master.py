@@ -164,11 +164,9 @@ class Master:
         except daemon.AlreadyRunning as e:
             self.log("Fatal", str(e))
             raise StartupError(str(e)) from None
-        extra_dirs = sorted({os.path.dirname(lst.path) for s in ms.services for lst in s.listeners
-                             if lst.kind != "inet" and lst.path.startswith(ms.base_dir + "/")})
         try:
             daemon.make_base_dirs(ms.base_dir, ms.default_login_user, self.config_path,
-                                  self.as_root, extra_dirs)
+                                  self.as_root)
         except OSError as e:
             raise StartupError(f"base_dir {ms.base_dir}: {e}") from None
         try:
@@ -230,6 +228,10 @@ class Master:
                                     f"{spec.chroot} does not exist")
             planned.append((spec, impl, creds, sections.get(spec.name)))
         all_listeners = [lst for spec, _i, _c, _s in planned for lst in spec.listeners]
+        for lst in all_listeners:  # socket dirs below base_dir ("login/", "token-login/", ...)
+            parent = os.path.dirname(lst.path)
+            if lst.kind != "inet" and parent.startswith(ms.base_dir + "/"):
+                os.makedirs(parent, 0o755, exist_ok=True)
         self.pending = self.listeners.prepare(all_listeners)
         return planned
 

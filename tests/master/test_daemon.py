@@ -211,3 +211,36 @@ service qw {{
     finally:
         remove_dir(d)
     assert pwd.getpwuid(vmail.pw_uid).pw_name == vmail.pw_name
+
+
+def test_reload_moves_logging_to_new_log_paths(d: Path) -> None:
+    port = free_port()
+    extra = f"""\
+service qw {{
+  executable = script /bin/sh -c 'echo qw-ran >&2'
+  unix_listener qw {{
+    mode = 0600
+  }}
+}}
+"""
+    m = MasterServer(d, conf_text(d, port, extra)).start()
+    try:
+        m.conf_path.write_text(conf_text(d, port, extra).replace(
+            f"log_path = {d}/cote.log", f"log_path = {d}/new.log\ninfo_log_path = {d}/info.log"))
+        assert m.control("reload") == {"ok": True}
+        q = socket.socket(socket.AF_UNIX)
+        q.settimeout(10)
+        q.connect(str(d / "run" / "qw"))
+        q.sendall(b"\n")
+        assert recv_line(q) == b"+\n"
+        q.close()
+        deadline = time.monotonic() + 10
+        while "qw-ran" not in ((d / "new.log").read_text() if (d / "new.log").exists() else ""):
+            assert time.monotonic() < deadline, (d / "cote.log").read_text()
+            time.sleep(0.05)
+        assert "qw: Error: qw-ran" in (d / "new.log").read_text()
+        assert "qw-ran" not in (d / "cote.log").read_text()
+        m.stop()
+        assert "master: Info: cote shutting down" in (d / "info.log").read_text()
+    finally:
+        m.stop()

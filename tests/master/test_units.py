@@ -292,3 +292,22 @@ def test_dev_stderr_log_path(capfd: pytest.CaptureFixture[str]) -> None:
     sink.write("Info", "master: ", "to stderr")
     sink.close()
     assert capfd.readouterr().err == "master: Info: to stderr\n"
+
+
+def test_service_count_and_client_limit_bound_what_a_process_takes() -> None:
+    r, w = os.pipe()
+    ctx = ServiceContext(name="t", config=None, settings=None, listeners=[],
+                         status=StatusReporter(w, 1, 3), master_death_fd=-1,
+                         log=Logger("t: ", fd=w), client_limit=3, service_count=2,
+                         idle_kill=0, executable=["t"], base_dir="/", generation=1)
+    assert ctx.available() == 2  # service_count caps the lifetime total
+    ctx.client_connected()
+    ctx.client_connected()
+    assert ctx.available() == 0 and not ctx.accepting and not ctx.should_exit()
+    ctx.client_disconnected()
+    ctx.client_disconnected()
+    assert ctx.should_exit()
+    records = unpack_statuses(bytearray(os.read(r, 1000)))
+    assert [x[2] for x in records] == [1, 0]
+    os.close(r)
+    os.close(w)
