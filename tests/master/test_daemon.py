@@ -215,13 +215,13 @@ service qw {{
 
 def test_reload_moves_logging_to_new_log_paths(d: Path) -> None:
     port = free_port()
-    extra = f"""\
-service qw {{
+    extra = """\
+service qw {
   executable = script /bin/sh -c 'echo qw-ran >&2'
-  unix_listener qw {{
+  unix_listener qw {
     mode = 0600
-  }}
-}}
+  }
+}
 """
     m = MasterServer(d, conf_text(d, port, extra)).start()
     try:
