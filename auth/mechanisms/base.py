@@ -21,6 +21,7 @@ Malformed client input never raises out of a mechanism: it becomes a ``Failure``
 
 from __future__ import annotations
 
+import abc
 import enum
 import os
 import socket
@@ -108,7 +109,7 @@ class MechanismContext:
     start_time: float = field(default_factory=time.time)  # APOP: process start
 
 
-class Mechanism:
+class Mechanism(abc.ABC):
     """Base of the SASL mechanism state machines; one instance per AUTH request."""
 
     name: ClassVar[str]
@@ -159,8 +160,9 @@ class Mechanism:
             return Challenge(b"")
         return self._continue(data)
 
+    @abc.abstractmethod
     def _continue(self, data: bytes) -> Step:
-        raise NotImplementedError  # every concrete mechanism overrides this
+        """The mechanism's handling of one client response."""
 
     def _verified(self, result: PassdbResult) -> Step:
         if result is PassdbResult.OK:

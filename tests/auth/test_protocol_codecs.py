@@ -280,3 +280,48 @@ def test_base64_in_codec_is_standard() -> None:
     conn.feed(b"AUTH\t1\tPLAIN\tservice=imap\n")
     assert conn.feed(line) == [ac.AuthContinue(1, data)]
     assert line == b"CONT\t1\t" + base64.b64encode(data) + b"\n"
+
+
+MASTER_STREAM = (b"VERSION\t1\t0\nUSER\t1\tu\x01t1\tservice=imap\nPASS\t2\tu\tservice=pop3\n"
+                 b"LIST\t3\tuser=*\nREQUEST\t4\t10\t1\t" + b"00" * 16 + b"\nCACHE-FLUSH\t5\n")
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(min_value=0, max_value=len(MASTER_STREAM)), max_size=12))
+def test_master_events_do_not_depend_on_chunking(cuts: list[int]) -> None:
+    whole = am.ServerConnection().feed(MASTER_STREAM)
+    assert len(whole) == 6 and whole[1] == am.UserLookup(1, "u\t1", {"service": "imap"})
+    conn = am.ServerConnection()
+    events: list[am.ServerEvent] = []
+    bounds = [0, *sorted(cuts), len(MASTER_STREAM)]
+    for a, b in itertools.pairwise(bounds):
+        events += conn.feed(MASTER_STREAM[a:b])
+    assert events == whole
+
+
+@settings(max_examples=100)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_client_end_parses_chunked_server_output(cuts: list[int]) -> None:
+    stream = ac.ServerConnection.handshake(
+        [ac.MechanismInfo("PLAIN", ac.MechFlag.PLAINTEXT)], spid=1, cuid=2,
+        cookie=b"\x11" * 16) + b"CONT\t1\tAA==\nOK\t1\tuser=a\x01tb\nFAIL\t2\treason=x\n"
+    whole = ac.ClientConnection().feed(stream)
+    assert [type(e) for e in whole] == [ac.ServerHandshake, ac.Continue, ac.Success, ac.Failure]
+    assert whole[2] == ac.Success(1, "a\tb", {})
+    conn = ac.ClientConnection()
+    events: list[ac.ClientEvent] = []
+    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
+    for a, b in itertools.pairwise(bounds):
+        events += conn.feed(stream[a:b])
+    assert events == whole
+
+
+def test_master_request_limit_is_dovecots_1024_bytes() -> None:
+    conn = am.ServerConnection()
+    ok = b"USER\t1\t" + b"u" * (1023 - 20) + b"\tservice=imap\n"
+    assert len(ok) == 1024
+    assert isinstance(conn.feed(b"VERSION\t1\t0\n" + ok)[-1], am.UserLookup)
+    conn = am.ServerConnection()
+    too_long = b"USER\t1\t" + b"u" * (1024 - 20) + b"\tservice=imap\n"
+    assert conn.feed(b"VERSION\t1\t0\n" + too_long)[-1] == \
+        am.Disconnect("BUG: Master sent us more than 1024 bytes")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -215,3 +216,13 @@ def test_arbitrary_stored_text_never_raises_anything_but_scheme_error(stored: st
             schemes.verify(stored, b"pw", user="u", default_scheme=default)
         except schemes.SchemeError:
             pass
+
+
+def test_expensive_verifications_run_in_parallel_threads_correctly() -> None:
+    stored = [schemes.generate(s, f"pw-{i}".encode())
+              for i, s in enumerate(["SHA512-CRYPT", "BLF-CRYPT", "SHA256-CRYPT", "PBKDF2"] * 3)]
+    jobs = [(h, f"pw-{i}".encode(), True) for i, h in enumerate(stored)]
+    jobs += [(h, f"pw-{i + 1}".encode(), False) for i, h in enumerate(stored)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: schemes.verify(job[0], job[1]), jobs))
+    assert results == [expected for _, _, expected in jobs]
