@@ -651,6 +651,9 @@ class _Builder:
                 for word in str(su.value).split():
                     if word not in schema.SPECIAL_USE:
                         raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}")
+        scopes = [self.cfg._set] + [f.settings for f in self.cfg._filters]
+        for scope in scopes:
+            self._check_values(scope)
         for key in ("default_login_user", "default_internal_user"):
             user = str(self.cfg.get(key))
             try:
@@ -661,6 +664,21 @@ class _Builder:
         if self.cfg.get("pop3_delete_type") == "flag" and not self.cfg.get("pop3_deleted_flag"):
             raise self._check_err("pop3_delete_type=flag, but pop3_deleted_flag not set")
 
+
+    def _check_values(self, scope: dict[str, Setting]) -> None:
+        for key, (allowed, message) in schema.WORD_LISTS.items():
+            s = scope.get(key)
+            if s is None:
+                continue
+            for word in re.split(r"[\s,]+", str(s.value)):
+                if word and word not in allowed:
+                    raise self._check_err(message.format(word))
+        s = scope.get("syslog_facility")
+        if s is not None and str(s.value) not in schema.SYSLOG_FACILITIES:
+            raise self._check_err(f"Unknown syslog_facility: {s.value}")
+        s = scope.get("pop3_uidl_format")
+        if s is not None and "%" not in str(s.value):
+            raise self._check_err("pop3_uidl_format setting doesn't contain any %% variables.")
 
     def _check_listeners(self, enabled: set[str]) -> None:
         """Two listeners of enabled services on the same socket path or port are an error."""

@@ -98,3 +98,25 @@ PROTOCOLS = frozenset({"imap", "pop3", "lmtp", "sieve", "submission", "none", "i
 def is_secret(key: str) -> bool:
     """doveconf hides these values unless -P is given."""
     return key.endswith("_password") or key.endswith("_key") or key == "ssl_dh"
+
+
+# Word-list settings doveconf validates: key -> (allowed words, error prefix, word format).
+_WORKAROUNDS_SMTP = frozenset({"whitespace-before-path", "mailbox-for-path"})
+WORD_LISTS: dict[str, tuple[frozenset[str], str]] = {
+    "imap_client_workarounds": (
+        frozenset({"delay-newmail", "tb-extra-mailbox-sep", "tb-lsub-flags"}),
+        "imap_client_workarounds: Unknown workaround: {}"),
+    "pop3_client_workarounds": (frozenset({"outlook-no-nuls", "oe-ns-eoh"}),
+                                "pop3_client_workarounds: Unknown workaround: {}"),
+    "lmtp_client_workarounds": (_WORKAROUNDS_SMTP,
+                                "lmtp_client_workarounds: Unknown workaround: {}"),
+    "submission_client_workarounds": (_WORKAROUNDS_SMTP | {"implicit-auth-external"},
+                                      "submission_client_workarounds: Unknown workaround: {}"),
+    "managesieve_client_workarounds": (frozenset(),
+                                       "managesieve_client_workarounds: Unknown workaround: {}"),
+    "ssl_options": (frozenset({"no_compression", "no_ticket"}),
+                    "ssl_options: unknown flag: '{}'"),
+}
+SYSLOG_FACILITIES = frozenset({
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "local0", "local1", "local2", "local3",
+    "local4", "local5", "local6", "local7", "lpr", "mail", "news", "syslog", "user", "uucp"})
