@@ -358,9 +358,16 @@ def _parse(text: str) -> list[Part]:
             break
         c = text[i]
         if c == "%":
-            # %% is a literal percent sign; a prefix or modifiers before it change nothing.
-            literal.append("%")
             i += 1
+            if not (modifiers or offset or width):
+                literal.append("%")  # %% is a literal percent sign
+                continue
+            # "%X%": the modifiers and substring apply to the "%" itself.
+            ref = _Ref("%", "%", modifiers, offset, width, zero_pad)
+            ref.composite = True
+            parts.append("".join(literal))
+            literal = []
+            parts.append(ref)
             continue
         if c == "{":
             if text.find("}", i + 1) >= 0:
@@ -385,10 +392,12 @@ def _parse(text: str) -> list[Part]:
 
 
 def _split_escaped(text: str, sep: str, limit: int = -1) -> list[str]:
-    """Split on ``sep`` where it is not preceded by a backslash and not inside ``%{…}``."""
+    """Split on ``sep`` where it is not preceded by a backslash and not inside a nested
+    ``%{…}`` (one that is never closed protects the rest of the text)."""
     out: list[str] = []
     n = len(text)
     start = 0
+    depth = 0
     i = 0
     while i < n:
         c = text[i]
@@ -397,12 +406,15 @@ def _split_escaped(text: str, sep: str, limit: int = -1) -> list[str]:
                 i += 2
                 continue
             j = _parse_prefix(text, i + 1)[0]
-            if j < n and text[j] == "{" and text.find("}", j + 1) >= 0:
-                i = _find_close(text, j + 1) + 1
-                continue
-            i = j
+            if j < n and text[j] == "{":
+                depth += 1
+                i = j + 1
+            else:
+                i = j
             continue
-        if c == sep and (i == 0 or text[i - 1] != "\\") and limit != 0:
+        if c == "}" and depth:
+            depth -= 1
+        elif c == sep and not depth and (i == 0 or text[i - 1] != "\\") and limit != 0:
             out.append(text[start:i])
             start = i + 1
             limit -= 1
@@ -443,7 +455,9 @@ class _Run:
                 continue
             found: str | None
             if part.short is not None:
-                if part.short in self.values:
+                if part.short == "%":
+                    found = "%"
+                elif part.short in self.values:
                     found = self.values[part.short] or ""
                 else:
                     found = self.lookup(part.key)
@@ -488,7 +502,7 @@ class _Run:
             if name.lower() in _HASHES:
                 self.fail(VariableError(f"Unknown hash method '{name}'"))
                 return None
-            self.fail(UnknownVariableError(name))
+            self.fail(UnknownVariableError(head))
             return None
         value = self.lookup(key)
         if value is None:
@@ -501,6 +515,12 @@ class _Run:
                 self.fail(VariableError("pkcs5 in variable expansion is not supported by cote"))
             else:
                 self.fail(VariableError(f"Unknown hash method '{name}'"))
+            return None
+        # The field is looked up before the options are read (Dovecot's order of errors).
+        value = self.long(field) if field else None
+        if value is None:
+            if not field:
+                self.fail(UnknownVariableError(""))
             return None
         rounds, truncate, salt, fmt = 1, 0, "", "hex"
         if params:
@@ -532,11 +552,6 @@ class _Run:
                             f"Cannot parse hash arguments:'{arg}' is not supported format"))
                         return None
                     fmt = arg
-        value = self.long(field) if field else None
-        if value is None:
-            if not field:
-                self.fail(UnknownVariableError(""))
-            return None
         algorithm = _HASHES[name]
         salt_bytes = _to_bytes(salt)
         digest = _to_bytes(value)

@@ -6,6 +6,7 @@ expanded by the auth process and shown by ``doveadm auth test``.
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 
@@ -231,3 +232,39 @@ def test_auth_context_matches_dovecot(oracle: DovecotOracle, user: str) -> None:
         mine = expand(template, values, fields={"passdb": passdb})
         passdb[key] = mine  # later fields may refer to earlier ones (%{passdb:x01})
         assert mine == got[key], (key, template)
+
+
+PREFIXES = ["", "", "", "L", "U", "R", "T", "E", "X", "M", "D", "2", "2.", "-3.", "04", "1.2",
+            "0.-2", "-2.02", "256N", "3H", "2.16N", "LR", "UM", "RX"]
+VARIABLES = ["u", "n", "d", "h", "i", "s", "l", "%", "{user}", "{domain}", "{home}",
+             "{userdb:home}", "{userdb:gid:x}", "{md5:user}", "{sha1;truncate=12:username}",
+             "{sha256;rounds=2,format=base64:domain}", "{if;%u;eq;12345;A;%n}",
+             "{if;%d;ne;;%Ld;none}", "{env:HOME}", "{rip}", "{auth_user}", "{uid}"]
+LITERALS = ["x", "/", ":", ";", "{", "}", "\\", " ", ".", "-", "@", "é"]
+
+
+def random_templates(seed: int, count: int) -> list[str]:
+    """Well-formed templates (every %{ closed) mixing prefixes, modifiers and variables."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(count):
+        pieces = []
+        for _ in range(rnd.randint(1, 5)):
+            if rnd.random() < 0.35:
+                pieces.append(rnd.choice(LITERALS))
+            else:
+                pieces.append("%" + rnd.choice(PREFIXES) + rnd.choice(VARIABLES))
+        out.append("".join(pieces))
+    return out
+
+
+def test_random_templates_match_dovecot(oracle: DovecotOracle) -> None:
+    mismatches = []
+    for i, template in enumerate(random_templates(seed=20231122, count=300)):
+        user = MAIL_USERS[i % len(MAIL_USERS)]
+        values, fields = mail_values(oracle, user)
+        expected = dovecot_one(oracle, user, template)
+        got = cote(template, values, fields)
+        if got != expected:
+            mismatches.append((template, user, expected, got))
+    assert mismatches == []
