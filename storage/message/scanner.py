@@ -13,8 +13,9 @@ before a boundary line belongs to the boundary; a boundary line is any line star
 follows is epilogue; a missing close delimiter lets parts run to the enclosing boundary or
 the end; a multipart without a boundary has no children; Content-* fields of a message that
 has neither MIME-Version nor Content-Type are ignored; the first Content-Type wins; a text
-part without a charset gets ``charset=us-ascii``; nesting is limited to 100 levels and 10000
-parts (deeper parts are scanned as plain leaves).
+part without a charset gets ``charset=us-ascii``; as in Dovecot, a multipart or message
+part 100 levels deep becomes an opaque application/octet-stream, and the 10,000th part runs
+to the end of the message.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class _Scanner:
         self.end = end
         self.parts: list[Part | None] = []
         self.bounds: list[bytes] = []  # b"--" + boundary, innermost last
+        self.exhausted = False  # MAX_PARTS reached
 
     # -- boundaries -------------------------------------------------------------------
     def _boundary_at(self, ls: int) -> int:
@@ -161,6 +163,10 @@ class _Scanner:
         buf = self.buf
         index = len(self.parts)
         self.parts.append(None)
+        if len(self.parts) >= MAX_PARTS:
+            # Dovecot's part limit: the last part runs to the end, boundaries are ignored
+            self.bounds.clear()
+            self.exhausted = True
         stop = self._is_boundary_line if self.bounds else None
         fields, body_start, ended = read_header(buf, pos, self.end, stop)
         info = _content_info(fields, mime, digest)
@@ -168,12 +174,17 @@ class _Scanner:
         lct, lsub = ctype.lower(), subtype.lower()
         kind = LEAF
         boundary = b""
-        if depth < MAX_DEPTH and len(self.parts) < MAX_PARTS:
-            if lct == b"multipart":
-                kind = MULTIPART
-                boundary = _param(params, b"boundary") or b""
-            elif lct == b"message" and lsub == b"rfc822":
-                kind = MESSAGE
+        if lct == b"multipart":
+            kind = MULTIPART
+            boundary = _param(params, b"boundary") or b""
+        elif lct == b"message" and lsub == b"rfc822":
+            kind = MESSAGE
+        if kind != LEAF and depth >= MAX_DEPTH - 1:
+            # Dovecot's nesting limit: the part becomes an opaque application/octet-stream
+            # (its parameters kept, its boundary not used)
+            kind, ctype, subtype = LEAF, b"application", b"octet-stream"
+        if self.exhausted:
+            kind = LEAF
         raw_end = -1
         if self.bounds and body_start < self.end and (not ended or (
                 buf[body_start] == 0x2D and self._is_boundary_line(body_start)
@@ -200,7 +211,7 @@ class _Scanner:
                     ls, idx = self.end, -1
                     body_end = self.end
                     break
-                if buf[ls + blen:ls + blen + 2] == b"--" or len(self.parts) >= MAX_PARTS:
+                if buf[ls + blen:ls + blen + 2] == b"--":
                     del self.bounds[level:]
                     ls, idx = self._next_boundary(after)
                     body_end = self._content_end(after, ls)

@@ -43,9 +43,35 @@ def big_attachment(size: int = 5 * 1024 * 1024) -> bytes:
             + b"--BIG--\n")
 
 
+def deep_multipart(levels: int) -> bytes:
+    """``levels`` nested multiparts (Dovecot makes the 100th an application/octet-stream)."""
+    return (b"From: a@b.c\nMIME-Version: 1.0\n"
+            + b"".join(b"Content-Type: multipart/mixed; boundary=L%d\n\n--L%d\n" % (i, i)
+                       for i in range(levels))
+            + b"Content-Type: text/plain\n\ndeep\n"
+            + b"".join(b"--L%d--\n" % i for i in reversed(range(levels))))
+
+
+def deep_rfc822(levels: int) -> bytes:
+    return (b"From: a@b.c\nMIME-Version: 1.0\n"
+            + b"".join(b"Content-Type: message/rfc822\n\nSubject: level %d\n" % i
+                       for i in range(levels))
+            + b"Content-Type: text/plain\n\ndeep\n")
+
+
+def too_many_parts(count: int = 10005) -> bytes:
+    """More parts than Dovecot's 10,000 limit: the last one runs to the end."""
+    return (b"From: a@b.c\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=X\n\n"
+            + b"".join(b"--X\n\np%d\n" % i for i in range(count)) + b"--X--\n")
+
+
 def corpus() -> list[tuple[str, bytes]]:
     """Every corpus message as (name, bytes), generated ones included."""
     items = [(p.stem, p.read_bytes()) for p in sorted(CORPUS_DIR.glob("*.eml"))]
     items.append(("gen-1000-parts", thousand_parts()))
     items.append(("gen-5mb-attachment", big_attachment()))
+    items.append(("gen-deep-multipart-99", deep_multipart(99)))
+    items.append(("gen-deep-multipart-101", deep_multipart(101)))
+    items.append(("gen-deep-rfc822-101", deep_rfc822(101)))
+    items.append(("gen-10005-parts", too_many_parts()))
     return items
