@@ -18,7 +18,7 @@ See ``docs/storage.md`` for the whole interface, the on-disk formats and the ext
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cote.storage.api import (
     AppendTransaction,
@@ -44,6 +44,7 @@ from cote.storage.errors import (
 )
 from cote.storage.location import MailLocation, parse_location
 from cote.storage.maildir.list import MaildirList
+from cote.storage.maildir.settings import MaildirSettings
 
 __all__ = [
     "AppendTransaction",
@@ -57,6 +58,7 @@ __all__ = [
     "MailboxNotFound",
     "MailboxStatus",
     "MaildirList",
+    "MaildirSettings",
     "MessageDetails",
     "MessageGone",
     "NoQuota",
@@ -72,13 +74,21 @@ __all__ = [
 
 
 def open_storage(location: str | MailLocation, *, home: str | None = None,
-                 separator: str | None = None, mail_fsync: str = "optimized",
+                 separator: str | None = None, mail_fsync: str | None = None,
+                 config: Callable[[str], object] | None = None,
                  quota: QuotaPolicy | None = None,
                  special_use: Mapping[str, str] | None = None,
                  create_inbox: bool = True) -> MailboxList:
-    """The mailbox list for a ``mail_location`` (``%`` variables already expanded)."""
+    """The mailbox list for a ``mail_location`` (``%`` variables already expanded).
+
+    ``config`` looks up Dovecot settings by name (``mail_fsync``,
+    ``maildir_copy_with_hardlinks``, ``maildir_very_dirty_syncs``, ``maildir_empty_new``,
+    ``mail_max_lock_timeout``); ``mail_fsync`` overrides the looked-up value.
+    """
     loc = parse_location(location, home) if isinstance(location, str) else location
     if loc.driver == "maildir":
-        return MaildirList(loc, separator=separator, mail_fsync=mail_fsync, quota=quota,
+        settings = MaildirSettings.from_config(config) if config else MaildirSettings()
+        return MaildirList(loc, separator=separator, mail_fsync=mail_fsync, settings=settings,
+                           quota=quota,
                            special_use=special_use, create_inbox=create_inbox)
     raise StorageError(f"mail storage {loc.driver!r} is not available yet", code="SERVERBUG")

@@ -10,6 +10,7 @@ import builtins
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 
 from cote.storage import subscriptions as subsfile
 from cote.storage.api import MailboxInfo, MailboxList, NoQuota, QuotaPolicy
@@ -26,27 +27,29 @@ from cote.storage.location import MailLocation, parse_location
 from cote.storage.maildir import uidlist as ulfile
 from cote.storage.maildir.layout import Layout, Parts, layout_for
 from cote.storage.maildir.mailbox import MaildirMailbox
+from cote.storage.maildir.settings import MaildirSettings
 from cote.storage.maildir.uidvalidity import next_uidvalidity
 from cote.storage.pattern import compile_pattern, normalize_inbox
-
-FSYNC_MODES = ("optimized", "always", "never")
 
 
 class MaildirList(MailboxList):
     def __init__(self, location: MailLocation | str, *, home: str | None = None,
-                 separator: str | None = None, mail_fsync: str = "optimized",
+                 separator: str | None = None, mail_fsync: str | None = None,
+                 settings: MaildirSettings | None = None,
                  quota: QuotaPolicy | None = None,
                  special_use: Mapping[str, str] | None = None,
                  create_inbox: bool = True) -> None:
         loc = parse_location(location, home) if isinstance(location, str) else location
         if loc.driver != "maildir":
             raise StorageError(f"MaildirList cannot serve {loc.driver}: storage", code="SERVERBUG")
-        if mail_fsync not in FSYNC_MODES:
-            raise StorageError(f"mail_fsync: unknown value {mail_fsync!r}", code="SERVERBUG")
+        settings = settings or MaildirSettings()
+        if mail_fsync is not None:
+            settings = replace(settings, fsync=mail_fsync)
+        self.settings = settings
         self.loc = loc
         self.layout: Layout = layout_for(loc)
         self.separator = separator or self.layout.default_separator
-        self.fsync = mail_fsync
+        self.fsync = settings.fsync
         self.quota: QuotaPolicy = quota or NoQuota()
         self.special_use = dict(special_use or {})
         self.create_inbox = create_inbox

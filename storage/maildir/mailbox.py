@@ -124,6 +124,7 @@ class MaildirMailbox(Mailbox):
         self._view_modseq = -1
         self._recent: list[tuple[int, int]] = []
         self._ul_cache: _UidlistCache | None = None
+        self._moves_new = not readonly or mlist.settings.empty_new
         state = self.index.box(self.key)
         assert state is not None
         self._box = state.id
@@ -134,7 +135,23 @@ class MaildirMailbox(Mailbox):
         return os.path.join(self.path, fname)
 
     def _lock(self) -> Dotlock:
+        wait = self.mlist.settings.max_lock_timeout
+        if wait > 0:
+            return Dotlock(self.uidlist_path, mode=self.mlist.file_mode, timeout=wait)
         return Dotlock(self.uidlist_path, mode=self.mlist.file_mode)
+
+    def _trusted_sig(self) -> str | None:
+        """With ``maildir_very_dirty_syncs``: the signature before cote's own change under the
+        lock, if the index was up to date with the disk (else None: rescan as usual)."""
+        if not self.mlist.settings.very_dirty_syncs:
+            return None
+        sig = self._disk_sig().removeprefix("dirty:")
+        return sig if self.index.box_sig(self.key) == sig else None
+
+    def _keep_trusted_sig(self, before: str | None) -> None:
+        """Inside the index transaction after cote's own change: the index still matches."""
+        if before is not None:
+            self.index.update_box(self._box, sig=self._disk_sig().removeprefix("dirty:"))
 
     def _disk_sig(self) -> str:
         parts: list[str] = []
@@ -152,8 +169,11 @@ class MaildirMailbox(Mailbox):
                 parts.append(f"{st.st_ino}.{st.st_size}.{st.st_mtime_ns}")
             except FileNotFoundError:
                 parts.append("-")
-        # a dirty signature never matches: the next sync scans again
-        return ("dirty:" if dirty else "") + ":".join(parts)
+        # a dirty signature never matches: the next sync scans again (with
+        # maildir_very_dirty_syncs only cote and Dovecot write here: no same-tick surprises)
+        if dirty and not self.mlist.settings.very_dirty_syncs:
+            return "dirty:" + ":".join(parts)
+        return ":".join(parts)
 
     def _scan(self) -> Scan:
         self.scans += 1
@@ -241,7 +261,7 @@ class MaildirMailbox(Mailbox):
         by_base = ul.by_base()
         if any(base not in by_base for base in scan.files):
             return True
-        if not self.readonly and any(f.startswith("new/") for f in scan.files.values()):
+        if self._moves_new and any(f.startswith("new/") for f in scan.files.values()):
             return True
         live = {by_base[b] for b in scan.files}
         return any(uid not in live for uid in known)
@@ -283,7 +303,7 @@ class MaildirMailbox(Mailbox):
             ul.add(uid, base)
             uid += 1
         files = dict(scan.files)
-        if not self.readonly:
+        if self._moves_new:
             for base, fname in scan.files.items():
                 if fname.startswith("new/"):
                     lock.touch()
@@ -626,6 +646,12 @@ class MaildirMailbox(Mailbox):
                     letters.append(kwfile.letter(slot))
         return fn.format_flags(bits & F.SYSTEM_MASK, "".join(letters), other)
 
+    def flag_names(self, bits: int) -> list[str]:
+        if bits >> (F.KEYWORD_SHIFT + len(self.keywords)):
+            # a keyword added since the view's last sync (the table only ever grows)
+            self.keywords = self.index.keywords(self._box)
+        return super().flag_names(bits)
+
     def _bits_for_names(self, names: Iterable[str]) -> tuple[int, list[str]]:
         bits = 0
         kws: list[str] = []
@@ -652,6 +678,7 @@ class MaildirMailbox(Mailbox):
         changed: list[int] = []
         modified: list[int] = []
         with self._lock() as lock:
+            trusted = self._trusted_sig()
             slots = self._keyword_letters(kw_names, lock) if mode != "-" else self._read_slots()
             with self.index.write():
                 state = self.index.box(self.key, create=False)
@@ -681,6 +708,7 @@ class MaildirMailbox(Mailbox):
                         self.modseqs[seq - 1] = modseq
                 if changed:
                     self.index.update_box(self._box, highestmodseq=modseq)
+                self._keep_trusted_sig(trusted)
         return StoreResult(changed, modified)
 
     def _rename_for_flags(self, fname: str, bits: int, slots: list[str | None]) -> str | None:
@@ -719,6 +747,7 @@ class MaildirMailbox(Mailbox):
         done: list[int] = []
         freed = 0
         with self._lock() as lock:
+            trusted = self._trusted_sig()
             with self.index.write():
                 state = self.index.box(self.key, create=False)
                 assert state is not None
@@ -742,7 +771,8 @@ class MaildirMailbox(Mailbox):
                 if done:
                     self.index.remove(self._box, done, modseq)
                     self.index.update_box(self._box, highestmodseq=modseq)
-            self._maybe_rewrite_uidlist(lock)
+                self._maybe_rewrite_uidlist(lock)
+                self._keep_trusted_sig(trusted)
         if done:
             self.mlist.quota.changed(self.name, -freed, -len(done))
         return done
@@ -751,10 +781,9 @@ class MaildirMailbox(Mailbox):
         ul = self._read_uidlist()
         if ul is None:
             return
-        live = {r[0] for r in self.index.db.execute("SELECT uid FROM msg WHERE box=?",
-                                                    (self._box,))}
-        dead = sum(1 for u in ul.uids if u not in live)
-        if dead < self.rewrite_min_dead:
+        live = self.index.db.execute("SELECT count(*) FROM msg WHERE box=?",
+                                     (self._box,)).fetchone()[0]
+        if len(ul.uids) - live < self.rewrite_min_dead:
             return
         scan = self._scan()
         keep = ulfile.Uidlist(version=3, uidvalidity=ul.uidvalidity, next_uid=ul.real_next_uid,
@@ -767,7 +796,7 @@ class MaildirMailbox(Mailbox):
 
     # -- copy ---------------------------------------------------------------------------
     def copy(self, uids: Sequence[int], dest: Mailbox) -> list[tuple[int, int]]:
-        if not isinstance(dest, MaildirMailbox):
+        if not isinstance(dest, MaildirMailbox) or not self.mlist.settings.copy_with_hardlinks:
             # another backend: stream through its append
             tx: AppendTransaction = dest.begin_append()
             src_uids = []
@@ -881,6 +910,7 @@ class MaildirAppend(AppendTransaction):
         all_kws = [k for p in self.pending for k in p.keywords]
         uids: list[int] = []
         with box._lock() as lock:
+            trusted = box._trusted_sig()
             slots = box._keyword_letters(all_kws, lock) if all_kws else box._read_slots()
             ul = box._read_uidlist()
             if ul is None:
@@ -919,6 +949,7 @@ class MaildirAppend(AppendTransaction):
                     modseq = state.highestmodseq + 1
                     box.index.insert(box._box, [(*r[:3], modseq, *r[4:]) for r in rows])
                     box.index.update_box(box._box, highestmodseq=modseq, uidnext=uid)
+                    box._keep_trusted_sig(trusted)
         box.mlist.quota.changed(box.name, total, len(uids))
         return uids
 

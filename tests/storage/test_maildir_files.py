@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cote.storage import MaildirSettings, StorageError, open_storage
 from cote.storage import flags as F
-from cote.storage import open_storage
+from cote.storage.dotlock import Dotlock
 from tests.support.env import remove_dir, server_dir
 
 
@@ -89,3 +90,80 @@ def test_mail_fsync_modes_and_bad_values(root: Path) -> None:
         assert box.append(f"Subject: {mode}\n\n.\n".encode()) > 0
     with pytest.raises(Exception, match="mail_fsync"):
         open_storage(f"maildir:{root}", mail_fsync="sometimes")
+
+
+def _settings(**kw: str) -> MaildirSettings:
+    return MaildirSettings.from_config(lambda name: kw.get(name))
+
+
+def test_dovecot_maildir_settings(root: Path) -> None:
+    s = _settings(mail_fsync="always", maildir_copy_with_hardlinks="no",
+                  maildir_very_dirty_syncs="yes", maildir_empty_new="yes",
+                  mail_max_lock_timeout="2 secs")
+    assert (s.fsync, s.copy_with_hardlinks, s.very_dirty_syncs, s.empty_new,
+            s.max_lock_timeout) == ("always", False, True, True, 2.0)
+    assert _settings() == MaildirSettings()
+    with pytest.raises(StorageError):
+        _settings(maildir_empty_new="perhaps")
+    with pytest.raises(StorageError):
+        _settings(mail_max_lock_timeout="soon")
+
+
+def test_empty_new_moves_even_for_examine(root: Path) -> None:
+    (root / "new" / "1.a.host").write_bytes(b"Subject: a\n\n.\n")
+    open_storage(f"maildir:{root}").open("INBOX", readonly=True)
+    assert os.listdir(root / "new") == ["1.a.host"]
+    ml = open_storage(f"maildir:{root}", config={"maildir_empty_new": "yes"}.get)
+    ml.open("INBOX", readonly=True)
+    assert os.listdir(root / "new") == [] and os.listdir(root / "cur") == ["1.a.host:2,"]
+
+
+def test_copy_with_and_without_hardlinks(root: Path) -> None:
+    for links in ("yes", "no"):
+        ml = open_storage(f"maildir:{root}", config={"maildir_copy_with_hardlinks": links}.get)
+        ml.create(f"Copy-{links}")
+        src = ml.open("INBOX")
+        uid = src.append(b"Subject: c\n\n.\n", ["\\Seen", "kw"])
+        dest = ml.open(f"Copy-{links}")
+        ((_, new_uid),) = src.copy([uid], dest)
+        dest.sync()
+        assert dest.read_message(new_uid) == b"Subject: c\n\n.\n"
+        assert set(dest.flag_names(dest.flags[0])) == {"\\Seen", "kw"}
+        (name,) = os.listdir(root / f".Copy-{links}" / "cur")
+        nlink = os.stat(root / f".Copy-{links}" / "cur" / name).st_nlink
+        assert nlink == (2 if links == "yes" else 1)
+
+
+def test_very_dirty_syncs_trusts_own_changes(root: Path) -> None:
+    for mode, rescans in (("no", True), ("yes", False)):
+        ml = open_storage(f"maildir:{root}", config={"maildir_very_dirty_syncs": mode}.get)
+        box = ml.open("INBOX")
+        uid = box.append(b"Subject: v\n\n.\n", ["\\Seen"])
+        time.sleep(0.1)
+        box.sync()
+        time.sleep(0.1)
+        box.sync()  # now the index signature is trusted
+        scans = box.scans
+        box.store([uid], "+", ["\\Flagged"])
+        box.store([uid], "+", ["\\Deleted"])
+        box.expunge()
+        box.append(b"Subject: w\n\n.\n", ["\\Seen"])
+        box.sync()
+        assert (box.scans > scans) == rescans, mode
+        assert len(box) == len(set(box.uids))
+
+
+def test_lock_wait_is_bounded_by_mail_max_lock_timeout(root: Path) -> None:
+    ml = open_storage(f"maildir:{root}", config={"mail_max_lock_timeout": "1"}.get)
+    box = ml.open("INBOX")
+    uid = box.append(b"Subject: l\n\n.\n")
+    holder = Dotlock(str(root / "dovecot-uidlist"))
+    holder.acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StorageError) as e:
+            box.store([uid], "+", ["\\Seen"])
+        assert e.value.code == "INUSE" and 0.9 < time.monotonic() - t0 < 5
+    finally:
+        holder.release()
+    assert box.store([uid], "+", ["\\Seen"]).changed == [uid]
