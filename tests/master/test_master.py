@@ -1,6 +1,8 @@
 """The master supervising real processes: users, titles, chroot, replacement, throttling,
 vsz_limit, log reopen, reload (new port, old clients kept; broken config ignored) and a clean
-stop. One master for the whole module; tests run in file order and build on each other."""
+stop. One master per module (per xdist worker); each test works from whatever state earlier
+tests of the same worker left (xdist keeps file order within a worker), and the TERM test,
+which ends the master, comes last."""
 
 from __future__ import annotations
 
@@ -185,6 +187,7 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
 def test_python_service_processes_get_their_own_anvil_connection(master: MasterServer) -> None:
     # Each Python service process (here: the qw script processes) is handed a connection to
     # anvil made by the master; anvil reports one client per such process.
+    assert run_script(master, "anvil-check") == b"+\n"
     def anvil_clients() -> tuple[int, int]:
         qw = len(master.processes("qw"))
         anvil = master.processes("anvil")[0]
