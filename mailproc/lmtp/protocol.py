@@ -370,6 +370,13 @@ class LmtpProtocol:
         rcpt = f":R{position}" if position > 1 else ""
         return f"{session_id}{tx}{rcpt}"
 
+    def transaction_trace_id(self, session_id: str) -> str:
+        """The id of the whole transaction (its Received header when it has several
+        recipients): the session id, plus ``:T<n>`` from the second transaction on."""
+        assert self.transaction is not None
+        n = self.transaction.number
+        return f"{session_id}:T{n}" if n > 1 else session_id
+
     def delivered(self, results: Sequence[bytes]) -> list[Event]:
         """Answer to DataEnd: one full reply line per recipient, in RCPT order (RFC 2033)."""
         assert self.transaction is not None

@@ -1,0 +1,159 @@
+"""Delivering one message to one user's INBOX, durably, as Dovecot's LMTP/LDA does.
+
+The message is spooled once per transaction (LF line ends, as Dovecot stores with
+``mail_save_crlf = no``); each recipient gets the trace headers Dovecot adds in front
+(``Return-Path``, ``Delivered-To``, ``Received``) and an append through the storage layer, which
+writes to ``tmp/``, fsyncs per ``mail_fsync``, renames and updates the uidlist under its lock —
+so the LMTP OK is only said for mail that is on disk. The append runs with the user's effective
+uid/gid, so a root LMTP process never leaves root-owned files in a user's Maildir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cote.mailproc.mailuser import MailUser
+from cote.storage import StorageError, open_storage
+from cote.storage.message.headers import last_value, read_header
+from cote.storage.message.searchkeys import decode_words
+
+SPOOL_IN_MEMORY = 1024 * 1024
+
+
+class Spool:
+    """The transaction's message, CRLF turned into LF as it arrives (chunk splits included)."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)  # noqa: SIM115
+        self._cr = False
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._cr:
+            data = b"\r" + data
+            self._cr = False
+        if data.endswith(b"\r"):
+            data, self._cr = data[:-1], True
+        data = data.replace(b"\r\n", b"\n")
+        self.file.write(data)
+        self.size += len(data)
+
+    def finish(self) -> None:
+        if self._cr:
+            self.file.write(b"\r")
+            self.size += 1
+            self._cr = False
+
+    def header_fields(self) -> list[tuple[bytes, bytes]]:
+        self.file.seek(0)
+        head = self.file.read(64 * 1024)
+        fields, _, _ = read_header(head, 0, len(head))
+        return fields
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str  # "" for the null reverse path
+    client_name: str  # LHLO argument
+    client_ip: str
+    hostname: str  # our name in the Received header
+
+
+def trace_headers(env: Envelope, recipient: str | None, trace_id: str, *,
+                  add_received: bool = True, now: float | None = None) -> bytes:
+    """Dovecot's trace headers. ``recipient`` is None when the transaction has several
+    recipients: then, as in Dovecot, neither ``Delivered-To`` nor the ``for <…>`` clause
+    names one of them (every recipient gets the same message), and ``trace_id`` is the
+    transaction's id rather than a recipient's."""
+    lines = [f"Return-Path: <{env.sender}>"]
+    if recipient is not None:
+        lines.append(f"Delivered-To: {recipient}")
+    if add_received:
+        date = email.utils.formatdate(now, localtime=True)
+        lines += [f"Received: from {env.client_name} ([{env.client_ip}])",
+                  f"\tby {env.hostname} with LMTP",
+                  f"\tid {trace_id}"]
+        if recipient is not None:
+            lines += [f"\t(envelope-from <{env.sender}>)", f"\tfor <{recipient}>; {date}"]
+        else:
+            lines.append(f"\t(envelope-from <{env.sender}>); {date}")
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+class _Joined:
+    """A read-only stream: the trace headers, then the spooled message (the storage layer
+    only calls ``read(n)`` on what it appends, so the message is never copied in memory)."""
+
+    def __init__(self, head: bytes, body: tempfile.SpooledTemporaryFile[bytes]) -> None:
+        self.head = head
+        self.pos = 0
+        self.body = body
+        body.seek(0)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.pos < len(self.head):
+            end = len(self.head) if size < 0 else min(len(self.head), self.pos + size)
+            out = self.head[self.pos:end]
+            self.pos = end
+            if size < 0:
+                return out + self.body.read()
+            if len(out) < size:
+                out += self.body.read(size - len(out))
+            return out
+        return self.body.read(size)
+
+
+@contextlib.contextmanager
+def acting_as(user: MailUser) -> Iterator[None]:
+    """Effective uid/gid of the user for the duration (only when running as root)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setgroups([user.gid])
+    os.setegid(user.gid)
+    os.seteuid(user.uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups([])
+
+
+def deliver(user: MailUser, spool: Spool, head: bytes, mailbox: str = "INBOX",
+            mail_fsync: str = "optimized") -> int:
+    """Append to the user's mailbox; returns the new UID. Raises StorageError."""
+    with acting_as(user):
+        mailboxes = open_storage(user.mail_location, home=user.home, mail_fsync=mail_fsync)
+        try:
+            with mailboxes.open(mailbox) as box:
+                source = _Joined(head, spool.file)
+                return box.append(source, internal_date=time.time())  # type: ignore[arg-type]
+        finally:
+            mailboxes.close()
+
+
+def log_values(spool: Spool, env: Envelope, message: str) -> dict[str, str | None]:
+    """The ``deliver_log_format`` variables."""
+    fields = spool.header_fields()
+    msgid = last_value(fields, b"message-id")
+    subject = last_value(fields, b"subject")
+    sender = last_value(fields, b"from")
+    return {
+        "m": msgid.decode("utf-8", "replace") if msgid else "unspecified",
+        "s": decode_words(subject) if subject else "",
+        "f": decode_words(sender) if sender else "",
+        "e": env.sender, "p": str(spool.size), "$": message,
+    }
+
+
+__all__ = ["Envelope", "Spool", "StorageError", "deliver", "log_values", "trace_headers"]

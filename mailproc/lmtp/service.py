@@ -1,0 +1,260 @@
+"""The lmtp service: Postfix (or any MTA) hands mail over LMTP; cote stores it.
+
+``run(ctx)`` is the master's entry point. Each recipient is resolved through the auth daemon's
+userdb (``auth_socket_path``, USER with ``service=lmtp``) when its RCPT arrives, so unknown
+users are refused at RCPT time; after the data, each accepted recipient gets its own durable
+delivery and its own reply, in RCPT order (RFC 2033).
+
+Userdb lookups and deliveries run on the event loop thread, blocking: a delivery switches the
+process's effective uid to the user, and nothing else (a lookup in a thread, another client)
+may run as that user meanwhile. Dovecot's default ``client_limit = 1`` for lmtp fits this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+from collections.abc import Mapping
+
+from cote.config import Config
+from cote.ipc import ServiceContext
+from cote.log import Logger, mail_log_prefix
+from cote.mailproc.lmtp.delivery import Envelope, Spool, deliver, log_values, trace_headers
+from cote.mailproc.lmtp.paths import Address
+from cote.mailproc.lmtp.protocol import (
+    CheckRecipient,
+    Close,
+    DataChunk,
+    DataEnd,
+    Event,
+    LmtpProtocol,
+    MailFrom,
+    Reply,
+    reply,
+    saved_reply,
+)
+from cote.mailproc.mailuser import MailUser, MailUserError, resolve
+from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
+from cote.storage import QuotaExceeded, StorageError
+from cote.variables import VariableError, compile_template
+
+READ_CHUNK = 65536
+
+
+def new_session_id() -> str:
+    """22 base64 characters, the shape of Dovecot's LMTP session ids."""
+    return base64.b64encode(os.urandom(16)).decode("ascii").rstrip("=")
+
+
+class LmtpSettings:
+    def __init__(self, cfg: Config, base_dir: str) -> None:
+        self.cfg = cfg
+        self.hostname = str(cfg.get("hostname")) or socket.gethostname()
+        self.greeting = str(cfg.get("login_greeting"))
+        self.delimiter = str(cfg.get("recipient_delimiter"))
+        self.userdb_socket = os.path.join(base_dir, str(cfg.get("auth_socket_path")))
+        self.add_received = bool(cfg.get("lmtp_add_received_header"))
+        self.quota_tempfail = bool(cfg.get("quota_full_tempfail"))
+        self.mail_fsync = str(cfg.get("mail_fsync"))
+        self.log_format = compile_template(str(cfg.get("deliver_log_format")))
+
+    def lookup_name(self, address: Address) -> str:
+        """The user to look up: the address without its +detail."""
+        local = address.localpart
+        for delim in self.delimiter:
+            if delim in local:
+                local = local.split(delim, 1)[0]
+                break
+        return local if address.domain is None else f"{local}@{address.domain}"
+
+
+class LmtpConnection:
+    def __init__(self, settings: LmtpSettings, log: Logger, peer: str, local: str) -> None:
+        self.settings = settings
+        self.log = log
+        self.peer = peer
+        self.local = local
+        self.session_id = new_session_id()
+        self.proto = LmtpProtocol(settings.hostname, settings.greeting)
+        self.spool: Spool | None = None
+        self.sender = ""
+        self.users: list[MailUser] = []
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def greeting(self) -> bytes:
+        return self.proto.greeting()
+
+    def receive(self, data: bytes) -> bytes:
+        self._handle(self.proto.receive_data(data))
+        out, self.out = b"".join(self.out), []
+        return out
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Reply):
+                self.out.append(event.data)
+            elif isinstance(event, MailFrom):
+                self._new_transaction(event)
+            elif isinstance(event, CheckRecipient):
+                self._handle(self._check(event))
+            elif isinstance(event, DataChunk):
+                if self.spool is not None:
+                    self.spool.write(event.data)
+            elif isinstance(event, DataEnd):
+                self._handle(self.proto.delivered(self._deliver_all(event)))
+            elif isinstance(event, Close):
+                self.closed = True
+
+    def _new_transaction(self, event: MailFrom) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.spool = Spool()
+        self.sender = str(event.sender) if event.sender is not None else ""
+        self.users = []
+
+    def _check(self, event: CheckRecipient) -> list[Event]:
+        address = event.address
+        name = self.settings.lookup_name(address)
+        params = {"service": "lmtp", "lip": self.local, "rip": self.peer}
+        try:
+            found = lookup_user(self.settings.userdb_socket, name, params)
+            user = resolve(self.settings.cfg, found.user, found.fields, "lmtp",
+                           {"session": self.session_id})
+        except UserNotFound:
+            return self.proto.recipient_checked(False)
+        except (UserdbError, MailUserError) as e:
+            self.log.error(f"<{address}>: userdb lookup failed: {e}")
+            return self.proto.recipient_checked(
+                False, reply(451, "4.3.0", f"<{address}> Temporary internal error"))
+        self.users.append(user)
+        return self.proto.recipient_checked(True)
+
+    def _deliver_all(self, event: DataEnd) -> list[bytes]:
+        assert self.spool is not None
+        self.spool.finish()
+        env = Envelope(self.sender, self.proto.client_name or "", self.peer,
+                       self.settings.hostname)
+        single = len(event.recipients) == 1
+        shared_head = None if single else trace_headers(
+            env, None, self.proto.transaction_trace_id(self.session_id),
+            add_received=self.settings.add_received)
+        results = []
+        for i, (address, user) in enumerate(zip(event.recipients, self.users, strict=True)):
+            delivery_id = self.proto.delivery_id(self.session_id, i)
+            head = shared_head or trace_headers(env, str(address), delivery_id,
+                                                add_received=self.settings.add_received)
+            results.append(self._deliver_one(env, address, user, delivery_id, head))
+        return results
+
+    def _deliver_one(self, env: Envelope, address: Address, user: MailUser,
+                     delivery_id: str, head: bytes) -> bytes:
+        assert self.spool is not None
+        log = self.log.with_prefix(mail_log_prefix(self.settings.cfg, {
+            "service": "lmtp", "user": user.user, "pid": str(os.getpid()),
+            "session": delivery_id}))
+        try:
+            deliver(user, self.spool, head, mail_fsync=self.settings.mail_fsync)
+        except QuotaExceeded as e:
+            log.info(self._log_line(env, f"save failed to INBOX: {e}"))
+            if self.settings.quota_tempfail:
+                return reply(452, "4.2.2", f"<{address}> {e}")
+            return reply(552, "5.2.2", f"<{address}> {e}")
+        except (StorageError, OSError) as e:
+            log.error(self._log_line(env, f"save failed to INBOX: {e}"))
+            return reply(451, "4.2.0", f"<{address}> Temporary internal error")
+        log.info(self._log_line(env, "saved mail to INBOX"))
+        return saved_reply(address, delivery_id)
+
+    def _log_line(self, env: Envelope, message: str) -> str:
+        assert self.spool is not None
+        values: Mapping[str, str | None] = log_values(self.spool, env, message)
+        try:
+            return self.settings.log_format.expand(values)
+        except VariableError:
+            return message
+
+    def state_name(self) -> str:
+        t = self.proto.transaction
+        if t is None:
+            return "READY"
+        return "RCPT TO" if t.recipients else "MAIL FROM"
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+async def handle_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        settings: LmtpSettings, log: Logger) -> None:
+    peer = writer.get_extra_info("peername")
+    local = writer.get_extra_info("sockname")
+    rip = peer[0] if isinstance(peer, tuple) else ""
+    lip = local[0] if isinstance(local, tuple) else ""
+    conn = LmtpConnection(settings, log, rip, lip)
+    log.info(f"Connect from {rip or 'local'}")
+    reason = "Connection closed"
+    try:
+        writer.write(conn.greeting())
+        while not conn.closed:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                break
+            out = conn.receive(data)
+            if out:
+                writer.write(out)
+                await writer.drain()
+        if conn.closed:
+            reason = "Logged out"
+    except ConnectionError:
+        pass
+    finally:
+        state = conn.state_name()
+        conn.close()
+        writer.close()
+        log.info(f"Disconnect from {rip or 'local'}: {reason} (state={state})")
+
+
+async def serve(ctx: ServiceContext) -> None:
+    loop = asyncio.get_running_loop()
+    ctx.install_asyncio_handlers(loop)
+    cfg = ctx.config.lookup(protocol="lmtp")
+    settings = LmtpSettings(cfg, ctx.base_dir)
+    log = ctx.log.with_prefix(f"lmtp({os.getpid()}): ")
+    done = asyncio.Event()
+    servers: list[asyncio.AbstractServer] = []
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ctx.client_connected()
+        try:
+            await handle_client(reader, writer, settings, log)
+        finally:
+            ctx.client_disconnected()
+            if ctx.should_exit():
+                done.set()
+
+    for lst in ctx.listeners:
+        if lst.sock is None:
+            continue
+        if lst.kind == "unix":
+            servers.append(await asyncio.start_unix_server(client, sock=lst.sock))
+        elif lst.kind == "inet":
+            servers.append(await asyncio.start_server(client, sock=lst.sock))
+
+    def stop() -> None:
+        for s in servers:
+            s.close()
+        if ctx.should_exit():
+            done.set()
+
+    ctx.on_stop_accepting(stop)
+    ctx.status.report(ctx.available())
+    await done.wait()
+
+
+def run(ctx: ServiceContext) -> int:
+    asyncio.run(serve(ctx))
+    return 0
