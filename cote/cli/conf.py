@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from cote.config import DEFAULT_PATH, Config, ConfigError, parse, schema
-from cote.config.dump import Dumper, DumpOptions
+from cote.config.dump import Dumper, DumpOptions, escape_name
 from cote.config.model import Section
 
 EX_FATAL = 89          # doveconf's exit status for a fatal (configuration) error
@@ -41,24 +41,40 @@ def _header(path: str, *, all_: bool) -> list[str]:
 
 
 def _simple(cfg: Config, dumper: Dumper) -> list[str]:
-    """-S: one ``path=value`` line per setting (like doveconf -S)."""
+    """-S: one ``path=value`` line per setting, with doveconf's list headers and paths."""
     out = []
     for key in schema.GLOBAL:
-        out.append(f"{key}={dumper._raw(cfg.setting(key), schema.GLOBAL[key].default)}")
+        out.append(f"{key}={dumper.raw_global(key)}")
+    if cfg.plugin_settings():
+        out.append("plugin=")
     for key, s in sorted(cfg.plugin_settings().items()):
         out.append(f"plugin/{key}={s.text}")
-    for kind in ("service", "namespace", "passdb", "userdb"):
-        for i, sec in enumerate(cfg.sections(kind)):
-            out.extend(_simple_section(sec, f"{kind}/{sec.name or i}", dumper))
+    for d in cfg.sections("dict"):
+        out.append("dict=")
+        for key, s in sorted(d.settings().items()):
+            out.append(f"dict/{key}={s.text}")
+    for kind in ("service", "namespace", "passdb", "userdb", "metric", "event_exporter"):
+        out.extend(_simple_list(cfg.sections(kind), kind, dumper))
     return out
 
 
-def _simple_section(sec: Section, prefix: str, dumper: Dumper) -> list[str]:
-    out = []
-    for key in sec.keys():  # noqa: SIM118 - Section is not a dict
-        out.append(f"{prefix}/{key}={dumper._raw(sec.setting(key), sec.default_text(key))}")
-    for child in sec.all_children():
-        out.extend(_simple_section(child, f"{prefix}/{child.kind}/{child.name}", dumper))
+def _simple_list(sections: list[Section], prefix: str, dumper: Dumper) -> list[str]:
+    if not sections:
+        return []
+    ids = [escape_name(sec.name) if sec.name else str(i) for i, sec in enumerate(sections)]
+    out = [f"{prefix}={' '.join(ids)}"]
+    for ident, sec in zip(ids, sections, strict=True):
+        base = f"{prefix}/{ident}"
+        keys = sec.keys()
+        if "name" not in keys:
+            # unix/fifo listeners are named by their path, the rest by a name
+            label = "path" if sec.kind in ("unix_listener", "fifo_listener") else "name"
+            out.append(f"{base}/{label}={sec.name}")
+        for key in keys:  # noqa: SIM118 - Section is not a dict
+            out.append(f"{base}/{key}={dumper._raw(sec.setting(key), sec.default_text(key))}")
+        kinds = dict.fromkeys(child.kind for child in sec.all_children())
+        for kind in kinds:
+            out.extend(_simple_list(sec.sections(kind), f"{base}/{kind}", dumper))
     return out
 
 

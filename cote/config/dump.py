@@ -44,9 +44,22 @@ def _name(name: str) -> str:
     return name
 
 
+_ESCAPES = {"\\": "\\\\", " ": "\\_", "/": "\\s", "=": "\\e"}
+_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
+
+
+def escape_name(name: str) -> str:
+    """A list entry's name as doveconf writes it in setting paths (``Sent\\_Messages``)."""
+    return "".join(_ESCAPES.get(c, c) for c in name)
+
+
+def unescape_name(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _UNESCAPES.get(m.group(1), m.group(1)), text)
+
+
 def _escape_sort(name: str) -> str:
-    # doveconf sorts list entries by an escaped key; blanks and separators escape with '\'.
-    return re.sub(r"[\\ /=,]", lambda m: "\\" + m.group(0), name)
+    # doveconf sorts list entries by their escaped path
+    return escape_name(name)
 
 
 def _section_sort_key(sec: Section) -> str:
@@ -245,7 +258,7 @@ class Dumper:
             candidates = node.sections(kind) if node is not None else cfg.sections(kind)
             if i + 1 >= len(parts):
                 return None
-            name = parts[i + 1]
+            name = unescape_name(parts[i + 1])
             found = [s for s in candidates if s.name == name]
             if not found and name.isdigit():
                 unnamed = [s for s in candidates if not s.name]
@@ -267,6 +280,11 @@ class Dumper:
                     return None
                 return [self._raw(node.setting(key), node.default_text(key))]
         return None
+
+    def raw_global(self, key: str) -> str:
+        """A global setting as ``-h`` prints it."""
+        lines = self.value_of(key)
+        return lines[0] if lines else ""
 
     def _raw(self, s: Setting | None, default: str) -> str:
         if s is None:
