@@ -70,7 +70,7 @@ def _simple_list(sections: list[Section], prefix: str, dumper: Dumper) -> list[s
             # unix/fifo listeners are named by their path, the rest by a name
             label = "path" if sec.kind in ("unix_listener", "fifo_listener") else "name"
             out.append(f"{base}/{label}={sec.name}")
-        for key in keys:  # noqa: SIM118 - Section is not a dict
+        for key in keys:
             out.append(f"{base}/{key}={dumper._raw(sec.setting(key), sec.default_text(key))}")
         kinds = dict.fromkeys(child.kind for child in sec.all_children())
         for kind in kinds:
