@@ -94,6 +94,12 @@ class Index:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             self.db = db
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            if row is not None and row[0] == SCHEMA_VERSION:
+                return db
             with self.write():
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():

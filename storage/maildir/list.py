@@ -85,9 +85,14 @@ class MaildirList(MailboxList):
             found[("INBOX",)] = True
         return found
 
+    def _selectable(self, parts: Parts) -> bool:
+        """Whether a mailbox exists (a Maildir++ folder dir, or a dir with ``cur/``)."""
+        if parts == ("INBOX",) or self.loc.layout == "fs":
+            return os.path.isdir(os.path.join(self.layout.mail_dir(parts), "cur"))
+        return os.path.isdir(self.layout.mailbox_dir(parts))
+
     def exists(self, name: str) -> bool:
-        parts = self._parts(name)
-        return self._existing().get(parts, False)
+        return self._selectable(self._parts(name))
 
     # -- list ---------------------------------------------------------------------------
     def list(self, pattern: str = "*", *, subscribed: bool = False) -> builtins.list[MailboxInfo]:
@@ -138,7 +143,7 @@ class MaildirList(MailboxList):
 
     def create(self, name: str) -> None:
         parts = self._parts(name)
-        if self._existing().get(parts):
+        if self._selectable(parts):
             raise MailboxExists(name)
         self._make_mail_dirs(parts)
         # a new mailbox gets its UIDVALIDITY at once, as Dovecot's CREATE does
@@ -253,11 +258,12 @@ class MaildirList(MailboxList):
     # -- mailboxes ----------------------------------------------------------------------
     def open(self, name: str, *, readonly: bool = False) -> MaildirMailbox:
         parts = self._parts(name)
-        if not self._existing().get(parts):
-            if parts == ("INBOX",) and self.create_inbox:
-                self._make_mail_dirs(parts)
-            else:
+        if not self._selectable(parts):
+            if parts != ("INBOX",) or not self.create_inbox:
                 raise MailboxNotFound(name)
+            self._make_mail_dirs(parts)
+        elif not os.path.isdir(os.path.join(self.layout.mail_dir(parts), "tmp")):
+            self._make_mail_dirs(parts)  # a folder someone made without cur/new/tmp
         return MaildirMailbox(self, self._name(parts), parts, readonly)
 
     def close(self) -> None:
