@@ -16,6 +16,7 @@ import pytest
 from cote import imapwire
 from cote.storage.message.binary import BinaryParseError, UnknownCTE, binary_content, binary_size
 from cote.storage.message.bodystructure import body, bodystructure
+from cote.storage.message.lineends import to_stored
 from cote.storage.message.scanner import Part, scan, scan_file, virtual_size
 from cote.storage.message.sections import parse_section, section_content
 from tests.message.corpusgen import corpus
@@ -135,6 +136,7 @@ def test_fetch_answers_equal_dovecot(name: str, answers: dict[str, tuple[Path, d
                                      ) -> None:
     path, theirs = answers[name]
     data = path.read_bytes()
+    assert data == to_stored(dict(CORPUS)[name])  # cote saves line ends as Dovecot does
     parts = scan(data)
     assert scan_file(str(path)) == parts  # mmap path gives the same scan
     mine = _cote_answers(name, data, parts)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cote.storage.message.lineends import SaveLineEnds, to_stored
 from cote.storage.message.scanner import line_counts, line_counts_chunked, scan
 from cote.storage.message.sections import (
     HEADER_FIELDS,
@@ -65,3 +66,21 @@ def test_crlf_chunks_equal_whole_conversion(pieces: list[bytes], offset: int,
 def test_chunked_line_counts_equal_direct(pieces: list[bytes], chunk: int) -> None:
     data = b"".join(pieces)
     assert line_counts_chunked(data, 0, len(data), chunk) == line_counts(data, 0, len(data))
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\r\r\n"]), max_size=40),
+       st.integers(1, 5))
+def test_save_line_ends_stream_equals_whole(pieces: list[bytes], chunk: int) -> None:
+    data = b"".join(pieces)
+    conv = SaveLineEnds()
+    streamed = b"".join(conv.feed(data[i:i + chunk]) for i in range(0, len(data), chunk))
+    streamed += conv.finish()
+    assert streamed == to_stored(data)
+    assert streamed.count(b"\n") == data.count(b"\n")
+
+
+def test_save_line_ends_like_dovecot() -> None:
+    # observed on Dovecot 2.3.19's maildir (corpus 072): one CR per CRLF goes, a final CR too
+    assert to_stored(b"Subject: cr\r\r\n\r\nx\r\r\ny\r\r\r\nz\r") == (
+        b"Subject: cr\r\n\nx\r\ny\r\r\nz")
+    assert to_stored(b"a\rb\r\n") == b"a\rb\n"
