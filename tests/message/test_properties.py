@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cote.storage.message.binary import BinaryParseError, UnknownCTE, binary_content, binary_size
-from cote.storage.message.bodystructure import body, bodystructure
-from cote.storage.message.scanner import LEAF, MESSAGE, MULTIPART, Part, dumps, loads, scan
-from cote.storage.message.sections import Section, parse_section, section_content
+from cote.storage.message.fuzz import InvariantError, check_invariants, fuzz_message
+from cote.storage.message.scanner import LEAF, MESSAGE, MULTIPART, dumps, loads, scan
 from tests.message.corpusgen import corpus
 
 
@@ -103,33 +101,8 @@ def test_generated_tree_scans_back(tree: Node, eol: bytes) -> None:
     assert loads(dumps(parts)) == parts
 
 
-def _check_invariants(data: bytes, parts: tuple[Part, ...]) -> None:
-    assert parts and parts[0].hdr_start == 0 and parts[0].parent == -1
-    for p in parts:
-        assert 0 <= p.hdr_start <= p.body_start <= p.body_end <= len(data)
-        assert p.body_vsize >= p.body_end - p.body_start
-        assert p.body_lines == data.count(b"\n", p.body_start, p.body_end)
-
-
-_SECTIONS = [parse_section(s) for s in (b"", b"HEADER", b"TEXT", b"1", b"2.MIME", b"1.1",
-                                         b"1.HEADER", b"HEADER.FIELDS (FROM SUBJECT)",
-                                         b"1.HEADER.FIELDS.NOT (TO)")]
-
-
 def _exercise(data: bytes) -> None:
-    parts = scan(data)
-    _check_invariants(data, parts)
-    assert bodystructure(parts).startswith(b"(")
-    assert body(parts).startswith(b"(")
-    assert parts[0].envelope is not None and parts[0].envelope.startswith(b"(")
-    for sec in _SECTIONS:
-        section_content(data, parts, sec)
-        section_content(data, parts, sec, (3, 17))
-        try:
-            binary_content(data, parts, sec)
-            binary_size(data, parts, Section(sec.path, sec.specifier, sec.fields))
-        except (UnknownCTE, BinaryParseError):
-            pass
+    fuzz_message(data)
 
 
 @settings(max_examples=300, deadline=None)
@@ -174,3 +147,15 @@ def test_bounded_fuzz_of_mutated_corpus() -> None:
         _exercise(bytes(data))
         runs += 1
     assert runs > 50
+
+
+def test_invariant_checker_catches_a_broken_scan() -> None:
+    data = b"Subject: x\n\nbody\n"
+    parts = scan(data)
+    check_invariants(data, parts)
+    broken = (parts[0]._replace(body_lines=7),)
+    try:
+        check_invariants(data, broken)
+    except InvariantError:
+        return
+    raise AssertionError("a wrong line count went unnoticed")
