@@ -445,6 +445,8 @@ class MaildirMailbox(Mailbox):
                 live[uid] = (fname, base, ext)
         gone = [uid for uid in known if uid not in live]
         if gone:
+            gone = self._confirm_gone(gone, known, live, ul)
+        if gone:
             self.index.remove(self._box, gone, modseq)
             changed = True
         table = self._keyword_table()
@@ -473,6 +475,32 @@ class MaildirMailbox(Mailbox):
             self._box, uidvalidity=ul.uidvalidity, uidnext=ul.real_next_uid,
             highestmodseq=modseq if changed else state.highestmodseq,
             sig=sig, scans=state.scans + 1)
+
+    def _confirm_gone(self, gone: list[int], known: dict[int, tuple[str, int | str]],
+                      live: dict[int, tuple[str, str, str]], ul: ulfile.Uidlist) -> list[int]:
+        """Expunge only what is really missing: readdir can miss a file that a mail client
+        renames at that moment, so check the last known name, then look once more."""
+        exts = dict(zip(ul.uids, ul.exts, strict=True))
+        missing = []
+        for uid in gone:
+            fname = known[uid][0]
+            base = fn.base_of(fname[4:])
+            if uid in exts and os.path.lexists(self._full(fname)):
+                live[uid] = (fname, base, exts[uid])
+            else:
+                missing.append(uid)
+        if not missing:
+            return []
+        again = self._scan()
+        confirmed = []
+        for uid in missing:
+            base = fn.base_of(known[uid][0][4:])
+            fname = again.files.get(base)
+            if uid in exts and fname is not None:
+                live[uid] = (fname, base, exts[uid])
+            else:
+                confirmed.append(uid)
+        return confirmed
 
     # -- the session view ---------------------------------------------------------------
     def _refresh_view(self) -> SyncChanges:
