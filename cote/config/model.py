@@ -180,6 +180,12 @@ class Config:
         return _default_value(key)
 
     def sections(self, kind: str) -> list[Section]:
+        if kind == "plugin":
+            if not self._plugin:
+                return []
+            sec = Section("plugin", "", None, None, self)
+            sec._set = self._plugin
+            return [sec]
         return list(self._sections.get(kind, ()))
 
     def plugin(self) -> dict[str, str]:
@@ -651,6 +657,7 @@ class _Builder:
                 for word in str(su.value).split():
                     if word not in schema.SPECIAL_USE:
                         raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}")
+        self._check_stats()
         scopes = [self.cfg._set] + [f.settings for f in self.cfg._filters]
         for scope in scopes:
             self._check_values(scope)
@@ -664,6 +671,25 @@ class _Builder:
         if self.cfg.get("pop3_delete_type") == "flag" and not self.cfg.get("pop3_deleted_flag"):
             raise self._check_err("pop3_delete_type=flag, but pop3_deleted_flag not set")
 
+
+    def _check_stats(self) -> None:
+        for m in self.cfg._sections.get("metric", []):
+            if not str(m.get("filter")):
+                raise self._check_err(
+                    f"metric {m.name} {{ filter }} is empty - will not match anything")
+        for e in self.cfg._sections.get("event_exporter", []):
+            fmt, transport = str(e.get("format")), str(e.get("transport"))
+            if not fmt:
+                raise self._check_err("Exporter format name can't be empty")
+            if not transport:
+                raise self._check_err("Exporter transport name can't be empty")
+            if fmt not in ("none", "json", "tab-text"):
+                raise self._check_err(f"Unknown exporter format '{fmt}'")
+            if transport not in ("drop", "log", "http-post"):
+                raise self._check_err(f"Unknown transport type '{transport}'")
+            if fmt != "none" and not any(w.startswith("time-")
+                                         for w in str(e.get("format_args")).split()):
+                raise self._check_err(f"{fmt} exporter format requires a time-* argument")
 
     def _check_values(self, scope: dict[str, Setting]) -> None:
         for key, (allowed, message) in schema.WORD_LISTS.items():
