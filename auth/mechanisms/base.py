@@ -66,14 +66,21 @@ class LookupCredentials:
 
 @dataclass(frozen=True, slots=True)
 class Success:
+    """``log`` is an ``auth_verbose`` line as (name shown in the prefix, message), e.g.
+    ANONYMOUS's ``anonymous(<trace>): login``."""
+
     user: str
     authzid: str | None = None
     final: bytes | None = None
     fields: tuple[tuple[str, str | None], ...] = ()
+    log: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
+    """``log`` is the reason for ``auth_verbose`` (empty: nothing to log), ``reason`` what the
+    client is told (usually nothing)."""
+
     log: str
     user: str | None = None
     code: str | None = None
@@ -173,7 +180,8 @@ class Mechanism(abc.ABC):
         return self._finish(Failure("unexpected credentials", self.user, code="temp_fail"))
 
     def passdb_failure(self, result: PassdbResult) -> Failure:
-        return Failure(result.value.replace("_", " "), self.user, code=FAIL_CODES.get(result))
+        # The passdb logs why (Dovecot's mechanisms add no line of their own).
+        return Failure("", self.user, code=FAIL_CODES.get(result))
 
     def fail(self, log: str) -> Failure:
         result = Failure(log, self.user)
@@ -191,15 +199,16 @@ class Mechanism(abc.ABC):
         return LookupCredentials(self.user, self.authzid, scheme)
 
     def succeed(self, final: bytes | None = None,
-                fields: tuple[tuple[str, str | None], ...] = ()) -> Step:
+                fields: tuple[tuple[str, str | None], ...] = (),
+                log: tuple[str, str] | None = None) -> Step:
         assert self.user is not None
-        success = Success(self.user, self.authzid, None, fields)
+        success = Success(self.user, self.authzid, None, fields, log)
         if final is not None:
             if not self.context.final_resp_ok:
                 self._pending = success
                 self._expect = "final"
                 return Challenge(final)
-            success = Success(self.user, self.authzid, final, fields)
+            success = Success(self.user, self.authzid, final, fields, log)
         return self._finish(success)
 
     def set_user(self, user: str, authzid: str | None = None) -> Failure | None:

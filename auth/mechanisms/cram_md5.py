@@ -34,7 +34,7 @@ class CramMD5(Mechanism):
     def _continue(self, data: bytes) -> Step:
         user, sep, response = data.rpartition(b" ")
         if not sep:
-            return self.fail("malformed data")
+            return self.fail("missing digest")
         failure = self.set_user(text(user))
         if failure is not None:
             return failure
@@ -46,5 +46,5 @@ class CramMD5(Mechanism):
             return self.fail("invalid credentials length")
         expected = hmac_md5.hmac_from_context(data, self.challenge).hex().encode()
         if not hmac.compare_digest(expected, self.response):
-            return self.fail("password mismatch")
+            return self.fail("Password mismatch")
         return self.succeed()

@@ -39,7 +39,7 @@ def parse_directives(data: bytes) -> dict[str, bytes]:
             value = bytearray()
             while True:
                 if pos >= n:
-                    raise ValueError("Unterminated quoted string")
+                    break  # an unterminated quote runs to the end, as Dovecot reads it
                 c = data[pos:pos + 1]
                 if c == b"\\" and pos + 1 < n:
                     value += data[pos + 1:pos + 2]
@@ -97,9 +97,9 @@ class DigestMD5(Mechanism):
         if charset is not None and charset.lower() != b"utf-8":
             return self.fail("Only utf-8 charset is allowed")
         encoding = "utf-8" if charset is not None else "latin-1"
-        for required in ("username", "nonce", "cnonce", "nc", "digest-uri", "response"):
+        for required in ("nonce", "cnonce", "username", "nc", "digest-uri", "response"):
             if required not in fields:
-                return self.fail(f"Missing {required}")
+                return self.fail(f"Missing {required} parameter")
         if fields["nonce"] != self.nonce.encode():
             return self.fail("Invalid nonce")
         if fields["nc"] != b"00000001":
@@ -137,5 +137,5 @@ class DigestMD5(Mechanism):
                         b":auth:" + ha2).hex().encode()
 
         if not hmac.compare_digest(kd(b"AUTHENTICATE:" + uri), f["response"].lower()):
-            return self.fail("password mismatch")
+            return self.fail("Password mismatch")
         return self.succeed(final=b"rspauth=" + kd(b":" + uri))

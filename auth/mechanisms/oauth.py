@@ -41,7 +41,7 @@ class _OAuth(Mechanism):
         return Challenge(self.error_json)
 
     def _after_error(self) -> Failure:
-        return self.fail("token rejected")
+        return self.fail("")  # the passdb already logged why the token was rejected
 
 
 class OAuthBearer(_OAuth):

@@ -67,7 +67,7 @@ class _Scram(Mechanism):
     def _client_first(self, message: str) -> Step:
         fields = message.split(",")
         if len(fields) < 4:
-            return self.fail("Invalid initial client message")
+            return self.fail("Invalid initial client message: Missing nonce field")
         flag = fields[0]
         if flag.startswith("p="):
             return self.fail("Channel binding not supported")
@@ -131,7 +131,7 @@ class _Scram(Mechanism):
         client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
         if not hmac.compare_digest(hashlib.new(self.hash_name, client_key).digest(),
                                    self.keys.stored_key):
-            return self.fail("password mismatch")
+            return self.fail("Password mismatch")
         server_signature = hmac.digest(self.keys.server_key, auth_message, self.hash_name)
         return self.succeed(final=b"v=" + base64.b64encode(server_signature))
 

@@ -21,7 +21,7 @@ class Anonymous(Mechanism):
     def _continue(self, data: bytes) -> Step:
         self.trace = text(data)
         self.user = self.context.anonymous_username
-        return self.succeed(fields=(("anonymous", None),))
+        return self.succeed(fields=(("anonymous", None),), log=(self.trace, "login"))
 
 
 class External(Mechanism):
@@ -81,5 +81,5 @@ class Apop(Mechanism):
     def _credentials(self, data: bytes) -> Step:
         expected = hashlib.md5(self.challenge + data, usedforsecurity=False).digest()
         if not hmac.compare_digest(expected, self.digest):
-            return self.fail("password mismatch")
+            return self.fail("")  # Dovecot logs nothing for a wrong APOP digest
         return self.succeed()

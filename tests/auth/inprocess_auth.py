@@ -54,7 +54,7 @@ class InProcessAuthServer:
             elif isinstance(event, ac.Reply):
                 out.append(event.data)
             elif isinstance(event, ac.Disconnect):
-                self.log.append(event.reason)
+                self.log.append(f"disconnect: {event.reason}")
                 out.append(b"")
         return b"".join(out)
 
@@ -64,18 +64,22 @@ class InProcessAuthServer:
             if isinstance(step, mech.Challenge):
                 return self.conn.cont(request_id, step.data)
             if isinstance(step, mech.Success):
+                if step.log is not None:
+                    self.log.append(f"{m.name.lower()}({step.log[0]}): {step.log[1]}")
                 fields: list[tuple[str, str | None]] = list(step.fields)
                 if step.final is not None:
                     fields.append(("resp", base64.b64encode(step.final).decode()))
                 del self.requests[request_id]
                 return self.conn.ok(request_id, step.user, fields)
             if isinstance(step, mech.Failure):
-                self.log.append(f"{m.name}({step.user or '?'}): {step.log}")
+                if step.log:
+                    self.log.append(f"{m.name.lower()}({step.user or '?'}): {step.log}")
                 del self.requests[request_id]
                 return self.conn.fail(request_id, user=step.user, code=step.code)
             if step.authzid is not None:
                 # No master passdbs here (nor in the oracle's config).
-                self.log.append("Master user login attempted without master passdbs")
+                self.log.append(f"{m.name.lower()}({step.user}): login user: "
+                                "Master user login attempted without master passdbs")
                 del self.requests[request_id]
                 return self.conn.fail(request_id, user=step.user)
             stored = self.users.get(step.user)

@@ -3,6 +3,7 @@ socket and against cote's mechanisms (in-process, through cote's own codec), sam
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,10 +177,31 @@ def cote_server(hashed_users: dict[str, str]) -> InProcessAuthServer:
                                nopassword=frozenset(PASSWD_EXTRA))
 
 
+_MECH_NAMES = "|".join(re.escape(m.lower()) for m in MECHANISMS.split())
+MECH_LOG = re.compile(rf"auth: Info: ((?:{_MECH_NAMES})\(.*?\): .*)$")
+
+
+def mechanism_log_lines(oracle: DovecotOracle, offset: int, *, expect: int) -> list[str]:
+    """auth_verbose lines of the mechanisms (not the passdb's) written after ``offset``:
+    waits up to 2 s for ``expect`` of them and a moment for any extra one."""
+    now = time.monotonic()
+    settle, deadline = now + 0.05, now + 2.0
+    while True:
+        with open(oracle.log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        lines = [m.group(1) for m in map(MECH_LOG.search, text.splitlines()) if m]
+        now = time.monotonic()
+        if (len(lines) >= expect and now >= settle) or now > deadline:
+            return lines
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_same_outcome_as_dovecot(name: str, auth_oracle: DovecotOracle,
                                  cote_server: InProcessAuthServer) -> None:
     case = CASES[name]
+    offset = auth_oracle.log_path.stat().st_size
     dovecot = AuthClientSocket(auth_oracle.base_dir / "auth-client")
     try:
         expected = run(dovecot, case)
@@ -188,6 +210,9 @@ def test_same_outcome_as_dovecot(name: str, auth_oracle: DovecotOracle,
     ours = run(InProcessAuthClient(cote_server), case)
     assert ours == expected
     assert expected.result in ("OK", "FAIL")
+    # The reason logged with auth_verbose is the same too ("cram-md5(user1): Password mismatch").
+    assert mechanism_log_lines(auth_oracle, offset, expect=len(cote_server.log)) == \
+        cote_server.log
 
 
 def test_handshake_advertises_the_same_mechanisms_and_flags(
