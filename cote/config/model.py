@@ -702,6 +702,9 @@ class _Builder:
         s = scope.get("syslog_facility")
         if s is not None and str(s.value) not in schema.SYSLOG_FACILITIES:
             raise self._check_err(f"Unknown syslog_facility: {s.value}")
+        url = scope.get("auth_policy_server_url")
+        if url is not None and str(url.value) and not str(self.cfg.get("auth_policy_hash_nonce")):
+            raise self._check_err("auth_policy_hash_nonce must be set when policy server is used")
         s = scope.get("pop3_uidl_format")
         if s is not None and "%" not in str(s.value):
             raise self._check_err("pop3_uidl_format setting doesn't contain any %% variables.")

@@ -138,3 +138,15 @@ def test_simple_output_matches_doveconf(tree: Path, name: str) -> None:
     cote = coteconf(cwd, "-c", name, "-S")
     assert cote.rc == dove.rc == 0
     assert _simple_set(cote) == _simple_set(dove)
+
+
+@pytest.mark.parametrize("args", [
+    ("-h", "no_such_setting"), ("-h", "service/imap-login/inet_listener/imaps/port"),
+    ("-h", "service/imap-login"), ("-h", "plugin"), ("base_dir", "service/imap/process_limit"),
+    ("-h", "namespace/inbox/mailbox/Sent\\_Messages/special_use"),
+])
+def test_single_values_like_doveconf(tree: Path, args: tuple[str, ...]) -> None:
+    cwd = tree / "configs"
+    dove = doveconf(cwd, "-c", "namespaces_special_use.conf", *args)
+    cote = coteconf(cwd, "-c", "namespaces_special_use.conf", *args)
+    assert (cote.rc, cote.out) == (dove.rc, dove.out)
