@@ -103,6 +103,13 @@ class LogSink:
         except OSError:
             pass
 
+    def open(self) -> None:
+        """Open every configured log file now (before a process drops its privileges)."""
+        for level in ("Error", "Info", "Debug"):
+            path = self.path_for(level)
+            if path and path != "syslog":
+                self._file(path)
+
     def reopen(self) -> None:
         """SIGUSR1: close files so the next line opens the (possibly moved) path anew."""
         for f in self._files.values():

@@ -1,0 +1,91 @@
+"""cote-lda against dovecot-lda: the same config file, the same arguments, the same message.
+
+Both read the oracle Dovecot's config (cote reads Dovecot configs unchanged) and ask its real
+auth-userdb socket; exit codes, stderr and the stored messages must agree.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.dovecot import DovecotOracle
+
+REPO = Path(__file__).resolve().parents[2]
+DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
+COTE_LDA = str(REPO / ".venv/bin/cote-lda")
+MESSAGE = b"Subject: lda\r\nMessage-ID: <lda1@x>\r\n\r\nbody\r\n.dot line\r\n"
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[DovecotOracle]:
+    with DovecotOracle(users={"user1": "x", "user2": "x"}) as dc:
+        imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+        imap.login("user1", "x")
+        imap.create("Folder")
+        imap.logout()
+        yield dc
+
+
+def run(program: str, dc: DovecotOracle, args: list[str], message: bytes = MESSAGE
+        ) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([program, "-c", str(dc.config_path), *args], input=message,
+                          capture_output=True, timeout=30)
+
+
+def stored(dc: DovecotOracle, user: str, folder: str = "") -> list[Path]:
+    base = dc.user_maildir(user) / folder if folder else dc.user_maildir(user)
+    files = [*(base / "new").iterdir(), *(base / "cur").iterdir()]
+    return sorted(files, key=lambda p: p.stat().st_mtime_ns)
+
+
+def count(dc: DovecotOracle, user: str, mailbox: str) -> int:
+    imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+    imap.login(user, "x")
+    _, data = imap.status(mailbox, "(MESSAGES)")
+    imap.logout()
+    return int(data[0].split(b"MESSAGES ")[1].rstrip(b")"))
+
+
+@pytest.mark.parametrize(("args", "folder", "message"), [
+    (["-d", "user1", "-f", "bob@x.example"], "", MESSAGE),
+    (["-d", "user1", "-m", "Missing"], "", MESSAGE),
+    (["-d", "user1", "-m", "Folder", "-a", "alias@x.example"], ".Folder", MESSAGE),
+    (["-d", "user2"], "", b"From bob@x.example  Sat Nov 21 10:00:00 2026\n" + MESSAGE),
+], ids=["inbox", "missing folder falls back to INBOX", "existing folder", "mbox From_ line"])
+def test_delivery_matches_dovecot_lda(dovecot: DovecotOracle, args: list[str], folder: str,
+                                      message: bytes) -> None:
+    user = args[1]
+    theirs = run(DOVECOT_LDA, dovecot, args, message)
+    ours = run(COTE_LDA, dovecot, args, message)
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr) == (0, b"")
+    their_file, our_file = stored(dovecot, user, folder)[-2:]
+    assert our_file.read_bytes() == their_file.read_bytes()
+
+
+def test_unknown_user_exits_ex_nouser(dovecot: DovecotOracle) -> None:
+    theirs = run(DOVECOT_LDA, dovecot, ["-d", "nosuch"])
+    ours = run(COTE_LDA, dovecot, ["-d", "nosuch"])
+    assert ours.returncode == theirs.returncode == 67
+    assert ours.stdout == theirs.stdout == b""
+
+
+def test_storage_failure_is_a_tempfail_with_the_reason_on_stderr(dovecot: DovecotOracle) -> None:
+    args = ["-d", "user1", "-e", "-o", "mail_location=maildir:/nonexistent/%u"]
+    before = count(dovecot, "user1", "INBOX")
+    theirs = run(DOVECOT_LDA, dovecot, args)
+    ours = run(COTE_LDA, dovecot, args)
+    assert ours.returncode == theirs.returncode == 75
+    prefix = b"Internal error occurred. Refer to server log for more information."
+    assert theirs.stderr.startswith(prefix) and ours.stderr.startswith(prefix)
+    assert count(dovecot, "user1", "INBOX") == before
+
+
+def test_dovecot_reads_what_cote_lda_delivered(dovecot: DovecotOracle) -> None:
+    before = count(dovecot, "user1", "Folder")
+    assert run(COTE_LDA, dovecot, ["-d", "user1", "-m", "Folder"]).returncode == 0
+    assert count(dovecot, "user1", "Folder") == before + 1
