@@ -36,7 +36,16 @@ from cote.auth.schemes import hmac_md5, xcrypt
 
 
 class SchemeError(ValueError):
-    """The stored password cannot be used: unknown scheme or data invalid for its scheme."""
+    """The stored password cannot be used: unknown scheme or data invalid for its scheme.
+
+    ``str(error)`` is the short reason (as ``doveadm pw -t`` prints it); ``log`` the line the
+    auth process logs as an error ("Unknown scheme FOO", "Password data is not valid for
+    scheme SHA: …", "Invalid password in passdb: …").
+    """
+
+    def __init__(self, message: str, log: str | None = None) -> None:
+        super().__init__(message)
+        self.log = log or message
 
 
 class CredentialsUnavailable(SchemeError):
@@ -515,8 +524,15 @@ def _encode(raw: bytes, encoding: Encoding) -> str:
 def decode_stored(stored: str, *, default_scheme: str = "CRYPT") -> tuple[Scheme, bytes]:
     """The scheme of a stored password and its raw (decoded) bytes."""
     name, data = split_stored(stored, default_scheme)
-    scheme, explicit = lookup(name)
-    return scheme, _decode(data, scheme, explicit)
+    try:
+        scheme, explicit = lookup(name)
+    except SchemeError as e:
+        raise SchemeError(str(e), f"Unknown scheme {name.upper()}") from None
+    try:
+        return scheme, _decode(data, scheme, explicit)
+    except SchemeError as e:
+        raise SchemeError(str(e), f"Password data is not valid for scheme "
+                                  f"{scheme.name}: {e}") from None
 
 
 # -- public operations ----------------------------------------------------------------------
@@ -529,9 +545,12 @@ def verify(stored: str, password: bytes, *, user: str = "",
     Blocks for the scheme's cost: see ``is_expensive``.
     """
     scheme, raw = decode_stored(stored, default_scheme=default_scheme)
-    if scheme.verify is not None:
-        return scheme.verify(password, raw, user)
-    return hmac.compare_digest(scheme.generate(password, user), raw)
+    try:
+        if scheme.verify is not None:
+            return scheme.verify(password, raw, user)
+        return hmac.compare_digest(scheme.generate(password, user), raw)
+    except SchemeError as e:
+        raise SchemeError(str(e), f"Invalid password in passdb: {e}") from None
 
 
 def generate(scheme_name: str, password: bytes, *, user: str = "",

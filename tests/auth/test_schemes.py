@@ -155,6 +155,19 @@ def test_plain_trunc_allows_longer_passwords_with_matching_prefix() -> None:
     assert schemes.verify("{PLAIN-TRUNC}4-abc", b"abc")
 
 
+def test_scheme_errors_carry_the_auth_log_wording() -> None:
+    cases = {
+        "{FOO}abc": "Unknown scheme FOO",
+        "{SHA}abc": "Password data is not valid for scheme SHA: "
+                    "Input isn't valid base64 encoded data",
+        "{SSHA}YWJj": "Invalid password in passdb: SSHA password is too short",
+    }
+    for stored, log in cases.items():
+        with pytest.raises(schemes.SchemeError) as exc:
+            schemes.verify(stored, b"x")
+        assert exc.value.log == log
+
+
 def test_default_scheme_applies_without_prefix() -> None:
     assert schemes.verify("secret", b"secret", default_scheme="PLAIN")
     with pytest.raises(schemes.SchemeError):  # "secret" is no SHA digest
