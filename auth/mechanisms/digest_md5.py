@@ -66,10 +66,6 @@ def _md5(data: bytes) -> bytes:
     return hashlib.md5(data, usedforsecurity=False).digest()
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 class DigestMD5(Mechanism):
     name = "DIGEST-MD5"
     flags = MechFlag.DICTIONARY | MechFlag.ACTIVE | MechFlag.MUTUAL_AUTH
@@ -79,8 +75,9 @@ class DigestMD5(Mechanism):
 
     def _initial(self, data: bytes | None) -> Step:
         self.nonce = self.new_nonce()
+        # One realm= per auth_realms entry, written as configured (Dovecot adds no escaping).
         realms = self.context.realms or ("",)
-        parts = [f'realm="{_quote(r)}"' for r in realms]
+        parts = [f'realm="{r}"' for r in realms]
         parts += [f'nonce="{self.nonce}"', 'qop="auth"', 'charset="utf-8"',
                   'algorithm="md5-sess"']
         return Challenge(",".join(parts).encode())

@@ -100,6 +100,15 @@ def test_rfc2831_digest_md5_example() -> None:
         "chris@elwood.innosoft.com", final=b"rspauth=ea40f60335c427b5527b84dbabcdfffd")
 
 
+def test_digest_md5_challenge_lists_every_realm_like_dovecot() -> None:
+    m = DigestMD5(ctx(realms=("example.org", '"other.org"')))
+    m.new_nonce = lambda: "Ern9ubQFqgW0Ava9fVboUA=="  # type: ignore[method-assign]
+    # Dovecot 2.3 with: auth_realms = example.org "other.org"
+    assert m.start(b"") == mech.Challenge(
+        b'realm="example.org",realm=""other.org"",nonce="Ern9ubQFqgW0Ava9fVboUA==",qop="auth",'
+        b'charset="utf-8",algorithm="md5-sess"')
+
+
 def test_digest_md5_sends_rspauth_as_challenge_without_final_resp_ok() -> None:
     m = DigestMD5(ctx(realms=("elwood.innosoft.com",)))
     m.new_nonce = lambda: "OA6MG9tEQGm2hh"  # type: ignore[method-assign]
