@@ -29,10 +29,12 @@ def _token_of(box: MaildirMailbox, uid: int) -> str | None:
 
 
 def run_writer(root: Path, log_path: Path, seed: int, *, seconds: float | None = None,
-               rewrite_every_expunge: bool = False, expunge_share: float = 0.25) -> None:
+               rewrite_every_expunge: bool = False, expunge_share: float = 0.25,
+               keywords: int = 40) -> None:
     """The body of a forked child: appends, flag changes and expunges until killed (or for
     ``seconds``). Logs ``A <token> <uid>`` after a completed append and ``X <token>`` before
-    it tries to expunge a message. Never returns: the child exits with os._exit."""
+    it tries to expunge a message. Uses ``keywords`` distinct keywords (more than 26 cannot
+    all have a filename letter). Never returns: the child exits with os._exit."""
     code = 0
     try:
         rnd = random.Random(seed)
@@ -51,7 +53,7 @@ def run_writer(root: Path, log_path: Path, seed: int, *, seconds: float | None =
                     for _ in range(rnd.randint(1, 3)):
                         token = f"tok-{seed}-{n}"
                         n += 1
-                        flags = rnd.choice([[], ["\\Seen"], ["\\Flagged", f"kw{rnd.randint(0, 30)}"]])
+                        flags = rnd.choice([[], ["\\Seen"], ["\\Flagged", f"kw{rnd.randrange(keywords)}"]])
                         tx.add(f"Subject: {token}\n\nbody {token}\n".encode(), flags)
                         tokens.append(token)
                     uids = tx.commit()
@@ -62,7 +64,7 @@ def run_writer(root: Path, log_path: Path, seed: int, *, seconds: float | None =
                 if len(box):
                     picks = rnd.sample(list(box.uids), min(len(box), rnd.randint(1, 4)))
                     box.store(picks, rnd.choice("+-="),
-                              rnd.choice([["\\Seen"], ["\\Answered", "later"], [f"kw{n % 40}"]]))
+                              rnd.choice([["\\Seen"], ["\\Answered", "later"], [f"kw{n % keywords}"]]))
             else:
                 box.sync()
                 mine = [u for u in box.uids if (_token_of(box, u) or "").startswith(f"tok-{seed}-")]
@@ -81,9 +83,15 @@ def run_writer(root: Path, log_path: Path, seed: int, *, seconds: float | None =
     os._exit(code)
 
 
-def fork_writer(root: Path, log_path: Path, seed: int, **kw: object) -> int:
+def fork_writer(root: Path, log_path: Path, seed: int, *, user: tuple[int, int] | None = None,
+                **kw: object) -> int:
+    """Fork a writer (as ``(uid, gid)`` when given: the user Dovecot runs as)."""
     pid = os.fork()
     if pid == 0:
+        if user is not None:
+            os.setgid(user[1])
+            os.setuid(user[0])
+            os.umask(0o077)
         run_writer(root, log_path, seed, **kw)  # type: ignore[arg-type]
     return pid
 
