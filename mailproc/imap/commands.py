@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from cote import mutf7
+from cote import imapwire, mutf7
 
-from .tokens import Arg, Atom, Literal, LiteralMarker, Quoted, SyntaxErr, is_nil, tokenize
+from .tokens import Arg, Atom, Literal, LiteralMarker, Quoted, SyntaxErr, is_nil
 from .values import (
     FETCH_MACROS,
     STAR,
@@ -342,19 +342,20 @@ _SIMPLE_FETCH = {"FLAGS", "UID", "ENVELOPE", "INTERNALDATE", "RFC822", "RFC822.H
                  "RFC822.SIZE", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "MODSEQ",
                  "SAVEDATE", "EMAILID", "THREADID", "X-GUID", "X-MAILBOX", "X-REAL-UID",
                  "X-SAVEDATE"}
-_BODY_ITEM = re.compile(
-    rb"(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<([^>]*)>)?\Z",
-    re.IGNORECASE)
 _SECTION_TEXT = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"}
+_BODY_KINDS = ("BODY.PEEK", "BODY", "BINARY.PEEK", "BINARY.SIZE", "BINARY")
+_DIGITS = re.compile(rb"[0-9]*")
 
 
-def parse_section(spec: bytes, *, binary: bool) -> Section:
-    """``1.2.HEADER.FIELDS (A B)`` -> Section; raises with Dovecot's texts."""
-    bad = SyntaxErr("Invalid BINARY[..] section" if binary else "Invalid BODY[..] section")
-    text_part, _, rest = spec.partition(b" ")
+def parse_section(spec: bytes, *, binary: bool, fields: Sequence[Arg] | None = None
+                  ) -> Section:
+    """The part inside ``[...]`` (``1.2.HEADER.FIELDS``) plus the header-name list Dovecot's
+    tokenizer gave separately; raises with Dovecot's texts."""
+    kind = "BINARY" if binary else "BODY"
+    bad = SyntaxErr(f"Invalid {kind}[..] section")
     part: list[int] = []
     text: str | None = None
-    items = text_part.split(b".") if text_part else []
+    items = spec.split(b".") if spec else []
     i = 0
     while i < len(items) and items[i].isdigit():
         n = int(items[i])
@@ -366,33 +367,73 @@ def parse_section(spec: bytes, *, binary: bool) -> Section:
         text = b".".join(items[i:]).decode("ascii", "replace").upper()
         if text not in _SECTION_TEXT or (text == "MIME" and not part):
             raise bad
-    fields: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    echo = ""
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        if not rest.startswith(b"(") or not rest.endswith(b")"):
+        if not fields:
             raise bad
-        try:
-            toks, _ = tokenize(rest[1:-1])
-        except SyntaxErr:
-            raise bad from None
-        names = []
-        for t in toks:
-            v = astring(t)
-            if v is None or not v:
-                raise bad
-            names.append(v.decode("latin-1").upper())
-        if not names:
-            raise bad
-        fields = tuple(names)
-    elif rest:
+        upper: list[str] = []
+        wire: list[str] = []
+        for f in fields:
+            if type(f) is Atom and not is_nil(f):
+                name = f.decode("latin-1").upper()
+                wire.append(name)
+            elif isinstance(f, (Atom, Quoted, Literal)):
+                name = f.decode("latin-1").upper()
+                wire.append(imapwire.quoted(name.encode("latin-1")).decode("latin-1"))
+            else:
+                raise SyntaxErr(f"Invalid {kind}[..] parameter: Header list contains "
+                                "non-strings")
+            upper.append(name)
+        names = tuple(upper)
+        echo = " ".join(wire)
+    elif fields is not None:
         raise bad
-    return Section(tuple(part), text, fields)
+    return Section(tuple(part), text, names, echo)
+
+
+def _partial(tail: bytes, kind: str) -> tuple[int, int | None] | None:
+    """``<start[.length]>`` after ``]``, read left to right as Dovecot does."""
+    if not tail:
+        return None
+    if not tail.startswith(b"<"):
+        raise SyntaxErr(f"Invalid {kind}[..] parameter: Unexpected data after ']'")
+    m = _DIGITS.match(tail, 1)
+    assert m is not None
+    if not m.group() or int(m.group()) > MAX_UINT63:
+        raise SyntaxErr(f"Invalid {kind}[..] parameter: Too big partial start")
+    start = int(m.group())
+    pos = m.end()
+    length: int | None = None
+    if tail[pos:pos + 1] == b".":
+        m = _DIGITS.match(tail, pos + 1)
+        assert m is not None
+        if not m.group() or int(m.group()) > MAX_UINT63:
+            raise SyntaxErr(f"Invalid {kind}[..] parameter: Too big partial end")
+        length = int(m.group())
+        pos = m.end()
+    if tail[pos:pos + 1] != b">":
+        raise SyntaxErr(f"Invalid {kind}[..] parameter: Missing '>' in partial")
+    if pos + 1 < len(tail):
+        raise SyntaxErr(f"Invalid {kind}[..] parameter: Unexpected data after ']'")
+    return (start, length)
 
 
 def parse_fetch_att(arg: Arg) -> FetchAtt:
-    """One FETCH item; clients repeat the same few, so the answer is cached by its bytes."""
+    """One FETCH item that is a single token; cached, as clients repeat the same few."""
     if type(arg) is not Atom:
-        raise SyntaxErr("Invalid arguments")
+        raise SyntaxErr("Invalid arguments" if not isinstance(arg, bytes)
+                        else "Unknown parameter: " + arg.decode("latin-1").upper())
     return _fetch_att(bytes(arg))
+
+
+def _body_kind(name: str) -> tuple[str, bool] | None:
+    """(base name, peek) of ``BODY.PEEK[…``-style items."""
+    head = name.split("[", 1)[0]
+    if head not in _BODY_KINDS:
+        return None
+    peek = head.endswith(".PEEK")
+    return (head[:-5] if peek else head), peek
 
 
 @functools.lru_cache(maxsize=256)
@@ -400,63 +441,89 @@ def _fetch_att(arg: bytes) -> FetchAtt:
     name = arg.decode("latin-1").upper()
     if name in _SIMPLE_FETCH:
         return FetchAtt(name)
-    m = _BODY_ITEM.match(arg)
-    if m is None:
-        if "[" in name:
-            kind = name.split("[", 1)[0]
-            if kind in ("BODY", "BODY.PEEK"):
-                raise SyntaxErr("Invalid BODY[..] section")
-            if kind.startswith("BINARY"):
-                raise SyntaxErr("Invalid BINARY[..] section")
+    kind = _body_kind(name) if "[" in name else None
+    if kind is None:
         raise SyntaxErr(f"Unknown parameter: {name}")
-    kind = m.group(1).decode().upper()
-    peek = kind.endswith(".PEEK")
-    base = kind[:-5] if peek else kind
-    section = parse_section(m.group(2), binary=base.startswith("BINARY"))
-    partial: tuple[int, int | None] | None = None
-    if m.group(3) is not None:
-        p = m.group(3)
-        start_s, dot, len_s = p.partition(b".")
-        if not start_s.isdigit() or int(start_s) > MAX_UINT32:
-            raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial start")
-        if dot:
-            if not len_s.isdigit() or int(len_s) > MAX_UINT32:
-                raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial end")
-            partial = (int(start_s), int(len_s))
-        else:
-            partial = (int(start_s), None)
-        if base == "BINARY.SIZE":
-            raise SyntaxErr(f"Invalid {base}[..] parameter: Too big partial start")
+    base, peek = kind
+    label = "BINARY" if base.startswith("BINARY") else "BODY"
+    inner = arg[arg.index(b"[") + 1:]
+    spec, close, tail = inner.partition(b"]")
+    section = parse_section(spec, binary=label == "BINARY")
+    if not close:
+        raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
+    partial = _partial(tail, label)
+    if base == "BINARY.SIZE":
+        partial = None
     return FetchAtt(base, section, partial, peek)
 
 
+def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
+    """The FETCH item at ``items[i]``. As in Dovecot, a ``BODY[…`` item followed by a list
+    takes that list as its header names and the next token (``]…``) as the rest of it:
+    Dovecot's tokenizer leaves ``BODY[HEADER.FIELDS (A B)]<0.5>`` as three tokens."""
+    arg = items[i]
+    if type(arg) is Atom and b"[" in arg:
+        name = arg.decode("latin-1").upper()
+        kind = _body_kind(name)
+        if kind is not None:
+            base, peek = kind
+            label = "BINARY" if base.startswith("BINARY") else "BODY"
+            binary = label == "BINARY"
+            spec = bytes(arg[arg.index(b"[") + 1:])
+            fields = items[i + 1] if i + 1 < len(items) else None
+            if isinstance(fields, list):
+                tail = items[i + 2] if i + 2 < len(items) else None
+                if type(tail) is not Atom or not tail.startswith(b"]"):
+                    raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
+                if not (name.endswith(".FIELDS") or name.endswith(".FIELDS.NOT")):
+                    raise SyntaxErr(f"Invalid {label}[..] section")
+                section = parse_section(spec, binary=binary, fields=fields)
+                partial = None if base == "BINARY.SIZE" else _partial(bytes(tail[1:]), label)
+                return FetchAtt(base, section, partial, peek), i + 3
+            if b"]" not in arg:
+                if not (name.endswith(".FIELDS") or name.endswith(".FIELDS.NOT")):
+                    parse_section(spec, binary=binary)
+                raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
+    return parse_fetch_att(arg), i + 1
+
+
 def _parse_fetch(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Fetch:
-    if len(args) < 2:
+    # the shape first, as Dovecot: set, item or list, then nothing or a modifier list
+    if len(args) < 2 or type(args[0]) is not Atom or \
+            not (isinstance(args[1], list) or (type(args[1]) is Atom and not is_nil(args[1]))) \
+            or (len(args) > 2 and not isinstance(args[2], list)):
         raise SyntaxErr("Invalid arguments")
     seqset = parse_seqset(args[0])
     if seqset is None:
         raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")
     spec = args[1]
     atts: list[FetchAtt] = []
+    rest_at = 2
     if isinstance(spec, list):
         if not spec:
             raise SyntaxErr("FETCH list is empty")
-        for item in spec:
-            atts.append(parse_fetch_att(item))
+        j = 0
+        while j < len(spec):
+            if type(spec[j]) is not Atom:
+                raise SyntaxErr("FETCH list contains non-atoms")
+            att, j = _fetch_item(spec, j)
+            atts.append(att)
     else:
         macro = _atom_upper(spec)
         if macro in FETCH_MACROS:
             atts = [FetchAtt(n) for n in FETCH_MACROS[macro]]
         else:
-            atts = [parse_fetch_att(spec)]
+            att, rest_at = _fetch_item(args, 1)
+            atts = [att]
     changedsince = None
     vanished = False
-    if len(args) > 2:
-        mods = args[2]
-        if not isinstance(mods, list):
-            raise SyntaxErr("Invalid arguments")
+    if rest_at < len(args) and isinstance(args[rest_at], list):
+        mods = args[rest_at]
+        assert isinstance(mods, list)
         i = 0
         while i < len(mods):
+            if type(mods[i]) is not Atom:
+                raise SyntaxErr("FETCH modifiers contain non-atoms")
             mod = _atom_upper(mods[i])
             if mod == "CHANGEDSINCE":
                 changedsince = number(mods[i + 1] if i + 1 < len(mods) else None, MAX_UINT63)
@@ -560,22 +627,23 @@ class _SearchParser:
                 sub = SearchKey("AND", children=(sub,))
             return sub, i + 1
         if type(arg) is not Atom:
-            raise SyntaxErr("Unknown argument " + bytes(arg).decode("latin-1")
+            raise SyntaxErr("Unexpected string as search key: " + bytes(arg).decode("latin-1")
                             if isinstance(arg, bytes) else "Invalid arguments")
         name = arg.decode("latin-1").upper()
         i += 1
 
-        def param() -> Arg:
-            if i >= len(args):
+        def param(at: int | None = None) -> Arg:
+            at = i if at is None else at
+            if at >= len(args):
                 raise SyntaxErr(f"Missing parameter for search key (for search key: {name})")
-            return args[i]
+            if isinstance(args[at], list):
+                raise SyntaxErr(f"Unexpected ( (for search key: {name})")
+            return args[at]
 
         if name in _FLAG_KEYS:
             return SearchKey(name), i
         if name in _STRING_KEYS:
-            if i >= len(args):
-                raise SyntaxErr(f"Missing parameter for search key (for search key: {name})")
-            v = astring(args[i])
+            v = astring(param())
             if v is None:
                 raise SyntaxErr("Invalid arguments")
             return SearchKey(name, self.text(v)), i + 1
@@ -591,7 +659,7 @@ class _SearchParser:
             return SearchKey(name, n), i + 1
         if name in _INTERVAL_KEYS:
             n = number(param())
-            if n is None:
+            if not n:
                 raise SyntaxErr("Invalid search interval parameter")
             return SearchKey(name, n), i + 1
         if name in ("KEYWORD", "UNKEYWORD"):
@@ -600,17 +668,16 @@ class _SearchParser:
                 raise SyntaxErr("Invalid arguments")
             return SearchKey(name, v.decode("latin-1")), i + 1
         if name == "HEADER":
-            if i + 1 >= len(args):
-                raise SyntaxErr("Missing parameter for search key (for search key: HEADER)")
-            h = astring(args[i])
-            v = astring(args[i + 1])
+            h = astring(param())
+            v = astring(param(i + 1))
             if h is None or v is None:
                 raise SyntaxErr("Invalid arguments")
             return SearchKey(name, (h.decode("latin-1"), self.text(v))), i + 2
         if name == "UID":
-            s = parse_seqset(param())
+            raw = astring(param())
+            s = SeqSet() if raw == b"" else (None if raw is None else seqset_from_bytes(raw))
             if s is None:
-                raise SyntaxErr("Invalid uidset")
+                raise SyntaxErr("Invalid UID messageset")
             return SearchKey("UID", s), i + 1
         if name == "NOT":
             child, j = self.key(args, i) if i < len(args) else self._missing()
@@ -622,11 +689,11 @@ class _SearchParser:
         if name == "MODSEQ":
             entry = None
             p = param()
-            if isinstance(p, (Quoted, Literal)):
-                ename = astring(p)
-                etype = _atom_upper(args[i + 1]) if i + 1 < len(args) else None
-                if ename is None or etype not in ("PRIV", "SHARED", "ALL"):
-                    raise SyntaxErr("Invalid MODSEQ entry")
+            if isinstance(p, (Quoted, Literal)) and p[:7].lower() == b"/flags/":
+                ename = bytes(p)
+                etype = _atom_upper(param(i + 1))
+                if etype not in ("PRIV", "SHARED", "ALL"):
+                    raise SyntaxErr("Invalid MODSEQ type")
                 entry = ModSeqEntry(ename.decode("latin-1"), etype.lower())
                 i += 2
                 p = param()
@@ -667,6 +734,8 @@ def _search_returns(args: Sequence[Arg], i: int) -> tuple[tuple[str, ...] | None
         opts: list[str] = []
         for o in args[i + 1]:  # type: ignore[union-attr]
             name = _atom_upper(o)
+            if name is None:
+                raise SyntaxErr("SEARCH return options contain non-atoms")
             if name not in _SEARCH_RETURNS or name == "PARTIAL":
                 raise SyntaxErr("Unknown SEARCH return option")
             if name not in opts:
@@ -711,14 +780,15 @@ def _parse_sort(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE)
     crit: list[tuple[bool, str]] = []
     reverse = False
     for item in args[i]:  # type: ignore[union-attr]
-        name = _atom_upper(item)
-        if name is None:
-            raise SyntaxErr("Invalid sort argument")
+        raw = astring(item)
+        if raw is None:
+            raise SyntaxErr("Invalid sort list argument")
+        name = raw.decode("latin-1").upper()
         if name == "REVERSE":
             reverse = True
             continue
         if name not in _SORT_KEYS:
-            raise SyntaxErr(f"Unknown sort argument: {name}")
+            raise SyntaxErr("Unknown sort argument: " + raw.decode("latin-1"))
         crit.append((reverse, name))
         reverse = False
     if reverse:
@@ -730,9 +800,9 @@ def _parse_sort(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE)
 
 
 def _parse_thread(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Thread:
-    alg = _atom_upper(args[0]) if args else None
-    if alg is None:
+    if len(args) < 2 or astring(args[0]) is None or astring(args[1]) is None:
         raise SyntaxErr("Invalid arguments")
+    alg = astring(args[0]).decode("latin-1").upper()  # type: ignore[union-attr]
     if alg not in ("REFERENCES", "REFS", "ORDEREDSUBJECT"):
         raise SyntaxErr("Unknown thread algorithm")
     charset, key = _search_program(args, 1, charset_required=True)
@@ -832,7 +902,7 @@ def _status_items(arg: object) -> tuple[str, ...]:
         name = _atom_upper(a)
         if name is None or name not in STATUS_ITEMS:
             raise SyntaxErr("Invalid status item " + (name or "")
-                            if name is not None else "Status list contains non-atoms.")
+                            if name is not None else "Status list contains non-atoms")
         items.append(name)
     return tuple(items)
 
@@ -858,12 +928,14 @@ def _parse_list(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = frozen
                 raise SyntaxErr("Unknown select options")
             selection.add(name)
         i = 1
+        if "RECURSIVEMATCH" in selection and len(selection) == 1:
+            raise SyntaxErr("RECURSIVEMATCH must not be the only selection")
     ref = astring(args[i]) if i < len(args) else None
     if ref is None:
         raise SyntaxErr("Invalid reference")
     i += 1
     patterns: list[str] = []
-    if i < len(args) and isinstance(args[i], list) and not lsub:
+    if i < len(args) and isinstance(args[i], list):
         extended = True
         for p in args[i]:  # type: ignore[union-attr]
             v = astring(p)
@@ -878,11 +950,8 @@ def _parse_list(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = frozen
     i += 1
     returns: set[str] = set()
     status_items: tuple[str, ...] = ()
-    if not lsub and i < len(args):
-        if _atom_upper(args[i]) != "RETURN" or i + 1 >= len(args) or \
-                not isinstance(args[i + 1], list):
-            raise SyntaxErr("Unknown return options" if _atom_upper(args[i]) == "RETURN"
-                            else "Extra arguments")
+    if not lsub and i + 1 < len(args) and _atom_upper(args[i]) == "RETURN" and \
+            isinstance(args[i + 1], list):
         extended = True
         opts = args[i + 1]
         j = 0
@@ -897,8 +966,9 @@ def _parse_list(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = frozen
                 j += 1
             returns.add(name)
             j += 1
-    if "RECURSIVEMATCH" in selection and len(selection) == 1:
-        raise SyntaxErr("RECURSIVEMATCH must not be the only selection")
+        i += 2
+    if i < len(args):
+        raise SyntaxErr("Extra arguments")
     return List(_decode_pattern(ref), tuple(patterns), frozenset(selection),
                 frozenset(returns), status_items, extended, lsub)
 
@@ -1015,6 +1085,12 @@ COMMANDS: dict[str, Parser] = {
     "SORT": _parse_sort, "THREAD": _parse_thread, "COMPRESS": _parse_compress,
 }
 COMMANDS.pop("DONE")
+ARG_LIMITS = {"COPY": 2, "MOVE": 2, "RENAME": 2, "DELETE": 1, "CREATE": 1, "SUBSCRIBE": 1,
+              "UNSUBSCRIBE": 1, "STATUS": 2, "UID EXPUNGE": 1}
+"""Commands of which Dovecot reads only so many arguments (``COPY 1 INBOX )`` is fine)."""
+NO_ARG_COMMANDS = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
+                             "UNSELECT", "NAMESPACE", "IDLE", "EXPUNGE"})
+"""Commands whose arguments Dovecot never reads (``NOOP (`` is fine); UID EXPUNGE is not."""
 LOGIN_COMMANDS = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "LOGIN",
                             "AUTHENTICATE", "ID", "ENABLE"})
 """What Dovecot's imap-login knows before authentication."""

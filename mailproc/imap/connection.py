@@ -18,7 +18,9 @@ import re
 from . import events as ev
 from .commands import (
     APPEND,
+    ARG_LIMITS,
     COMMANDS,
+    NO_ARG_COMMANDS,
     UID_COMMANDS,
     Append,
     make_mailbox,
@@ -46,7 +48,7 @@ LITERAL_MINUS_MAX = 4096
 CHUNK_SIZE = 256 * 1024
 
 _TAG = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
-_NAME = re.compile(rb"[A-Za-z0-9._-]+")
+_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')  # ATOM-CHARs
 _LITERAL_END = re.compile(rb"(~?)\{([0-9]+)([+-]?)\}\r?\n\Z")
 _QUOTED_BODY = re.compile(rb'(?:[^"\\\r\n]|\\[^\r\n])*"')
 
@@ -273,7 +275,7 @@ class Connection:
         return bad
 
     def _parse_head(self, line: bytes, final: bool) -> ev.Bad | None:
-        """Read ``tag SP name [SP]``; sets ``_tag``/``_name``/``_args_at``."""
+        """Read ``tag SP name [SP]``; sets ``_tag``/``_name``/``_uid``/``_args_at``."""
         m = _TAG.match(line)
         if m is None or m.end() >= len(line) or line[m.end()] != 0x20:
             if m is not None and (m.end() < len(line) and line[m.end()] in (0x0D, 0x0A)):
@@ -283,35 +285,35 @@ class Connection:
                 return None
             return ev.Bad("*", "Error in IMAP tag: Invalid tag")
         self._tag = m.group().decode("latin-1")
-        pos = m.end() + 1
-        n = _NAME.match(line, pos)
-        if n is None:
-            return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
-        name = n.group().decode("ascii").upper()
-        pos = n.end()
+        invalid = ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+        name, pos = self._read_name(line, m.end() + 1)
+        if name is None:
+            return invalid
         if name == "UID":
             if pos >= len(line) or line[pos] != 0x20:
-                return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
-            n = _NAME.match(line, pos + 1)
-            if n is None:
-                return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
-            sub = n.group().decode("ascii").upper()
-            pos = n.end()
+                return invalid
+            sub, pos = self._read_name(line, pos + 1)
+            if sub is None:
+                return invalid
             self._uid = True
             if sub not in UID_COMMANDS or sub not in self.commands:
                 return ev.Bad(self._tag, f"Error in IMAP command UID {sub}: Unknown command",
                               f"UID {sub}")
             self._name = sub
         else:
-            self._name = name
             if name not in self.commands:
-                self._name = ""
                 return ev.Bad(self._tag, f"Error in IMAP command {name}: Unknown command", name)
-        if pos < len(line) and line[pos] not in (0x20, 0x0D, 0x0A):
-            self._name = ""
-            return ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
+            self._name = name
         self._args_at = pos
         return None
+
+    @staticmethod
+    def _read_name(line: bytes, pos: int) -> tuple[str | None, int]:
+        """A command name (ATOM-CHARs, upper-cased) that must end at SP or the line end."""
+        n = _NAME.match(line, pos)
+        if n is None or (n.end() < len(line) and line[n.end()] not in (0x20, 0x0D, 0x0A)):
+            return None, pos
+        return n.group().decode("latin-1").upper(), n.end()
 
     def _bad_and_skip_rest(self, bad: ev.Bad, lf: int) -> ev.Bad:
         """Report ``bad`` and drop the command up to and including the line end at ``lf``."""
@@ -339,6 +341,12 @@ class Connection:
                 head_bad = self._parse_head(bytes(buf[:lf + 1]), final=True)
                 if head_bad is not None:
                     return self._bad_and_skip_rest(head_bad, lf)
+                if self._name in NO_ARG_COMMANDS and not self._uid:
+                    # Dovecot never reads these commands' arguments: the rest of the line
+                    # is dropped unparsed, a literal announced there included
+                    tag, name = self._tag, self._name
+                    self._reset_command(lf + 1)
+                    return ev.Command(tag, name, parse_command(name, []), False)
             fragment = bytes(buf[self._frag:lf + 1])
             lit = literal_at_end(fragment) if b"}" in fragment else None
             if lit is None:
@@ -373,7 +381,8 @@ class Connection:
     def _finish_command(self, raw: bytes, lf: int) -> ev.Event:
         tag, name, uid = self._tag, self._name, self._uid
         try:
-            tokens, _ = tokenize(raw, self._args_at)
+            limit = ARG_LIMITS.get("UID " + name if uid else name, 0)
+            tokens, _ = tokenize(raw, self._args_at, max_args=limit)
             if name == APPEND:
                 self._append_without_message(tokens)
             args = parse_command(name, tokens, uid, self.enabled)

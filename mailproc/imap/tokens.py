@@ -66,49 +66,19 @@ Arg = Atom | Quoted | Literal | list["Arg"] | LiteralMarker
 Args = list[Arg]
 
 # Octets that end an atom; "(" inside one is an error, as in Dovecot.
-_ATOM_RUN = re.compile(rb'[^ ()\r\n"{\x00-\x1f\x7f\x80-\xff\[]*')
+_ATOM_RUN = re.compile(rb'[^ ()\r\n"{\x00-\x1f\x7f\x80-\xff]*')
 _QUOTED_RUN = re.compile(rb'[^"\\\r\n\x00]*')
-_BRACKET_RUN = re.compile(rb'[^\]\["\r\n]+')
 _LITERAL_HEAD = re.compile(rb"~?\{([0-9]*)([+-]?)\}")
 
 
-def _skip_bracket(data: bytes, pos: int, end: int) -> int:
-    """Inside ``[...]`` of a FETCH item: spaces, lists and quoted names are part of the atom."""
-    depth = 0
-    while pos < end:
-        m = _BRACKET_RUN.match(data, pos, end)
-        if m is not None:
-            pos = m.end()
-            if pos >= end:
-                break
-        c = data[pos]
-        if c == 0x5D:  # ]
-            if depth == 0:
-                return pos + 1
-            depth -= 1  # pragma: no cover - nested brackets are not IMAP syntax
-        elif c == 0x5B:
-            depth += 1
-        elif c in (0x0D, 0x0A):
-            return pos
-        elif c == 0x22:  # a quoted header name inside the brackets
-            m = _QUOTED_RUN.match(data, pos + 1)
-            pos = m.end() if m else pos + 1
-            while pos < end and data[pos] == 0x5C:
-                m = _QUOTED_RUN.match(data, pos + 2)
-                pos = m.end() if m else pos + 2
-            if pos >= end or data[pos] != 0x22:
-                raise TokenError("Missing '\"'")
-        pos += 1
-    return pos
-
-
 def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
-             stream_last_literal: bool = False) -> tuple[Args, int]:
+             stream_last_literal: bool = False, max_args: int = 0) -> tuple[Args, int]:
     """Tokens of ``data[pos:end]`` (a command's arguments, literal data inline).
 
     Returns the top-level list and the position where reading stopped (``end`` or the
     position after a trailing literal marker when ``stream_last_literal`` is set and the
-    input ends with a literal whose data is not included).
+    input ends with a literal whose data is not included). With ``max_args`` reading stops
+    after that many top-level arguments, as Dovecot does for commands with fixed arity.
     """
     if end is None:
         end = len(data)
@@ -116,6 +86,8 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
     stack: list[Args] = [root]
     cur = root
     while pos < end:
+        if max_args and len(root) >= max_args and len(stack) == 1:
+            return root, pos  # like Dovecot, what follows is never read
         c = data[pos]
         if c == 0x20:
             pos += 1
@@ -197,14 +169,9 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
             break
         # an atom
         start = pos
-        while True:
-            m = _ATOM_RUN.match(data, pos, end)
-            assert m is not None
-            pos = m.end()
-            if pos < end and data[pos] == 0x5B:  # [ ... ] inside the atom
-                pos = _skip_bracket(data, pos + 1, end)
-                continue
-            break
+        m = _ATOM_RUN.match(data, pos, end)
+        assert m is not None
+        pos = m.end()
         if pos < end:
             ch = data[pos]
             if ch in {40, 34, 123} or (ch < 32 and ch not in (13, 10)) or ch == 127:
@@ -213,6 +180,8 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
                 raise TokenError("8bit data in atom")
             if ch == 0x0D and (pos + 1 >= end or data[pos + 1] != 0x0A):
                 raise TokenError("CR sent without LF")
+            if ch == 0x29 and len(stack) == 1:  # the ")" ending an atom is read with it
+                raise TokenError("Unexpected ')'")
         cur.append(Atom(data[start:pos]))
     if len(stack) > 1:
         raise TokenError("Missing ')'")

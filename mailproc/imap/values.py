@@ -120,12 +120,15 @@ class Section:
     """``[1.2.HEADER.FIELDS (A B)]``: a MIME part path plus an optional text specifier.
 
     ``text`` is one of ``None`` (whole part), ``HEADER``, ``HEADER.FIELDS``,
-    ``HEADER.FIELDS.NOT``, ``TEXT``, ``MIME``; ``fields`` holds the header names as written.
+    ``HEADER.FIELDS.NOT``, ``TEXT``, ``MIME``; ``fields`` holds the header names in upper
+    case.
     """
 
     part: tuple[int, ...] = ()
     text: str | None = None
     fields: tuple[str, ...] = ()
+    fields_echo: str = ""
+    """The header list as the response repeats it (Dovecot keeps quoted names quoted)."""
 
     def __str__(self) -> str:
         items = [str(p) for p in self.part]
@@ -133,7 +136,7 @@ class Section:
             items.append(self.text)
         spec = ".".join(items)
         if self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-            spec += " (" + " ".join(self.fields) + ")"
+            spec += " (" + (self.fields_echo or " ".join(self.fields)) + ")"
         return spec
 
 

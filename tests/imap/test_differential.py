@@ -15,6 +15,9 @@ _FAILS = ("BAD", "TAGBAD", "BYE")
 
 def _compare(session: OracleSession, case: bytes, enabled: frozenset[str]) -> None:
     theirs = dovecot_reply(session.raw, b"t", case)
+    if theirs == ("BAD", b"No mailbox selected"):  # an earlier failed SELECT closed INBOX
+        session.raw.exchange(b"s SELECT INBOX\r\n")
+        theirs = dovecot_reply(session.raw, b"t", case)
     if theirs[0] in ("BYE", "NONE"):
         session.reconnect()
     ours = cote_reply(case, enabled)

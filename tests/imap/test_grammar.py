@@ -119,14 +119,15 @@ def test_fetch_sections_partials_and_peek() -> None:
     assert f.seqset == S(((2, 2), (4, 0)))
     assert f.atts == (
         FetchAtt("UID"),
-        FetchAtt("BODY", Section((1, 2), "HEADER.FIELDS", ("FROM", "TO")), (0, 100), True),
+        FetchAtt("BODY", Section((1, 2), "HEADER.FIELDS", ("FROM", "TO"), 'FROM "TO"'), (0, 100),
+                 True),
         FetchAtt("BINARY", Section((3,)), (5, None)),
         FetchAtt("BINARY.SIZE", Section((1,))),
         FetchAtt("BODY", Section((1,), "MIME")),
         FetchAtt("RFC822.HEADER"),
         FetchAtt("BODY", Section()),
     )
-    assert f.atts[1].response_name == "BODY[1.2.HEADER.FIELDS (FROM TO)]<0>"
+    assert f.atts[1].response_name == 'BODY[1.2.HEADER.FIELDS (FROM "TO")]<0>'
 
 
 def test_uid_fetch_adds_uid_and_changedsince_adds_modseq() -> None:
