@@ -23,9 +23,9 @@ from cote.storage.errors import (
 )
 from cote.storage.index import NAME as INDEX_NAME
 from cote.storage.index import Index
+from cote.storage.layout import Layout, Parts, layout_for
 from cote.storage.location import MailLocation, parse_location
 from cote.storage.maildir import uidlist as ulfile
-from cote.storage.maildir.layout import Layout, Parts, layout_for
 from cote.storage.maildir.mailbox import MaildirMailbox
 from cote.storage.maildir.settings import MaildirSettings
 from cote.storage.maildir.uidvalidity import next_uidvalidity

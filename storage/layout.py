@@ -1,4 +1,5 @@
-"""Where a mailbox lives on disk: the Maildir++ and fs list layouts.
+"""Where a mailbox lives on disk: the Maildir++ and fs list layouts (storage-independent:
+an mbox backend maps names the same way, with a file where Maildir has a directory).
 
 Maildir++ (default): INBOX is the root; ``A/B`` is ``<root>/.A.B/`` (``.`` separates levels
 on disk, whatever the namespace separator). fs: ``A/B`` is ``<root>/A/B/`` (INBOX is still the
