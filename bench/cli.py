@@ -32,7 +32,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int,
                         help="concurrent clients (default: the scenario's levels)")
     parser.add_argument("--connections", type=int,
-                        help="idle-memory: idle connections (default 1000, smoke 20)")
+                        help="idle-memory: idle connections (default 1000, smoke 20; "
+                             "--clients means the same there)")
     parser.add_argument("--runs", type=int, help="runs per server (default 3, smoke 1)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="unmeasured seconds before each load phase (default 1, smoke 0)")
@@ -79,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             summary.versions[name] = server.version()
             note(f"{name}: starting in {server.dir}")
             try:
-                server.start()
-                for protocol in scenario.protocols:
-                    server.probe(protocol)
+                server.start(scenario.protocols)
             except ServerUnavailable as e:
                 note(f"{name}: not available: {e}")
                 summary.unavailable[name] = str(e)
@@ -108,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                     note(f"{name}: {figure.variant} {figure.metric} = {figure.value:.4g}"
                          + (f" ({sum(figure.errors.values())} errors)" if figure.errors else ""))
     finally:
+        for name, server in servers.items():
+            if summary.server_errors(name):
+                summary.server_log[name] = server.log_problems()
         for server in servers.values():
             server.stop() if args.keep else server.cleanup()
 

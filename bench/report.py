@@ -122,6 +122,7 @@ class Summary:
         self.unavailable: dict[str, str] = {}  # server -> reason
         self.failures: dict[str, list[str]] = {}  # server -> run-level failures
         self.versions: dict[str, str] = {}
+        self.server_log: dict[str, list[str]] = {}  # server -> its log's last error lines
         self.started = time.time()
 
     def add(self, server: str, figure: Figure) -> None:
@@ -142,6 +143,10 @@ class Summary:
         self.failures.setdefault(server, []).append(reason)
 
     # -- verdict -------------------------------------------------------------------------
+    def server_errors(self, server: str) -> int:
+        return sum(sum(r.errors.values()) for r in self.rows.values() if r.server == server) + len(
+            self.failures.get(server, []))
+
     def error_count(self) -> int:
         return sum(sum(r.errors.values()) for r in self.rows.values()) + sum(
             len(v) for v in self.failures.values())
@@ -215,6 +220,10 @@ class Summary:
             out.append("")
             out.append("errors:")
             out += [f"  {n} x {text}" for text, n in errors.most_common(12)]
+        for server, lines in self.server_log.items():
+            if lines:
+                out.append(f"{server} log (last errors):")
+                out += [f"  {line}" for line in lines]
         out.append("")
         out.append(self.verdict())
         return "\n".join(out)
@@ -232,8 +241,7 @@ class Summary:
         parts = []
         measured = sorted({r.server for r in self.rows.values()})
         for server in measured:
-            n = sum(sum(r.errors.values()) for r in self.rows.values() if r.server == server)
-            n += len(self.failures.get(server, []))
+            n = self.server_errors(server)
             parts.append(f"{server} {'ok' if n == 0 else f'{n} errors'}")
         for server in self.failures:
             if server not in measured:
@@ -267,6 +275,7 @@ class Summary:
             "scenario": self.scenario, "time": self.started, "params": self.params,
             "cpus": os.cpu_count(), "loadavg": os.getloadavg(), "versions": self.versions,
             "unavailable": self.unavailable, "failures": self.failures, "rows": rows,
+            "server_log": self.server_log,
             "comparisons": comparisons, "result": "OK" if self.ok else "FAILED",
         }
 

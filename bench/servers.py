@@ -30,8 +30,18 @@ REPO = Path(__file__).resolve().parent.parent
 COTE = REPO / ".venv" / "bin" / "cote"
 
 
+# The services each protocol needs (Dovecot's and cote's service names).
+SERVICES: dict[str, tuple[str, ...]] = {
+    "imap": ("imap-login", "imap", "auth"), "pop3": ("pop3-login", "pop3", "auth"),
+    "lmtp": ("lmtp", "auth"), "auth": ("auth",)}
+
+
 class ServerUnavailable(Exception):
     """The server cannot run this scenario; ``str()`` is the reason shown in the table."""
+
+
+class NoAnswer(ServerUnavailable):
+    """A listener accepted the connection but nothing answered: no point in retrying."""
 
 
 @dataclass
@@ -186,19 +196,6 @@ class Server(ABC):
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, start_new_session=True)
 
-    def wait_listening(self, timeout: float = 15.0) -> None:
-        port = self.ports["imap"] if "imap" in self.setup.protocols else self.ports["pop3"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise ServerUnavailable(f"not listening on 127.0.0.1:{port} after {timeout:.0f} s")
-
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
@@ -212,13 +209,23 @@ class Server(ABC):
         lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
         return lines[-1][:160] if lines else ""
 
-    def start(self) -> None:
+    def start(self, protocols: tuple[str, ...] = ("imap",)) -> None:
+        """Prepare, launch and wait until every protocol in ``protocols`` answers."""
         reason = self.unavailable()
         if reason:
             raise ServerUnavailable(reason)
         self.prepare()
         self.launch()
-        self.wait_listening()
+        try:
+            for protocol in protocols:
+                self.probe(protocol)
+            for protocol in protocols:  # it answers, but says it lacks a service behind it
+                complaint = self.service_complaint(protocol)
+                if complaint:
+                    raise ServerUnavailable(f"{protocol}: {complaint}")
+        except ServerUnavailable:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -249,19 +256,43 @@ class Server(ABC):
         except OSError:
             return ""
 
+    def log_problems(self, count: int = 5) -> list[str]:
+        """The last ``count`` Error/Fatal/Panic lines of the server's log."""
+        lines = [line for line in self.log_tail(2000).splitlines()
+                 if any(k in line for k in (" Error: ", " Fatal: ", " Panic: "))]
+        return [line[:200] for line in lines[-count:]]
+
     # -- probing -----------------------------------------------------------------------
-    def probe(self, protocol: str, timeout: float = 10.0) -> None:
-        """Raise ServerUnavailable unless ``protocol`` answers with its greeting (listeners
-        may appear one after another at start, so refused connections are retried)."""
+    def probe(self, protocol: str, timeout: float = 15.0) -> None:
+        """Raise ServerUnavailable unless ``protocol`` answers with its greeting. Listeners
+        may appear one after another at start, so failures are retried until ``timeout``,
+        unless the process died or its log says the service was not started."""
         deadline = time.monotonic() + timeout
         while True:
+            self.check_alive()
             try:
                 self._probe_once(protocol)
                 return
-            except ServerUnavailable:
-                if time.monotonic() >= deadline or not self.running:
-                    raise
+            except NoAnswer:
+                raise
+            except ServerUnavailable as e:
+                complaint = self.service_complaint(protocol)
+                if complaint:
+                    raise ServerUnavailable(f"no {protocol}: {complaint}") from None
+                if time.monotonic() >= deadline:
+                    raise ServerUnavailable(f"{e} (after {timeout:.0f} s)") from None
                 time.sleep(0.05)
+
+    def service_complaint(self, protocol: str) -> str:
+        """The server's latest log line saying that a service ``protocol`` needs was not
+        started or failed (how a partial server says what it lacks), or ""."""
+        names = SERVICES[protocol]
+        for line in reversed(self.log_tail(200).splitlines()):
+            for name in names:
+                at = line.find(f"service {name}:")
+                if at >= 0 and ("not started" in line or "Fatal" in line):
+                    return line[at:][:160]
+        return ""
 
     def _probe_once(self, protocol: str) -> None:
         try:
@@ -275,6 +306,8 @@ class Server(ABC):
                 line = s.recv(512)
             if not line.startswith(greeting):
                 raise ServerUnavailable(f"{protocol}: unexpected greeting {line[:60]!r}")
+        except TimeoutError:
+            raise NoAnswer(f"{protocol}: connection accepted, no greeting in 5 s") from None
         except OSError as e:
             raise ServerUnavailable(f"no {protocol} service ({e.strerror or e})") from None
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from bench import store
 from bench.report import Figure
 from bench.servers import Server, Setup
 from tests.support.env import mail_user
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Scenario(ABC):
         """One run against a started server."""
 
     def seconds(self) -> float:
-        return min(self.options.seconds, 1.0) if self.options.smoke else self.options.seconds
+        """Measured seconds per load phase (half a second in smoke mode)."""
+        return min(self.options.seconds, 0.5) if self.options.smoke else self.options.seconds
 
     def warmup(self) -> float:
         return 0.0 if self.options.smoke else self.options.warmup
@@ -58,6 +63,15 @@ def bench_users(count: int, prefix: str = "bench") -> dict[str, str]:
 def template(spec: store.StoreSpec) -> Path:
     vmail = mail_user()
     return store.template(spec, vmail.pw_uid, vmail.pw_gid)
+
+
+STEP_TIMEOUT = 600.0
+
+
+async def timed_out(step: Awaitable[T], seconds: float = STEP_TIMEOUT) -> T:
+    """``step`` with a deadline: a server that hangs fails the run instead of the bench."""
+    async with asyncio.timeout(seconds):
+        return await step
 
 
 _EXISTS = re.compile(rb"^\* (\d+) EXISTS")

@@ -82,8 +82,8 @@ class IdleMemory(Scenario):
     summary = "PSS per idle logged-in IMAP connection (IDLE), plain and TLS"
 
     def connections(self) -> int:
-        if self.options.connections:
-            return self.options.connections
+        if self.options.connections or self.options.clients:
+            return self.options.connections or self.options.clients or 0
         return SMOKE_CONNECTIONS if self.options.smoke else DEFAULT_CONNECTIONS
 
     def setup(self) -> Setup:

@@ -15,7 +15,7 @@ import time
 
 from bench import store
 from bench.report import Figure, time_figure
-from bench.scenarios.base import Scenario, exists_of, template
+from bench.scenarios.base import Scenario, exists_of, template, timed_out
 from bench.servers import Server, Setup
 from bench.wire import Imap, ProtocolError
 
@@ -77,4 +77,4 @@ class Search(Scenario):
         return figures
 
     def run(self, server: Server) -> list[Figure]:
-        return asyncio.run(self._run(server))
+        return asyncio.run(timed_out(self._run(server)))
