@@ -267,26 +267,28 @@ class MaildirMailbox(Mailbox):
         return any(uid not in live for uid in known)
 
     def _sync_disk(self) -> None:
-        for _ in range(10):
+        sig = self._disk_sig()
+        if self.index.box_sig(self.key) == sig:
+            return
+        with self.index.write():
+            state = self.index.box(self.key)
+            assert state is not None
+            if state.sig == sig:
+                return
+            scan = self._scan()
+            known = self.index.files(self._box)
+            if not self._needs_lock(scan, known):
+                self._apply(scan, sig, known)
+                return
+        # files without a UID, files to move to cur/, or files gone: decide under the lock,
+        # where every writer that follows Dovecot's protocol is kept out
+        with self._lock() as lock:
             sig = self._disk_sig()
-            if self.index.box_sig(self.key) == sig:
-                return
+            scan = self._fix_locked(self._scan(), lock)
+            if self.mlist.settings.very_dirty_syncs:
+                sig = self._disk_sig()  # our own changes are the only ones: trust them
             with self.index.write():
-                state = self.index.box(self.key)
-                assert state is not None
-                if state.sig == sig:
-                    return
-                scan = self._scan()
-                known = self.index.files(self._box)
-                if not self._needs_lock(scan, known):
-                    self._apply(scan, sig, known)
-                    return
-            with self._lock() as lock:
-                sig = self._disk_sig()
-                scan = self._fix_locked(self._scan(), lock)
-                with self.index.write():
-                    self._apply(scan, sig, self.index.files(self._box))
-                return
+                self._apply(scan, sig, self.index.files(self._box))
 
     def _fix_locked(self, scan: Scan, lock: Dotlock) -> Scan:
         """Under the uidlist lock: create the uidlist, give files UIDs, move new/ -> cur/."""
@@ -307,7 +309,8 @@ class MaildirMailbox(Mailbox):
             for base, fname in scan.files.items():
                 if fname.startswith("new/"):
                     lock.touch()
-                    dest = f"cur/{fname[4:]}{fn.INFO_SEP}"
+                    name = fname[4:]
+                    dest = f"cur/{name}" if fn.INFO_SEP in name else f"cur/{name}{fn.INFO_SEP}"
                     try:
                         os.rename(self._full(fname), self._full(dest))
                         files[base] = dest
