@@ -42,7 +42,9 @@ PREFORK_MAX_AT_ONCE = 10
 MAX_EXIT_FAILURES_IN_SEC = 10  # initialized processes failing faster than this: throttle too
 # Services whose processes serve logged-in users: left running by shutdown_clients = no.
 MAIL_SERVICES = frozenset({"imap", "pop3", "managesieve", "submission", "lmtp"})
-SPECIAL_KEEP = ("log", "anvil")  # kept over reloads, like Dovecot's log and anvil processes
+SPECIAL_KEEP = ("log", "anvil")
+MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD,
+                  signal.SIGQUIT)  # kept over reloads, like Dovecot's log and anvil processes
 
 
 class StartupError(Exception):
@@ -342,8 +344,7 @@ class Master:
         os.set_blocking(self.sig_r, False)
         os.set_blocking(self.sig_w, False)
         signal.set_wakeup_fd(self.sig_w, warn_on_full_buffer=False)
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
-                    signal.SIGCHLD, signal.SIGQUIT):
+        for sig in MASTER_SIGNALS:
             signal.signal(sig, lambda _s, _f: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(self.sig_r, selectors.EVENT_READ, ("signal", None))
@@ -598,15 +599,21 @@ class Master:
 
     def _fork(self, svc: Service, plan: ChildPlan) -> Process | None:
         gc.freeze()
+        # Signals stay blocked across fork() so that a signal reaching the new child before it
+        # has reset its handlers cannot run the master's handler (which would write into the
+        # master's wake-up pipe); the child unblocks after resetting them.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             pid = os.fork()
         except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self.log("Error", f"service({svc.name}): fork() failed: {e.strerror}")
             self._throttle(svc)
             return None
         if pid == 0:
             run_child(plan)  # never returns
             os._exit(89)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         now = time.monotonic()
         uid = plan.credentials.uid if plan.credentials else os.getuid()
         proc = Process(pid=pid, service=svc, generation=svc.generation,

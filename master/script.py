@@ -113,6 +113,7 @@ def run(ctx: ServiceContext) -> int:
             except OSError:
                 continue
             ctx.client_connected()
+            ctx.status.report(0)  # one request at a time: busy whatever client_limit says
             with conn:
                 conn.setblocking(True)
                 _serve(ctx, conn, base)

@@ -244,3 +244,57 @@ service qw {
         assert "master: Info: cote shutting down" in (d / "info.log").read_text()
     finally:
         m.stop()
+
+
+def test_shutdown_clients_no_leaves_mail_processes_serving(d: Path) -> None:
+    flag = d / "go"
+    write_prog(d, "hold.sh", f"#!/bin/sh\nwhile [ ! -e {flag} ]; do sleep 0.05; done\n")
+    conf = f"""\
+base_dir = {d}/run
+log_path = {d}/cote.log
+protocols = pop3
+shutdown_clients = no
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service pop3 {{
+  executable = script {d}/hold.sh
+  unix_listener hold {{
+    mode = 0600
+  }}
+}}
+service other {{
+  executable = script {d}/hold.sh
+  unix_listener other {{
+    mode = 0600
+  }}
+}}
+"""
+    m = MasterServer(d, conf).start()
+    clients = []
+    for name in ("hold", "other"):
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(15)
+        c.connect(str(d / "run" / name))
+        c.sendall(b"\n")
+        clients.append(c)
+    mail = m.wait_for(lambda: [p["pid"] for p in m.processes("pop3") if p["available_count"] == 0],
+                      what="busy pop3 process")
+    other = m.wait_for(lambda: [p["pid"] for p in m.processes("other")
+                                if p["available_count"] == 0], what="busy other process")
+    m.stop()  # TERM: the master goes, the pop3 process finishes its client
+    assert not alive(other[0]) and alive(mail[0])
+    assert recv_line(clients[1]) == b""  # the non-mail service's client was cut
+    flag.touch()
+    assert recv_line(clients[0]) == b"+\n"
+    deadline = time.monotonic() + 10
+    while alive(mail[0]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for c in clients:
+        c.close()

@@ -366,6 +366,7 @@ def test_coteadm_service_and_process_status(master: MasterServer) -> None:
 
 
 def test_term_stops_every_process_and_removes_sockets(master: MasterServer) -> None:
+    assert run_script(master, "before-term") == b"+\n"  # at least log, anvil and qw run
     pids = [p["pid"] for p in master.processes()]
     assert len(pids) >= 3
     port = master.ports["echo"]  # type: ignore[attr-defined]
