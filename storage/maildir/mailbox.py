@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+from bisect import bisect_left, bisect_right
 import time
 from array import array
 from collections.abc import Iterable, Sequence
@@ -579,7 +580,10 @@ class MaildirMailbox(Mailbox):
                 self._recent.append((first, self.uidnext - 1))
 
     def recent_uids(self) -> list[int]:
-        return [u for u in self.uids if any(lo <= u <= hi for lo, hi in self._recent)]
+        out: list[int] = []
+        for lo, hi in self._recent:
+            out.extend(self.uids[bisect_left(self.uids, lo) : bisect_right(self.uids, hi)])
+        return out
 
     def status(self) -> MailboxStatus:
         row = self.index.db.execute(

@@ -200,3 +200,20 @@ def test_changes_made_by_dovecot_are_picked_up(dovecot: DovecotOracle) -> None:
         assert set(box.flag_names(box.flags[0])) == {"\\Seen", "dovecot-kw"}
         assert box.flag_names(box.flags[-1]) == ["\\Flagged"]
         ml.close()
+
+
+def test_recent_belongs_to_the_first_session(root: Path) -> None:
+    ml = MaildirList(f"maildir:{root}")
+    first = ml.open("INBOX")
+    uids = _fill(ml)[5:]
+    first.sync()
+    assert first.recent_uids() == uids
+    second = MaildirList(f"maildir:{root}").open("INBOX")
+    assert second.recent_uids() == [] and len(second) == len(uids)
+    late = second.append(b"Subject: late\n\n.\n")
+    peek = MaildirList(f"maildir:{root}").open("INBOX", readonly=True)
+    assert peek.status().recent == 1 and peek.recent_uids() == []  # EXAMINE claims nothing
+    first.sync()
+    assert first.recent_uids() == [*uids, late]
+    second.sync()
+    assert second.recent_uids() == []
