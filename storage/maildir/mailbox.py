@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import io
 import os
-from bisect import bisect_left, bisect_right
 import time
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
