@@ -499,9 +499,9 @@ class MaildirMailbox(Mailbox):
         confirmed = []
         for uid in missing:
             base = fn.base_of(known[uid][0][4:])
-            fname = again.files.get(base)
-            if uid in exts and fname is not None:
-                live[uid] = (fname, base, exts[uid])
+            found = again.files.get(base)
+            if uid in exts and found is not None:
+                live[uid] = (found, base, exts[uid])
             else:
                 confirmed.append(uid)
         return confirmed
