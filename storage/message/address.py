@@ -82,7 +82,8 @@ class _Parser:
     def parse_group(self) -> int:
         c = self.c
         text = bytearray()
-        if c.parse_phrase(text) <= 0 or not self._peek_is(0x3A):  # :
+        if not self._peek_is(0x3A) and (  # ":" alone starts a group with an empty name
+                c.parse_phrase(text) <= 0 or not self._peek_is(0x3A)):
             return -1
         c.pos += 1
         ret = c.skip_lwsp()
@@ -177,7 +178,7 @@ class _Parser:
         if quoted:
             ret = c.parse_quoted_string(text)
         else:
-            ret = c.parse_dot_atom(text)
+            ret = c.parse_local_part(text)
         if ret >= 0:
             self.mailbox = bytes(text)
         ret2 = -2
@@ -193,8 +194,9 @@ class _Parser:
             if self.name is None:
                 self.name = c.last_comment
         elif ret2 == -2:
-            # "user" alone is a mailbox; "user more words" is a display name.
-            text.append(0x20)
+            # "user" alone is a mailbox; "user more words" is a display name. (Dovecot
+            # keeps the white space after a local part ending in "." as well.)
+            text += b"  " if c.dot_space else b" "
             before = len(text)
             c.parse_phrase(text)
             if len(text) != before:

@@ -15,6 +15,14 @@ from cote.storage.message.rfc822 import ATEXT, MIME_TOKEN, Cursor
 Params = tuple[bytes, ...]  # flattened key, value, key, value …
 
 
+class _Broken(Exception):
+    """An unterminated comment after a token: Dovecot drops what it was parsing."""
+
+    def __init__(self, token: bytes) -> None:
+        super().__init__("unterminated comment")
+        self.token = token
+
+
 def _token(c: Cursor) -> bytes:
     """A MIME token (may be empty), then white space skipped."""
     data, end = c.data, c.end
@@ -23,7 +31,8 @@ def _token(c: Cursor) -> bytes:
         pos += 1
     c.pos = pos
     tok = data[start:pos]
-    c.skip_lwsp()
+    if c.skip_lwsp() < 0:
+        raise _Broken(tok)
     return tok
 
 
@@ -42,30 +51,32 @@ def parse_params(c: Cursor) -> Params:
         c.pos += 1
         if c.skip_lwsp() <= 0:
             break
-        key = _token(c)
+        try:
+            key = _token(c)
+        except _Broken:
+            break
         if c.pos >= c.end or data[c.pos] != 0x3D:  # =
             break
         c.pos += 1
-        c.skip_lwsp()
+        if c.skip_lwsp() < 0:
+            break
         value = bytearray()
         if c.pos < c.end and data[c.pos] == 0x22:
             if c.parse_quoted_string(value) < 0:
                 break
-        elif c.pos < c.end and data[c.pos] == 0x3D:
-            # name==?utf-8?...?= : an unquoted value starting with "=" runs to the next LWSP/;
-            pos = c.pos
-            while pos < c.end and data[pos] not in b"; \t\r\n":
-                pos += 1
-            value += data[c.pos:pos]
-            c.pos = pos
-            c.skip_lwsp()
         else:
             pos = c.pos
-            while pos < c.end and data[pos] in MIME_TOKEN:
-                pos += 1
+            if pos < c.end and data[pos] == 0x3D:
+                # name==?utf-8?…?= : an unquoted value starting with "=" runs to LWSP or ;
+                while pos < c.end and data[pos] not in b"; \t\r\n":
+                    pos += 1
+            else:
+                while pos < c.end and data[pos] in MIME_TOKEN:
+                    pos += 1
             value += data[c.pos:pos]
             c.pos = pos
-            c.skip_lwsp()
+            if c.skip_lwsp() < 0:
+                break  # the parameter before an unterminated comment is dropped
         star = key.find(b"*")
         if star < 0:
             plain += (key, bytes(value))
@@ -123,52 +134,72 @@ def parse_content_type(value: bytes) -> tuple[bytes, bytes, Params]:
     c = Cursor(value)
     if c.skip_lwsp() <= 0:
         return b"", b"", ()
-    ctype = _token(c)
-    if not ctype:
-        return b"", b"", ()
-    subtype = b""
-    if c.pos < c.end and value[c.pos] == 0x2F:  # /
-        c.pos += 1
-        if c.skip_lwsp() <= 0:
+    try:
+        ctype = _token(c)
+    except _Broken as e:
+        # "type (unterminated": Dovecot keeps the type, without subtype or parameters
+        return e.token, b"", ()
+    try:
+        if not ctype:
             return b"", b"", ()
-        subtype = _token(c)
-        if not subtype:
+        subtype = b""
+        if c.pos < c.end and value[c.pos] == 0x2F:  # /
+            c.pos += 1
+            if c.skip_lwsp() <= 0:
+                return b"", b"", ()
+            subtype = _token(c)
+            if not subtype:
+                return b"", b"", ()
+        elif c.pos < c.end:
             return b"", b"", ()
-    elif c.pos < c.end:
+    except _Broken:
         return b"", b"", ()
     if c.pos < c.end and value[c.pos] != 0x3B:
         return b"", b"", ()
     return ctype, subtype, parse_params(c)
 
 
-def parse_disposition(value: bytes) -> tuple[bytes, Params]:
+def parse_disposition(value: bytes) -> tuple[bytes | None, Params]:
+    """(disposition type, params); (None, ()) when it cannot be read at all."""
     c = Cursor(value)
-    c.skip_lwsp()
-    disp = _token(c)
+    if c.skip_lwsp() < 0:
+        return None, ()
+    try:
+        disp = _token(c)
+    except _Broken:
+        return None, ()
     return disp, parse_params(c)
 
 
 def parse_encoding(value: bytes) -> bytes | None:
     """The transfer encoding token, or None when the value is not exactly one token."""
     c = Cursor(value)
-    c.skip_lwsp()
-    tok = _token(c)
+    if c.skip_lwsp() < 0:
+        return None
+    try:
+        tok = _token(c)
+    except _Broken:
+        return None
     if not tok or c.pos < c.end:
         return None
     return tok
 
 
 def parse_language(value: bytes) -> tuple[bytes, ...]:
+    """Content-Language tags (atoms separated by commas); parsing stops at anything else,
+    and a tag followed by an unterminated comment is dropped."""
     c = Cursor(value)
-    c.skip_lwsp()
+    if c.skip_lwsp() <= 0:
+        return ()
     langs: list[bytes] = []
     while True:
         out = bytearray()
-        if c.parse_atom(out, ATEXT) < 0 and not out:
+        if c.parse_atom(out, ATEXT) < 0:
             break
         langs.append(bytes(out))
         if c.pos >= c.end or value[c.pos] != 0x2C:
             break
         c.pos += 1
-        c.skip_lwsp()
+        if c.skip_lwsp() <= 0:
+            break
     return tuple(langs)

@@ -26,13 +26,14 @@ _ATEXT_DOT = ATEXT | {0x2E}
 class Cursor:
     """A position in one header value; every ``parse_*`` skips the white space after it."""
 
-    __slots__ = ("data", "end", "last_comment", "pos")
+    __slots__ = ("data", "dot_space", "end", "last_comment", "pos")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
         self.end = len(data)
         self.last_comment = b""
+        self.dot_space = False  # the last local part ended in "." followed by white space
 
     def at_end(self) -> bool:
         return self.pos >= self.end
@@ -60,27 +61,35 @@ class Cursor:
         return 1 if pos < end else 0
 
     def _skip_comment(self, pos: int) -> int:
+        """Skip a (nested) comment; its text becomes ``last_comment``. Like Dovecot, an
+        unterminated comment leaves the text before its last escape there."""
         data, end = self.data, self.end
         level = 1
         out = bytearray()
+        self.last_comment = b""
         pos += 1
+        start = pos
         while pos < end:
             c = data[pos]
-            if c == 0x5C:  # backslash
+            if c == 0x5C:  # backslash: the escaped octet starts the next chunk
+                out += data[start:pos]
+                self.last_comment = bytes(out)
                 pos += 1
-                if pos < end:
-                    out.append(data[pos])
+                start = pos
+                if pos >= end:
+                    return -1
             elif c == 0x28:
                 level += 1
-                out.append(c)
             elif c == 0x29:
                 level -= 1
                 if level == 0:
+                    out += data[start:pos]
                     self.last_comment = bytes(out)
                     return pos + 1
-                out.append(c)
-            elif c not in (0x0D, 0x0A):
-                out.append(c)
+            elif c == 0x0A:
+                stop = pos - 1 if pos > start and data[pos - 1] == 0x0D else pos
+                out += data[start:stop]
+                start = pos + 1
             pos += 1
         return -1
 
@@ -125,33 +134,51 @@ class Cursor:
         return -1
 
     def parse_dot_atom(self, out: bytearray) -> int:
-        """atom *("." atom); white space and comments may surround the dots."""
-        data, end = self.data, self.end
-        pos = self.pos
-        if pos >= end or data[pos] not in ATEXT:
-            return -1
-        start = pos
-        pos += 1
-        while pos < end:
-            if data[pos] in ATEXT:
-                pos += 1
-                continue
-            out += data[start:pos]
-            self.pos = pos
-            ret = self.skip_lwsp()
-            if ret <= 0:
-                return ret
-            if data[self.pos] != 0x2E:
-                return 1
+        """A domain's atom *("." atom), white space and comments allowed around the dots;
+        -1 for a leading, trailing or doubled dot."""
+        ret = self.parse_atom(out)
+        while ret > 0 and self.data[self.pos] == 0x2E:
             out.append(0x2E)
             self.pos += 1
+            if self.skip_lwsp() <= 0:
+                return -1
+            ret = self.parse_atom(out)
+        return ret
+
+    def parse_local_part(self, out: bytearray) -> int:
+        """A local part as Dovecot reads it: atom text and dots in any order (".a", "a..b",
+        "a." are taken); white space may precede a dot, but a dot followed by white space
+        makes it invalid (-1, with the text read so far left in ``out``)."""
+        data, end = self.data, self.end
+        self.dot_space = False
+        if self.pos >= end or data[self.pos] not in _ATEXT_DOT:
+            return -1
+        while True:
+            start = pos = self.pos
+            while pos < end and data[pos] in _ATEXT_DOT:
+                pos += 1
+            out += data[start:pos]
+            self.pos = pos
+            if pos >= end:
+                return 0
+            ends_in_dot = data[pos - 1] == 0x2E
+            self.dot_space = ends_in_dot and data[pos] in _LWSP
             ret = self.skip_lwsp()
+            if self.dot_space:
+                return -1  # "a. b": not a local part (the text read so far stays in out)
             if ret <= 0:
                 return ret
-            start = pos = self.pos
-        out += data[start:pos]
-        self.pos = pos
-        return 0
+            if ends_in_dot or data[self.pos] != 0x2E:
+                return ret
+            # "a .b": the dot continues the local part only if atom text follows at once
+            out.append(0x2E)
+            self.pos += 1
+            if self.pos >= end:
+                return 0
+            if data[self.pos] not in _ATEXT_DOT:
+                self.dot_space = data[self.pos] in _LWSP
+                ret = self.skip_lwsp()
+                return -1 if self.dot_space else ret
 
     def parse_phrase(self, out: bytearray) -> int:
         """1*word (obs-phrase: dots allowed), words joined by one space."""

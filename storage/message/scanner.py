@@ -9,7 +9,8 @@ answers as CRLF ones.
 
 MIME rules follow Dovecot's parser, because its answers are the reference: the line break
 before a boundary line belongs to the boundary; a boundary line is any line starting with
-``--boundary`` of an open multipart (innermost first); ``--boundary--`` closes it and what
+``--boundary`` of an open multipart (the longest match; the innermost of equal ones);
+``--boundary--`` closes it and what
 follows is epilogue; a missing close delimiter lets parts run to the enclosing boundary or
 the end; a multipart without a boundary has no children; Content-* fields of a message that
 has neither MIME-Version nor Content-Type are ignored; the first Content-Type wins; a text
@@ -109,12 +110,16 @@ class _Scanner:
 
     # -- boundaries -------------------------------------------------------------------
     def _boundary_at(self, ls: int) -> int:
+        """The open boundary the line at ``ls`` starts with: the longest that matches, the
+        innermost of equal ones (Dovecot's rule), or -1."""
         buf = self.buf
+        best = -1
+        best_len = 0
         for i in range(len(self.bounds) - 1, -1, -1):
             b = self.bounds[i]
-            if buf[ls:ls + len(b)] == b:
-                return i
-        return -1
+            if len(b) > best_len and buf[ls:ls + len(b)] == b:
+                best, best_len = i, len(b)
+        return best
 
     def _is_boundary_line(self, ls: int) -> bool:
         return self._boundary_at(ls) >= 0
@@ -219,7 +224,12 @@ class _Scanner:
                 ls, idx, body_end = self.entity(after, index, True, child_digest, depth + 1)
             del self.bounds[level:]
         elif kind == MESSAGE:
-            ls, idx, body_end = self.entity(body_start, index, False, False, depth + 1)
+            if raw_end >= 0:
+                # the part's header ran into a boundary: an empty encapsulated message
+                ls, idx, _ = self.entity(raw_end, index, False, False, depth + 1)
+                body_end = body_start
+            else:
+                ls, idx, body_end = self.entity(body_start, index, False, False, depth + 1)
         else:
             ls, idx = self._next_boundary(body_start)
             body_end = self._content_end(body_start, ls)
@@ -250,19 +260,23 @@ def _content_info(fields: list[Field], mime: bool, digest: bool) -> tuple[
         bytes | None, Params, tuple[bytes, ...] | None, bytes | None]:
     """(type, subtype, params, id, description, encoding, md5, disposition, disp params,
     language, location) from a header's Content-* fields."""
-    got: dict[bytes, bytes] = {}
+    got: dict[bytes, list[bytes]] = {}
     is_mime = mime
     for name, value in fields:
         if name.startswith(b"content-"):
-            if name not in got:
-                got[name] = value
+            got.setdefault(name, []).append(value)
         elif name == b"mime-version":
             is_mime = True
     if b"content-type" in got:
         is_mime = True
     if not is_mime:
         got = {}
-    ct = got.get(b"content-type")
+
+    def first(name: bytes) -> bytes | None:
+        values = got.get(name)
+        return values[0] if values else None
+
+    ct = first(b"content-type")
     ctype: bytes
     subtype: bytes
     params: Params
@@ -275,17 +289,24 @@ def _content_info(fields: list[Field], mime: bool, digest: bool) -> tuple[
         ctype, subtype, params = parse_content_type(ct)
         if ctype.lower() == b"text" and _param(params, b"charset") is None:
             params = (*params, b"charset", b"us-ascii")
-    enc = got.get(b"content-transfer-encoding")
-    disp = got.get(b"content-disposition")
+    # the first readable transfer encoding and language win, the last disposition does
+    encoding: bytes | None = None
+    for value in got.get(b"content-transfer-encoding", ()):
+        encoding = parse_encoding(value) or b""
+        if encoding:
+            break
     disposition: bytes | None = None
     disp_params: Params = ()
-    if disp is not None:
-        disposition, disp_params = parse_disposition(disp)
-    lang = got.get(b"content-language")
-    language = parse_language(lang) if lang is not None else None
-    return (ctype, subtype, params, got.get(b"content-id"), got.get(b"content-description"),
-            None if enc is None else (parse_encoding(enc) or b""), got.get(b"content-md5"),
-            disposition, disp_params, language or None, got.get(b"content-location"))
+    if b"content-disposition" in got:
+        disposition, disp_params = parse_disposition(got[b"content-disposition"][-1])
+    language: tuple[bytes, ...] = ()
+    for value in got.get(b"content-language", ()):
+        language = parse_language(value)
+        if language:
+            break
+    return (ctype, subtype, params, first(b"content-id"), first(b"content-description"),
+            encoding, first(b"content-md5"), disposition, disp_params, language or None,
+            first(b"content-location"))
 
 
 def scan(buf: Buffer, end: int | None = None) -> tuple[Part, ...]:
