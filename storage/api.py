@@ -43,8 +43,10 @@ class MailboxStatus(NamedTuple):
 class SyncChanges(NamedTuple):
     """What a :meth:`Mailbox.sync` changed in this view.
 
-    ``expunged``: UIDs removed (in ascending order; the protocol layer computes sequence
-    numbers against the *previous* view). ``new``: how many messages were appended at the end.
+    ``expunged``: UIDs removed, ascending. ``expunged_seqs``: their sequence numbers in the
+    *previous* view, ascending: send ``* n EXPUNGE`` for them from the highest down (each
+    number stays valid), or ascending after subtracting how many were sent before.
+    ``new``: how many messages were appended at the end of the view.
     ``flags_changed``: UIDs (still present) whose flags changed.
     ``uidvalidity_changed``: the mailbox was recreated; the session must reselect.
     """
@@ -53,6 +55,7 @@ class SyncChanges(NamedTuple):
     new: int
     flags_changed: list[int]
     uidvalidity_changed: bool = False
+    expunged_seqs: tuple[int, ...] = ()
 
 
 class MessageDetails(NamedTuple):

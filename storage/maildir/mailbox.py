@@ -521,12 +521,15 @@ class MaildirMailbox(Mailbox):
                 self.flags = [bits_from_db(r[1]) for r in rows]
                 self.modseqs = array("Q", [r[2] for r in rows])
                 expunged: list[int] = []
+                seqs: tuple[int, ...] = ()
                 new = len(rows)
                 flag_changes: list[int] = []
             else:
                 reset = False
-                expunged = [u for u in self.index.expunged_since(self._box, self._view_modseq)
-                            if self.seq_of(u) is not None]
+                found = [(u, self.seq_of(u))
+                         for u in self.index.expunged_since(self._box, self._view_modseq)]
+                expunged = [u for u, seq in found if seq is not None]
+                seqs = tuple(seq for _, seq in found if seq is not None)
                 changes = self.index.changed_since(self._box, self._view_modseq)
                 new, flag_changes = self._apply_view_changes(expunged, changes)
             self.uidvalidity = state.uidvalidity
@@ -537,7 +540,7 @@ class MaildirMailbox(Mailbox):
             db.execute("COMMIT")
         if not self.readonly:
             self._claim_recent()
-        return SyncChanges(expunged, new, flag_changes, reset)
+        return SyncChanges(expunged, new, flag_changes, reset, seqs)
 
     def _apply_view_changes(self, expunged: list[int],
                             changes: list[tuple[int, int | str, int]]) -> tuple[int, list[int]]:
