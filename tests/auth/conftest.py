@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.auth.auth_socket import wait_for_socket
 from tests.support.dovecot import DOVEADM, DovecotOracle, dovecot_available
 
 MECHANISMS = ("plain login cram-md5 digest-md5 scram-sha-1 scram-sha-256 apop anonymous "
@@ -48,5 +49,8 @@ def auth_oracle(hashed_users: dict[str, str]) -> Iterator[DovecotOracle]:
                          "auth_verbose = yes\nauth_ssl_username_from_cert = yes\n"
                          f"passdb {{\n  driver = passwd-file\n  args = {hashed_file}\n}}\n")
     oracle.start()
+    # start() waits for the IMAP port; the auth sockets may come a moment later.
+    for name in ("auth-client", "auth-login", "auth-master"):
+        wait_for_socket(oracle.base_dir / name)
     yield oracle
     oracle.cleanup()
