@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from cote import imapwire, mutf7
 
@@ -251,11 +251,16 @@ def make_mailbox(raw: bytes) -> Mailbox:
         return Mailbox(text, raw, False)
 
 
-def parse_seqset(arg: object, *, allow_saved: bool = True) -> SeqSet | None:
-    """A sequence set atom (``1:3,5,7:*``, ``$``), or None when invalid (0 is invalid)."""
-    if type(arg) is not Atom:
+def parse_seqset(arg: object, *, allow_saved: bool = True, uid: bool = False
+                 ) -> SeqSet | None:
+    """A sequence set (``1:3,5,7:*``, ``$``; an atom or, as Dovecot allows, a string), or
+    None when invalid (0 is invalid). An empty string is the empty UID set."""
+    raw = astring(arg)
+    if raw is None:
         return None
-    return seqset_from_bytes(arg, allow_saved=allow_saved)
+    if not raw:
+        return SeqSet() if uid else None
+    return seqset_from_bytes(raw, allow_saved=allow_saved)
 
 
 def seqset_from_bytes(text: bytes, *, allow_saved: bool = True) -> SeqSet | None:
@@ -294,24 +299,34 @@ def parse_date(arg: object) -> date | None:
         return None
 
 
-_DATE_TIME = re.compile(rb"([ 0-9][0-9])-([A-Za-z]{3})-([0-9]{4}) "
-                        rb"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})")
+_DATE_TIME = re.compile(rb"( ?[0-9]{1,2})-([A-Za-z]{3})-([0-9]{4}) "
+                        rb"([0-9]{2}):([0-9]{2}):([0-9]{2}) ")
+_ZONE = re.compile(rb"([+-])([0-9]{2})([0-9]{2})?")
 
 
 def parse_date_time(raw: bytes) -> datetime | None:
-    """``"dd-Mon-yyyy hh:mm:ss +zzzz"`` (day may be `` 1``) -> an aware datetime."""
-    m = _DATE_TIME.fullmatch(raw)
+    """APPEND's ``"dd-Mon-yyyy hh:mm:ss +zzzz"`` -> an aware datetime, as leniently as
+    Dovecot: the day may be `` 1`` or ``1``, out-of-range fields roll over (31-Feb is
+    2-Mar), and a zone that is not ``±hhmm`` counts as UTC."""
+    m = _DATE_TIME.match(raw)
     if not m:
         return None
     month = _MONTHS.get(m.group(2).decode().upper())
     if month is None:
         return None
-    try:
-        offset = timedelta(hours=int(m.group(8)), minutes=int(m.group(9)))
-        if m.group(7) == b"-":
+    offset = timedelta()
+    z = _ZONE.match(raw, m.end())
+    if z:
+        offset = timedelta(hours=int(z.group(2)), minutes=int(z.group(3) or 0))
+        if z.group(1) == b"-":
             offset = -offset
-        return datetime(int(m.group(3)), month, int(m.group(1).strip()), int(m.group(4)),
-                        int(m.group(5)), int(m.group(6)), tzinfo=timezone(offset))
+    try:
+        local = datetime(int(m.group(3)), month, 1) + timedelta(
+            days=int(m.group(1).strip()) - 1, hours=int(m.group(4)), minutes=int(m.group(5)),
+            seconds=int(m.group(6)))
+        if abs(offset) < timedelta(hours=24):
+            return local.replace(tzinfo=timezone(offset))
+        return (local - offset).replace(tzinfo=UTC)
     except (ValueError, OverflowError):
         return None
 
@@ -415,7 +430,7 @@ def _partial(tail: bytes, kind: str) -> tuple[int, int | None] | None:
     if tail[pos:pos + 1] != b">":
         raise SyntaxErr(f"Invalid {kind}[..] parameter: Missing '>' in partial")
     if pos + 1 < len(tail):
-        raise SyntaxErr(f"Invalid {kind}[..] parameter: Unexpected data after ']'")
+        raise SyntaxErr(f"Invalid {kind}[..] parameter: Unexpected data after '>'")
     return (start, length)
 
 
@@ -427,13 +442,26 @@ def parse_fetch_att(arg: Arg) -> FetchAtt:
     return _fetch_att(bytes(arg))
 
 
+_ITEM_KEY = re.compile(r"[A-Z0-9-]+")
+
+
 def _body_kind(name: str) -> tuple[str, bool] | None:
-    """(base name, peek) of ``BODY.PEEK[…``-style items."""
-    head = name.split("[", 1)[0]
-    if head not in _BODY_KINDS:
+    """(base name, peek) of ``BODY.PEEK[…``-style items; None for other items. Like
+    Dovecot, anything named ``BODY.…``/``BINARY.…`` goes to the body parser, which wants
+    ``.PEEK``/``.SIZE`` and then ``[``."""
+    m = _ITEM_KEY.match(name)
+    key = m.group() if m else ""
+    if key not in ("BODY", "BINARY") or name in _SIMPLE_FETCH:
         return None
-    peek = head.endswith(".PEEK")
-    return (head[:-5] if peek else head), peek
+    rest = name[len(key):]
+    kind, peek = key, False
+    if rest.startswith(".PEEK"):
+        peek, rest = True, rest[5:]
+    elif key == "BINARY" and rest.startswith(".SIZE"):
+        kind, rest = "BINARY.SIZE", rest[5:]
+    if not rest.startswith("["):
+        raise SyntaxErr(f"Invalid {key}[..] parameter: Missing '['")
+    return kind, peek
 
 
 @functools.lru_cache(maxsize=256)
@@ -441,16 +469,24 @@ def _fetch_att(arg: bytes) -> FetchAtt:
     name = arg.decode("latin-1").upper()
     if name in _SIMPLE_FETCH:
         return FetchAtt(name)
-    kind = _body_kind(name) if "[" in name else None
+    kind = _body_kind(name)
     if kind is None:
+        # Dovecot finds the handler by the name up to the first non-name octet; most
+        # handlers ignore what follows (ENVELOPE.X is ENVELOPE), RFC822 checks it
+        key = _ITEM_KEY.match(name)
+        head = key.group() if key else ""
+        if head == "RFC822":
+            raise SyntaxErr(f"Unknown parameter {name}")
+        if head in _SIMPLE_FETCH and head != name:
+            return FetchAtt(head)
         raise SyntaxErr(f"Unknown parameter: {name}")
     base, peek = kind
     label = "BINARY" if base.startswith("BINARY") else "BODY"
     inner = arg[arg.index(b"[") + 1:]
     spec, close, tail = inner.partition(b"]")
-    section = parse_section(spec, binary=label == "BINARY")
     if not close:
         raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
+    section = parse_section(spec, binary=label == "BINARY")
     partial = _partial(tail, label)
     if base == "BINARY.SIZE":
         partial = None
@@ -481,8 +517,6 @@ def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
                 partial = None if base == "BINARY.SIZE" else _partial(bytes(tail[1:]), label)
                 return FetchAtt(base, section, partial, peek), i + 3
             if b"]" not in arg:
-                if not (name.endswith(".FIELDS") or name.endswith(".FIELDS.NOT")):
-                    parse_section(spec, binary=binary)
                 raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
     return parse_fetch_att(arg), i + 1
 
@@ -549,24 +583,28 @@ def _parse_fetch(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE
 # -- STORE ----------------------------------------------------------------------------------
 
 def _parse_store(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Store:
-    if len(args) < 2:
+    if not args or type(args[0]) is not Atom:
         raise SyntaxErr("Invalid arguments")
     seqset = parse_seqset(args[0])
     if seqset is None:
         raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")
+    if len(args) < 2:
+        raise SyntaxErr("Invalid arguments")
     i = 1
     unchangedsince = None
     if isinstance(args[1], list):
         mods = args[1]
         j = 0
         while j < len(mods):
-            if _atom_upper(mods[j]) == "UNCHANGEDSINCE":
-                unchangedsince = number(mods[j + 1] if j + 1 < len(mods) else None, MAX_UINT63)
-                if unchangedsince is None:
-                    raise SyntaxErr("Invalid modseq")
-                j += 2
-            else:
+            # name/value pairs
+            if j + 1 >= len(mods) or type(mods[j]) is not Atom:
+                raise SyntaxErr("Invalid STORE modifiers")
+            if _atom_upper(mods[j]) != "UNCHANGEDSINCE":
                 raise SyntaxErr("Unknown STORE modifier")
+            unchangedsince = number(mods[j + 1], MAX_UINT63)
+            if unchangedsince is None:
+                raise SyntaxErr("Invalid modseq")
+            j += 2
         i = 2
     item = _atom_upper(args[i]) if i < len(args) else None
     if item is None:
@@ -580,7 +618,7 @@ def _parse_store(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE
     if item != "FLAGS":
         raise SyntaxErr("Invalid arguments")
     rest = list(args[i + 1:])
-    if len(rest) == 1 and isinstance(rest[0], list):
+    if rest and isinstance(rest[0], list):  # a list: what follows it is not read
         flags = parse_flag_list(rest[0])
     else:
         flags = parse_flag_list(rest)
@@ -674,8 +712,7 @@ class _SearchParser:
                 raise SyntaxErr("Invalid arguments")
             return SearchKey(name, (h.decode("latin-1"), self.text(v))), i + 2
         if name == "UID":
-            raw = astring(param())
-            s = SeqSet() if raw == b"" else (None if raw is None else seqset_from_bytes(raw))
+            s = parse_seqset(param(), uid=True)
             if s is None:
                 raise SyntaxErr("Invalid UID messageset")
             return SearchKey("UID", s), i + 1
@@ -989,7 +1026,7 @@ def _parse_status(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NON
 def _parse_copy(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Copy:
     if len(args) < 2:
         raise SyntaxErr("Missing arguments")
-    seqset = parse_seqset(args[0])
+    seqset = parse_seqset(args[0], uid=uid)
     if seqset is None:
         raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")
     mb = mailbox(args[1])
@@ -1003,7 +1040,7 @@ def _parse_expunge(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NO
         return Expunge(None)
     if not args:
         raise SyntaxErr("Missing arguments")
-    s = parse_seqset(args[0])
+    s = parse_seqset(args[0], uid=True)
     if s is None:
         raise SyntaxErr("Invalid uidset")
     return Expunge(s)

@@ -357,7 +357,7 @@ class Connection:
                 self._state = _CLOSED
                 return ev.Bye("Literal size too large")
             if self._name == APPEND:
-                streamed = self._maybe_stream_append(lf)
+                streamed = self._append(lf, streaming=True)
                 if streamed is not None:
                     return streamed
             if not sync and not self.literal_plus and \
@@ -380,11 +380,13 @@ class Connection:
 
     def _finish_command(self, raw: bytes, lf: int) -> ev.Event:
         tag, name, uid = self._tag, self._name, self._uid
+        if name == APPEND:
+            result = self._append(lf, streaming=False)
+            assert result is not None
+            return result
         try:
             limit = ARG_LIMITS.get("UID " + name if uid else name, 0)
             tokens, _ = tokenize(raw, self._args_at, max_args=limit)
-            if name == APPEND:
-                self._append_without_message(tokens)
             args = parse_command(name, tokens, uid, self.enabled)
         except SyntaxErr as exc:
             bad = self._bad(str(exc))
@@ -393,45 +395,68 @@ class Connection:
         self._reset_command(lf + 1)
         return ev.Command(tag, name, args, uid)
 
-    def _append_without_message(self, tokens: list[Arg]) -> None:
-        if not tokens:
-            raise SyntaxErr("Missing arguments")
-        if not isinstance(tokens[0], bytes) or len(tokens) > 1:
-            raise SyntaxErr("Invalid arguments")
-        raise SyntaxErr("Missing message size")
-
-    # -- APPEND streaming ---------------------------------------------------------------------
-    def _maybe_stream_append(self, lf: int) -> ev.Event | None:
-        """The APPEND literal ending at ``lf`` is a message (streamed: ``Command`` now,
-        ``LiteralStart`` next) or an error; None when it is read inline (the mailbox name
-        itself, or a literal inside a list)."""
+    # -- APPEND -------------------------------------------------------------------------------
+    def _append(self, lf: int, *, streaming: bool) -> ev.Event | None:
+        """An APPEND up to the line end at ``lf``: ``Command`` as soon as the mailbox is known
+        (Dovecot opens it before reading further, so a missing one is a NO even when the
+        rest is malformed), then ``LiteralStart`` for a message literal ending the line, or
+        ``Bad``. None when the literal at the line end is to be read inline instead (the
+        mailbox name itself, or a literal inside a list)."""
         raw = bytes(self._buf[:lf + 1])
         try:
-            tokens, _ = tokenize(raw, self._args_at, stream_last_literal=True)
+            head, after = tokenize(raw, self._args_at, max_args=1,
+                                   stream_last_literal=streaming)
         except SyntaxErr as exc:
-            if str(exc) == "Missing literal data":  # a literal inside a list: read it inline
-                return None
             return self._bad_and_skip_rest(self._bad(str(exc)), lf)
-        if not tokens or not isinstance(tokens[-1], LiteralMarker) or len(tokens) < 2:
-            return None  # the mailbox name itself is a literal
-        box = tokens[0]
+        if not head:
+            return self._bad_and_skip_rest(self._bad("Missing arguments"), lf)
+        box = head[0]
+        if isinstance(box, LiteralMarker):
+            return None
         if not isinstance(box, bytes):
             return self._bad_and_skip_rest(self._bad("Invalid arguments"), lf)
-        marker = tokens[-1]
-        assert isinstance(marker, LiteralMarker)
         try:
-            flags, when = parse_append_message(tokens[1:-1])
+            rest, _ = tokenize(raw, after, stream_last_literal=streaming)
         except SyntaxErr as exc:
-            return self._bad_and_skip_rest(self._bad(str(exc)), lf)
-        mailbox = make_mailbox(bytes(box))
-        tag = self._tag
+            if streaming and str(exc) == "Missing literal data":
+                return None
+            rest, error = [], str(exc)
+        else:
+            error = self._append_error(rest, streaming)
+        command = ev.Command(self._tag, APPEND, Append(make_mailbox(bytes(box))))
+        if error is not None:
+            self._queue.append(self._bad(error))
+            self._reset_command(lf + 1)
+            self._state = _COMMAND
+            return command
+        marker = rest[-1]
+        assert isinstance(marker, LiteralMarker)
+        flags, when = parse_append_message(rest[:-1])
         del self._buf[:lf + 1]
         self._scan = self._frag = 0
         self._pending = ev.LiteralStart(marker.size, marker.synchronizing, marker.binary,
                                         flags, when)
         self._state = _LITERAL_DECISION
         self._queue.append(self._pending)
-        return ev.Command(tag, APPEND, Append(mailbox))
+        return command
+
+    @staticmethod
+    def _append_error(rest: list[Arg], streaming: bool) -> str | None:
+        """What is wrong with the arguments after APPEND's mailbox, or None."""
+        if not streaming or not rest or not isinstance(rest[-1], LiteralMarker):
+            if not rest:
+                return "Missing message size"
+            if isinstance(rest[0], list):
+                try:
+                    parse_append_message(rest[:1])
+                except SyntaxErr as exc:
+                    return str(exc)
+            return "Invalid arguments"
+        try:
+            parse_append_message(rest[:-1])
+        except SyntaxErr as exc:
+            return str(exc)
+        return None
 
     def _read_literal_data(self) -> ev.Event | None:
         if self._remaining == 0:

@@ -104,6 +104,9 @@ def cote_reply(data: bytes, enabled: frozenset[str] = frozenset(), *,
             return "BYE", event.text.encode()
         if isinstance(event, Command):
             if event.name == "APPEND":
+                if event.args.mailbox.name != "INBOX":  # type: ignore[attr-defined]
+                    # the handler answers NO [TRYCREATE] before looking further, as Dovecot
+                    return "PARSED", b"APPEND to a missing mailbox"
                 continue
             return "PARSED", repr(event.args).encode()
         if isinstance(event, LiteralStart):

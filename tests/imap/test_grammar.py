@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -232,8 +232,16 @@ def test_sort_and_thread() -> None:
 def test_append_date_time_is_aware() -> None:
     assert parse_date_time(b" 1-Jul-2002 05:06:07 -0700") == \
         datetime(2002, 7, 1, 5, 6, 7, tzinfo=timezone(-timedelta(hours=7)))
-    assert parse_date_time(b"31-Feb-2002 05:06:07 -0700") is None
+    # as lenient as Dovecot: fields roll over, a zone that is not +-hhmm is UTC
+    assert parse_date_time(b"31-Feb-2002 25:06:07 -0700") == \
+        datetime(2002, 3, 4, 1, 6, 7, tzinfo=timezone(-timedelta(hours=7)))
+    assert parse_date_time(b"1-Jan-2020 10:00:00 junk") == \
+        datetime(2020, 1, 1, 10, 0, 0, tzinfo=UTC)
+    assert parse_date_time(b"1-Jan-2020 10:00:00 -2500") == \
+        datetime(2020, 1, 2, 11, 0, 0, tzinfo=UTC)
     assert parse_date_time(b"1-Jul-2002") is None
+    assert parse_date_time(b"1-Jan-2020 10:00:00") is None
+    assert parse_date_time(b"1-Jan-2020  10:00:00 +0100") is None
 
 
 def test_search_text_is_decoded_in_the_given_charset() -> None:
