@@ -876,8 +876,11 @@ class Master:
             leave = not self.ms.shutdown_clients and svc.name in MAIL_SERVICES
             for p in svc.processes.values():
                 p.stopping = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGQUIT if leave else signal.SIGTERM)
+                if leave:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGQUIT)
+                else:
+                    kill_group(p.pid, signal.SIGTERM)
             if leave:
                 svc.processes.clear()
         self._wait_children(lambda s: s.name != "log", MAX_DIE_WAIT_SECS)
@@ -909,8 +912,7 @@ class Master:
                 if killed:
                     return
                 for p in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(p.pid, signal.SIGKILL)
+                    kill_group(p.pid, signal.SIGKILL)
                 killed = True
                 deadline = time.monotonic() + 2.0
             time.sleep(0.02)
@@ -921,6 +923,15 @@ class Master:
         with contextlib.suppress(OSError):
             os.close(self.death_w)
         self.sink.close()
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal a child and whatever it started (scripts): each child leads its own group."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _where(e: BaseException) -> str:

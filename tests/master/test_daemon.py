@@ -73,6 +73,14 @@ def test_daemonises_writes_pid_refuses_second_start_and_stops(d: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     pid = int(pid_file.read_text())
+    try:
+        _daemon_checks(d, conf, port, pid, pid_file)
+    finally:
+        if alive(pid):
+            os.kill(pid, 15)
+
+
+def _daemon_checks(d: Path, conf: Path, port: int, pid: int, pid_file: Path) -> None:
     assert alive(pid)
     assert os.getsid(pid) != os.getsid(0)  # detached into its own session
     s = connect(port)
@@ -276,6 +284,14 @@ service other {{
 }}
 """
     m = MasterServer(d, conf).start()
+    try:
+        _shutdown_checks(d, m, flag)
+    finally:
+        m.stop()
+        flag.touch()  # never leave a hold.sh behind
+
+
+def _shutdown_checks(d: Path, m: MasterServer, flag: Path) -> None:
     clients = []
     for name in ("hold", "other"):
         c = socket.socket(socket.AF_UNIX)
@@ -289,6 +305,10 @@ service other {{
                                 if p["available_count"] == 0], what="busy other process")
     m.stop()  # TERM: the master goes, the pop3 process finishes its client
     assert not alive(other[0]) and alive(mail[0])
+    # the killed service's script went with it (process group); the mail one's still runs
+    scripts = [p for p in os.listdir("/proc") if p.isdigit() and alive(int(p))
+               and str(d / "hold.sh").encode() in _cmdline(p)]
+    assert len(scripts) == 1
     assert recv_line(clients[1]) == b""  # the non-mail service's client was cut
     flag.touch()
     assert recv_line(clients[0]) == b"+\n"
@@ -298,3 +318,10 @@ service other {{
         time.sleep(0.05)
     for c in clients:
         c.close()
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
