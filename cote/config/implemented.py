@@ -34,6 +34,25 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "inet_listener/reuse_port", "inet_listener/haproxy",
     "unix_listener/mode", "unix_listener/user", "unix_listener/group",
     "fifo_listener/mode", "fifo_listener/user", "fifo_listener/group",
+    "ssl_options",
+    # mail processes: who the user becomes and where the mail is
+    "mail_location", "mail_uid", "mail_gid", "mail_home", "mail_access_groups", "mail_fsync",
+    # pop3
+    "pop3_uidl_format", "pop3_delete_type", "pop3_deleted_flag", "pop3_no_flag_updates",
+    "pop3_enable_last", "pop3_logout_format",
+    # delivery (lmtp, cote-lda)
+    "recipient_delimiter", "lmtp_add_received_header", "quota_full_tempfail",
+    "deliver_log_format", "lda_mailbox_autocreate", "lda_mailbox_autosubscribe",
+    "auth_socket_path",
+    # auth daemon
+    "auth_mechanisms", "auth_verbose", "auth_failure_delay", "auth_username_format",
+    "auth_username_chars", "auth_username_translation", "auth_default_realm", "auth_realms",
+    "auth_anonymous_username",
+    "passdb/driver", "passdb/args", "passdb/default_fields", "passdb/override_fields",
+    "passdb/deny", "passdb/skip", "passdb/result_success", "passdb/result_failure",
+    "passdb/result_internalfail",
+    "userdb/driver", "userdb/args", "userdb/default_fields", "userdb/override_fields",
+    "userdb/skip", "userdb/result_success", "userdb/result_failure", "userdb/result_internalfail",
 })
 
 

@@ -1,18 +1,15 @@
 """LMTP through cote's master and lmtp process into Maildir, compared with Dovecot's LMTP.
 
-The userdb answers come from a real Dovecot's auth daemon (its ``auth-userdb`` socket linked
-into cote's base_dir, until cote's own auth daemon lands). The same transaction goes to both
-servers; replies must match byte for byte, and the files each stores must be identical except
+cote's own auth daemon answers the userdb lookups from the same passwd-file as Dovecot's.
+The same transaction goes to both servers; replies must match byte for byte, and the files each stores must be identical except
 for the Received header's id and date. Dovecot then reads cote's deliveries over IMAP.
 """
 
 from __future__ import annotations
 
 import imaplib
-import os
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
-from tests.support.env import free_port, mail_user, remove_dir, server_dir
 
-REPO = Path(__file__).resolve().parents[2]
 SESSION = re.compile(rb"(<\S+> )([A-Za-z0-9+/]{22})((?::T\d+)?(?::R\d+)?) Saved")
 MESSAGE = (b"From: Alice <alice@example.com>\r\nTo: user1@example.com\r\nSubject: hi\r\n"
            b"Message-ID: <m1@example.com>\r\n\r\nline one\r\n..dotted\r\n" + b"x" * 5000 + b"\r\n")
@@ -40,45 +36,14 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
     dc = DovecotOracle(users={"user1": "x", "user2": "x"}).start()
-    work = server_dir("cote-lmtp")
-    port = free_port()
-    vmail = mail_user()
-    (work / "run").mkdir()
-    os.symlink(f"{dc.base_dir}/auth-userdb", work / "run/auth-userdb")
-    (work / "dovecot.conf").write_text(f"""\
-base_dir = {work}/run
-state_dir = {work}/state
-log_path = {work}/cote.log
-protocols = lmtp
-listen = 127.0.0.1
-mail_location = maildir:{dc.dir}/mail/%u
-first_valid_uid = {vmail.pw_uid}
-ssl = no
-service lmtp {{
-  inet_listener lmtp {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-}}
-""")
-    proc = subprocess.Popen([str(REPO / ".venv/bin/cote"), "-F", "-c", str(work / "dovecot.conf")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cote = CoteServer(mail_location=f"maildir:{dc.dir}/mail/%u", passwd_file=dc.dir / "users",
+                      protocols="lmtp")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("cote lmtp did not start") from None
-                time.sleep(0.05)
-        yield Setup(dc, port, work / "run/lmtp", work / "cote.log")
+        cote.start()
+        yield Setup(dc, cote.ports["lmtp"], cote.socket_path("lmtp"), cote.log_path)
     finally:
-        proc.terminate()
-        proc.wait(15)
+        cote.cleanup()
         dc.cleanup()
-        remove_dir(work)
 
 
 def converse(sock: socket.socket, lines: list[bytes]) -> bytes:

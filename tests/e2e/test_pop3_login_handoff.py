@@ -1,20 +1,17 @@
-"""POP3 through cote's own processes: master → pop3-login → hand-off → pop3 → Maildir.
+"""POP3 through cote's own processes: master → pop3-login → auth → hand-off → pop3 → Maildir.
 
-cote's auth daemon is not written yet, so the auth sockets in cote's base_dir are links to a
-real Dovecot's (its ``login/login`` for the login process, ``auth-master`` for the REQUEST
-that confirms the login): cote's login and mail processes speak Dovecot's auth protocols to a
-real server. Everything else is cote: the master's listeners and process supervision, the
-pre-auth dialogue, the fd hand-off, the privilege drop and the POP3 session on Dovecot's store.
+Everything on cote's side is cote: the master's listeners and supervision, the pre-auth
+dialogue, cote's auth daemon (passwd-file), the fd hand-off, the REQUEST that confirms the
+login, the privilege drop and the POP3 session. A real Dovecot owns the store (it wrote the
+messages) and serves the same commands as the reference.
 """
 
 from __future__ import annotations
 
 import imaplib
-import os
 import poplib
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,32 +19,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
-from tests.support.env import free_port, mail_user, remove_dir, server_dir
 
-REPO = Path(__file__).resolve().parents[2]
 MESSAGES = [b"Subject: hello\r\n\r\nbody\r\n", b"Subject: second\nX: y\n\n.dot\nend"]
 
 
 @dataclass
 class Setup:
     dovecot: DovecotOracle
-    cote_dir: Path
+    cote: CoteServer
     port: int
     log: Path
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"cote exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("cote did not listen in 20 s")
 
 
 @pytest.fixture(scope="module")
@@ -58,41 +41,14 @@ def setup() -> Iterator[Setup]:
     for msg in MESSAGES:
         imap.append("INBOX", "", None, msg)
     imap.logout()
-    work = server_dir("cote-e2e")
-    port = free_port()
-    vmail = mail_user()
-    (work / "run/login").mkdir(parents=True)
-    os.symlink(f"{dc.base_dir}/login/login", work / "run/login/login")
-    os.symlink(f"{dc.base_dir}/auth-master", work / "run/auth-master")
-    (work / "dovecot.conf").write_text(f"""\
-base_dir = {work}/run
-state_dir = {work}/state
-log_path = {work}/cote.log
-protocols = pop3
-listen = 127.0.0.1
-mail_location = maildir:{dc.dir}/mail/%u
-first_valid_uid = {vmail.pw_uid}
-ssl = no
-service pop3-login {{
-  chroot =
-  inet_listener pop3 {{
-    port = {port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-""")
-    proc = subprocess.Popen([str(REPO / ".venv/bin/cote"), "-F", "-c", str(work / "dovecot.conf")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cote = CoteServer(mail_location=f"maildir:{dc.dir}/mail/%u", passwd_file=dc.dir / "users",
+                      protocols="pop3", extra_conf="auth_verbose = yes\n")
     try:
-        wait_for_port(port, proc)
-        yield Setup(dc, work, port, work / "cote.log")
+        cote.start()
+        yield Setup(dc, cote, cote.ports["pop3"], cote.log_path)
     finally:
-        proc.terminate()
-        proc.wait(15)
+        cote.cleanup()
         dc.cleanup()
-        remove_dir(work)
 
 
 def log_lines(setup: Setup, needle: str, path: Path | None = None) -> list[str]:

@@ -1,30 +1,26 @@
 """Real Postfix delivers to cote over LMTP on a UNIX socket (``lmtp:unix:…``), as
 ``virtual_transport = lmtp:unix:private/dovecot-lmtp`` setups do.
 
-Dovecot provides the userdb (auth socket linked into cote's base_dir) and reads the result over
-IMAP; Postfix's own log says what cote answered.
+cote's auth daemon answers the userdb lookups; Dovecot (same passwd-file, same store) reads
+the result over IMAP; Postfix's own log says what cote answered.
 """
 
 from __future__ import annotations
 
 import imaplib
-import os
 import re
 import smtplib
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 
+from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
-from tests.support.env import mail_user, remove_dir, server_dir
 from tests.support.postfix import PostfixInstance
 
-REPO = Path(__file__).resolve().parents[2]
 USER = "alice@example.com"
 
 
@@ -37,36 +33,19 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
     dc = DovecotOracle(users={USER: "secret"}).start()
-    work = server_dir("cote-pf")
-    vmail = mail_user()
-    (work / "run").mkdir()
-    os.symlink(f"{dc.base_dir}/auth-userdb", work / "run/auth-userdb")
-    (work / "dovecot.conf").write_text(f"""\
-base_dir = {work}/run
-state_dir = {work}/state
-log_path = {work}/cote.log
-protocols = lmtp
-mail_location = maildir:{dc.dir}/mail/%u
-first_valid_uid = {vmail.pw_uid}
-ssl = no
-""")
-    cote = subprocess.Popen([str(REPO / ".venv/bin/cote"), "-F", "-c", str(work / "dovecot.conf")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    socket_path = work / "run/lmtp"
-    deadline = time.monotonic() + 20
-    while not socket_path.exists():
-        if cote.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("cote's lmtp socket did not appear")
-        time.sleep(0.05)
-    pf = PostfixInstance(f"local_transport = lmtp:unix:{socket_path}\n").start()
+    cote = CoteServer(mail_location=f"maildir:{dc.dir}/mail/%u", passwd_file=dc.dir / "users",
+                      protocols="lmtp")
+    pf = None
     try:
+        cote.start()
+        pf = PostfixInstance(f"local_transport = lmtp:unix:{cote.socket_path('lmtp')}\n")
+        pf.start()
         yield Setup(dc, pf)
     finally:
-        pf.cleanup()
-        cote.terminate()
-        cote.wait(15)
+        if pf is not None:
+            pf.cleanup()
+        cote.cleanup()
         dc.cleanup()
-        remove_dir(work)
 
 
 def send(pf: PostfixInstance, rcpt: str, subject: str) -> None:

@@ -1,0 +1,23 @@
+"""passdb and userdb drivers behind one small interface (see ``base``)."""
+
+from __future__ import annotations
+
+from cote.auth.drivers.base import (
+    DriverError,
+    PassdbDriver,
+    PassdbLookup,
+    UserdbDriver,
+    UserdbLookup,
+)
+from cote.auth.drivers.passwd_file import PasswdFilePassdb, PasswdFileUserdb
+from cote.auth.drivers.static import StaticPassdb, StaticUserdb
+
+PASSDB_DRIVERS: dict[str, type[PassdbDriver]] = {
+    "passwd-file": PasswdFilePassdb, "static": StaticPassdb,
+}
+USERDB_DRIVERS: dict[str, type[UserdbDriver]] = {
+    "passwd-file": PasswdFileUserdb, "static": StaticUserdb,
+}
+
+__all__ = ["PASSDB_DRIVERS", "USERDB_DRIVERS", "DriverError", "PassdbDriver", "PassdbLookup",
+           "UserdbDriver", "UserdbLookup"]

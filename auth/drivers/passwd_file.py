@@ -1,0 +1,134 @@
+"""passwd-file: Dovecot's ``user:password:uid:gid:gecos:home:shell:extra_fields`` files.
+
+A file is parsed once into a dict and re-read when its mtime, size or inode changes, so an
+admin's edit applies to the next login without a reload. The path may contain ``%``
+variables (one file per domain); ``scheme=`` sets the default password scheme and
+``username_format=`` the key looked up (default ``%u``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from cote.auth.drivers.base import (
+    DriverError,
+    PassdbDriver,
+    PassdbLookup,
+    UserdbDriver,
+    UserdbLookup,
+    split_args,
+)
+from cote.auth.mechanisms import PassdbResult
+from cote.auth.request import AuthRequest
+from cote.variables import VariableError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    password: str
+    uid: str
+    gid: str
+    home: str
+    extra: tuple[tuple[str, str], ...]
+
+
+class PasswdFile:
+    """One parsed file, refreshed when it changes on disk."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stamp: tuple[int, int, int] | None = None
+        self.entries: dict[str, Entry] = {}
+
+    def current(self) -> dict[str, Entry]:
+        st = os.stat(self.path)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self.stamp:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
+                self.entries = parse(f.read())
+            self.stamp = stamp
+        return self.entries
+
+
+def parse(text: str) -> dict[str, Entry]:
+    entries: dict[str, Entry] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cols = line.split(":", 7)
+        cols += [""] * (8 - len(cols))
+        name, password, uid, gid, _gecos, home, _shell, extra = cols
+        fields = []
+        for word in extra.split():
+            key, eq, value = word.partition("=")
+            fields.append((key, value if eq else "yes"))
+        entries.setdefault(name, Entry(password, uid, gid, home, tuple(fields)))
+    return entries
+
+
+class _Base:
+    def __init__(self, args: str) -> None:
+        options, rest = split_args(args)
+        if len(rest) != 1:
+            raise DriverError(f"passwd-file: args must name one file: {args!r}")
+        self.path_template = rest[0]
+        self.scheme = options.get("scheme", "CRYPT")
+        self.username_format = options.get("username_format", "%u")
+        self.files: dict[str, PasswdFile] = {}
+
+    def find(self, request: AuthRequest) -> Entry | None:
+        try:
+            path = request.expand(self.path_template) if "%" in self.path_template \
+                else self.path_template
+            key = request.expand(self.username_format)
+        except VariableError as e:
+            raise OSError(str(e)) from e
+        pf = self.files.get(path)
+        if pf is None:
+            pf = self.files[path] = PasswdFile(path)
+        return pf.current().get(key)
+
+
+class PasswdFilePassdb(_Base, PassdbDriver):
+    name = "passwd-file"
+
+    async def lookup(self, request: AuthRequest) -> PassdbLookup:
+        try:
+            entry = self.find(request)
+        except OSError as e:
+            return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=f"{e}")
+        if entry is None:
+            return PassdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
+        fields = dict(entry.extra)
+        password: str | None = entry.password
+        if "nopassword" in fields:
+            password = None
+        return PassdbLookup(PassdbResult.OK, password, fields, self.scheme)
+
+
+class PasswdFileUserdb(_Base, UserdbDriver):
+    name = "passwd-file"
+
+    async def lookup(self, request: AuthRequest) -> UserdbLookup:
+        try:
+            entry = self.find(request)
+        except OSError as e:
+            return UserdbLookup(PassdbResult.INTERNAL_FAILURE, log=str(e))
+        if entry is None:
+            return UserdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
+        fields: dict[str, str] = {}
+        for key, value in (("uid", entry.uid), ("gid", entry.gid), ("home", entry.home)):
+            if value:
+                fields[key] = value
+        for key, value in entry.extra:
+            fields[key.removeprefix("userdb_")] = value
+        return UserdbLookup(PassdbResult.OK, fields)
+
+    def can_iterate(self) -> bool:
+        return "%" not in self.path_template
+
+    async def iterate(self) -> AsyncIterator[str]:
+        for name in PasswdFile(self.path_template).current():
+            yield name

@@ -1,0 +1,288 @@
+"""The auth daemon's logic, independent of sockets: SASL conversations and lookups.
+
+A conversation drives a mechanism state machine (``cote.auth.mechanisms``): when it asks to
+verify a password or fetch credentials, the passdb chain answers; successes are remembered for
+a while so a mail process can confirm them (auth-master REQUEST with the login process's pid,
+request id and this daemon's cookie); failures are answered after ``auth_failure_delay``.
+The socket servers in ``cote.auth.service`` only move bytes to and from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fnmatch
+import hmac
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from cote.auth import chain, schemes
+from cote.auth.drivers import PassdbLookup, UserdbDriver
+from cote.auth.mechanisms import (
+    Challenge,
+    Failure,
+    LookupCredentials,
+    Mechanism,
+    MechanismContext,
+    PassdbResult,
+    Step,
+    Success,
+    UnknownMechanism,
+    VerifyPlain,
+    advertised,
+    create,
+)
+from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
+from cote.auth.request import AuthRequest
+from cote.config import Config
+from cote.log import Logger
+from cote.variables import VariableError, compile_template
+
+LOGIN_REQUEST_TTL = 180.0  # how long a mail process has to REQUEST a finished login
+
+
+@dataclass
+class PendingLogin:
+    request: AuthRequest
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a conversation says: CONT (``challenge``), OK or FAIL."""
+
+    kind: str  # "cont" | "ok" | "fail"
+    challenge: bytes = b""
+    user: str = ""
+    fields: tuple[tuple[str, str | None], ...] = ()
+    code: str | None = None
+    reason: str | None = None
+
+
+class UserdbAnswer:
+    FOUND, NOTFOUND, FAIL = "found", "notfound", "fail"
+
+
+class AuthEngine:
+    def __init__(self, cfg: Config, log: Logger) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.passdbs = chain.passdbs(cfg)
+        self.userdbs = chain.userdbs(cfg)
+        names = str(cfg.get("auth_mechanisms")).upper().split()
+        self.mechanisms: list[MechanismInfo] = advertised(names)
+        self.cookie = os.urandom(16)
+        self.logins: dict[tuple[int, int], PendingLogin] = {}
+        self.failure_delay = float(cfg.get("auth_failure_delay"))
+        self.verbose = bool(cfg.get("auth_verbose"))
+        self.disable_plaintext = bool(cfg.get("disable_plaintext_auth"))
+        self.username_format = compile_template(str(cfg.get("auth_username_format")))
+        self.username_chars = frozenset(str(cfg.get("auth_username_chars")))
+        translation = str(cfg.get("auth_username_translation"))
+        self.translation = str.maketrans(translation[0::2], translation[1::2]) \
+            if len(translation) >= 2 else None
+        self.default_realm = str(cfg.get("auth_default_realm"))
+        self.realms = tuple(str(cfg.get("auth_realms")).split())
+        self.anonymous_username = str(cfg.get("auth_anonymous_username"))
+        self.start_time = time.time()
+        self.next_cuid = 1
+
+    # -- user names ------------------------------------------------------------------------
+    def normalize(self, name: str) -> str | None:
+        """auth_username_translation, auth_username_chars, auth_default_realm and
+        auth_username_format, in Dovecot's order; None for a name that is not allowed."""
+        if self.translation:
+            name = name.translate(self.translation)
+        if self.username_chars and any(c not in self.username_chars for c in name):
+            return None
+        if self.default_realm and "@" not in name:
+            name = f"{name}@{self.default_realm}"
+        try:
+            request = AuthRequest(name)
+            return self.username_format.expand(request.values())
+        except VariableError:
+            return None
+
+    # -- SASL conversations ----------------------------------------------------------------
+    def mechanism_info(self, name: str) -> MechanismInfo | None:
+        return next((m for m in self.mechanisms if m.name == name.upper()), None)
+
+    async def conversation(self, mechanism: str, initial: bytes | None, request: AuthRequest,
+                           *, final_resp_ok: bool, cuid: int, client_secured: bool,
+                           responses: Callable[[], Awaitable[bytes]]) -> AsyncIterator[Reply]:
+        """Run one AUTH request; yields CONT replies and finally OK or FAIL. ``responses``
+        returns the client's next CONT data."""
+        info = self.mechanism_info(mechanism)
+        if info is None:
+            yield Reply("fail", reason="Unsupported authentication mechanism")
+            return
+        if info.flags & MechFlag.PLAINTEXT and self.disable_plaintext and not client_secured:
+            yield Reply("fail", reason="Plaintext authentication disabled")
+            return
+        try:
+            mech = create(info.name, MechanismContext(
+                service=request.service, final_resp_ok=final_resp_ok, realms=self.realms,
+                anonymous_username=self.anonymous_username, connect_uid=cuid,
+                start_time=self.start_time))
+        except UnknownMechanism:
+            yield Reply("fail", reason="Unsupported authentication mechanism")
+            return
+        request.mechanism = info.name
+        step = mech.start(initial)
+        while True:
+            if isinstance(step, Challenge):
+                yield Reply("cont", challenge=step.data)
+                step = mech.respond(await responses())
+            elif isinstance(step, VerifyPlain | LookupCredentials):
+                step = await self._passdb_step(mech, step, request)
+            elif isinstance(step, Success):
+                yield self._succeeded(step, request)
+                return
+            else:
+                assert isinstance(step, Failure)
+                yield await self._failed(step, request)
+                return
+
+    async def _passdb_step(self, mech: Mechanism, step: VerifyPlain | LookupCredentials,
+                           request: AuthRequest) -> Step:
+        user = self.normalize(step.user)
+        if user is None:
+            self._verbose(request, "passdb", f"Invalid username: {step.user}")
+            return mech.verified(PassdbResult.USER_UNKNOWN) if isinstance(step, VerifyPlain) \
+                else mech.credentials(PassdbResult.USER_UNKNOWN, None)
+        request.original_user = step.user
+        request.user = user
+        if step.authzid and step.authzid != step.user:
+            self._verbose(request, "passdb", "Attempted master login with no master passdbs")
+            result = PassdbResult.USER_UNKNOWN
+            return mech.verified(result) if isinstance(step, VerifyPlain) \
+                else mech.credentials(result, None)
+        if isinstance(step, VerifyPlain):
+            password = step.password
+
+            async def verify(found: PassdbLookup, db: chain.Database) -> PassdbResult:
+                return await self._verify_password(found, password, request, db)
+
+            outcome = await chain.run_passdbs(self.passdbs, request, verify)
+            return mech.verified(outcome.result)
+        outcome = await chain.run_passdbs(self.passdbs, request, None)
+        if outcome.result is not PassdbResult.OK or outcome.lookup is None:
+            return mech.credentials(outcome.result, None)
+        found = outcome.lookup
+        if found.password is None:
+            return mech.credentials(PassdbResult.SCHEME_NOT_AVAILABLE, None)
+        try:
+            data = schemes.credentials(found.password, step.scheme, user=request.user,
+                                       default_scheme=found.default_scheme)
+        except schemes.SchemeError as e:
+            self._verbose(request, outcome.database, str(e))
+            return mech.credentials(PassdbResult.SCHEME_NOT_AVAILABLE, None)
+        return mech.credentials(PassdbResult.OK, data)
+
+    async def _verify_password(self, found: PassdbLookup, password: bytes,
+                               request: AuthRequest, db: chain.Database) -> PassdbResult:
+        if found.password is None:  # nopassword
+            return PassdbResult.OK
+        stored = found.password
+        try:
+            if schemes.is_expensive(stored, default_scheme=found.default_scheme):
+                ok = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: schemes.verify(stored, password, user=request.user,
+                                                 default_scheme=found.default_scheme))
+            else:
+                ok = schemes.verify(stored, password, user=request.user,
+                                    default_scheme=found.default_scheme)
+        except schemes.SchemeError as e:
+            self._verbose(request, db, str(e), error=True)
+            return PassdbResult.INTERNAL_FAILURE
+        if not ok:
+            self._verbose(request, db, "Password mismatch")
+            return PassdbResult.PASSWORD_MISMATCH
+        return PassdbResult.OK
+
+    def _succeeded(self, step: Success, request: AuthRequest) -> Reply:
+        if not request.original_user:
+            # Mechanisms that never consult the passdb (ANONYMOUS, EXTERNAL) name the user.
+            request.user = step.user
+        fields: list[tuple[str, str | None]] = [
+            (k, v) for k, v in request.passdb_fields.items()
+            if k not in ("nopassword", "password", "user")]
+        fields += list(step.fields)
+        if step.final is not None:
+            fields.append(("resp", base64.b64encode(step.final).decode("ascii")))
+        request.authenticated = True
+        return Reply("ok", user=request.user, fields=tuple(fields))
+
+    async def _failed(self, step: Failure, request: AuthRequest) -> Reply:
+        if step.log:
+            self._verbose(request, request.mechanism.lower(), step.log)
+        if self.failure_delay > 0 and step.code != "temp_fail":
+            await asyncio.sleep(self.failure_delay)
+        return Reply("fail", user=step.user or request.original_user or "", code=step.code,
+                     reason=step.reason)
+
+    def _verbose(self, request: AuthRequest, source: object, text: str,
+                 error: bool = False) -> None:
+        if not (self.verbose or error):
+            return
+        name = source if isinstance(source, str) else \
+            (source.driver.name if isinstance(source, chain.Database) else "auth")
+        line = f"{name}({request.log_name()}): {text}"
+        (self.log.error if error else self.log.info)(line)
+
+    # -- the login registry (for REQUEST) ------------------------------------------------------
+    def remember_login(self, client_pid: int, request_id: int, request: AuthRequest) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self.logins.items() if v.expires < now]:
+            del self.logins[key]
+        self.logins[(client_pid, request_id)] = PendingLogin(request, now + LOGIN_REQUEST_TTL)
+
+    def take_login(self, client_pid: int, request_id: int, cookie_hex: str
+                   ) -> AuthRequest | None:
+        try:
+            cookie = bytes.fromhex(cookie_hex)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(cookie, self.cookie):
+            return None
+        pending = self.logins.pop((client_pid, request_id), None)
+        if pending is None or pending.expires < time.monotonic():
+            return None
+        return pending.request
+
+    # -- lookups for the master/userdb sockets ---------------------------------------------------
+    async def userdb(self, request: AuthRequest) -> tuple[str, dict[str, str], str]:
+        """(UserdbAnswer, fields, log text)."""
+        result = await chain.run_userdbs(self.userdbs, request)
+        if result.result is PassdbResult.OK:
+            return UserdbAnswer.FOUND, result.fields, ""
+        if result.result is PassdbResult.INTERNAL_FAILURE:
+            return UserdbAnswer.FAIL, {}, result.log
+        return UserdbAnswer.NOTFOUND, {}, result.log
+
+    async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str]]:
+        outcome = await chain.run_passdbs(self.passdbs, request, None)
+        if outcome.result is PassdbResult.OK and outcome.lookup is not None:
+            fields = dict(request.passdb_fields)
+            if outcome.lookup.password is not None:
+                fields["password"] = outcome.lookup.password
+            return UserdbAnswer.FOUND, fields
+        if outcome.result is PassdbResult.INTERNAL_FAILURE:
+            return UserdbAnswer.FAIL, {}
+        return UserdbAnswer.NOTFOUND, {}
+
+    async def list_users(self, mask: str) -> AsyncIterator[str]:
+        seen: set[str] = set()
+        for db in self.userdbs:
+            driver = db.driver
+            if isinstance(driver, UserdbDriver) and driver.can_iterate():
+                async for name in driver.iterate():
+                    if name not in seen and fnmatch.fnmatchcase(name, mask or "*"):
+                        seen.add(name)
+                        yield name
+
+    def new_cuid(self) -> int:
+        cuid, self.next_cuid = self.next_cuid, self.next_cuid + 1
+        return cuid

@@ -1,0 +1,82 @@
+"""One authentication or lookup as the passdb/userdb chain sees it.
+
+Holds the names (as given, and after ``auth_username_format``), the connection facts every
+``%`` variable can name, and the fields each database adds: passdb extra fields (sent with
+``OK``), userdb fields (uid, gid, home, mail, quota_rule …, including ``userdb_*`` prefetch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cote.variables import VariableError, compile_template, user_values
+
+
+@dataclass
+class AuthRequest:
+    user: str  # after auth_username_format: what databases look up
+    original_user: str = ""
+    service: str = ""
+    local_ip: str = ""
+    remote_ip: str = ""
+    local_port: str = ""
+    remote_port: str = ""
+    session: str = ""
+    mechanism: str = ""
+    secured: bool = False
+    passdb_fields: dict[str, str] = field(default_factory=dict)
+    userdb_fields: dict[str, str] = field(default_factory=dict)
+    master_user: str | None = None
+    authenticated: bool = False
+
+    def values(self, password: str | None = None) -> dict[str, str | None]:
+        """``%`` variables for templates (args paths, default/override fields, queries)."""
+        values = user_values(self.user)
+        orig = user_values(self.original_user or self.user)
+        values.update({
+            "service": self.service, "local_ip": self.local_ip, "remote_ip": self.remote_ip,
+            "local_port": self.local_port, "remote_port": self.remote_port,
+            "session": self.session, "mechanism": self.mechanism,
+            "secured": "secured" if self.secured else "", "password": password,
+            "original_user": orig["user"], "original_username": orig["username"],
+            "original_domain": orig["domain"], "master_user": self.master_user,
+            "login_user": self.original_user or self.user,
+            "home": self.userdb_fields.get("home"),
+        })
+        return values
+
+    def expand(self, template: str, password: str | None = None) -> str:
+        return compile_template(template).expand(self.values(password),
+                                                 fields={"passdb": self.passdb_fields,
+                                                         "userdb": self.userdb_fields})
+
+    def log_name(self) -> str:
+        """``user,rip,<session>`` as Dovecot's auth_verbose lines show a request."""
+        parts = [self.user, self.remote_ip] if self.remote_ip else [self.user]
+        if self.session:
+            parts.append(f"<{self.session}>")
+        return ",".join(parts)
+
+
+def parse_fields(text: str, request: AuthRequest | None = None) -> dict[str, str]:
+    """``key=value key2`` (a bare key means "yes"), ``%`` variables expanded per request."""
+    fields: dict[str, str] = {}
+    for word in text.split():
+        key, eq, value = word.partition("=")
+        if request is not None and "%" in value:
+            try:
+                value = request.expand(value)
+            except VariableError:
+                pass
+        fields[key] = value if eq else "yes"
+    return fields
+
+
+def apply_fields(target: dict[str, str], default: str, override: str,
+                 request: AuthRequest, found: dict[str, str]) -> None:
+    """default_fields (when the database did not set a field), the database's own fields,
+    then override_fields, into ``target``; ``userdb_`` fields in a passdb go to userdb."""
+    merged = parse_fields(default, request)
+    merged.update(found)
+    merged.update(parse_fields(override, request))
+    target.update(merged)

@@ -1,0 +1,286 @@
+"""The auth service: Dovecot's auth sockets on asyncio, in front of :mod:`cote.auth.engine`.
+
+``run(ctx)`` is the master's entry point. Each listener of ``service auth`` speaks the protocol
+its name says, as in Dovecot: a name ending in ``master`` is the auth-master socket (REQUEST,
+USER, PASS, LIST, CACHE-FLUSH), one ending in ``userdb`` the auth-userdb socket (the same
+lookups, but a peer that is neither root nor the socket's owner only gets answers about its
+own uid), and every other one (``auth-client``, ``login/login``, Postfix's ``private/auth``)
+the auth-client protocol. Many requests run concurrently per connection; each conversation is
+a task fed by that connection's CONT lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+
+from cote.auth.engine import AuthEngine, Reply, UserdbAnswer
+from cote.auth.protocol import auth_client as ac
+from cote.auth.protocol import auth_master as am
+from cote.auth.request import AuthRequest
+from cote.ipc import ServiceContext
+from cote.log import Logger
+
+READ_CHUNK = 65536
+
+
+def listener_protocol(name: str) -> str:
+    base = os.path.basename(name)
+    if base.endswith("master"):
+        return "master"
+    if base.endswith("userdb"):
+        return "userdb"
+    if "token" in base:
+        return "token"
+    return "client"
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class ClientConnection:
+    """One auth-client connection (a login process, Postfix, Exim)."""
+
+    def __init__(self, engine: AuthEngine, writer: asyncio.StreamWriter, log: Logger) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.log = log
+        self.codec = ac.ServerConnection([m.name for m in engine.mechanisms])
+        self.cuid = engine.new_cuid()
+        self.client_pid = 0
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.responses: dict[int, asyncio.Queue[bytes]] = {}
+
+    def start(self) -> None:
+        self.writer.write(ac.ServerConnection.handshake(
+            self.engine.mechanisms, spid=os.getpid(), cuid=self.cuid,
+            cookie=self.engine.cookie))
+
+    def feed(self, data: bytes) -> bool:
+        """False when the connection must be closed."""
+        for event in self.codec.feed(data):
+            if isinstance(event, ac.ClientPid):
+                self.client_pid = event.pid
+            elif isinstance(event, ac.AuthBegin):
+                self._begin(event)
+            elif isinstance(event, ac.AuthContinue):
+                queue = self.responses.get(event.id)
+                if queue is not None:
+                    queue.put_nowait(event.response)
+            elif isinstance(event, ac.AuthCancel):
+                self._end(event.id, cancel=True)
+            elif isinstance(event, ac.Reply):
+                self.writer.write(event.data)
+            elif isinstance(event, ac.Disconnect):
+                self.log.error(f"auth client {self.client_pid}: {event.reason}")
+                return False
+        return True
+
+    def _begin(self, event: ac.AuthBegin) -> None:
+        p = event.params
+        request = AuthRequest("", service=event.service, local_ip=p.get("lip", ""),
+                              remote_ip=p.get("rip", ""), local_port=p.get("lport", ""),
+                              remote_port=p.get("rport", ""), session=p.get("session", ""),
+                              secured=event.secured)
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.responses[event.id] = queue
+        self.tasks[event.id] = asyncio.get_running_loop().create_task(
+            self._converse(event, request, queue.get))
+
+    async def _converse(self, event: ac.AuthBegin, request: AuthRequest,
+                        responses: Callable[[], Awaitable[bytes]]) -> None:
+        try:
+            async for reply in self.engine.conversation(
+                    event.mechanism, event.initial_response, request,
+                    final_resp_ok="final-resp-ok" in event.flags, cuid=self.cuid,
+                    client_secured=event.secured, responses=responses):
+                self._send(event.id, reply, request)
+        except Exception as e:  # a bug must fail this request, not the daemon
+            self.log.error(f"auth request {event.id} failed: {type(e).__name__}: {e}")
+            self.writer.write(self.codec.fail(event.id, code="temp_fail"))
+        finally:
+            self._end(event.id, cancel=False)
+
+    def _send(self, request_id: int, reply: Reply, request: AuthRequest) -> None:
+        if reply.kind == "cont":
+            self.writer.write(self.codec.cont(request_id, reply.challenge))
+        elif reply.kind == "ok":
+            if self.client_pid:
+                self.engine.remember_login(self.client_pid, request_id, request)
+            self.writer.write(self.codec.ok(request_id, reply.user, reply.fields))
+        else:
+            self.writer.write(self.codec.fail(request_id, user=reply.user or None,
+                                              code=reply.code, reason=reply.reason))
+
+    def _end(self, request_id: int, *, cancel: bool) -> None:
+        task = self.tasks.pop(request_id, None)
+        self.responses.pop(request_id, None)
+        if cancel and task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+
+
+class MasterConnection:
+    """One auth-master or auth-userdb connection (mail processes, LMTP, LDA, coteadm)."""
+
+    def __init__(self, engine: AuthEngine, writer: asyncio.StreamWriter, log: Logger,
+                 restricted_uid: int | None) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.log = log
+        self.restricted_uid = restricted_uid  # auth-userdb peers that are not root/owner
+        self.codec = am.ServerConnection()
+        self.master = restricted_uid is None
+
+    def start(self) -> None:
+        self.writer.write(am.ServerConnection.handshake(os.getpid()))
+
+    def feed(self, data: bytes) -> bool:
+        for event in self.codec.feed(data):
+            if isinstance(event, am.Disconnect):
+                self.log.error(f"auth-master client: {event.reason}")
+                return False
+            if isinstance(event, am.MasterVersion):
+                continue
+            asyncio.get_running_loop().create_task(self._handle(event))
+        return True
+
+    async def _handle(self, event: am.ServerEvent) -> None:
+        try:
+            await self._answer(event)
+        except Exception as e:  # never take the daemon down for one lookup
+            request_id = getattr(event, "id", 0)
+            self.log.error(f"auth-master request {request_id}: {type(e).__name__}: {e}")
+            self.writer.write(am.ServerConnection.fail(request_id, "Internal error"))
+
+    async def _answer(self, event: am.ServerEvent) -> None:
+        if isinstance(event, am.LoginRequest):
+            if not self.master:
+                self.writer.write(am.ServerConnection.fail(event.id, "REQUEST needs the "
+                                                                     "auth-master socket"))
+                return
+            request = self.engine.take_login(event.client_pid, event.client_id, event.cookie)
+            if request is None:
+                self.log.error(f"Master requested auth for nonexistent client "
+                               f"{event.client_pid}")
+                self.writer.write(am.ServerConnection.notfound(event.id))
+                return
+            await self._user_reply(event.id, request)
+        elif isinstance(event, am.UserLookup):
+            name = self.engine.normalize(event.user)
+            if name is None:
+                self.writer.write(am.ServerConnection.notfound(event.id))
+                return
+            p = event.params
+            request = AuthRequest(name, original_user=event.user, service=p.get("service", ""),
+                                  local_ip=p.get("lip", ""), remote_ip=p.get("rip", ""))
+            await self._user_reply(event.id, request)
+        elif isinstance(event, am.PassLookup):
+            if not self.master:
+                self.writer.write(am.ServerConnection.fail(event.id, "Permission denied"))
+                return
+            name = self.engine.normalize(event.user) or event.user
+            request = AuthRequest(name, original_user=event.user,
+                                  service=event.params.get("service", ""))
+            answer, fields = await self.engine.passdb(request)
+            if answer == UserdbAnswer.FOUND:
+                self.writer.write(am.ServerConnection.passdb(event.id, name, fields))
+            elif answer == UserdbAnswer.NOTFOUND:
+                self.writer.write(am.ServerConnection.notfound(event.id))
+            else:
+                self.writer.write(am.ServerConnection.fail(event.id))
+        elif isinstance(event, am.ListUsers):
+            async for name in self.engine.list_users(event.params.get("user", "*")):
+                self.writer.write(am.ServerConnection.list_user(event.id, name))
+            self.writer.write(am.ServerConnection.list_done(event.id))
+        elif isinstance(event, am.CacheFlush):
+            self.writer.write(am.ServerConnection.cache_flushed(event.id, 0))
+
+    async def _user_reply(self, request_id: int, request: AuthRequest) -> None:
+        answer, fields, log = await self.engine.userdb(request)
+        if answer == UserdbAnswer.NOTFOUND:
+            self.writer.write(am.ServerConnection.notfound(request_id))
+        elif answer == UserdbAnswer.FAIL:
+            self.log.error(f"userdb({request.user}): {log}")
+            self.writer.write(am.ServerConnection.fail(request_id))
+        elif self.restricted_uid is not None and fields.get("uid") != str(self.restricted_uid):
+            self.log.warning(f"userdb({request.user}): client doesn't have lookup "
+                             f"permissions for this user: userdb reply doesn't contain "
+                             f"uid={self.restricted_uid}")
+            self.writer.write(am.ServerConnection.fail(request_id, "Permission denied"))
+        else:
+            self.writer.write(am.ServerConnection.user(request_id, request.user, fields))
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 engine: AuthEngine, log: Logger, *, protocol: str, owner_uid: int) -> None:
+    conn: ClientConnection | MasterConnection
+    if protocol == "client":
+        conn = ClientConnection(engine, writer, log)
+    else:
+        uid = peer_uid(writer)
+        restricted = None if protocol == "master" or uid in (None, 0, owner_uid) else uid
+        conn = MasterConnection(engine, writer, log, restricted)
+        if protocol == "master":
+            conn.master = True
+    conn.start()
+    try:
+        while True:
+            data = await reader.read(READ_CHUNK)
+            if not data or not conn.feed(data):
+                break
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        if isinstance(conn, ClientConnection):
+            conn.close()
+        writer.close()
+
+
+async def serve(ctx: ServiceContext) -> None:
+    loop = asyncio.get_running_loop()
+    ctx.install_asyncio_handlers(loop)
+    log = ctx.log
+    engine = AuthEngine(ctx.config, log)
+    servers: list[asyncio.AbstractServer] = []
+    for lst in ctx.listeners:
+        protocol = listener_protocol(lst.name)
+        if lst.sock is None or protocol == "token":
+            continue
+        # auth-userdb is created for the auth service's own user: that is "the socket's owner"
+        # whose peers may look up anyone.
+        owner = os.getuid()
+
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         protocol: str = protocol, owner: int = owner) -> None:
+            await handle(reader, writer, engine, log, protocol=protocol, owner_uid=owner)
+
+        if lst.kind == "unix":
+            servers.append(await asyncio.start_unix_server(client, sock=lst.sock))
+        else:
+            servers.append(await asyncio.start_server(client, sock=lst.sock))
+    done = asyncio.Event()
+    ctx.on_stop_accepting(done.set)
+    ctx.status.report(ctx.available())
+    await done.wait()
+    for s in servers:
+        s.close()
+
+
+def run(ctx: ServiceContext) -> int:
+    asyncio.run(serve(ctx))
+    return 0
