@@ -114,7 +114,7 @@ class MaildirList(MailboxList):
             if not match(name):
                 continue
             attrs: set[str] = set()
-            state = known.get(parts, False) if parts in known else None
+            state = known.get(parts)
             if subscribed:
                 attrs.add("\\Subscribed")
                 if parts not in known:

@@ -1,0 +1,79 @@
+"""Property tests: every uidlist, keywords and subscriptions file cote writes reads back the
+same, and parsing arbitrary bytes never raises anything but the documented error."""
+
+from __future__ import annotations
+
+from array import array
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cote.storage import subscriptions as subs
+from cote.storage.maildir import keywords as kw
+from cote.storage.maildir import uidlist as ul
+from cote.storage.notify import PollingWatcher
+
+base_chars = st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters=":\n ")
+bases = st.text(base_chars, min_size=1, max_size=30)
+exts = st.lists(st.sampled_from(["W1234", "P0000abcd", "O7", "G0123456789abcdef"]),
+                max_size=3, unique=True).map(" ".join)
+
+
+@given(st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1),
+       st.lists(st.tuples(st.integers(1, 1000), exts, bases), max_size=40))
+def test_uidlist_round_trip(uidvalidity: int, next_uid: int,
+                            records: list[tuple[int, str, str]]) -> None:
+    uidlist = ul.Uidlist(uidvalidity=uidvalidity, next_uid=next_uid, guid="ab" * 16)
+    uid = 0
+    for step, ext, base in records:
+        uid += step
+        uidlist.add(uid, base, ext)
+    data = ul.format(uidlist)
+    back = ul.parse(data)
+    assert (back.uidvalidity, back.guid) == (uidvalidity, "ab" * 16)
+    assert back.uids == array("I", uidlist.uids) and back.bases == uidlist.bases
+    assert back.exts == uidlist.exts
+    assert back.next_uid == uidlist.real_next_uid >= next_uid
+    assert ul.format(back) == data
+
+
+@given(st.binary(max_size=300))
+def test_uidlist_parser_never_crashes(data: bytes) -> None:
+    try:
+        parsed = ul.parse(data)
+    except ul.UidlistError:
+        return
+    assert list(parsed.uids) == sorted(set(parsed.uids))
+
+
+@given(st.lists(st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s),
+                max_size=10))
+def test_subscriptions_round_trip(names: list[str]) -> None:
+    nested = [(n, n + "x") for n in names]
+    unique = list(dict.fromkeys(nested))
+    assert subs.parse(subs.format(unique), ".") == unique
+
+
+@given(st.lists(st.one_of(st.none(), st.text(st.characters(min_codepoint=33,
+                                                            max_codepoint=0x2FF),
+                                             min_size=1, max_size=10)),
+                min_size=26, max_size=26))
+def test_keywords_round_trip(slots: list[str | None]) -> None:
+    seen: set[str] = set()
+    clean: list[str | None] = []
+    for s in slots:
+        clean.append(None if s is None or s in seen else s)
+        if s is not None:
+            seen.add(s)
+    assert kw.parse(kw.format(clean)) == clean
+
+
+def test_polling_watcher_fallback_sees_changes(tmp_path: Path) -> None:
+    w = PollingWatcher([str(tmp_path)], interval=0.02)
+    try:
+        assert not w.wait(0.05)
+        (tmp_path / "x").write_bytes(b"")
+        assert w.wait(1)
+    finally:
+        w.close()
