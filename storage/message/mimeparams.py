@@ -163,7 +163,7 @@ def parse_disposition(value: bytes) -> tuple[bytes | None, Params]:
     """(disposition type, params); (None, ()) when it cannot be read at all."""
     c = Cursor(value)
     if c.skip_lwsp() < 0:
-        return None, ()
+        return b"", ()  # nothing left to read: an empty disposition type
     try:
         disp = _token(c)
     except _Broken:

@@ -192,12 +192,14 @@ class _Scanner:
             kind = LEAF
         raw_end = -1
         if self.bounds and body_start < self.end and (not ended or (
-                buf[body_start] == 0x2D and self._is_boundary_line(body_start)
+                buf[body_start] == 0x2D
+                and self._boundary_at(body_start) == len(self.bounds) - 1
                 and not (boundary and buf[body_start + 2:body_start + 2 + len(boundary)]
                          == boundary))):
-            # A boundary line cut the header, or follows its empty line at once: the line
-            # break before the boundary belongs to it, the part has no body. (An
-            # encapsulated message still counts those octets in its message/rfc822 part.)
+            # A boundary line cut the header, or the innermost boundary follows its empty
+            # line at once: the line break before the boundary belongs to it, the part has
+            # no body. (An encapsulated message still counts those octets in its
+            # message/rfc822 part.)
             raw_end = body_start
             body_start = self._content_end(pos, body_start)
         env = None if mime else envelope(fields)
