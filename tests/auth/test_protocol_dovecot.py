@@ -69,6 +69,27 @@ def test_client_codec_parses_dovecots_handshake(auth_oracle: DovecotOracle) -> N
     assert isinstance(event, ac.ServerHandshake) and event.mechanisms == hs.mechanisms
 
 
+def test_server_handshake_is_byte_identical(auth_oracle: DovecotOracle) -> None:
+    """Postfix's order: the client speaks first, then reads the whole greeting to DONE."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(auth_oracle.base_dir / "auth-client"))
+    try:
+        s.sendall(b"VERSION\t1\t0\nCPID\t%d\n" % (os.getpid() + 4000))
+        raw = b""
+        while not raw.endswith(b"DONE\n"):
+            chunk = s.recv(65536)
+            assert chunk, raw
+            raw += chunk
+    finally:
+        s.close()
+    [hs] = ac.ClientConnection().feed(raw)
+    assert isinstance(hs, ac.ServerHandshake)
+    ours = ac.ServerConnection.handshake(mech.advertised(m.name for m in hs.mechanisms),
+                                         spid=hs.spid, cuid=hs.cuid, cookie=hs.cookie)
+    assert ours == raw
+
+
 def test_plain_ok_and_fail_replies_parse(auth_oracle: DovecotOracle) -> None:
     client = AuthClientSocket(auth_oracle.base_dir / "auth-client")
     try:
@@ -126,6 +147,24 @@ def test_longest_accepted_line_is_the_same(auth_oracle: DovecotOracle) -> None:
     conn.feed(HELLO % 1)
     [event] = conn.feed(line)
     assert isinstance(event, ac.Reply) and event.data == theirs
+
+
+@pytest.mark.parametrize("listener", ["auth-master", "auth-userdb"])
+def test_master_greeting_is_byte_identical(listener: str, auth_oracle: DovecotOracle) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(auth_oracle.base_dir / listener))
+    try:
+        raw = b""
+        while raw.count(b"\n") < 2:
+            chunk = s.recv(4096)
+            assert chunk, raw
+            raw += chunk
+    finally:
+        s.close()
+    [hello] = am.ClientConnection().feed(raw)
+    assert isinstance(hello, am.ServerHello)
+    assert am.ServerConnection.handshake(hello.spid) == raw
 
 
 def test_master_codec_user_pass_list_flush(auth_oracle: DovecotOracle) -> None:
