@@ -498,7 +498,7 @@ def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
     takes that list as its header names and the next token (``]…``) as the rest of it:
     Dovecot's tokenizer leaves ``BODY[HEADER.FIELDS (A B)]<0.5>`` as three tokens."""
     arg = items[i]
-    if type(arg) is Atom and b"[" in arg:
+    if isinstance(arg, Atom) and arg.find(b"[") >= 0:
         name = arg.decode("latin-1").upper()
         kind = _body_kind(name)
         if kind is not None:
@@ -509,14 +509,17 @@ def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
             fields = items[i + 1] if i + 1 < len(items) else None
             if isinstance(fields, list):
                 tail = items[i + 2] if i + 2 < len(items) else None
-                if type(tail) is not Atom or not tail.startswith(b"]"):
+                if not isinstance(tail, Atom) or not tail.startswith(b"]"):
                     raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
+                if any(isinstance(f, list) for f in fields):
+                    raise SyntaxErr(f"Invalid {label}[..] parameter: Header list contains "
+                                    "non-strings")
                 if not (name.endswith(".FIELDS") or name.endswith(".FIELDS.NOT")):
                     raise SyntaxErr(f"Invalid {label}[..] section")
                 section = parse_section(spec, binary=binary, fields=fields)
                 partial = None if base == "BINARY.SIZE" else _partial(bytes(tail[1:]), label)
                 return FetchAtt(base, section, partial, peek), i + 3
-            if b"]" not in arg:
+            if arg.find(b"]") < 0:
                 raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
     return parse_fetch_att(arg), i + 1
 
@@ -728,6 +731,9 @@ class _SearchParser:
             p = param()
             if isinstance(p, (Quoted, Literal)) and p[:7].lower() == b"/flags/":
                 ename = bytes(p)
+                flag = ename[7:]
+                if flag.startswith(b"\\") and flag.upper() not in SYSTEM_FLAGS:
+                    raise SyntaxErr("Invalid MODSEQ system flag")
                 etype = _atom_upper(param(i + 1))
                 if etype not in ("PRIV", "SHARED", "ALL"):
                     raise SyntaxErr("Invalid MODSEQ type")
@@ -1026,6 +1032,8 @@ def _parse_status(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NON
 def _parse_copy(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Copy:
     if len(args) < 2:
         raise SyntaxErr("Missing arguments")
+    if astring(args[0]) is None:
+        raise SyntaxErr("Invalid arguments")
     seqset = parse_seqset(args[0], uid=uid)
     if seqset is None:
         raise SyntaxErr("Invalid uidset" if uid else "Invalid messageset")

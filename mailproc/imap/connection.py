@@ -415,6 +415,7 @@ class Connection:
             return None
         if not isinstance(box, bytes):
             return self._bad_and_skip_rest(self._bad("Invalid arguments"), lf)
+        error: str | None
         try:
             rest, _ = tokenize(raw, after, stream_last_literal=streaming)
         except SyntaxErr as exc:

@@ -14,7 +14,8 @@ import re
 MAX_LITERAL_SIZE = 0xFFFFFFFF
 TOKEN_ERRORS = frozenset({
     "8bit data in atom", "CR sent without LF", "Invalid characters in atom",
-    "Invalid literal size", "Literal size too large", "Missing ')'", "Missing '\"'",
+    "Invalid literal size", "Literal size too large", "Missing LF after literal size",
+    "Missing ')'", "Missing '\"'",
     "Missing literal data", "NULs not allowed in strings", "Unexpected ')'",
     "literal8 not allowed here"})
 """The texts of ``TokenError``."""
@@ -152,7 +153,7 @@ def tokenize(data: bytes, pos: int = 0, end: int | None = None, *,
                 cur.append(LiteralMarker(size, sync, binary))
                 return root, pos
             elif pos < end:
-                raise TokenError("Invalid literal size")
+                raise TokenError("Missing LF after literal size")
             if pos >= end and stream_last_literal and len(stack) == 1:
                 cur.append(LiteralMarker(size, sync, binary))
                 return root, pos

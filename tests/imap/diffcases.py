@@ -168,6 +168,9 @@ CASES: list[bytes] = [
     b"t FETCH 1 BODY-X\r\n", b't SEARCH UID "1:2"\r\n', b't MOVE "" nonexist\r\n',
     b"t STORE\r\n", b"t STORE (MIN) 1\r\n",
     b"t FETCH 1 (BODY.PEEK[HEADER.FIELDS (A B)]<0.100>FLAGS)\r\n",
+    b't SEARCH MODSEQ "/flags/\\\\drft" "" all 1\r\n', b"t COPY (MIN) [ 1 nonexistent )\r\n",
+    b't APPEND INBOX (\\Seen) {3+}\rabc\r\n', b"t SELECT {5}x\r\n",
+    b"t FETCH 1 BODY[] (CHANGEDSINCE (MIN) UTF-8 1) ]\r\n",
     # limits
     b"t SELECT " + b"x" * 70000 + b"\r\n", b"t SELECT {4294967296}\r\n",
     b"t SELECT {70000}\r\n", b"t SELECT {99999999999999999999}\r\n",
