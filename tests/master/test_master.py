@@ -211,6 +211,22 @@ def test_idle_processes_are_killed_after_idle_kill(master: MasterServer) -> None
     assert "service(idler)" not in master.log()  # a clean, expected exit
 
 
+def test_log_errors_socket_dumps_recent_errors_and_master_title(master: MasterServer) -> None:
+    assert run_script(master, "for-log-errors") == b"+\n"
+    master.wait_log(r"qw: Error: qw ran for-log-errors$")
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(str(master.base_dir / "log-errors"))
+    dump = b""
+    while chunk := s.recv(65536):
+        dump += chunk
+    s.close()
+    rows = [line.split("\t") for line in dump.decode().splitlines()]
+    assert ["qw: ", "Error: qw ran for-log-errors"] in [r[1:] for r in rows]
+    assert all(r[0].isdigit() for r in rows)
+    assert proc_title(master.pid) == f"cote -F -c {master.conf_path}"
+
+
 def test_chroot_is_honoured(master: MasterServer) -> None:
     anvil = master.processes("anvil")[0]["pid"]
     assert os.readlink(f"/proc/{anvil}/root") == str(master.base_dir / "empty")
