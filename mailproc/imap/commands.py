@@ -487,9 +487,8 @@ def _fetch_att(arg: bytes) -> FetchAtt:
     if not close:
         raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
     section = parse_section(spec, binary=label == "BINARY")
-    partial = _partial(tail, label)
-    if base == "BINARY.SIZE":
-        partial = None
+    # BINARY.SIZE ignores whatever follows its "]"
+    partial = None if base == "BINARY.SIZE" else _partial(tail, label)
     return FetchAtt(base, section, partial, peek)
 
 

@@ -47,7 +47,7 @@ LOGIN_MAX_BAD_COMMANDS = 3
 LITERAL_MINUS_MAX = 4096
 CHUNK_SIZE = 256 * 1024
 
-_TAG = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
+_TAG = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+\]]+")  # ATOM-CHARs but "+"
 _NAME = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')  # ATOM-CHARs
 _LITERAL_END = re.compile(rb"(~?)\{([0-9]+)([+-]?)\}\r?\n\Z")
 _QUOTED_BODY = re.compile(rb'(?:[^"\\\r\n]|\\[^\r\n])*"')

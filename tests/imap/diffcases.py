@@ -171,6 +171,7 @@ CASES: list[bytes] = [
     b't SEARCH MODSEQ "/flags/\\\\drft" "" all 1\r\n', b"t COPY (MIN) [ 1 nonexistent )\r\n",
     b't APPEND INBOX (\\Seen) {3+}\rabc\r\n', b"t SELECT {5}x\r\n",
     b"t FETCH 1 BODY[] (CHANGEDSINCE (MIN) UTF-8 1) ]\r\n",
+    b"ta] FOO\r\n", b"t FETCH 1 BINARY.SIZE[1]0>\r\n",
     # limits
     b"t SELECT " + b"x" * 70000 + b"\r\n", b"t SELECT {4294967296}\r\n",
     b"t SELECT {70000}\r\n", b"t SELECT {99999999999999999999}\r\n",
