@@ -9,6 +9,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
+from cote import DOVECOT_COMPAT_VERSION, __version__
 from cote.config import DEFAULT_PATH, Config, ConfigError, parse, schema
 from cote.config.dump import Dumper, DumpOptions, escape_name
 from cote.config.model import Section
@@ -16,7 +17,6 @@ from cote.config.model import Section
 EX_FATAL = 89          # doveconf's exit status for a fatal (configuration) error
 EX_USAGE = 64
 PROG = "coteconf"
-COTE_VERSION = "2.3.19.1"   # the Dovecot release whose config language cote speaks
 
 USAGE = (f"Usage: {PROG} [-adnNPSx] [-c <config path>] [-f <filter>] [-h] "
          "[<setting name> ...]\n")
@@ -33,7 +33,7 @@ def _fatal(message: str) -> int:
 
 def _header(path: str, *, all_: bool) -> list[str]:
     uname = platform.uname()
-    lines = [f"# {COTE_VERSION} (cote): {path}",
+    lines = [f"# {DOVECOT_COMPAT_VERSION} (cote {__version__}): {path}",
              f"# OS: {uname.system} {uname.release} {uname.machine}"]
     if all_:
         lines.append(f"# NOTE: Send {PROG} -n output instead when asking for help.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,13 @@ def keys_of_dump(lines: list[str]) -> list[str]:
     return keys
 
 
-def assert_same(cote: Run, dove: Run) -> None:
+def assert_same(cote: Run, dove: Run, again: Callable[[], Run] | None = None) -> None:
+    # doveconf runs managesieve-login to fill in the sieve capability; on a loaded machine that
+    # rarely fails and the lines are missing. Ask the oracle again before calling it a mismatch.
+    for _ in range(2):
+        if (cote.rc, cote.body) == (dove.rc, dove.body) or again is None:
+            break
+        dove = again()
     assert cote.rc == dove.rc, (cote.err, dove.err)
     assert cote.body == dove.body
 
@@ -55,7 +62,8 @@ def assert_same(cote: Run, dove: Run) -> None:
 @pytest.mark.parametrize("name", config_names())
 def test_n_matches_doveconf(tree: Path, name: str) -> None:
     cwd = tree / "configs"
-    assert_same(coteconf(cwd, "-c", name, "-n"), doveconf(cwd, "-c", name, "-n"))
+    assert_same(coteconf(cwd, "-c", name, "-n"), doveconf(cwd, "-c", name, "-n"),
+                lambda: doveconf(cwd, "-c", name, "-n"))
 
 
 @pytest.mark.parametrize("name", config_names())
