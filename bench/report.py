@@ -178,7 +178,7 @@ class Summary:
     # -- output --------------------------------------------------------------------------
     def table(self, servers: list[str]) -> str:
         out = [self._header()]
-        widths = (14, 12, 8, 10, 10, 10, 9, 9, 6)
+        widths = (16, 12, 8, 10, 10, 10, 9, 9, 6)
         head = ("variant", "metric", "server", "median", "min", "max", "p50 ms", "p99 ms",
                 "errors")
         out.append(_line(head, widths))
@@ -199,7 +199,7 @@ class Summary:
                                       str(sum(row.errors.values()))), widths))
         out.append("")
         out.append(_line(("variant", "metric", "cote/dovecot", "target", "met"),
-                         (14, 12, 12, 58, 4), left=2))
+                         (16, 12, 12, 58, 4), left=2))
         for variant, metric in self.keys():
             ratio = self.ratio(variant, metric)
             target = self.target(variant, metric)
@@ -208,7 +208,7 @@ class Summary:
             goal = f"{target.goal} ({target.reference})" if target else "-"
             out.append(_line((variant, metric, f"{ratio:.2f}x" if ratio is not None else "-",
                               goal.ljust(58), {True: "yes", False: "NO", None: "-"}[met]),
-                             (14, 12, 12, 58, 4), left=2))
+                             (16, 12, 12, 58, 4), left=2))
         errors = Counter[str]()
         for key, row in self.rows.items():
             for text, n in row.errors.items():
@@ -294,7 +294,7 @@ def _num(value: float) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:.2f}"
-    return f"{value:.4f}"
+    return f"{value:.3g}"
 
 
 def _line(cells: tuple[str, ...], widths: tuple[int, ...], left: int = 3) -> str:
