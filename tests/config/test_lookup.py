@@ -9,7 +9,7 @@ import pytest
 
 from cote.config import Config, ConfigError, load
 from cote.config.values import format_value
-from tests.config.conftest import doveconf
+from tests.config.conftest import coteconf, doveconf
 
 CONF = Path(__file__).parent / "lookup" / "precedence.conf"
 KEYS = {"mail_max_userip_connections": "uint", "imap_idle_notify_interval": "time",
@@ -86,3 +86,21 @@ def test_lookup_is_cheap(cfg: Config) -> None:
     for i in range(2000):
         cfg.lookup(protocol="pop3", remote_ip=f"10.0.{i % 250}.{i % 200}")
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("filters", [
+    ("protocol=imap", "local=192.0.2.5"), ("protocol=imap", "remote=10.9.9.9"),
+    ("local=192.0.2.10", "remote=10.1.2.3"), ("protocol=pop3", "remote=10.9.9.9"),
+])
+def test_coteconf_f_conflicts_like_doveconf(filters: tuple[str, ...]) -> None:
+    """coteconf -f ... -h: same value, or the same conflict error and exit status."""
+    args = [a for f in filters for a in ("-f", f)]
+    dove = doveconf(CONF.parent, "-c", str(CONF), *args, "-h", "mail_max_userip_connections")
+    cote = coteconf(CONF.parent, "-c", str(CONF), *args, "-h", "mail_max_userip_connections")
+    assert cote.rc == dove.rc
+    assert cote.out == dove.out
+    if dove.rc:
+        errors = [line.split(": ", 1)[1] for line in dove.err.splitlines()
+                  if ": Error: Conflict" in line or line.endswith("Errors in configuration")]
+        assert [line.split(": ", 1)[1] for line in cote.err.splitlines()
+                if "Warning" not in line] == errors[-2:]
