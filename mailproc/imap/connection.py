@@ -32,16 +32,16 @@ from .tokens import (
     MAX_LITERAL_SIZE,
     TOKEN_ERRORS,
     Arg,
-    Literal,
     LiteralMarker,
-    Quoted,
     SyntaxErr,
     tokenize,
 )
 
 DEFAULT_MAX_LINE_LENGTH = 65536
-LOGIN_MAX_LINE_LENGTH = 1026
-"""What Dovecot's imap-login buffers of one token before ``* BYE Input buffer full``."""
+LOGIN_MAX_LINE_LENGTH = 8192
+LOGIN_MAX_TOKEN = 1026
+"""What Dovecot's imap-login buffers of one argument before ``* BYE Input buffer full``
+(AUTHENTICATE's initial response may be longer)."""
 LOGIN_BAD_TEXT = "Error in IMAP command received by server."
 LOGIN_MAX_BAD_COMMANDS = 3
 LITERAL_MINUS_MAX = 4096
@@ -49,6 +49,7 @@ CHUNK_SIZE = 256 * 1024
 
 _TAG = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+\]]+")  # ATOM-CHARs but "+"
 _NAME = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')  # ATOM-CHARs
+_AUTHENTICATE = re.compile(rb"[^ ]+ AUTHENTICATE ", re.IGNORECASE)
 _LITERAL_END = re.compile(rb"(~?)\{([0-9]+)([+-]?)\}\r?\n\Z")
 _QUOTED_BODY = re.compile(rb'(?:[^"\\\r\n]|\\[^\r\n])*"')
 
@@ -164,6 +165,14 @@ class Connection:
             if self.pre_login and isinstance(result, ev.Bad):
                 return self._login_bad(result)
             return result
+
+    def _login_token_too_long(self, end: int) -> bool:
+        """imap-login's limit on one argument (not on AUTHENTICATE's initial response)."""
+        if end - self._frag <= LOGIN_MAX_TOKEN:
+            return False
+        if _AUTHENTICATE.match(self._buf):
+            return False
+        return any(len(t) > LOGIN_MAX_TOKEN for t in bytes(self._buf[self._frag:end]).split(b" "))
 
     def _login_bad(self, bad: ev.Bad) -> ev.Event:
         if bad.text.endswith(": Too long argument"):
@@ -328,10 +337,12 @@ class Connection:
                 return ev.NEED_DATA
             lf = self._find_lf()
             if lf < 0:
-                if len(buf) - self._frag > self.max_line_length:
+                if len(buf) - self._frag > self.max_line_length or \
+                        (self.pre_login and self._login_token_too_long(len(buf))):
                     return self._too_long()
                 return ev.NEED_DATA
-            if lf - self._frag + 1 > self.max_line_length:
+            if lf - self._frag + 1 > self.max_line_length or \
+                    (self.pre_login and self._login_token_too_long(lf)):
                 self._head_for_error()
                 bad = self._bad("Too long argument")
                 return self._bad_and_skip_rest(bad, lf)
@@ -559,4 +570,4 @@ class Connection:
         return None
 
 
-__all__ = ["Connection", "Literal", "Quoted", "literal_at_end"]
+__all__ = ["Connection", "literal_at_end"]

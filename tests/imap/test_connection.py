@@ -191,3 +191,23 @@ def test_byte_at_a_time_never_rescans_the_buffer() -> None:
     conn.receive_data(line[-1:])
     ev = conn.next_event()
     assert isinstance(ev, Command) and ev.name == "SEARCH"
+
+
+def test_pre_login_dialect_limits_each_argument_not_the_line() -> None:
+    conn = Connection(pre_login=True)
+    long_pair = b"a LOGIN " + b"u" * 600 + b" " + b"p" * 600 + b"\r\n"
+    (login,) = events(conn, long_pair)
+    assert isinstance(login, Command) and login.name == "LOGIN"
+    assert events(Connection(pre_login=True), b"a LOGIN " + b"u" * 1100) == \
+        [Bye("Input buffer full, aborting")]
+    (auth,) = events(Connection(pre_login=True), b"a AUTHENTICATE PLAIN " + b"A" * 4000 + b"\r\n")
+    assert isinstance(auth, Command) and auth.name == "AUTHENTICATE"
+
+
+def test_pre_login_dialect_texts_and_bad_command_limit() -> None:
+    conn = Connection(pre_login=True)
+    assert events(conn, b'a LOGIN "x\r\n') == [Bad("a", "Missing '\"'", "LOGIN")]
+    assert events(conn, b"b FOO\r\n") == [Bad("b", "Error in IMAP command received by server.",
+                                                "FOO")]
+    assert events(conn, b"c FOO\r\n") == [Bye("Too many invalid IMAP commands.")]
+    assert conn.next_event() is CLOSED
