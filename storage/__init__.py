@@ -41,6 +41,7 @@ from cote.storage.errors import (
     QuotaExceeded,
     ReadOnly,
     StorageError,
+    from_os_error,
 )
 from cote.storage.location import MailLocation, parse_location
 from cote.storage.maildir.list import MaildirList
@@ -86,9 +87,12 @@ def open_storage(location: str | MailLocation, *, home: str | None = None,
     ``mail_max_lock_timeout``); ``mail_fsync`` overrides the looked-up value.
     """
     loc = parse_location(location, home) if isinstance(location, str) else location
-    if loc.driver == "maildir":
-        settings = MaildirSettings.from_config(config) if config else MaildirSettings()
+    if loc.driver != "maildir":
+        raise StorageError(f"mail storage {loc.driver!r} is not available yet",
+                           code="SERVERBUG")
+    settings = MaildirSettings.from_config(config) if config else MaildirSettings()
+    try:
         return MaildirList(loc, separator=separator, mail_fsync=mail_fsync, settings=settings,
-                           quota=quota,
-                           special_use=special_use, create_inbox=create_inbox)
-    raise StorageError(f"mail storage {loc.driver!r} is not available yet", code="SERVERBUG")
+                           quota=quota, special_use=special_use, create_inbox=create_inbox)
+    except OSError as e:
+        raise from_os_error(e) from e

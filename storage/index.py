@@ -75,6 +75,8 @@ class Index:
         try:
             self.db = self._open(file_mode)
         except sqlite3.DatabaseError:
+            if path == ":memory:":
+                raise
             # a corrupt cache is thrown away: everything in it is rebuilt from the mail store
             for suffix in ("", "-wal", "-shm"):
                 try:
@@ -84,7 +86,7 @@ class Index:
             self.db = self._open(file_mode)
 
     def _open(self, file_mode: int) -> sqlite3.Connection:
-        if not os.path.exists(self.path):
+        if self.path != ":memory:" and not os.path.exists(self.path):
             os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode))
         db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,

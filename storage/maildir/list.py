@@ -7,8 +7,10 @@ and cote's per-user index. Quota (``QuotaPolicy``) is consulted on append/copy/m
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import shutil
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -20,6 +22,7 @@ from cote.storage.errors import (
     MailboxExists,
     MailboxNotFound,
     StorageError,
+    os_errors_as_storage_errors,
 )
 from cote.storage.index import NAME as INDEX_NAME
 from cote.storage.index import Index
@@ -31,7 +34,10 @@ from cote.storage.maildir.settings import MaildirSettings
 from cote.storage.maildir.uidvalidity import next_uidvalidity
 from cote.storage.pattern import compile_pattern, normalize_inbox
 
+log = logging.getLogger("cote.storage")
 
+
+@os_errors_as_storage_errors
 class MaildirList(MailboxList):
     def __init__(self, location: MailLocation | str, *, home: str | None = None,
                  separator: str | None = None, mail_fsync: str | None = None,
@@ -59,8 +65,14 @@ class MaildirList(MailboxList):
         self.file_mode = (mode & 0o666) or 0o600
         self.uidvalidity_dir = loc.control_root
         self.subscriptions_path = os.path.join(loc.control_root, subsfile.NAME)
-        os.makedirs(loc.index_root, mode=0o700, exist_ok=True)
-        self.index = Index(os.path.join(loc.index_root, INDEX_NAME), file_mode=self.file_mode)
+        try:
+            os.makedirs(loc.index_root, mode=0o700, exist_ok=True)
+            self.index = Index(os.path.join(loc.index_root, INDEX_NAME),
+                               file_mode=self.file_mode)
+        except (OSError, sqlite3.Error) as e:
+            # like Dovecot with an unwritable index dir: keep the index in memory
+            log.warning("index %s not usable (%s): using an in-memory index", loc.index_root, e)
+            self.index = Index(":memory:")
         if create_inbox:
             self._make_mail_dirs(("INBOX",))
 

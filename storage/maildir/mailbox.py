@@ -33,7 +33,13 @@ from cote.storage.api import (
     SyncChanges,
 )
 from cote.storage.dotlock import Dotlock, replace_file
-from cote.storage.errors import MailboxNotFound, MessageGone, ReadOnly, StorageError
+from cote.storage.errors import (
+    MailboxNotFound,
+    MessageGone,
+    ReadOnly,
+    StorageError,
+    os_errors_as_storage_errors,
+)
 from cote.storage.index import bits_from_db, bits_to_db
 from cote.storage.maildir import filename as fn
 from cote.storage.maildir import keywords as kwfile
@@ -98,6 +104,7 @@ def count_vsize(f: BinaryIO) -> tuple[int, int]:
     return counter.size, counter.vsize
 
 
+@os_errors_as_storage_errors
 class MaildirMailbox(Mailbox):
     #: expunged records left in dovecot-uidlist before it is rewritten without them
     rewrite_min_dead = 64
@@ -886,6 +893,7 @@ class _Pending(NamedTuple):
     keywords: list[str]
 
 
+@os_errors_as_storage_errors
 class MaildirAppend(AppendTransaction):
     """Messages go to ``tmp/`` as they are added; ``commit`` renames them and gives UIDs."""
 

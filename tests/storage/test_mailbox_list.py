@@ -194,3 +194,28 @@ def test_fs_layout_matches_dovecot(fs_dovecot: DovecotOracle) -> None:
         ml.close()
     assert imap_state(port, "user1", "pass1") == mine
     assert mine["boxes"]["Cote/Nested"]["messages"] == [(1, frozenset({"\\Flagged"}))]
+
+
+def test_a_store_the_user_cannot_write_is_readable_and_errors_are_storage_errors(
+        home: Path) -> None:
+    root = home / "Maildir"
+    ml = MaildirList(f"maildir:{root}")
+    uid = ml.open("INBOX").append(b"Subject: shared\n\n.\n", ["\\Seen"])
+    ml.close()
+    (root / INDEX_NAME).unlink()
+    for d, _, files in os.walk(root):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    with as_vmail():
+        shared = open_storage(f"maildir:{root}")  # its index cannot live there: in memory
+        box = shared.open("INBOX", readonly=True)
+        assert list(box.uids) == [uid] and box.flag_names(box.flags[0]) == ["\\Seen"]
+        writable = shared.open("INBOX")
+        with pytest.raises(StorageError) as e:
+            writable.append(b"Subject: no\n\n.\n")
+        assert e.value.code == "NOPERM"
+        with pytest.raises(StorageError) as e:
+            shared.create("New")
+        assert e.value.code == "NOPERM"
+    assert not (root / INDEX_NAME).exists()
