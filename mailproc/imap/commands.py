@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from cote import imapwire, mutf7
 
-from .tokens import Arg, Atom, Literal, LiteralMarker, Quoted, SyntaxErr, is_nil
+from .tokens import Arg, Atom, Literal, Quoted, SyntaxErr, is_nil
 from .values import (
     FETCH_MACROS,
     STAR,
@@ -179,8 +179,6 @@ class Compress:
     mechanism: str
 
 
-CommandArgs = object
-
 _NONE: frozenset[str] = frozenset()
 
 # -- helpers --------------------------------------------------------------------------------
@@ -331,7 +329,7 @@ def parse_date_time(raw: bytes) -> datetime | None:
         return None
 
 
-def parse_flag_list(arg: Arg, *, allow_recent: bool = False) -> tuple[str, ...]:
+def parse_flag_list(arg: Arg) -> tuple[str, ...]:
     """A flag list (or a single flag atom): system flags canonical, keywords as sent."""
     items = arg if isinstance(arg, list) else [arg]
     out: list[str] = []
@@ -341,10 +339,7 @@ def parse_flag_list(arg: Arg, *, allow_recent: bool = False) -> tuple[str, ...]:
         if item.startswith(b"\\"):
             canon = SYSTEM_FLAGS.get(item.upper())
             if canon is None:
-                if item.upper() == b"\\RECENT" and allow_recent:
-                    canon = "\\Recent"
-                else:
-                    raise SyntaxErr(f"Invalid system flag {item.upper().decode('latin-1')}")
+                raise SyntaxErr(f"Invalid system flag {item.upper().decode('latin-1')}")
             out.append(canon)
         else:
             out.append(item.decode("latin-1"))
@@ -1117,7 +1112,7 @@ Parser = Callable[[Sequence[Arg], bool, frozenset[str]], object]
 COMMANDS: dict[str, Parser] = {
     "CAPABILITY": _no_args, "NOOP": _no_args, "LOGOUT": _no_args, "STARTTLS": _no_args,
     "CHECK": _no_args, "CLOSE": _no_args, "UNSELECT": _no_args, "NAMESPACE": _no_args,
-    "IDLE": _no_args, "DONE": _no_args,
+    "IDLE": _no_args,
     "LOGIN": _parse_login, "AUTHENTICATE": _parse_authenticate,
     "SELECT": _parse_select, "EXAMINE": _parse_select,
     "CREATE": _parse_mailbox_only, "DELETE": _parse_mailbox_only,
@@ -1128,7 +1123,6 @@ COMMANDS: dict[str, Parser] = {
     "COPY": _parse_copy, "MOVE": _parse_copy, "EXPUNGE": _parse_expunge,
     "SORT": _parse_sort, "THREAD": _parse_thread, "COMPRESS": _parse_compress,
 }
-COMMANDS.pop("DONE")
 ARG_LIMITS = {"COPY": 2, "MOVE": 2, "RENAME": 2, "DELETE": 1, "CREATE": 1, "SUBSCRIBE": 1,
               "UNSUBSCRIBE": 1, "STATUS": 2, "UID EXPUNGE": 1}
 """Commands of which Dovecot reads only so many arguments (``COPY 1 INBOX )`` is fine)."""
@@ -1174,7 +1168,9 @@ def parse_append_message(group: Sequence[Arg]) -> tuple[tuple[str, ...], datetim
     return flags, when
 
 
-__all__ = ["APPEND", "COMMANDS", "UID_COMMANDS", "Append", "Authenticate", "Compress", "Copy",
-           "Enable", "Expunge", "Fetch", "Id", "List", "Literal", "LiteralMarker", "Login",
-           "MailboxArg", "Rename", "Search", "Select", "Sort", "Status", "Store", "Thread",
-           "parse_append_message", "parse_command"]
+__all__ = ["APPEND", "ARG_LIMITS", "COMMANDS", "LOGIN_COMMANDS", "MAIL_COMMANDS",
+           "NO_ARG_COMMANDS", "UID_COMMANDS", "Append", "Authenticate", "Compress", "Copy",
+           "Enable", "Expunge", "Fetch", "Id", "List", "Login", "MailboxArg", "Rename",
+           "Search", "Select", "Sort", "Status", "Store", "Thread", "charset_supported",
+           "make_mailbox", "parse_append_message", "parse_command", "parse_date",
+           "parse_date_time", "parse_seqset", "seqset_from_bytes"]
