@@ -3,7 +3,8 @@ an mbox backend maps names the same way, with a file where Maildir has a directo
 
 Maildir++ (default): INBOX is the root; ``A/B`` is ``<root>/.A.B/`` (``.`` separates levels
 on disk, whatever the namespace separator). fs: ``A/B`` is ``<root>/A/B/`` (INBOX is still the
-root for Maildir), with ``DIRNAME=`` naming a subdirectory that holds ``cur/new/tmp``. Level
+root for Maildir, ``<root>/INBOX/<DIRNAME>`` with ``DIRNAME=``), with ``DIRNAME=`` naming the
+subdirectory that holds ``cur/new/tmp``. Level
 names are modified UTF-7 on disk unless the location has ``:UTF-8``. ``CONTROL=`` mirrors the
 same relative paths for ``dovecot-uidlist``/``dovecot-keywords``.
 """
@@ -47,15 +48,22 @@ class Layout(ABC):
     def relative(self, parts: Parts) -> str:
         """The mailbox's path below the root (``""`` for INBOX): also its index key."""
 
+    #: whether ``DIRNAME=`` applies (it names the subdirectory holding cur/new/tmp)
+    uses_dirname = False
+
+    def inbox_dir(self) -> str:
+        return self.root
+
     def mailbox_dir(self, parts: Parts) -> str:
         if self.is_inbox(parts):
-            return self.loc.inbox or self.root
+            return self.loc.inbox or self.inbox_dir()
         return os.path.join(self.root, self.relative(parts))
 
     def mail_dir(self, parts: Parts) -> str:
         """The directory holding ``cur/ new/ tmp/``."""
         d = self.mailbox_dir(parts)
-        if self.loc.dirname and not self.is_inbox(parts):
+        if self.uses_dirname and self.loc.dirname and not (self.is_inbox(parts)
+                                                          and self.loc.inbox):
             d = os.path.join(d, self.loc.dirname)
         return d
 
@@ -134,6 +142,11 @@ class MaildirPlusPlus(Layout):
 class FsLayout(Layout):
     default_separator = "/"
     disk_separator = "/"
+    uses_dirname = True
+
+    def inbox_dir(self) -> str:
+        # Maildir keeps INBOX in the root, unless DIRNAME= makes it <root>/INBOX/<dirname>
+        return os.path.join(self.root, "INBOX") if self.loc.dirname else self.root
 
     def relative(self, parts: Parts) -> str:
         if self.is_inbox(parts):

@@ -162,10 +162,10 @@ def test_pop3_uidls_from_the_uidlist(home: Path) -> None:
     assert box.pop3_uidls([1]) == {1: "0a1b2c3d"}
 
 
-@pytest.fixture(scope="module")
-def fs_dovecot() -> Iterator[DovecotOracle]:
+@pytest.fixture(scope="module", params=["LAYOUT=fs", "LAYOUT=fs:DIRNAME=mAildir"])
+def fs_dovecot(request: pytest.FixtureRequest) -> Iterator[DovecotOracle]:
     dc = DovecotOracle(users={"user1": "pass1"})
-    dc.mail_location = f"maildir:{dc.dir}/mail/%u:LAYOUT=fs"
+    dc.mail_location = f"maildir:{dc.dir}/mail/%u:{request.param}"
     dc.start()
     yield dc
     dc.cleanup()
@@ -179,11 +179,13 @@ def test_fs_layout_matches_dovecot(fs_dovecot: DovecotOracle) -> None:
     for name in ("Work/Projects/Alpha", "Archive"):
         assert imap.create(name)[0] == "OK"
     imap.append("Archive", r"(\Seen)", None, b"Subject: a\r\n\r\n.\r\n")
+    imap.append("INBOX", r"(\Answered)", None, b"Subject: i\r\n\r\n.\r\n")
     imap.subscribe("Work")
     imap.logout()
     root = fs_dovecot.user_maildir("user1")
+    options = fs_dovecot.mail_location.rsplit("%u:", 1)[1]
     with as_vmail():
-        ml = MaildirList(f"maildir:{root}:LAYOUT=fs")
+        ml = MaildirList(f"maildir:{root}:{options}")
         assert cote_state(ml) == imap_state(port, "user1", "pass1")
         ml.create("Cote/Nested")
         ml.open("Cote/Nested").append(b"Subject: c\r\n\r\n.\r\n", ["\\Flagged"])
@@ -194,6 +196,9 @@ def test_fs_layout_matches_dovecot(fs_dovecot: DovecotOracle) -> None:
         ml.close()
     assert imap_state(port, "user1", "pass1") == mine
     assert mine["boxes"]["Cote/Nested"]["messages"] == [(1, frozenset({"\\Flagged"}))]
+    assert mine["boxes"]["INBOX"]["messages"] == [(1, frozenset({"\\Answered"}))]
+    if "DIRNAME" in options:
+        assert (root / "Cote" / "Nested" / "mAildir" / "dovecot-uidlist").exists()
 
 
 def test_a_store_the_user_cannot_write_is_readable_and_errors_are_storage_errors(
