@@ -31,10 +31,6 @@ MAJOR_VERSION = 1
 MINOR_VERSION = 2
 MAX_LINE_LENGTH = 16384
 
-# Boolean AUTH parameters (flags) as Dovecot's auth-client protocol defines them.
-AUTH_FLAGS = frozenset({"secured", "valid-client-cert", "no-penalty", "nologin",
-                        "final-resp-ok", "debug", "cert_username"})
-
 
 class MechFlag(enum.IntFlag):
     """Security properties advertised with each ``MECH`` (Dovecot's bit order)."""
