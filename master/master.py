@@ -171,6 +171,7 @@ class Master:
                                   self.as_root)
         except OSError as e:
             raise StartupError(f"base_dir {ms.base_dir}: {e}") from None
+        registry.warm_up()
         try:
             services = self._plan_services(ms, self.cfg, startup=True)
         except (SettingsError, listeners.ListenerError, OSError) as e:

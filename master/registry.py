@@ -38,6 +38,29 @@ BUILTIN: dict[str, str] = {
 
 EntryPoint = Callable[[Any], "int | None"]
 
+# Modules the standard library imports lazily, on first use, that chrooted children (login
+# processes in $base_dir/login, anvil in $base_dir/empty) could not import any more: the master
+# imports them before forking. asyncio's run_in_executor needs concurrent.futures.thread,
+# socket.getaddrinfo on a str host needs encodings.idna, ...
+WARM_MODULES = (
+    "asyncio", "concurrent.futures.thread", "encodings.idna", "encodings.ascii",
+    "encodings.latin_1", "encodings.utf_8", "encodings.utf_16", "encodings.punycode", "ssl",
+    "selectors", "subprocess", "json", "hmac", "hashlib", "base64", "secrets", "uuid",
+    "ipaddress", "email.utils", "unicodedata", "zlib", "_strptime", "traceback",
+    "linecache", "tokenize",
+)
+
+
+def warm_up() -> list[str]:
+    """Import WARM_MODULES; returns the ones that could not be imported."""
+    missing = []
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
 
 @dataclass(frozen=True)
 class Implementation:
