@@ -7,9 +7,10 @@ whose text is what doveconf prints.
 
 from __future__ import annotations
 
+from cote.config.builder import build
 from cote.config.errors import ConfigError
 from cote.config.implemented import IMPLEMENTED
-from cote.config.model import Config, Section, Setting, build
+from cote.config.model import Config, Section, Setting
 from cote.config.parser import Parser
 from cote.config.values import Value
 
