@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cote.auth.protocol.escape import join_line, split_line
-from cote.auth.protocol.lines import LineBuffer, LineTooLong
+from cote.auth.protocol.lines import LineBuffer
 
 MAJOR_VERSION = 1
 MINOR_VERSION = 2
@@ -198,25 +198,18 @@ class ServerConnection:
     def feed(self, data: bytes) -> list[ServerEvent]:
         if self.closed:
             return []
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as e:
-            lines = []
-            overflow: Disconnect | None = Disconnect(f"BUG: Auth client sent us more than "
-                                                     f"{e.limit} bytes")
-        else:
-            overflow = None
         events: list[ServerEvent] = []
-        for line in lines:
+        for line in self._lines.feed(data):
             event = self._line(line)
             if event is not None:
                 events.append(event)
                 if isinstance(event, Disconnect):
                     self.closed = True
                     return events
-        if overflow is not None:
+        if self._lines.overflowed:
             self.closed = True
-            events.append(overflow)
+            events.append(Disconnect(f"BUG: Auth client sent us more than "
+                                     f"{self._lines.limit} bytes"))
         return events
 
     def _line(self, line: bytes) -> ServerEvent | None:
@@ -398,18 +391,16 @@ class ClientConnection:
         if self.closed:
             return []
         events: list[ClientEvent] = []
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as e:
-            self.closed = True
-            return [Disconnect(f"Auth server sent us more than {e.limit} bytes")]
-        for line in lines:
+        for line in self._lines.feed(data):
             event = self._line(split_line(line))
             if event is not None:
                 events.append(event)
                 if isinstance(event, Disconnect):
                     self.closed = True
-                    break
+                    return events
+        if self._lines.overflowed:
+            self.closed = True
+            events.append(Disconnect(f"Auth server sent us more than {self._lines.limit} bytes"))
         return events
 
     def _line(self, args: list[str]) -> ClientEvent | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cote.auth.protocol.escape import join_line, split_line
-from cote.auth.protocol.lines import LineBuffer, LineTooLong
+from cote.auth.protocol.lines import LineBuffer
 
 MAJOR_VERSION = 1
 SERVER_MINOR_VERSION = 1
@@ -153,17 +153,15 @@ class ServerConnection:
         if self.closed:
             return []
         events: list[ServerEvent] = []
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as e:
-            self.closed = True
-            return [Disconnect(f"BUG: Master sent us more than {e.limit} bytes")]
-        for line in lines:
+        for line in self._lines.feed(data):
             event = self._line(split_line(line))
             events.append(event)
             if isinstance(event, Disconnect):
                 self.closed = True
-                break
+                return events
+        if self._lines.overflowed:
+            self.closed = True
+            events.append(Disconnect(f"BUG: Master sent us more than {self._lines.limit} bytes"))
         return events
 
     def _line(self, args: list[str]) -> ServerEvent:
@@ -299,18 +297,16 @@ class ClientConnection:
         if self.closed:
             return []
         events: list[ClientEvent] = []
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as e:
-            self.closed = True
-            return [Disconnect(f"Auth server sent us more than {e.limit} bytes")]
-        for line in lines:
+        for line in self._lines.feed(data):
             event = self._line(split_line(line))
             if event is not None:
                 events.append(event)
                 if isinstance(event, Disconnect):
                     self.closed = True
-                    break
+                    return events
+        if self._lines.overflowed:
+            self.closed = True
+            events.append(Disconnect(f"Auth server sent us more than {self._lines.limit} bytes"))
         return events
 
     def _line(self, args: list[str]) -> ClientEvent | None:

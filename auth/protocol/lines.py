@@ -3,30 +3,29 @@
 Bytes arrive in arbitrary chunks; the buffer remembers how far it has already searched for
 LF, so input that trickles in a byte at a time costs O(n), not O(n²). A line longer than the
 limit is an error that ends the connection, as in Dovecot: its input buffer of ``limit`` bytes
-must hold the whole line with its LF, so the longest line has ``limit - 1`` bytes.
+must hold the whole line with its LF, so the longest line has ``limit - 1`` bytes. Lines that
+were complete before the overflow are still delivered (Dovecot handles them first, too).
 """
 
 from __future__ import annotations
 
 
-class LineTooLong(Exception):
-    """The peer sent a line longer than the protocol allows."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"sent us more than {limit} bytes")
-        self.limit = limit
-
-
 class LineBuffer:
-    __slots__ = ("_buf", "_scanned", "limit")
+    __slots__ = ("_buf", "_scanned", "limit", "overflowed")
 
     def __init__(self, limit: int) -> None:
         self._buf = bytearray()
         self._scanned = 0
         self.limit = limit
+        self.overflowed = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Complete lines (without LF, a trailing CR kept) found after adding ``data``."""
+        """Complete lines (without LF) found after adding ``data``.
+
+        After an over-long line, ``overflowed`` is set and nothing more is returned.
+        """
+        if self.overflowed:
+            return []
         self._buf += data
         lines: list[bytes] = []
         start = 0
@@ -37,14 +36,20 @@ class LineBuffer:
             if end < 0:
                 break
             if end - start >= self.limit:
-                raise LineTooLong(self.limit)
+                return self._overflow(lines)
             lines.append(bytes(buf[start:end]))
             start = pos = end + 1
         if start:
             del buf[:start]
         self._scanned = len(buf)
         if self._scanned >= self.limit:
-            raise LineTooLong(self.limit)
+            return self._overflow(lines)
+        return lines
+
+    def _overflow(self, lines: list[bytes]) -> list[bytes]:
+        self.overflowed = True
+        self._buf.clear()
+        self._scanned = 0
         return lines
 
     @property

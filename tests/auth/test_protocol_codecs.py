@@ -151,6 +151,14 @@ def test_handshake_order_is_enforced() -> None:
     assert isinstance(event, ac.Disconnect) and "not compatible" in event.reason
 
 
+def test_lines_before_an_oversized_one_are_still_handled() -> None:
+    conn = handshaken_server()
+    events = conn.feed(b"AUTH\t1\tPLAIN\tservice=imap\n" + b"X" * 20000)
+    assert isinstance(events[0], ac.AuthBegin)
+    assert events[1] == ac.Disconnect("BUG: Auth client sent us more than 16384 bytes")
+    assert conn.feed(b"\nCANCEL\t1\n") == []
+
+
 def test_oversized_line_disconnects_even_without_newline() -> None:
     conn = handshaken_server()
     events = conn.feed(b"AUTH\t1\tPLAIN\tservice=imap\tresp=" + b"A" * 20000)
