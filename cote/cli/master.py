@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getopt
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,10 +38,21 @@ def _fatal(text: str) -> int:
 
 
 def _base_dir(config_path: str) -> str:
+    """base_dir of the running master: from the config, or (a config broken since the
+    master started must not prevent `cote stop`) its top-level ``base_dir =`` line."""
     try:
         return str(load(config_path).get("base_dir"))
     except (ConfigError, OSError, KeyError):
-        return "/run/dovecot"
+        pass
+    try:
+        with open(config_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = re.match(r"base_dir\s*=\s*(\S+)\s*$", line)
+                if m:
+                    return m.group(1)
+    except OSError:
+        pass
+    return "/run/dovecot"
 
 
 def _control(config_path: str, cmd: str) -> int:

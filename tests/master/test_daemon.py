@@ -97,7 +97,7 @@ def _daemon_checks(d: Path, conf: Path, port: int, pid: int, pid_file: Path) -> 
     conf.write_text(conf_text(d, port) + "service bad {\n")
     bad = cote("-c", str(conf), "reload")
     assert bad.returncode == 89 and "Fatal:" in bad.stderr
-    conf.write_text(conf_text(d, port))
+    conf.write_text(conf_text(d, port) + "service broken {\n")  # broken since the start
     stop = cote("-c", str(conf), "stop")
     assert stop.returncode == 0, stop.stderr
     assert not alive(pid) and not pid_file.exists()
