@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cote import imapwire, mutf7
 
@@ -123,6 +124,49 @@ def timing(total: float, lock_wait: float, sync: float | None = None) -> str:
     if sync is None:
         return f"({total:.3f} + {lock_wait:.3f} secs)."
     return f"({total:.3f} + {lock_wait:.3f} + {sync:.3f} secs)."
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A command's tagged result as a value: ``Reply("NO", "Quota exceeded", "OVERQUOTA")``.
+    Handlers return it; the session writes ``reply.to_bytes(tag)``."""
+
+    status: str
+    text: str
+    code: str | None = None
+
+    def to_bytes(self, tag: str) -> bytes:
+        return tagged(tag, self.status, self.text, self.code)
+
+
+def ok(text: str, code: str | None = None) -> Reply:
+    return Reply("OK", text, code)
+
+
+def no(text: str, code: str | None = None) -> Reply:
+    return Reply("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> Reply:
+    return Reply("BAD", text, code)
+
+
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                "Dec")
+
+
+def internaldate(when: datetime | float) -> bytes:
+    """``"05-Jan-2020 02:32:03 +0000"``: as Dovecot, in the server's time zone (a Maildir
+    keeps only the instant), day zero-padded."""
+    dt = datetime.fromtimestamp(when).astimezone() if isinstance(when, (int, float)) \
+        else when.astimezone()
+    off = dt.utcoffset() or timedelta()
+    minutes = int(off.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    minutes = abs(minutes)
+    return (f'"{dt.day:02d}-{_MONTH_NAMES[dt.month - 1]}-{dt.year:04d} '
+            f'{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} '
+            f'{sign}{minutes // 60:02d}{minutes % 60:02d}"').encode()
 
 
 def tagged(tag: str, status: str, text: str, code: str | bytes | None = None) -> bytes:
@@ -292,6 +336,12 @@ class FetchResponse:
         self._writer.write(name.encode() + b" " + head % span.length)
         self._writer.write_span(span)
         return self
+
+    def modseq(self, value: int) -> FetchResponse:
+        return self.item("MODSEQ", b"(%d)" % value)
+
+    def internaldate(self, when: datetime | float) -> FetchResponse:
+        return self.item("INTERNALDATE", internaldate(when))
 
     def nstring(self, name: str, value: bytes | None) -> FetchResponse:
         return self.item(name, imapwire.nstring(value))

@@ -19,6 +19,7 @@ from cote.mailproc.imap import (
     LiteralStart,
 )
 from cote.mailproc.imap.commands import Append, Compress, Login
+from cote.mailproc.imap.connection import CHUNK_SIZE
 from tests.imap.helpers import events
 
 
@@ -211,3 +212,31 @@ def test_pre_login_dialect_texts_and_bad_command_limit() -> None:
                                                 "FOO")]
     assert events(conn, b"c FOO\r\n") == [Bye("Too many invalid IMAP commands.")]
     assert conn.next_event() is CLOSED
+
+
+def test_a_large_append_streams_in_bounded_chunks() -> None:
+    conn = Connection()
+    size = 5 * 1024 * 1024
+    conn.receive_data(b"a APPEND INBOX {%d+}\r\n" % size)
+    assert isinstance(conn.next_event(), Command)
+    assert conn.next_event() == LiteralStart(size, False)
+    conn.accept_literal()
+    got = 0
+    ended = False
+    block = b"x" * (1024 * 1024)
+    for _ in range(5):
+        conn.receive_data(block)
+        while True:
+            e = conn.next_event()
+            if e is NEED_DATA:
+                break
+            if e == LiteralEnd():
+                ended = True
+                break
+            assert isinstance(e, LiteralChunk) and len(e.data) <= CHUNK_SIZE
+            got += len(e.data)
+        assert conn.buffered == 0  # nothing piles up: each chunk leaves the buffer
+    assert ended
+    conn.receive_data(b"\r\n")
+    assert conn.next_event() == CommandEnd("a")
+    assert got == size

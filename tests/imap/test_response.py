@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cote.mailproc.imap import FetchResponse, FileSpan, SeqSet, Writer, response
-from cote.mailproc.imap.commands import make_mailbox
+from cote.mailproc.imap.commands import make_mailbox, parse_date_time
 from cote.mailproc.imap.response import ShortSpan
 from cote.mailproc.imap.tokens import Atom, tokenize
 from tests.imap.conftest import OracleSession
@@ -186,3 +187,31 @@ def test_fetch_search_and_esearch_lines_match_dovecot(oracle_session: OracleSess
                                                                    int(dst.split(":")[0]) + 2)))
                            ).rstrip(b"\r\n") == tagged[0]
     assert isinstance(Atom(b"x"), bytes)
+
+
+def test_replies_are_values_and_internaldate_is_dovecots_shape() -> None:
+    assert response.no("Quota exceeded (mailbox for user is full)", "OVERQUOTA").to_bytes("a") \
+        == b"a NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n"
+    assert response.ok("Logout completed.").to_bytes("z") == b"z OK Logout completed.\r\n"
+    assert response.bad("Expected DONE").to_bytes("i") == b"i BAD Expected DONE\r\n"
+    when = datetime(2020, 1, 5, 2, 32, 3, tzinfo=UTC)
+    local = when.astimezone()
+    w = Writer()
+    FetchResponse(w, 60).internaldate(when).modseq(320).number("RFC822.SIZE", 3).close()
+    text = w.take()
+    assert text.startswith(b'* 60 FETCH (INTERNALDATE "%02d-Jan-2020 ' % local.day)
+    assert text.endswith(b' MODSEQ (320) RFC822.SIZE 3)\r\n')
+    if local.utcoffset() == timedelta(0):  # this machine runs on UTC, like the oracle
+        assert response.internaldate(when) == b'"05-Jan-2020 02:32:03 +0000"'
+    assert response.internaldate(when.timestamp()) == response.internaldate(when)
+
+
+def test_internaldate_matches_dovecot_for_an_appended_date(oracle_session: OracleSession) -> None:
+    raw = oracle_session.raw
+    sent = b" 5-Jan-2020 01:02:03 -0130"
+    raw.exchange(b'a APPEND INBOX "%s" {3+}\r\nabc\r\n' % sent)
+    raw.exchange(b"s SELECT INBOX\r\n")
+    (line,) = [x for x in raw.exchange(b"f FETCH * (INTERNALDATE)\r\n") if b"FETCH (" in x]
+    when = parse_date_time(sent)
+    assert when is not None
+    assert line.endswith(b"(INTERNALDATE " + response.internaldate(when) + b")\r\n")
