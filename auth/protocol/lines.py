@@ -5,6 +5,7 @@ LF, so input that trickles in a byte at a time costs O(n), not O(n²). A line lo
 limit is an error that ends the connection, as in Dovecot: its input buffer of ``limit`` bytes
 must hold the whole line with its LF, so the longest line has ``limit - 1`` bytes. Lines that
 were complete before the overflow are still delivered (Dovecot handles them first, too).
+A CR before the LF is dropped, as Dovecot's line reader does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class LineBuffer:
         self.overflowed = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Complete lines (without LF) found after adding ``data``.
+        """Complete lines (without CR LF or LF) found after adding ``data``.
 
         After an over-long line, ``overflowed`` is set and nothing more is returned.
         """
@@ -37,7 +38,8 @@ class LineBuffer:
                 break
             if end - start >= self.limit:
                 return self._overflow(lines)
-            lines.append(bytes(buf[start:end]))
+            stop = end - 1 if end > start and buf[end - 1] == 0x0D else end
+            lines.append(bytes(buf[start:stop]))
             start = pos = end + 1
         if start:
             del buf[:start]

@@ -151,6 +151,16 @@ def test_handshake_order_is_enforced() -> None:
     assert isinstance(event, ac.Disconnect) and "not compatible" in event.reason
 
 
+def test_crlf_line_ends_are_accepted_like_dovecot() -> None:
+    conn = ac.ServerConnection(MECHS)
+    events = conn.feed(b"VERSION\t1\t2\r\nCPID\t5\r\nAUTH\t1\tPLAIN\tservice=imap\tresp=AHUAcA==\r\n")
+    assert events[:2] == [ac.ClientVersion(1, 2), ac.ClientPid(5)]
+    assert isinstance(events[2], ac.AuthBegin) and events[2].initial_response == b"\0u\0p"
+    master = am.ServerConnection()
+    assert master.feed(b"VERSION\t1\t0\r\nUSER\t1\tu\tservice=imap\r\n")[1] == \
+        am.UserLookup(1, "u", {"service": "imap"})
+
+
 def test_lines_before_an_oversized_one_are_still_handled() -> None:
     conn = handshaken_server()
     events = conn.feed(b"AUTH\t1\tPLAIN\tservice=imap\n" + b"X" * 20000)
