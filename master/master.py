@@ -39,6 +39,7 @@ DROP_TIMEOUT_SECS = 10.0
 DROP_WARN_INTERVAL_SECS = 60.0
 MAX_DIE_WAIT_SECS = 5.0
 PREFORK_MAX_AT_ONCE = 10
+GC_COLLECT_INTERVAL_SECS = 60.0
 MAX_EXIT_FAILURES_IN_SEC = 10  # initialized processes failing faster than this: throttle too
 # Services whose processes serve logged-in users: left running by shutdown_clients = no.
 MAIL_SERVICES = frozenset({"imap", "pop3", "managesieve", "submission", "lmtp"})
@@ -132,6 +133,7 @@ class Master:
         self.title_base = "cote"
         self.started = time.monotonic()
         self.running = False
+        self.last_collect = 0.0
         self.startup_notes: list[tuple[str, str]] = []
 
     # -- logging -------------------------------------------------------------------------
@@ -359,7 +361,8 @@ class Master:
         for level, text in self.startup_notes:
             self.log(level, text)
         self.startup_notes = []
-        gc.disable()
+        gc.collect()
+        self.last_collect = time.monotonic()
         self._start_log_service()
         for svc in self.services.values():
             if svc.spec.type == "startup" and not svc.processes:
@@ -599,6 +602,12 @@ class Master:
         return sock
 
     def _fork(self, svc: Service, plan: ChildPlan) -> Process | None:
+        # Frozen objects are never scanned again, in the child (whose pages then stay shared)
+        # or here; collect first now and then so garbage is not frozen forever.
+        if time.monotonic() - self.last_collect > GC_COLLECT_INTERVAL_SECS:
+            gc.unfreeze()
+            gc.collect()
+            self.last_collect = time.monotonic()
         gc.freeze()
         # Signals stay blocked across fork() so that a signal reaching the new child before it
         # has reset its handlers cannot run the master's handler (which would write into the
