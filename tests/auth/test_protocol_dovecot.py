@@ -137,6 +137,17 @@ def test_same_violations_drop_the_connection(line: bytes, auth_oracle: DovecotOr
     assert isinstance(events[-1], ac.Disconnect) and conn.closed
 
 
+def test_crlf_lines_are_accepted_by_both(auth_oracle: DovecotOracle) -> None:
+    hello = b"VERSION\t1\t2\r\nCPID\t%d\r\n" % (os.getpid() + 5000)
+    line = b"AUTH\t1\tPLAIN\tservice=imap\tno-penalty\tresp=AHVzZXIxAHBhc3Mx\r\n"
+    theirs = strip_greeting(raw_exchange(str(auth_oracle.base_dir / "auth-client"), line,
+                                         handshake=hello))
+    assert theirs == b"OK\t1\tuser=user1\n"
+    conn = ac.ServerConnection(MECHANISMS.upper().split())
+    events = conn.feed(hello + line)
+    assert isinstance(events[-1], ac.AuthBegin) and events[-1].initial_response == b"\0user1\0pass1"
+
+
 def test_longest_accepted_line_is_the_same(auth_oracle: DovecotOracle) -> None:
     prefix = b"AUTH\t1\tPLAIN\tservice=imap\tno-penalty\tresp="
     line = prefix + b"=" * (16383 - len(prefix)) + b"\n"  # 16383 bytes + LF: accepted
