@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     scenario = SCENARIOS[args.scenario](options)
     order = [args.only] if args.only else ["dovecot", "cote"]
     summary = Summary(scenario.name, {
-        "runs": runs, "seconds": scenario.seconds(), "warmup": scenario.warmup(),
+        "runs": runs, "seconds": scenario.seconds() if scenario.timed_load else None,
+        "warmup": scenario.warmup(),
         "clients": args.clients, "connections": args.connections, "workers": args.workers,
         "seed": args.seed, "smoke": args.smoke, "servers": order})
 

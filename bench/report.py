@@ -232,7 +232,8 @@ class Summary:
         p = self.params
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         versions = "; ".join(f"{k} {v}" for k, v in self.versions.items() if v)
-        return (f"== {self.scenario}: {p['runs']} run(s) x {p['seconds']:g} s, "
+        phase = f" x {p['seconds']:g} s" if p.get("seconds") else ""
+        return (f"== {self.scenario}: {p['runs']} run(s){phase}, "
                 f"{os.cpu_count()} CPUs, load avg {load}"
                 + (f", {versions}" if versions else "")
                 + (" [smoke]" if p.get("smoke") else ""))

@@ -36,6 +36,7 @@ class Scenario(ABC):
     name: ClassVar[str]
     protocols: ClassVar[tuple[str, ...]] = ("imap",)
     summary: ClassVar[str] = ""
+    timed_load: ClassVar[bool] = True  # has load phases of --seconds
 
     def __init__(self, options: Options) -> None:
         self.options = options

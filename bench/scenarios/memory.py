@@ -80,6 +80,7 @@ def settle(server: Server, seconds: float) -> int:
 class IdleMemory(Scenario):
     name = "idle-memory"
     summary = "PSS per idle logged-in IMAP connection (IDLE), plain and TLS"
+    timed_load = False
 
     def connections(self) -> int:
         if self.options.connections or self.options.clients:

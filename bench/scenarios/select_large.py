@@ -50,6 +50,7 @@ async def select_and_fetch(server: Server, expected: int) -> tuple[float, float]
 class SelectLarge(Scenario):
     name = "select-large"
     summary = "SELECT + FETCH 1:* (UID FLAGS) of a 100k-message INBOX, cold and warm"
+    timed_load = False
 
     def spec(self) -> store.StoreSpec:
         count = 2_000 if self.options.smoke else 100_000

@@ -41,6 +41,7 @@ def try_login(port: int, user: str, password: str) -> bool:
 class Startup(Scenario):
     name = "startup"
     summary = "seconds from process start to the first successful login"
+    timed_load = False
 
     def setup(self) -> Setup:
         users = bench_users(1)
