@@ -134,15 +134,17 @@ class _Parser:
             return -1
         if self._peek_is(0x40):  # @ route
             if self.parse_route() <= 0 or not self._peek_is(0x3A):
-                self.route = INVALID_ROUTE
-                return -1
-            c.pos += 1
-            if c.skip_lwsp() <= 0:
-                return -1
+                self.route = INVALID_ROUTE  # and the address is still read
+                if c.pos >= c.end:
+                    return -1
+            else:
+                c.pos += 1
+                if c.skip_lwsp() <= 0:
+                    return -1
         if self._peek_is(0x3E):  # <>
             c.pos += 1
             return c.skip_lwsp()
-        if self.parse_addr_spec() < 0:
+        if self.parse_addr_spec(in_angle=True) < 0:
             return -1
         if not self._peek_is(0x3E):
             return -1
@@ -170,7 +172,7 @@ class _Parser:
         self.route = bytes(text)
         return 1
 
-    def parse_addr_spec(self) -> int:
+    def parse_addr_spec(self, in_angle: bool = False) -> int:
         c = self.c
         c.last_comment = b""
         quoted = self._peek_is(0x22)
@@ -179,7 +181,8 @@ class _Parser:
             ret = c.parse_quoted_string(text)
         else:
             ret = c.parse_local_part(text)
-        if ret >= 0:
+        local_ok = ret >= 0
+        if local_ok:
             self.mailbox = bytes(text)
         ret2 = -2
         if ret != 0 and self._peek_is(0x40):  # @
@@ -193,7 +196,7 @@ class _Parser:
         if c.last_comment:
             if self.name is None:
                 self.name = c.last_comment
-        elif ret2 == -2:
+        elif ret2 == -2 and not in_angle:
             # "user" alone is a mailbox; "user more words" is a display name. (Dovecot
             # keeps the white space after a local part ending in "." as well.)
             text += b"  " if c.dot_space else b" "
@@ -202,9 +205,14 @@ class _Parser:
             if len(text) != before:
                 self.mailbox = None
                 self.name = bytes(text)
-            elif not quoted:
+            elif quoted and local_ok:
+                # a quoted string without "@domain" is a display name
+                self.mailbox = None
+                self.name = bytes(text[:before - 1])
+            else:
                 self.domain = b""
-            ret = 0 if c.pos >= c.end else -1
+            if local_ok:
+                ret = 0 if c.pos >= c.end else 1
         return ret
 
 
@@ -214,9 +222,11 @@ def parse_addresses(value: bytes) -> list[Address]:
     parser.parse_list()
     out = parser.out
     for i, addr in enumerate(out):
-        if addr.kind == NORMAL and (not addr.mailbox or not addr.domain):
-            out[i] = addr._replace(mailbox=addr.mailbox or MISSING_MAILBOX,
-                                   domain=addr.domain or MISSING_DOMAIN)
+        if addr.kind == NORMAL and (addr.mailbox is None or not addr.domain):
+            # an empty quoted mailbox ("") stays; an empty domain does not
+            out[i] = addr._replace(
+                mailbox=MISSING_MAILBOX if addr.mailbox is None else addr.mailbox,
+                domain=addr.domain or MISSING_DOMAIN)
     return out
 
 

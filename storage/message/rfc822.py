@@ -72,12 +72,12 @@ class Cursor:
         while pos < end:
             c = data[pos]
             if c == 0x5C:  # backslash: the escaped octet starts the next chunk
+                if pos + 1 >= end:
+                    return -1
                 out += data[start:pos]
                 self.last_comment = bytes(out)
                 pos += 1
                 start = pos
-                if pos >= end:
-                    return -1
             elif c == 0x28:
                 level += 1
             elif c == 0x29:
@@ -147,8 +147,8 @@ class Cursor:
 
     def parse_local_part(self, out: bytearray) -> int:
         """A local part as Dovecot reads it: atom text and dots in any order (".a", "a..b",
-        "a." are taken); white space may precede a dot, but a dot followed by white space
-        makes it invalid (-1, with the text read so far left in ``out``)."""
+        "a." are taken); white space may precede a dot, but a final dot followed by anything
+        but "@" makes it invalid (-1, with the text read so far left in ``out``)."""
         data, end = self.data, self.end
         self.dot_space = False
         if self.pos >= end or data[self.pos] not in _ATEXT_DOT:
@@ -163,9 +163,12 @@ class Cursor:
                 return 0
             ends_in_dot = data[pos - 1] == 0x2E
             self.dot_space = ends_in_dot and data[pos] in _LWSP
+            if ends_in_dot and data[pos] != 0x40:
+                # "a. b", "a.]": not a local part (the text read so far stays in out)
+                if self.dot_space:
+                    self.skip_lwsp()
+                return -1
             ret = self.skip_lwsp()
-            if self.dot_space:
-                return -1  # "a. b": not a local part (the text read so far stays in out)
             if ret <= 0:
                 return ret
             if ends_in_dot or data[self.pos] != 0x2E:
@@ -175,10 +178,11 @@ class Cursor:
             self.pos += 1
             if self.pos >= end:
                 return 0
-            if data[self.pos] not in _ATEXT_DOT:
-                self.dot_space = data[self.pos] in _LWSP
+            nxt = data[self.pos]
+            if nxt not in _ATEXT_DOT:
+                self.dot_space = nxt in _LWSP
                 ret = self.skip_lwsp()
-                return -1 if self.dot_space else ret
+                return ret if nxt == 0x40 else -1
 
     def parse_phrase(self, out: bytearray) -> int:
         """1*word (obs-phrase: dots allowed), words joined by one space."""
