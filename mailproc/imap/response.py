@@ -272,6 +272,44 @@ def sort(numbers: Iterable[int]) -> bytes:
     return b"* SORT" + (b" " + out if out else b"") + CRLF
 
 
+ThreadNode = tuple[int | None, tuple["ThreadNode", ...]]
+"""(message number or None for a missing parent, children) of a THREAD result."""
+
+
+def _thread_members(node: ThreadNode) -> str:
+    number, children = node
+    parts = [] if number is None else [str(number)]
+    while len(children) == 1 and number is not None:  # a chain is written flat
+        number, children = children[0]
+        if number is None:
+            break
+        parts.append(str(number))
+    if number is None or len(children) > 1:
+        nested = "".join("(" + _thread_members(c) + ")" for c in children)
+        parts.append(nested)
+    return " ".join(p for p in parts if p)
+
+
+def thread(roots: Iterable[ThreadNode]) -> bytes:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` from a forest of (number, children) nodes."""
+    body = "".join("(" + _thread_members(r) + ")" for r in roots)
+    return b"* THREAD" + (b" " + body.encode() if body else b"") + CRLF
+
+
+def namespace(personal: Sequence[tuple[str, str | None]] | None,
+              other: Sequence[tuple[str, str | None]] | None = None,
+              shared: Sequence[tuple[str, str | None]] | None = None) -> bytes:
+    """``* NAMESPACE (("" ".")) NIL NIL``: each group a list of (prefix, separator)."""
+    def group(items: Sequence[tuple[str, str | None]] | None) -> bytes:
+        if not items:
+            return b"NIL"
+        return b"(" + b"".join(
+            b"(" + imapwire.string(mutf7.encode(prefix).encode("latin-1")) + b" "
+            + (b"NIL" if sep is None else imapwire.string(sep.encode())) + b")"
+            for prefix, sep in items) + b")"
+    return b"* NAMESPACE " + group(personal) + b" " + group(other) + b" " + group(shared) + CRLF
+
+
 def id_response(params: Mapping[str, str | None] | None) -> bytes:
     if not params:
         return b"* ID NIL\r\n"

@@ -196,3 +196,9 @@ PRE_LOGIN_CASES: list[bytes] = [
     b"t CAPABILITY\r\n", b"t ID NIL\r\n", b"t{ NOOP\r\n", b"t  NOOP\r\n",
     b"t LOGIN a ~{1}\r\nb\r\n", b't LOGIN "a\x00" b\r\n',
 ]
+
+# IDLE: the line after "+ idling" must be DONE (any case), nothing else
+IDLE_CASES: list[bytes] = [
+    b"t IDLE\r\nDONE\r\n", b"t IDLE\r\ndone\n", b"t IDLE\r\nDoNe\r\n", b"t IDLE\r\nDONE \r\n",
+    b"t IDLE\r\n DONE\r\n", b"t IDLE\r\n\r\n", b"t IDLE\r\nt NOOP\r\n", b"t IDLE (x\r\nDONE\r\n",
+]

@@ -6,7 +6,15 @@ from __future__ import annotations
 import re
 import socket
 
-from cote.mailproc.imap import NEED_DATA, Bad, Bye, Command, Connection, LiteralStart
+from cote.mailproc.imap import (
+    NEED_DATA,
+    Bad,
+    Bye,
+    Command,
+    Connection,
+    IdleDone,
+    LiteralStart,
+)
 from cote.mailproc.imap.commands import LOGIN_COMMANDS, MAIL_COMMANDS
 
 _TIMING = re.compile(rb" \([0-9.]+ \+ [0-9.]+(?: \+ [0-9.]+)? secs\)\.\Z")
@@ -102,7 +110,12 @@ def cote_reply(data: bytes, enabled: frozenset[str] = frozenset(), *,
             return "BAD", event.text.encode()
         if isinstance(event, Bye):
             return "BYE", event.text.encode()
+        if isinstance(event, IdleDone):
+            return "PARSED", b"DONE"
         if isinstance(event, Command):
+            if event.name == "IDLE":
+                conn.idle(event.tag)
+                continue
             if event.name == "APPEND":
                 if event.args.mailbox.name != "INBOX":  # type: ignore[attr-defined]
                     # the handler answers NO [TRYCREATE] before looking further, as Dovecot

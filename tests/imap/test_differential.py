@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.imap.conftest import OracleSession
-from tests.imap.diffcases import CASES, PRE_LOGIN_CASES, QRESYNC_CASES
+from tests.imap.diffcases import CASES, IDLE_CASES, PRE_LOGIN_CASES, QRESYNC_CASES
 from tests.imap.oracle import RawImap, cote_reply, dovecot_reply
 from tests.support.dovecot import DovecotOracle
 
@@ -51,3 +51,8 @@ def test_pre_login_dialect_matches_dovecot_imap_login(dovecot: DovecotOracle,
     assert (theirs[0] in _FAILS) == (ours[0] in _FAILS), (case, theirs, ours)
     if theirs[0] in _FAILS:
         assert ours == theirs, case
+
+
+@pytest.mark.parametrize("case", IDLE_CASES, ids=lambda c: repr(c[:60]))
+def test_idle_mode_matches_dovecot(oracle_session: OracleSession, case: bytes) -> None:
+    _compare(oracle_session, case, frozenset())

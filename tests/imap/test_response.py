@@ -215,3 +215,61 @@ def test_internaldate_matches_dovecot_for_an_appended_date(oracle_session: Oracl
     when = parse_date_time(sent)
     assert when is not None
     assert line.endswith(b"(INTERNALDATE " + response.internaldate(when) + b")\r\n")
+
+
+def test_thread_and_namespace_shapes() -> None:
+    # RFC 5256's example: (2)(3 6 (4 23)(44 7 96))
+    def n(number: int | None, *kids: response.ThreadNode) -> response.ThreadNode:
+        return (number, kids)
+
+    tree = [n(2), n(3, n(6, n(4, n(23)), n(44, n(7, n(96)))))]
+    assert response.thread(tree) == b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"
+    # a missing parent groups its children: ((3)(5))
+    assert response.thread([n(None, n(3), n(5))]) == b"* THREAD ((3)(5))\r\n"
+    assert response.thread([n(1, n(None, n(2), n(3)))]) == b"* THREAD (1 (2)(3))\r\n"
+    assert response.thread([]) == b"* THREAD\r\n"
+    assert response.namespace([("", ".")]) == b'* NAMESPACE (("" ".")) NIL NIL\r\n'
+    assert response.namespace([("", "/")], None, [("Shared/", "/")]) == \
+        b'* NAMESPACE (("" "/")) NIL (("Shared/" "/"))\r\n'
+
+
+def test_namespace_matches_dovecot(oracle_session: OracleSession) -> None:
+    (line,) = _untagged(oracle_session, b"n NAMESPACE\r\n")
+    assert line == response.namespace([("", ".")])
+
+
+def _members(items: list[object]) -> response.ThreadNode:
+    """Dovecot's thread-members list, tokenized, back into (number, children) nodes."""
+    if not items:
+        return (None, ())
+    head = items[0]
+    if isinstance(head, list):  # a group under a missing parent
+        return (None, tuple(_members(x) for x in items))  # type: ignore[arg-type]
+    rest = items[1:]
+    if rest and not isinstance(rest[0], list):
+        return (int(head), (_members(rest),))  # type: ignore[call-overload]
+    return (int(head), tuple(_members(x) for x in rest))  # type: ignore[call-overload,arg-type]
+
+
+def test_thread_lines_match_dovecot(oracle_session: OracleSession) -> None:
+    raw = oracle_session.raw
+    raw.exchange(b"c CREATE threads\r\n")
+    msgs = [(b"<a@x>", b""), (b"<b@x>", b"<a@x>"), (b"<c@x>", b"<a@x> <b@x>"),
+            (b"<d@x>", b"<a@x>"), (b"<e@x>", b"<missing@x>"), (b"<f@x>", b"<missing@x>"),
+            (b"<g@x>", b"")]
+    for mid, refs in msgs:
+        body = b"Message-ID: " + mid + b"\r\nSubject: s " + mid + b"\r\n"
+        if refs:
+            body += b"References: " + refs + b"\r\n"
+        body += b"\r\nx\r\n"
+        raw.exchange(b"a APPEND threads {%d+}\r\n%s\r\n" % (len(body), body))
+    raw.exchange(b"s SELECT threads\r\n")
+    try:
+        for algorithm in (b"REFERENCES", b"ORDEREDSUBJECT"):
+            (line,) = _untagged(oracle_session, b"t THREAD " + algorithm + b" UTF-8 ALL\r\n")
+            toks, _ = tokenize(line, len(b"* THREAD"))
+            roots = [_members(t) for t in toks]  # type: ignore[arg-type]
+            assert len(roots) >= 2
+            assert response.thread(roots) == line
+    finally:
+        raw.exchange(b"s SELECT INBOX\r\n")
