@@ -43,7 +43,12 @@ def check_pid_file(base_dir: str) -> None:
     path = os.path.join(base_dir, PID_FILE)
     pid = read_pid(path)
     if pid is not None and pid != os.getpid() and _alive(pid):
-        raise AlreadyRunning(f"cote is already running with PID {pid} (read from {path})")
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                who = "Dovecot" if b"dovecot" in f.read().split(b"\0")[0] else "cote"
+        except OSError:
+            who = "cote"
+        raise AlreadyRunning(f"{who} is already running with PID {pid} (read from {path})")
 
 
 def write_pid_file(base_dir: str) -> str:

@@ -79,6 +79,12 @@ service idler {{
     mode = 0600
   }}
 }}
+service burst {{
+  executable = script {d}/burst.sh
+  unix_listener burst {{
+    mode = 0600
+  }}
+}}
 service quickdie {{
   executable = /bin/false
   process_min_avail = 1
@@ -102,6 +108,7 @@ def master(workdir: Path) -> Iterator[MasterServer]:
     out.chmod(0o777)
     write_prog(workdir, "qw.sh", f'#!/bin/sh\nid -u > {out}/qw.uid\nenv > {out}/qw.env\n'
                                  'echo "qw ran $*" >&2\n')
+    write_prog(workdir, "burst.sh", "#!/bin/sh\nseq 1 3000 | sed 's/^/burst line /' >&2\n")
     ports = {"echo": free_port(), "vsz": free_port()}
     m = MasterServer(workdir, make_conf(workdir, ports["echo"], ports["vsz"]))
     m.ports = ports  # type: ignore[attr-defined]
@@ -225,6 +232,18 @@ def test_log_errors_socket_dumps_recent_errors_and_master_title(master: MasterSe
     assert ["qw: ", "Error: qw ran for-log-errors"] in [r[1:] for r in rows]
     assert all(r[0].isdigit() for r in rows)
     assert proc_title(master.pid) == f"cote -F -c {master.conf_path}"
+
+
+def test_a_burst_of_log_lines_arrives_complete_and_in_order(master: MasterServer) -> None:
+    assert run_script(master, service="burst") == b"+\n"
+    expected = [f"burst line {i}" for i in range(1, 3001)]
+
+    def lines() -> list[str] | None:
+        got = re.findall(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d burst: Error: (burst line \d+)$",
+                         master.log(), re.M)
+        return got if len(got) >= 3000 else None
+
+    assert master.wait_for(lines, timeout=20, what="3000 burst lines") == expected
 
 
 def test_chroot_is_honoured(master: MasterServer) -> None:
