@@ -68,6 +68,7 @@ service echo {{
 service qw {{
   executable = script {d}/qw.sh
   user = nobody
+  process_min_avail = 2
   unix_listener qw {{
     mode = 0666
   }}
@@ -196,9 +197,10 @@ def test_python_service_processes_get_their_own_anvil_connection(master: MasterS
     # anvil made by the master; anvil reports one client per such process.
     assert run_script(master, "anvil-check") == b"+\n"
     def anvil_clients() -> tuple[int, int]:
-        qw = len(master.processes("qw"))
-        anvil = master.processes("anvil")[0]
-        return qw, anvil["client_limit"] - anvil["available_count"]
+        procs = master.processes()
+        python = sum(1 for p in procs if p["service"] in ("qw", "idler", "burst"))
+        anvil = next(p for p in procs if p["service"] == "anvil")
+        return python, anvil["client_limit"] - anvil["available_count"]
 
     def settled() -> tuple[int, int] | None:
         qw, clients = anvil_clients()
@@ -244,6 +246,18 @@ def test_a_burst_of_log_lines_arrives_complete_and_in_order(master: MasterServer
         return got if len(got) >= 3000 else None
 
     assert master.wait_for(lines, timeout=20, what="3000 burst lines") == expected
+
+
+def test_process_min_avail_processes_are_kept_ready(master: MasterServer) -> None:
+    ready = master.wait_for(lambda: [p for p in master.processes("qw") if p["initialized"]
+                                     and p["available_count"] > 0][1:] or None,
+                            what="two ready qw processes")
+    assert ready
+    victim = master.processes("qw")[0]["pid"]
+    os.kill(victim, signal.SIGKILL)  # one gone: the master forks a replacement
+    master.wait_for(lambda: len([p for p in master.processes("qw")
+                                 if p["pid"] != victim and p["available_count"] > 0]) >= 2,
+                    what="qw back to two ready processes")
 
 
 def test_chroot_is_honoured(master: MasterServer) -> None:
