@@ -4,6 +4,7 @@
     coteadm [-c FILE] reload
     coteadm [-c FILE] service status [<service> ...]
     coteadm [-c FILE] process status [<service> ...]
+    coteadm [-c FILE] log errors          (recent warnings and errors kept by the log service)
 
 Tables are printed like doveadm's: a header line, then one row per item, columns separated by
 spaces and padded.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import getopt
 import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +29,7 @@ EX_FATAL = 89
 EX_USAGE = 64
 EX_TEMPFAIL = 75
 USAGE = (f"usage: {PROG} [-c <config file>] stop | reload | service status [<service>...] | "
-         "process status [<service>...]\n")
+         "process status [<service>...] | log errors\n")
 
 SERVICE_COLUMNS = ("name", "process_count", "process_avail", "process_limit", "client_limit",
                    "process_min_avail", "throttle_secs", "listening")
@@ -47,6 +50,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def log_errors(path: str) -> int:
+    """Print the log service's recent warnings/errors as log lines (doveadm log errors)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    try:
+        sock.connect(path)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    except OSError as e:
+        sys.stderr.write(f"{PROG}: Error: connect({path}) failed: {e.strerror or e}\n")
+        return EX_TEMPFAIL
+    finally:
+        sock.close()
+    for line in data.decode("utf-8", "replace").splitlines():
+        stamp, _, rest = line.partition("\t")
+        prefix, _, text = rest.partition("\t")
+        when = time.strftime("%b %d %H:%M:%S", time.localtime(int(stamp))) if stamp.isdigit() \
+            else stamp
+        sys.stdout.write(f"{when} {prefix}{text}\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -61,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rest:
         sys.stderr.write(USAGE)
         return EX_USAGE
-    socket_path = os.path.join(_base_dir(config_path), "master")
+    base_dir = _base_dir(config_path)
+    if rest == ["log", "errors"]:
+        return log_errors(os.path.join(base_dir, "log-errors"))
+    socket_path = os.path.join(base_dir, "master")
     words = rest[:2] if rest[0] in ("service", "process") else rest[:1]
     names = set(rest[len(words):])
     cmd = {("stop",): "stop", ("reload",): "reload", ("service", "status"): "service-status",

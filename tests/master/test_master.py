@@ -233,6 +233,9 @@ def test_log_errors_socket_dumps_recent_errors_and_master_title(master: MasterSe
     rows = [line.split("\t") for line in dump.decode().splitlines()]
     assert ["qw: ", "Error: qw ran for-log-errors"] in [r[1:] for r in rows]
     assert all(r[0].isdigit() for r in rows)
+    out = subprocess.run([PYTHON, "-m", "cote.cli.adm", "-c", str(master.conf_path), "log",
+                          "errors"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert re.search(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d qw: Error: qw ran for-log-errors$", out, re.M)
     assert proc_title(master.pid) == f"cote -F -c {master.conf_path}"
 
 
