@@ -10,6 +10,7 @@ in ``os._exit``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import os
 import resource
@@ -191,10 +192,8 @@ def _exec_child(plan: ChildPlan, prefix: str) -> None:
     """Plain ``executable = /path/prog``: listeners from fd 3 (systemd LISTEN_FDS style)."""
     n = len(plan.listeners)
     sources = [lst.fd for lst in plan.listeners] + [plan.status_fd, plan.death_fd]
-    high = []
-    for i, fd in enumerate(sources):
-        os.dup2(fd, HIGH_FD_BASE + i, inheritable=False)
-        high.append(HIGH_FD_BASE + i)
+    # first out of the way (the lowest free fds >= HIGH_FD_BASE), then into place from 3
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD_BASE) for fd in sources]
     for i, fd in enumerate(high):
         os.dup2(fd, 3 + i, inheritable=True)
     _close_other_fds(set(range(3, 3 + len(high))))
