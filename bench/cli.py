@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.stop() if args.keep else server.cleanup()
 
+    summary.compare_answers()
     print(summary.table(order))
     path = summary.append_json(args.results_dir)
     print(f"results appended to {path}")

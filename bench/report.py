@@ -142,6 +142,19 @@ class Summary:
     def fail(self, server: str, reason: str) -> None:
         self.failures.setdefault(server, []).append(reason)
 
+    def compare_answers(self, key: str = "hits") -> None:
+        """A cote answer that differs from Dovecot's (e.g. SEARCH hit counts) fails cote."""
+        for variant, metric in self.keys():
+            dovecot = self.rows.get((variant, metric, "dovecot"))
+            cote = self.rows.get((variant, metric, "cote"))
+            if not dovecot or not cote:
+                continue
+            expected = {e[key] for e in dovecot.extra if key in e}
+            got = {e[key] for e in cote.extra if key in e}
+            if expected and got and got != expected:
+                self.fail("cote", f"{variant} {metric}: {key} {sorted(got)}, "
+                                  f"Dovecot {sorted(expected)}")
+
     # -- verdict -------------------------------------------------------------------------
     def server_errors(self, server: str) -> int:
         return sum(sum(r.errors.values()) for r in self.rows.values() if r.server == server) + len(
