@@ -1061,9 +1061,10 @@ def _parse_login(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE
 
 def _parse_authenticate(args: Sequence[Arg], uid: bool,
                        enabled: frozenset[str] = _NONE) -> Authenticate:
-    mech = _atom_upper(args[0]) if args else None
-    if mech is None:
+    raw = astring(args[0]) if args else None
+    if raw is None:
         raise SyntaxErr("Invalid arguments")
+    mech = raw.decode("latin-1").upper()
     ir = None
     if len(args) > 1:
         ir = astring(args[1])

@@ -23,6 +23,7 @@ from .commands import (
     NO_ARG_COMMANDS,
     UID_COMMANDS,
     Append,
+    Authenticate,
     make_mailbox,
     parse_append_message,
     parse_command,
@@ -32,8 +33,11 @@ from .tokens import (
     MAX_LITERAL_SIZE,
     TOKEN_ERRORS,
     Arg,
+    Literal,
     LiteralMarker,
+    Quoted,
     SyntaxErr,
+    is_nil,
     tokenize,
 )
 
@@ -63,6 +67,22 @@ _AUTH = 5
 _SKIP_LINE = 6
 _SKIP_DATA = 7
 _CLOSED = 8
+
+
+LOGIN_ID_BAD = "Invalid ID parameters"
+
+
+def _login_id_valid(tokens: list[Arg]) -> bool:
+    """imap-login's ID wants NIL or a list of string keys with string/NIL values."""
+    if not tokens:
+        return False
+    params = tokens[0]
+    if is_nil(params):
+        return True
+    if not isinstance(params, list):
+        return False
+    return all(isinstance(item, (Quoted, Literal)) or (i % 2 and is_nil(item))
+               for i, item in enumerate(params))
 
 
 def literal_at_end(fragment: bytes) -> tuple[int, bool, bool] | None:
@@ -122,6 +142,7 @@ class Connection:
         self._pending: ev.LiteralStart | None = None
         self._eof = False
         self._queue: list[ev.Event] = []
+        self._unknown: ev.Bad | None = None  # pre-login: reported once the line is read
 
     # -- input --------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -183,7 +204,7 @@ class Connection:
             self._state = _CLOSED
             return ev.Bye("Too many invalid IMAP commands.")
         detail = bad.text.rpartition(": ")[2] if ": " in bad.text else bad.text
-        text = detail if detail in TOKEN_ERRORS else LOGIN_BAD_TEXT
+        text = detail if detail in TOKEN_ERRORS or detail == LOGIN_ID_BAD else LOGIN_BAD_TEXT
         return ev.Bad(bad.tag, text, bad.name)
 
     # -- server decisions -------------------------------------------------------------------
@@ -266,6 +287,7 @@ class Connection:
         self._scan = self._frag = 0
         self._tag = self._name = ""
         self._uid = False
+        self._unknown = None
 
     def _head_for_error(self) -> None:
         """Tag and name of the buffered command, for an error found before its end."""
@@ -305,14 +327,22 @@ class Connection:
             if sub is None:
                 return invalid
             self._uid = True
-            if sub not in UID_COMMANDS or sub not in self.commands:
-                return ev.Bad(self._tag, f"Error in IMAP command UID {sub}: Unknown command",
-                              f"UID {sub}")
             self._name = sub
+            if sub not in UID_COMMANDS or sub not in self.commands:
+                unknown = ev.Bad(self._tag, f"Error in IMAP command UID {sub}: Unknown command",
+                                 f"UID {sub}")
+                if not self.pre_login:
+                    return unknown
+                self._unknown = unknown
         else:
-            if name not in self.commands:
-                return ev.Bad(self._tag, f"Error in IMAP command {name}: Unknown command", name)
             self._name = name
+            if name not in self.commands:
+                unknown = ev.Bad(self._tag, f"Error in IMAP command {name}: Unknown command",
+                                 name)
+                if not self.pre_login:
+                    return unknown
+                # imap-login reads the whole line first: its syntax errors come first
+                self._unknown = unknown
         self._args_at = pos
         return None
 
@@ -352,7 +382,7 @@ class Connection:
                 head_bad = self._parse_head(bytes(buf[:lf + 1]), final=True)
                 if head_bad is not None:
                     return self._bad_and_skip_rest(head_bad, lf)
-                if self._name in NO_ARG_COMMANDS and not self._uid:
+                if self._name in NO_ARG_COMMANDS and not self._uid and not self.pre_login:
                     # Dovecot never reads these commands' arguments: the rest of the line
                     # is dropped unparsed, a literal announced there included
                     tag, name = self._tag, self._name
@@ -391,6 +421,8 @@ class Connection:
 
     def _finish_command(self, raw: bytes, lf: int) -> ev.Event:
         tag, name, uid = self._tag, self._name, self._uid
+        if self.pre_login:
+            return self._finish_login_command(raw, lf)
         if name == APPEND:
             result = self._append(lf, streaming=False)
             assert result is not None
@@ -405,6 +437,50 @@ class Connection:
             return bad
         self._reset_command(lf + 1)
         return ev.Command(tag, name, args, uid)
+
+    def _finish_login_command(self, raw: bytes, lf: int) -> ev.Event:
+        """imap-login's order: the line's syntax, then the command name, then the arguments.
+        AUTHENTICATE's mechanism is taken alone (an unknown one is a NO, whatever follows),
+        ID reads one argument (any fault in it is "Invalid ID parameters"), ENABLE's
+        arguments are read but not looked at."""
+        tag, name, unknown = self._tag, self._name, self._unknown
+        self._unknown = None
+        event: ev.Event
+        try:
+            if name == "AUTHENTICATE" and unknown is None:
+                event = self._login_authenticate(raw)
+            elif name == "ID" and unknown is None:
+                try:
+                    tokens, _ = tokenize(raw, self._args_at, max_args=1)
+                except SyntaxErr as exc:
+                    if str(exc) != "Missing ')'":
+                        raise
+                    tokens = []
+                event = ev.Command(tag, name, parse_command(name, tokens)) \
+                    if _login_id_valid(tokens) else self._bad(LOGIN_ID_BAD)
+            else:
+                tokens, _ = tokenize(raw, self._args_at)
+                if name == "ENABLE":  # read, then ignored before login
+                    tokens = []
+                if unknown is not None:
+                    event = unknown
+                elif name == "ID" and not _login_id_valid(tokens):
+                    event = self._bad(LOGIN_ID_BAD)
+                else:
+                    event = ev.Command(tag, name, parse_command(name, tokens, False,
+                                                                self.enabled))
+        except SyntaxErr as exc:
+            event = self._bad(str(exc))
+        self._reset_command(lf + 1)
+        return event
+
+    def _login_authenticate(self, raw: bytes) -> ev.Event:
+        words = raw[self._args_at:].strip(b" \r\n").split(b" ", 1)
+        if not words[0]:
+            return self._bad("Invalid arguments")
+        mech = words[0].strip(b'"').decode("latin-1").upper()
+        initial = words[1].strip(b" ") if len(words) > 1 else None
+        return ev.Command(self._tag, "AUTHENTICATE", Authenticate(mech, initial or None))
 
     # -- APPEND -------------------------------------------------------------------------------
     def _append(self, lf: int, *, streaming: bool) -> ev.Event | None:

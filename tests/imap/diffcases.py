@@ -195,6 +195,14 @@ PRE_LOGIN_CASES: list[bytes] = [
     b"t LOGIN user1 pass1\r\n", b"t LOGIN {5+}\r\nuser1 {5}\r\npass1\r\n",
     b"t CAPABILITY\r\n", b"t ID NIL\r\n", b"t{ NOOP\r\n", b"t  NOOP\r\n",
     b"t LOGIN a ~{1}\r\nb\r\n", b't LOGIN "a\x00" b\r\n',
+    # imap-login reads the whole line before it looks at the command
+    b"t NOOP { x\r\n", b"t FOO \x00\r\n", b"t NIL LOGIN a{b c\r\n", b"t SELECT ~{1}\r\nb INBOX\r\n",
+    b"t AUTHENTICATE FOO \x00\r\n", b"t AUTHENTICATE FOO {\r\n", b't AUTHENTICATE "x"\r\n',
+    b"t AUTHENTICATE ( FOO\r\n", b't ID ("a" = "b")\r\n', b't ID [ ("a" "b")\r\n',
+    b't ID ("a" {1+}\r\nx "b")\r\n', b't ID ("a" ( "b")\r\n', b"t ID ) NIL\r\n",
+    b't ID ("a" \x00 "b")\r\n', b't ID ("a" "b") (\r\n', b"t ID NIL ~{1}\r\nb\r\n",
+    b"t ENABLE x {1+}\r\nx\r\n", b't ENABLE "x" x\r\n', b"t ENABLE x ~{1}\r\nb\r\n",
+    b"t ENABLE { x\r\n", b"t ENABLE x )\r\n", b"t ENABLE ( x\r\n",
 ]
 
 # IDLE: the line after "+ idling" must be DONE (any case), nothing else
