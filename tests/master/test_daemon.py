@@ -325,3 +325,31 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_children_exit_when_the_master_dies(d: Path) -> None:
+    extra = f"""\
+service qw {{
+  executable = script {d}/echo.py
+  process_min_avail = 2
+  unix_listener qw {{
+    mode = 0600
+  }}
+}}
+"""
+    m = MasterServer(d, conf_text(d, free_port(), extra)).start()
+    try:
+        def running() -> list[dict] | None:
+            ps = [p for p in m.processes() if p["service"] in ("log", "anvil", "qw")]
+            return ps if len(ps) >= 4 else None
+
+        procs = m.wait_for(running, what="log, anvil and two qw processes")
+        assert m.proc is not None
+        m.proc.kill()  # SIGKILL: no clean shutdown, only the death pipe tells the children
+        m.proc.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(p["pid"]) for p in procs):
+            assert time.monotonic() < deadline, [p for p in procs if alive(p["pid"])]
+            time.sleep(0.05)
+    finally:
+        m.stop()
