@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from cote import DOVECOT_COMPAT_VERSION, __version__
-from cote.config import DEFAULT_PATH, Config, ConfigError, parse, schema
+from cote.config import DEFAULT_PATH, Config, ConfigError, check, parse, schema
 from cote.config.dump import Dumper, DumpOptions, escape_name
 from cote.config.model import Section
 
@@ -78,6 +78,14 @@ def _simple_list(sections: list[Section], prefix: str, dumper: Dumper) -> list[s
     return out
 
 
+def _check_error(cfg: Config) -> ConfigError | None:
+    try:
+        check(cfg)
+    except ConfigError as e:
+        return e
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -116,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: -h needs a setting name\n{USAGE}")
         return EX_USAGE
     try:
-        cfg, deferred = parse(path, strict=dump.expand)
+        cfg, deferred = parse(path, strict=dump.expand, checks=False)
     except ConfigError as e:
         out: list[str] = []
         if not keys and not simple:
@@ -124,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("".join(line + "\n" for line in out))
         sys.stdout.flush()
         return _fatal(str(e))
-    dump.omit_dynamic = any(e.message.startswith("Unknown variable") for e in deferred)
+    late = None if keys else _check_error(cfg)
+    dump.omit_dynamic = (any(e.message.startswith("Unknown variable") for e in deferred)
+                         or (late is not None and late.in_managesieve))
     for w in cfg.warnings:
         sys.stderr.write(f"{PROG}: Warning: {w}\n")
     dump.all = mode == "a"
@@ -154,14 +164,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          for line in lines))
             else:
                 sys.stdout.write(f"{key} = {lines[0]}\n")
-        return 0
+        return 0  # like doveconf, -h does not run the whole-config checks
     if simple:
         sys.stdout.write("".join(line + "\n" for line in _simple(view, dumper)))
-        return 0
+        sys.stdout.flush()
+        return _fatal(str(late)) if late is not None else 0
     out = _header(path, all_=mode == "a")
     out.extend(dumper.lines())
     sys.stdout.write("".join(line + "\n" for line in out))
-    return 0
+    sys.stdout.flush()
+    # like doveconf: the dump first, then the whole-config problem (exit 89)
+    return _fatal(str(late)) if late is not None else 0
 
 
 if __name__ == "__main__":

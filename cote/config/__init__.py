@@ -7,7 +7,7 @@ whose text is what doveconf prints.
 
 from __future__ import annotations
 
-from cote.config.builder import build
+from cote.config.builder import build, check
 from cote.config.errors import ConfigError
 from cote.config.implemented import IMPLEMENTED
 from cote.config.model import Config, Section, Setting
@@ -23,17 +23,23 @@ __all__ = [
     "Section",
     "Setting",
     "Value",
+    "check",
     "load",
     "parse",
 ]
 
 
-def parse(path: str = DEFAULT_PATH, *, strict: bool = True) -> tuple[Config, list[ConfigError]]:
+def parse(path: str = DEFAULT_PATH, *, strict: bool = True,
+          checks: bool = True) -> tuple[Config, list[ConfigError]]:
     """Parse ``path``; with ``strict=False`` unknown ``$vars`` and missing ``<files`` are
-    returned instead of raised (doveconf without ``-x``)."""
+    returned instead of raised (doveconf without ``-x``); with ``checks=False`` the
+    whole-config checks are left to the caller (``cote.config.check``)."""
     parser = Parser()
     root = parser.parse(path)
     cfg, deferred = build(root, path, strict=strict)
+    cfg.late_error = parser.late_error or cfg.late_error
+    if checks:
+        check(cfg)
     cfg.warnings.extend(parser.warnings)
     cfg.warnings.extend(_unimplemented(cfg))
     return cfg, deferred

@@ -139,7 +139,6 @@ class _Builder:
     # -- walking the tree
     def build(self, root: RawBlock) -> Config:
         self._walk_global(root, None)
-        self._check()
         self.cfg._filters.sort(key=Filter.sort_key)
         return self.cfg
 
@@ -150,6 +149,10 @@ class _Builder:
         if flt is not None and (flt.local or flt.remote) and item.key.startswith("auth_"):
             raise self._err(item.file, item.line,
                             f"Auth settings not supported inside local/remote blocks: {item.key}")
+        if item.key == "imap_client_workarounds" and "," in item.value:
+            # doveconf's imap settings check rewrites the old comma-separated form
+            item = RawSetting(item.key, item.value.replace(",", " "), item.file, item.line,
+                              item.quoted, item.file_ref)
         if item.key == "auth_cache_size" and item.value.isdigit() and 0 < int(item.value) < 1024:
             # Dovecot < 2.0 took megabytes here; doveconf still converts a bare number.
             item = RawSetting(item.key, item.value + "M", item.file, item.line)
@@ -246,8 +249,9 @@ class _Builder:
         sec.seq = self.seq
         if kind == "service":
             self.service_count += 1
-            if not name:
-                raise self._check_err(f"Service #{self.service_count - 1} is missing name")
+            if not name and self.cfg.late_error is None:
+                self.cfg.late_error = self._check_err(
+                    f"Service #{self.service_count - 1} is missing name")
         lst.append(sec)
         return sec
 
@@ -310,8 +314,21 @@ class _Builder:
         net = ipaddress.ip_network(f"{ip}/{bits}", strict=False)
         return Net(text, net, bits)
 
-    # -- whole-config checks (doveconf reports these without a line)
-    def _check(self) -> None:
+
+class _Checks:
+    """Whole-config checks; like doveconf's they name the file but no line."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def _check_err(self, message: str, *, in_managesieve: bool = False) -> ConfigError:
+        p = self.cfg.path
+        return ConfigError(f"Error in configuration file {p}: {message}", file=p, line=None,
+                           message=message, in_managesieve=in_managesieve)
+
+    def run(self) -> None:
+        if self.cfg.late_error is not None:
+            raise self.cfg.late_error
         protocols = self.cfg.text("protocols").split()
         for p in protocols:
             if p not in schema.PROTOCOLS:
@@ -325,14 +342,15 @@ class _Builder:
                 prefix = ns.setting("prefix")
                 raise self._check_err(
                     f"Namespace '{prefix.text if prefix else ''}': "
-                    "Hierarchy separator must be only one character long")
+                    "Hierarchy separator must be only one character long", in_managesieve=True)
             for mb in ns.sections("mailbox"):
                 su = mb.setting("special_use")
                 if su is None:
                     continue
                 for word in str(su.value).split():
                     if word not in schema.SPECIAL_USE:
-                        raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}")
+                        raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}",
+                                              in_managesieve=True)
         self._check_stats()
         scopes = [self.cfg._set] + [f.settings for f in self.cfg._filters]
         for scope in scopes:
@@ -368,22 +386,25 @@ class _Builder:
                 raise self._check_err(f"{fmt} exporter format requires a time-* argument")
 
     def _check_values(self, scope: dict[str, Setting]) -> None:
-        for key, (allowed, message) in schema.WORD_LISTS.items():
+        for key, (_, message) in schema.WORD_LISTS.items():
             s = scope.get(key)
             if s is None:
                 continue
-            for word in re.split(r"[\s,]+", str(s.value)):
-                if word and word not in allowed:
-                    raise self._check_err(message.format(word))
+            sep = r"\s+" if key in schema.BLANK_SEPARATED_WORD_LISTS else r"[\s,]+"
+            for word in re.split(sep, str(s.value)):
+                if word and not schema.word_allowed(key, word):
+                    raise self._check_err(message.format(word),
+                                          in_managesieve=key in schema.SIEVE_DUMP_CHECKED)
         s = scope.get("syslog_facility")
         if s is not None and str(s.value) not in schema.SYSLOG_FACILITIES:
-            raise self._check_err(f"Unknown syslog_facility: {s.value}")
+            raise self._check_err(f"Unknown syslog_facility: {s.value}", in_managesieve=True)
         url = scope.get("auth_policy_server_url")
         if url is not None and str(url.value) and not str(self.cfg.get("auth_policy_hash_nonce")):
             raise self._check_err("auth_policy_hash_nonce must be set when policy server is used")
         s = scope.get("pop3_uidl_format")
         if s is not None and "%" not in str(s.value):
-            raise self._check_err("pop3_uidl_format setting doesn't contain any %% variables.")
+            raise self._check_err("pop3_uidl_format setting doesn't contain any %% variables.",
+                                  in_managesieve=True)
 
     def _check_listeners(self, enabled: set[str]) -> None:
         """Two listeners of enabled services on the same socket path or port are an error."""
@@ -408,13 +429,19 @@ class _Builder:
                 seen.add(key)
 
 
+def check(cfg: Config) -> None:
+    """Raise ConfigError for the first whole-config problem (doveconf prints its dump first)."""
+    _Checks(cfg).run()
+
+
 def schema_format(spec: Spec, value: Value) -> str:
     return format_value(spec.kind, value)
 
 
 def build(root: RawBlock, path: str, *, strict: bool) -> tuple[Config, list[ConfigError]]:
-    """Typed Config from a raw tree; with ``strict`` an unknown ``$var`` or missing ``<file``
-    is an error, otherwise those problems are returned for ``doveconf -x`` style reporting."""
+    """Typed Config from a raw tree (``check`` is separate); with ``strict`` an unknown
+    ``$var`` or missing ``<file`` is an error, otherwise those problems are returned for
+    ``doveconf -x`` style reporting."""
     b = _Builder(path, strict=strict)
     cfg = b.build(root)
     return cfg, b.unknown_vars + b.missing_files

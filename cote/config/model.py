@@ -163,6 +163,7 @@ class Config:
         self._sections: dict[str, list[Section]] = {}
         self._filters: list[Filter] = []
         self._view_cache: dict[tuple[int, ...], Config | ConfigError] = {}
+        self.late_error: ConfigError | None = None   # found while parsing, reported by check
         self._base: Config = self
 
     # -- the agreed API ---------------------------------------------------------------------

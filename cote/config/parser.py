@@ -84,6 +84,8 @@ class Parser:
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self.files: list[str] = []
+        # doveconf reports an unclosed section after printing what it parsed
+        self.late_error: ConfigError | None = None
 
     def parse(self, path: str) -> RawBlock:
         root = RawBlock("", "", path, 0)
@@ -97,8 +99,9 @@ class Parser:
         if len(stack) > 1:
             top = stack[-1]
             msg = f"Missing '}}' (section started at {top.file}:{top.line})"
-            raise ConfigError(f"Error in configuration file {path}: {msg}",
-                              file=path, line=None, message=msg)
+            self.late_error = ConfigError(f"Error in configuration file {path}: {msg}",
+                                          file=path, line=None, message=msg,
+                                          in_managesieve=True)
         return root
 
     def _parse_file(self, path: str, stack: list[RawBlock], including: list[str],

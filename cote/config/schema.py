@@ -116,7 +116,33 @@ WORD_LISTS: dict[str, tuple[frozenset[str], str]] = {
                                        "managesieve_client_workarounds: Unknown workaround: {}"),
     "ssl_options": (frozenset({"no_compression", "no_ticket"}),
                     "ssl_options: unknown flag: '{}'"),
+    "imapc_features": (frozenset({
+        "rfc822.size", "fetch-headers", "gmail-migration", "search", "zimbra-workarounds",
+        "no-examine", "proxyauth", "fetch-msn-workarounds", "fetch-fix-broken-mails", "modseq",
+        "delay-login", "fetch-bodystructure", "send-id", "fetch-empty-is-expunged",
+        "throttle:*"}), "imapc_features: Unknown feature: {}"),
+    "pop3c_features": (frozenset({"no-pipelining"}), "pop3c_features: Unknown feature: {}"),
+    "dsync_features": (frozenset({"empty-header-workaround"}),
+                       "dsync_features: Unknown feature: {}"),
+    "mail_attachment_detection_options": (
+        frozenset({"add-flags", "add-flags-on-save", "content-type=*", "exclude-inlined",
+                   "no-flags-on-fetch"}), "mail_attachment_detection_options: Unknown option: {}"),
 }
+# Word lists that managesieve-login checks too (doveconf then misses the sieve capability).
+SIEVE_DUMP_CHECKED = frozenset({"managesieve_client_workarounds", "imapc_features",
+                                "pop3c_features", "mail_attachment_detection_options"})
+# The one list whose words doveconf compares case-sensitively (the others ignore case).
+CASED_WORD_LISTS = frozenset({"mail_attachment_detection_options"})
+# Lists split on blanks only (the others also split on commas).
+BLANK_SEPARATED_WORD_LISTS = frozenset({"mail_attachment_detection_options"})
+
+
+def word_allowed(key: str, word: str) -> bool:
+    """Whether ``word`` is valid in the word-list setting ``key`` (``x*`` allows a prefix)."""
+    allowed = WORD_LISTS[key][0]
+    if key not in CASED_WORD_LISTS:
+        word = word.lower()
+    return word in allowed or any(a.endswith("*") and word.startswith(a[:-1]) for a in allowed)
 SYSLOG_FACILITIES = frozenset({
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "local0", "local1", "local2", "local3",
     "local4", "local5", "local6", "local7", "lpr", "mail", "news", "syslog", "user", "uucp"})

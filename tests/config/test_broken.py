@@ -26,6 +26,7 @@ def test_rejected_like_doveconf(tree: Path, name: str) -> None:
     assert cote.rc == dove.rc
     assert dove.fatal.startswith("Error in configuration file ")
     assert cote.fatal == dove.fatal
+    assert cote.body == dove.body      # whole-config problems come after the full dump
     assert "Traceback" not in cote.err
 
 
