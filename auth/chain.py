@@ -107,7 +107,10 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
             elif verify is not None:
                 result = await verify(found, db)
         if result is PassdbResult.OK:
-            fields: dict[str, str] = {}
+            # Only a passing database's fields count (Dovecot: a wrong password imports none;
+            # a credentials lookup passes here, so a mechanism failing afterwards, e.g.
+            # CRAM-MD5 with a wrong digest, still FAILs with the user's fields).
+            fields: dict[str, str | None] = {}
             apply_fields(fields, db.default_fields, db.override_fields, request, found.fields)
             for key, value in fields.items():
                 if key.startswith("userdb_"):

@@ -34,7 +34,7 @@ from cote.auth.mechanisms import (
     advertised,
     create,
 )
-from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
+from cote.auth.protocol.auth_client import MechanismInfo
 from cote.auth.request import AuthRequest
 from cote.config import Config
 from cote.log import Logger
@@ -77,7 +77,6 @@ class AuthEngine:
         self.logins: dict[tuple[int, int], PendingLogin] = {}
         self.failure_delay = float(cfg.get("auth_failure_delay"))
         self.verbose = bool(cfg.get("auth_verbose"))
-        self.disable_plaintext = bool(cfg.get("disable_plaintext_auth"))
         self.username_format = compile_template(str(cfg.get("auth_username_format")))
         self.username_chars = frozenset(str(cfg.get("auth_username_chars")))
         translation = str(cfg.get("auth_username_translation"))
@@ -110,7 +109,7 @@ class AuthEngine:
         return next((m for m in self.mechanisms if m.name == name.upper()), None)
 
     async def conversation(self, mechanism: str, initial: bytes | None, request: AuthRequest,
-                           *, final_resp_ok: bool, cuid: int, client_secured: bool,
+                           *, final_resp_ok: bool, cuid: int,
                            responses: Callable[[], Awaitable[bytes]]) -> AsyncIterator[Reply]:
         """Run one AUTH request; yields CONT replies and finally OK or FAIL. ``responses``
         returns the client's next CONT data."""
@@ -118,9 +117,8 @@ class AuthEngine:
         if info is None:
             yield Reply("fail", reason="Unsupported authentication mechanism")
             return
-        if info.flags & MechFlag.PLAINTEXT and self.disable_plaintext and not client_secured:
-            yield Reply("fail", reason="Plaintext authentication disabled")
-            return
+        # disable_plaintext_auth is the login processes' to enforce: Dovecot 2.3's auth daemon
+        # accepts plaintext mechanisms from any auth client (checked against it).
         try:
             mech = create(info.name, MechanismContext(
                 service=request.service, final_resp_ok=final_resp_ok, realms=self.realms,
@@ -210,6 +208,8 @@ class AuthEngine:
             (k, v) for k, v in request.passdb_fields.items()
             if k not in ("nopassword", "password", "user")]
         fields += list(step.fields)
+        if request.original_user and request.original_user != request.user:
+            fields.append(("original_user", request.original_user))
         if step.final is not None:
             fields.append(("resp", base64.b64encode(step.final).decode("ascii")))
         request.authenticated = True
@@ -220,7 +220,13 @@ class AuthEngine:
             self._verbose(request, request.mechanism.lower(), step.log)
         if self.failure_delay > 0 and step.code != "temp_fail":
             await asyncio.sleep(self.failure_delay)
-        return Reply("fail", user=step.user or request.original_user or "", code=step.code,
+        # Dovecot names the user as the passdb saw it, and the login name when it differs.
+        user = request.user or step.user or ""
+        fields = [(k, v) for k, v in request.passdb_fields.items()
+                  if k not in ("nopassword", "password", "user")]
+        if request.original_user and request.original_user != user:
+            fields.append(("original_user", request.original_user))
+        return Reply("fail", user=user, fields=tuple(fields), code=step.code,
                      reason=step.reason)
 
     def _verbose(self, request: AuthRequest, source: object, text: str,
@@ -253,7 +259,7 @@ class AuthEngine:
         return pending.request
 
     # -- lookups for the master/userdb sockets ---------------------------------------------------
-    async def userdb(self, request: AuthRequest) -> tuple[str, dict[str, str], str]:
+    async def userdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None], str]:
         """(UserdbAnswer, fields, log text)."""
         result = await chain.run_userdbs(self.userdbs, request)
         if result.result is PassdbResult.OK:
@@ -262,7 +268,7 @@ class AuthEngine:
             return UserdbAnswer.FAIL, {}, result.log
         return UserdbAnswer.NOTFOUND, {}, result.log
 
-    async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str]]:
+    async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None]]:
         outcome = await chain.run_passdbs(self.passdbs, request, None)
         if outcome.result is PassdbResult.OK and outcome.lookup is not None:
             fields = dict(request.passdb_fields)

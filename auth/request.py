@@ -7,6 +7,7 @@ Holds the names (as given, and after ``auth_username_format``), the connection f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cote.variables import VariableError, compile_template, user_values
@@ -24,8 +25,8 @@ class AuthRequest:
     session: str = ""
     mechanism: str = ""
     secured: bool = False
-    passdb_fields: dict[str, str] = field(default_factory=dict)
-    userdb_fields: dict[str, str] = field(default_factory=dict)
+    passdb_fields: dict[str, str | None] = field(default_factory=dict)  # None: a bare key
+    userdb_fields: dict[str, str | None] = field(default_factory=dict)
     master_user: str | None = None
     authenticated: bool = False
 
@@ -46,9 +47,9 @@ class AuthRequest:
         return values
 
     def expand(self, template: str, password: str | None = None) -> str:
-        return compile_template(template).expand(self.values(password),
-                                                 fields={"passdb": self.passdb_fields,
-                                                         "userdb": self.userdb_fields})
+        fields = {"passdb": {k: v or "" for k, v in self.passdb_fields.items()},
+                  "userdb": {k: v or "" for k, v in self.userdb_fields.items()}}
+        return compile_template(template).expand(self.values(password), fields=fields)
 
     def log_name(self) -> str:
         """``user,rip,<session>`` as Dovecot's auth_verbose lines show a request."""
@@ -58,9 +59,10 @@ class AuthRequest:
         return ",".join(parts)
 
 
-def parse_fields(text: str, request: AuthRequest | None = None) -> dict[str, str]:
-    """``key=value key2`` (a bare key means "yes"), ``%`` variables expanded per request."""
-    fields: dict[str, str] = {}
+def parse_fields(text: str, request: AuthRequest | None = None) -> dict[str, str | None]:
+    """``key=value key2`` (a bare key has the value None and stays bare on the wire), with
+    ``%`` variables expanded per request."""
+    fields: dict[str, str | None] = {}
     for word in text.split():
         key, eq, value = word.partition("=")
         if request is not None and "%" in value:
@@ -68,12 +70,12 @@ def parse_fields(text: str, request: AuthRequest | None = None) -> dict[str, str
                 value = request.expand(value)
             except VariableError:
                 pass
-        fields[key] = value if eq else "yes"
+        fields[key] = value if eq else None
     return fields
 
 
-def apply_fields(target: dict[str, str], default: str, override: str,
-                 request: AuthRequest, found: dict[str, str]) -> None:
+def apply_fields(target: dict[str, str | None], default: str, override: str,
+                 request: AuthRequest, found: Mapping[str, str | None]) -> None:
     """default_fields (when the database did not set a field), the database's own fields,
     then override_fields, into ``target``; ``userdb_`` fields in a passdb go to userdb."""
     merged = parse_fields(default, request)

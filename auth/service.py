@@ -102,7 +102,7 @@ class ClientConnection:
             async for reply in self.engine.conversation(
                     event.mechanism, event.initial_response, request,
                     final_resp_ok="final-resp-ok" in event.flags, cuid=self.cuid,
-                    client_secured=event.secured, responses=responses):
+                    responses=responses):
                 self._send(event.id, reply, request)
         except Exception as e:  # a bug must fail this request, not the daemon
             self.log.error(f"auth request {event.id} failed: {type(e).__name__}: {e}")
@@ -119,7 +119,8 @@ class ClientConnection:
             self.writer.write(self.codec.ok(request_id, reply.user, reply.fields))
         else:
             self.writer.write(self.codec.fail(request_id, user=reply.user or None,
-                                              code=reply.code, reason=reply.reason))
+                                              code=reply.code, reason=reply.reason,
+                                              fields=reply.fields))
 
     def _end(self, request_id: int, *, cancel: bool) -> None:
         task = self.tasks.pop(request_id, None)

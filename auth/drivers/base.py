@@ -20,7 +20,7 @@ class DriverError(Exception):
 class PassdbLookup:
     result: PassdbResult
     password: str | None = None  # stored, maybe "{SCHEME}…"; None with nopassword
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str | None] = field(default_factory=dict)
     default_scheme: str = "CRYPT"
     log: str = ""  # auth_verbose reason when not OK ("unknown user", …)
 
@@ -28,7 +28,7 @@ class PassdbLookup:
 @dataclass
 class UserdbLookup:
     result: PassdbResult  # OK, USER_UNKNOWN or INTERNAL_FAILURE
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str | None] = field(default_factory=dict)
     log: str = ""
 
 

@@ -31,7 +31,7 @@ class Entry:
     uid: str
     gid: str
     home: str
-    extra: tuple[tuple[str, str], ...]
+    extra: tuple[tuple[str, str | None], ...]  # a bare word is a key without a value
 
 
 class PasswdFile:
@@ -60,10 +60,10 @@ def parse(text: str) -> dict[str, Entry]:
         cols = line.split(":", 7)
         cols += [""] * (8 - len(cols))
         name, password, uid, gid, _gecos, home, _shell, extra = cols
-        fields = []
+        fields: list[tuple[str, str | None]] = []
         for word in extra.split():
             key, eq, value = word.partition("=")
-            fields.append((key, value if eq else "yes"))
+            fields.append((key, value if eq else None))
         entries.setdefault(name, Entry(password, uid, gid, home, tuple(fields)))
     return entries
 
@@ -118,12 +118,14 @@ class PasswdFileUserdb(_Base, UserdbDriver):
             return UserdbLookup(PassdbResult.INTERNAL_FAILURE, log=str(e))
         if entry is None:
             return UserdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
-        fields: dict[str, str] = {}
-        for key, value in (("uid", entry.uid), ("gid", entry.gid), ("home", entry.home)):
-            if value:
-                fields[key] = value
+        fields: dict[str, str | None] = {}
+        for key, column in (("uid", entry.uid), ("gid", entry.gid), ("home", entry.home)):
+            if column:
+                fields[key] = column
+        # As in Dovecot, only the userdb_ extra fields are userdb fields.
         for key, value in entry.extra:
-            fields[key.removeprefix("userdb_")] = value
+            if key.startswith("userdb_"):
+                fields[key[7:]] = value
         return UserdbLookup(PassdbResult.OK, fields)
 
     def can_iterate(self) -> bool:

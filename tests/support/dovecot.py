@@ -43,10 +43,13 @@ class DovecotOracle:
         protocols: str = "imap pop3 lmtp",
         extra_conf: str = "",
         passwd_extra: Mapping[str, str] | None = None,
+        stored_passwords: Mapping[str, str] | None = None,
     ) -> None:
         self.dir = server_dir("dovecot")
         self.users = dict(users or {"user1": "pass1"})
         self.passwd_extra = dict(passwd_extra or {})
+        # Stored forms (e.g. a SHA512-CRYPT hash) for users that should not be {PLAIN}.
+        self.stored_passwords = dict(stored_passwords or {})
         self.mail_location = mail_location or f"maildir:{self.dir}/mail/%u"
         self.protocols = protocols
         self.extra_conf = extra_conf
@@ -61,7 +64,8 @@ class DovecotOracle:
         vmail = mail_user()
         extra = self.passwd_extra.get(user, "")
         home = self.dir / "home" / user
-        return f"{user}:{{PLAIN}}{password}:{vmail.pw_uid}:{vmail.pw_gid}::{home}::{extra}"
+        stored = self.stored_passwords.get(user, f"{{PLAIN}}{password}")
+        return f"{user}:{stored}:{vmail.pw_uid}:{vmail.pw_gid}::{home}::{extra}"
 
     def write_config(self) -> None:
         vmail = mail_user()
