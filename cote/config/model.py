@@ -69,6 +69,7 @@ class Section:
     """A section of the config (``service imap-login``, ``inet_listener imaps``, ``passdb``...)."""
 
     __slots__ = (
+        "_cache",
         "_children",
         "_defaults",
         "_root",
@@ -95,6 +96,7 @@ class Section:
         self._children: dict[str, list[Section]] = {}
         self._root = root
         self.builtin = builtin
+        self._cache: dict[str, Value] = {}
         self.seq = 0
 
     def __repr__(self) -> str:
@@ -111,13 +113,17 @@ class Section:
         s = self._set.get(key)
         if s is not None:
             return s.value
+        v = self._cache.get(key)
+        if v is not None:
+            return v
         if self._specs is None:
             raise KeyError(key)
         spec = self._specs[key]
         text = self._defaults.get(key, spec.default)
         if "$" in text and self._root is not None:
             text = self._root.expand_default(text)
-        return spec.parse(text)
+        v = self._cache[key] = spec.parse(text)
+        return v
 
     def is_set(self, key: str) -> bool:
         return key in self._set
