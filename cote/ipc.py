@@ -212,8 +212,9 @@ class ServiceContext:
 
     def install_default_signals(self) -> None:
         """SIGQUIT: stop accepting (reload/stop); SIGINT: idle-kill request. Either one exits
-        the process at once when it has no clients. Services running an asyncio loop should
-        replace these with loop.add_signal_handler calling :meth:`stop_accepting`."""
+        the process at once when it has no clients. SIGUSR2 ("all processes full", sent to
+        type=login services at process_limit) is ignored unless the service handles it.
+        Services running an asyncio loop use :meth:`install_asyncio_handlers` instead."""
 
         def on_quit(_sig: int, _frame: object) -> None:
             self.stop_accepting()
@@ -226,6 +227,7 @@ class ServiceContext:
 
         signal.signal(signal.SIGQUIT, on_quit)
         signal.signal(signal.SIGINT, on_idle)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # "all full" (login services) unless handled
 
     def install_asyncio_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         """For services on an asyncio loop (instead of :meth:`install_default_signals`):
@@ -233,6 +235,7 @@ class ServiceContext:
         master death (EOF on the death pipe) -> ``master_dead = True`` and stop_accepting.
         The service exits once :meth:`should_exit` is true."""
         loop.add_signal_handler(signal.SIGQUIT, self.stop_accepting)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # replace with your own "all full" handler
         loop.add_signal_handler(
             signal.SIGINT, lambda: self.stop_accepting() if self.clients == 0 else None)
         fd = self.master_death_fd

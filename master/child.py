@@ -120,6 +120,7 @@ def run_child(plan: ChildPlan) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1,
                     signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # "all full": harmless unless handled
         signal.pthread_sigmask(signal.SIG_SETMASK, [])  # blocked by the master around fork
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)

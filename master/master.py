@@ -40,6 +40,7 @@ DROP_WARN_INTERVAL_SECS = 60.0
 MAX_DIE_WAIT_SECS = 5.0
 PREFORK_MAX_AT_ONCE = 10
 GC_COLLECT_INTERVAL_SECS = 60.0
+SIGNAL_ALL_FULL = signal.SIGUSR2  # to type=login processes at process_limit
 MAX_EXIT_FAILURES_IN_SEC = 10  # initialized processes failing faster than this: throttle too
 # Services whose processes serve logged-in users: left running by shutdown_clients = no.
 MAIL_SERVICES = frozenset({"imap", "pop3", "managesieve", "submission", "lmtp"})
@@ -541,6 +542,13 @@ class Master:
                 what, limit = "client_limit", svc.spec.client_limit
             self.log("Warning", f"service({svc.name}): {what} ({limit}) reached, "
                                 "client connections are being dropped")
+        if svc.spec.type == "login":
+            # Dovecot's "all processes full" notification: login processes make room by
+            # disconnecting their oldest client that has not logged in yet.
+            for p in svc.processes.values():
+                if not p.stopping:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, SIGNAL_ALL_FULL)
         self._unwatch_listeners(svc)
         svc.drop_at = now + DROP_TIMEOUT_SECS
 

@@ -41,6 +41,10 @@ def on_quit(*_):
         os._exit(0)
     state["quit"] = True
 signal.signal(signal.SIGQUIT, on_quit)
+def on_all_full(*_):
+    sys.stderr.write("all processes full\n")
+    sys.stderr.flush()
+signal.signal(signal.SIGUSR2, on_all_full)
 sys.stderr.write(f"echo started uid={os.getuid()} listeners={os.environ['LISTEN_FDNAMES']}\n")
 sys.stderr.flush()
 report(limit)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.master.conftest import MasterServer, free_port, recv_line, write_prog
+from tests.master.conftest import ECHO_PROG, MasterServer, free_port, recv_line, write_prog
 
 pytestmark = pytest.mark.root
 
@@ -28,7 +28,8 @@ def master(workdir: Path) -> Iterator[MasterServer]:
     flag = workdir / "go"
     write_prog(workdir, "slow.sh", f"#!/bin/sh\nfor i in $(seq 300); do [ -e {flag} ] && exit 0;"
                                    " sleep 0.1; done\nexit 1\n")
-    port = free_port()
+    write_prog(workdir, "echo.py", ECHO_PROG)
+    port, login_port = free_port(), free_port()
     m = MasterServer(workdir, f"""\
 base_dir = {workdir}/run
 log_path = {workdir}/cote.log
@@ -42,7 +43,17 @@ service slow {{
     port = {port}
   }}
 }}
+service lg {{
+  executable = {workdir}/echo.py
+  type = login
+  process_limit = 1
+  client_limit = 1
+  inet_listener lg {{
+    port = {login_port}
+  }}
+}}
 """)
+    m.login_port = login_port  # type: ignore[attr-defined]
     m.port = port  # type: ignore[attr-defined]
     m.flag = flag  # type: ignore[attr-defined]
     m.start()
@@ -101,3 +112,19 @@ def test_queued_client_is_served_when_a_process_frees_up(master: MasterServer) -
     for t in threads:
         t.join(15)
     assert sorted(r for r, _ in results.values()) == [b"+\n"] * 3
+
+
+def test_login_service_at_its_limit_is_told_all_processes_are_full(master: MasterServer) -> None:
+    port = master.login_port  # type: ignore[attr-defined]
+    first = socket.create_connection(("127.0.0.1", port), timeout=15)
+    assert recv_line(first).startswith(b"hello")
+    second = socket.create_connection(("127.0.0.1", port), timeout=15)
+    # process_limit = 1: Dovecot names client_limit in the warning then
+    master.wait_log(r"master: Warning: service\(lg\): client_limit \(1\) reached, client "
+                    r"connections are being dropped$")
+    master.wait_log(r"lg: Error: all processes full$")  # the SIGUSR2 notification
+    first.sendall(b"bye\n")
+    assert recv_line(first) == b"echo bye\n"
+    first.close()
+    assert recv_line(second).startswith(b"hello")  # queued, then served (within 10 s)
+    second.close()
