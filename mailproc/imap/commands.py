@@ -924,9 +924,9 @@ def _parse_rename(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NON
 
 _LIST_SELECT = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 _LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS"}
-STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
-                "SIZE", "DELETED", "DELETED-STORAGE", "X-SIZE", "X-GUID", "APPENDLIMIT",
-                "MAILBOXID"}
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
+                "SIZE", "X-SIZE", "X-GUID")
+"""What Dovecot 2.3 answers, in the order its STATUS reply uses."""
 
 
 def _status_items(arg: object) -> tuple[str, ...]:
@@ -940,7 +940,8 @@ def _status_items(arg: object) -> tuple[str, ...]:
         if name is None or name not in STATUS_ITEMS:
             raise SyntaxErr("Invalid status item " + (name or "")
                             if name is not None else "Status list contains non-atoms")
-        items.append(name)
+        if name not in items:
+            items.append(name)
     return tuple(items)
 
 

@@ -235,9 +235,15 @@ def list_line(attributes: Iterable[str], delimiter: str | None, name: str, *,
     return out + CRLF
 
 
-def status(name: str, items: Mapping[str, int]) -> bytes:
-    """``* STATUS INBOX (MESSAGES 3 UIDNEXT 4)`` in the order given."""
-    body = b" ".join(b"%s %d" % (k.encode(), v) for k, v in items.items())
+_STATUS_ORDER = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
+                 "SIZE", "X-SIZE", "X-GUID")
+
+
+def status(name: str, items: Mapping[str, int | str]) -> bytes:
+    """``* STATUS INBOX (MESSAGES 3 UIDNEXT 4)``, items in Dovecot's order whatever order
+    the client asked in (X-GUID's value is a string)."""
+    body = b" ".join(b"%s %s" % (k.encode(), str(items[k]).encode())
+                     for k in _STATUS_ORDER if k in items)
     return b"* STATUS " + mailbox_name(name) + b" (" + body + b")" + CRLF
 
 

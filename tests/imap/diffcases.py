@@ -172,6 +172,8 @@ CASES: list[bytes] = [
     b't APPEND INBOX (\\Seen) {3+}\rabc\r\n', b"t SELECT {5}x\r\n",
     b"t FETCH 1 BODY[] (CHANGEDSINCE (MIN) UTF-8 1) ]\r\n",
     b"ta] FOO\r\n", b"t FETCH 1 BINARY.SIZE[1]0>\r\n",
+    b"t STATUS INBOX (APPENDLIMIT)\r\n", b"t STATUS INBOX (DELETED)\r\n",
+    b"t STATUS INBOX (MAILBOXID)\r\n", b"t STATUS INBOX (X-GUID X-SIZE MESSAGES)\r\n",
     # limits
     b"t SELECT " + b"x" * 70000 + b"\r\n", b"t SELECT {4294967296}\r\n",
     b"t SELECT {70000}\r\n", b"t SELECT {99999999999999999999}\r\n",
