@@ -65,7 +65,7 @@ def _simple_list(sections: list[Section], prefix: str, dumper: Dumper) -> list[s
     out = [f"{prefix}={' '.join(ids)}"]
     for ident, sec in zip(ids, sections, strict=True):
         base = f"{prefix}/{ident}"
-        keys = sec.keys()
+        keys = sec.setting_names()
         if "name" not in keys:
             # unix/fifo listeners are named by their path, the rest by a name
             label = "path" if sec.kind in ("unix_listener", "fifo_listener") else "name"

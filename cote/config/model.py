@@ -134,7 +134,7 @@ class Section:
     def settings(self) -> dict[str, Setting]:
         return self._set
 
-    def keys(self) -> list[str]:
+    def setting_names(self) -> list[str]:
         return list(self._specs) if self._specs is not None else list(self._set)
 
     def items(self) -> dict[str, str]:
