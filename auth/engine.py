@@ -164,8 +164,10 @@ class AuthEngine:
                 return await self._verify_password(found, password, request, db)
 
             outcome = await chain.run_passdbs(self.passdbs, request, verify)
+            self._log_internal(request, outcome)
             return mech.verified(outcome.result)
         outcome = await chain.run_passdbs(self.passdbs, request, None)
+        self._log_internal(request, outcome)
         if outcome.result is not PassdbResult.OK or outcome.lookup is None:
             return mech.credentials(outcome.result, None)
         found = outcome.lookup
@@ -178,6 +180,11 @@ class AuthEngine:
             self._verbose(request, outcome.database, str(e))
             return mech.credentials(PassdbResult.SCHEME_NOT_AVAILABLE, None)
         return mech.credentials(PassdbResult.OK, data)
+
+    def _log_internal(self, request: AuthRequest, outcome: chain.PassdbOutcome) -> None:
+        """Backend errors are logged whatever auth_verbose says, as Dovecot does."""
+        if outcome.result is PassdbResult.INTERNAL_FAILURE and outcome.lookup is not None:
+            self._verbose(request, outcome.database, outcome.lookup.log, error=True)
 
     async def _verify_password(self, found: PassdbLookup, password: bytes,
                                request: AuthRequest, db: chain.Database) -> PassdbResult:

@@ -43,6 +43,13 @@ class PasswdFile:
         self.entries: dict[str, Entry] = {}
 
     def current(self) -> dict[str, Entry]:
+        """The entries; raises OSError with Dovecot's wording (``open(path) failed: …``)."""
+        try:
+            return self._current()
+        except OSError as e:
+            raise OSError(e.errno, f"open({self.path}) failed: {e.strerror}") from e
+
+    def _current(self) -> dict[str, Entry]:
         st = os.stat(self.path)
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp != self.stamp:
@@ -98,7 +105,7 @@ class PasswdFilePassdb(_Base, PassdbDriver):
         try:
             entry = self.find(request)
         except OSError as e:
-            return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=f"{e}")
+            return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=e.strerror or str(e))
         if entry is None:
             return PassdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
         fields = dict(entry.extra)
@@ -115,7 +122,7 @@ class PasswdFileUserdb(_Base, UserdbDriver):
         try:
             entry = self.find(request)
         except OSError as e:
-            return UserdbLookup(PassdbResult.INTERNAL_FAILURE, log=str(e))
+            return UserdbLookup(PassdbResult.INTERNAL_FAILURE, log=e.strerror or str(e))
         if entry is None:
             return UserdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
         fields: dict[str, str | None] = {}

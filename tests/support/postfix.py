@@ -55,9 +55,9 @@ class PostfixInstance:
         self.log = self.dir / "postfix.log"
 
     def start(self) -> PostfixInstance:
-        self.config_dir.mkdir()
+        self.config_dir.mkdir(exist_ok=True)
         for sub in ("queue", "data"):
-            (self.dir / sub).mkdir()
+            (self.dir / sub).mkdir(exist_ok=True)
         shutil.chown(self.dir / "data", "postfix", "postfix")
         (self.config_dir / "main.cf").write_text(f"""\
 compatibility_level = 3.6
@@ -102,6 +102,15 @@ maximum_backoff_time = 2s
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"postfix did not listen: {self.log_text()}")
+
+    def private_dir(self) -> Path:
+        """queue/private, made ahead of start() so another server can put its socket there
+        first (Postfix's smtpd asks a SASL socket for mechanisms as soon as a client connects)."""
+        private = self.dir / "queue" / "private"
+        private.mkdir(parents=True, exist_ok=True)
+        shutil.chown(private, "postfix", "root")
+        private.chmod(0o700)
+        return private
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
