@@ -350,8 +350,9 @@ def parse_flag_list(arg: Arg) -> tuple[str, ...]:
 
 _SIMPLE_FETCH = {"FLAGS", "UID", "ENVELOPE", "INTERNALDATE", "RFC822", "RFC822.HEADER",
                  "RFC822.SIZE", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "MODSEQ",
-                 "SAVEDATE", "EMAILID", "THREADID", "X-GUID", "X-MAILBOX", "X-REAL-UID",
-                 "X-SAVEDATE"}
+                 "SAVEDATE", "X-GUID", "X-MAILBOX", "X-REAL-UID", "X-SAVEDATE", "PREVIEW",
+                 "SNIPPET"}
+_PREVIEW_MODIFIERS = {"LAZY", "LAZY=FUZZY", "FUZZY"}
 _SECTION_TEXT = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"}
 _BODY_KINDS = ("BODY.PEEK", "BODY", "BINARY.PEEK", "BINARY.SIZE", "BINARY")
 _DIGITS = re.compile(rb"[0-9]*")
@@ -492,6 +493,17 @@ def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
     takes that list as its header names and the next token (``]…``) as the rest of it:
     Dovecot's tokenizer leaves ``BODY[HEADER.FIELDS (A B)]<0.5>`` as three tokens."""
     arg = items[i]
+    nxt = items[i + 1] if i + 1 < len(items) else None
+    if isinstance(nxt, list) and nxt and isinstance(arg, Atom) and \
+            arg.upper() in (b"PREVIEW", b"SNIPPET"):
+        options = []
+        for m in nxt:
+            if not isinstance(m, Atom):
+                raise SyntaxErr("Invalid PREVIEW modifier")
+            if m.upper().decode("latin-1") not in _PREVIEW_MODIFIERS:
+                raise SyntaxErr(f"'{m.decode('latin-1')}' is not a supported PREVIEW modifier")
+            options.append(m.upper().decode("latin-1"))
+        return FetchAtt(arg.upper().decode(), options=tuple(options)), i + 2
     if isinstance(arg, Atom) and arg.find(b"[") >= 0:
         name = arg.decode("latin-1").upper()
         kind = _body_kind(name)
@@ -628,7 +640,7 @@ _FLAG_KEYS = {"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "R
               "SEEN", "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN",
               "SAVEDATESUPPORTED"}
 _STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "X-MAILBOX",
-                "X-GUID", "EMAILID", "THREADID"}
+                "X-GUID"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE",
               "SAVEDON", "SAVEDSINCE"}
 _SIZE_KEYS = {"LARGER", "SMALLER"}
@@ -713,6 +725,9 @@ class _SearchParser:
             if s is None:
                 raise SyntaxErr("Invalid UID messageset")
             return SearchKey("UID", s), i + 1
+        if name == "FUZZY":
+            child, j = self.key(args, i) if i < len(args) else self._missing()
+            return SearchKey("FUZZY", children=(child,)), j
         if name == "NOT":
             child, j = self.key(args, i) if i < len(args) else self._missing()
             return SearchKey("NOT", children=(child,)), j

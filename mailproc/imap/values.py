@@ -144,13 +144,16 @@ class Section:
 class FetchAtt:
     """One FETCH data item. ``name`` is the canonical upper-case name without ``.PEEK``
     (``FLAGS``, ``BODY``, ``BODY[]`` is ``name="BODY"`` with a ``section``, ``BINARY``,
-    ``BINARY.SIZE``, ``RFC822.HEADER`` …). ``partial`` is ``(offset, length or None)``.
+    ``BINARY.SIZE``, ``RFC822.HEADER``, ``PREVIEW`` …). ``partial`` is ``(offset, length or
+    None)``.
     """
 
     name: str
     section: Section | None = None
     partial: tuple[int, int | None] | None = None
     peek: bool = False
+    options: tuple[str, ...] = ()
+    """Modifiers such as PREVIEW's ``(LAZY)``."""
 
     @property
     def response_name(self) -> str:
