@@ -10,6 +10,10 @@ is a bug: malformed input must only ever produce ``Bad``/``Bye`` events.
 
 from __future__ import annotations
 
+import random
+import sys
+import time
+
 from . import events as ev
 from . import response
 from .commands import Fetch, List, Search, Status
@@ -100,3 +104,31 @@ def fuzz_parser(data: bytes) -> None:
         conn.receive_data(b"")
         _consume(conn, budget, decide)
     conn.data_to_send()
+
+
+def main() -> None:  # pragma: no cover - a developer tool
+    """``python -m cote.mailproc.imap.fuzz [atheris args]``: atheris when installed, else a
+    few seconds of random mutation of a small built-in corpus."""
+    try:
+        import atheris  # noqa: PLC0415 - an optional developer tool
+    except ImportError:
+        corpus = [b"a LOGIN {5}\r\nuser1 pass1\r\n", b"b APPEND INBOX (\\Seen) {3+}\r\nabc\r\n",
+                  b"c UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (A)]<0.5>)\r\n",
+                  b'd SEARCH OR (FROM "x") NOT 1:5 SINCE 1-Jan-2020\r\n', b"e IDLE\r\nDONE\r\n"]
+        rng = random.Random()  # noqa: S311 - fuzzing, not cryptography
+        deadline = time.monotonic() + 5
+        runs = 0
+        while time.monotonic() < deadline:
+            data = bytearray(bytes([rng.randrange(256)]) + b"".join(rng.choices(corpus, k=3)))
+            for _ in range(rng.randrange(8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            fuzz_parser(bytes(data))
+            runs += 1
+        print(f"{runs} runs, no exception")
+        return
+    atheris.Setup(sys.argv, fuzz_parser)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
