@@ -17,12 +17,17 @@ from cote.demo import make_certificate
 from tests.etc.conftest import (
     REPO,
     copy_tree,
+    port_is_bound,
     require_dovecot,
     run_coteconf,
     run_doveconf,
+    service_status,
     settings_lines,
+    start_cote,
     start_dovecot,
     stop,
+    stop_cote,
+    wait_for_log,
 )
 from tests.support.env import free_port, remove_dir, server_dir
 
@@ -203,3 +208,26 @@ def test_dovecot_runs_the_tree(local_tree: Path) -> None:
             assert imap.capability()[0] == "OK"
     finally:
         stop(proc)
+
+
+def test_cote_runs_the_tree(local_tree: Path) -> None:
+    """The same tree under cote's master: a clean start, the listeners of the services it
+    runs bound on the configured ports, a clean stop."""
+    base = local_tree.parent
+    ports = dict(p.split("=") for p in (base / "ports").read_text().split())
+    log = base / "dovecot.log"
+    log.unlink(missing_ok=True)
+    proc = start_cote(local_tree, base / "run", log)
+    try:
+        text = wait_for_log(log, "starting up")
+        assert "starting up" in text
+        assert " Error: " not in text and " Fatal: " not in text, text
+        status = service_status(local_tree)
+        owners = {"imap": "imap-login", "imaps": "imap-login", "pop3": "pop3-login",
+                  "pop3s": "pop3-login", "sieve": "managesieve-login"}
+        for listener, service in owners.items():
+            assert port_is_bound(int(ports[listener])) == (service in status), listener
+    finally:
+        err = stop_cote(local_tree, proc)
+        stop(proc)
+    assert err == "", err + log.read_text()
