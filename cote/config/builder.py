@@ -352,6 +352,11 @@ class _Checks:
                         raise self._check_err(f"mailbox {mb.name}: unknown special_use: {word}",
                                               in_managesieve=True)
         self._check_stats()
+        for db in self.cfg._sections.get("passdb", []):
+            if db.get("pass") and db.setting("result_success") is not None \
+                    and db.get("result_success") != "return-ok":
+                raise self._check_err(
+                    "Obsolete pass=yes setting mixed with non-default result_success")
         scopes = [self.cfg._set] + [f.settings for f in self.cfg._filters]
         for scope in scopes:
             self._check_values(scope)

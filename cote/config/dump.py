@@ -103,7 +103,8 @@ class Dumper:
                 if dyn is None or (self.opts.omit_dynamic and not self.opts.all):
                     continue
                 default = dyn
-            elif not self.opts.all and (s is None or not _changed(spec, s)):
+            elif not self.opts.all and key not in MANAGESIEVE_DYNAMIC and (
+                    s is None or not _changed(spec, s)):
                 continue
             entries.append((key, [self._line("", key, self._value_text(key, s, default))]))
         for kind in ("service", "namespace", "passdb", "userdb", "metric", "event_exporter",
@@ -307,6 +308,10 @@ def _changed(spec: schema.Spec, s: Setting) -> bool:
         return True
     if spec.kind == "str":
         return s.text != spec.default
+    if spec.kind == "enum":
+        # doveconf compares against the enum's "first:second:..." default by prefix, so
+        # ``result_success = return`` counts as the default ``return-ok``.
+        return not spec.default.startswith(str(s.value))
     try:
         return s.value != spec.parse(spec.default)
     except ValueError:

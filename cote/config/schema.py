@@ -97,7 +97,7 @@ PROTOCOLS = frozenset({"imap", "pop3", "lmtp", "sieve", "submission", "none", "i
 
 def is_secret(key: str) -> bool:
     """doveconf hides these values unless -P is given."""
-    return key.endswith("_password") or key.endswith("_key") or key == "ssl_dh"
+    return key.endswith(("_password", "_key", "_nonce")) or key == "ssl_dh"
 
 
 # Word-list settings doveconf validates: key -> (allowed words, error prefix, word format).
