@@ -36,50 +36,67 @@ def _token(c: Cursor) -> bytes:
     return tok
 
 
+def _token_ret(c: Cursor) -> tuple[int, bytes]:
+    """A MIME token and 0 if it ran to the end, else the white-space skip's result."""
+    data, end = c.data, c.end
+    start = pos = c.pos
+    while pos < end and data[pos] in MIME_TOKEN:
+        pos += 1
+    c.pos = pos
+    return (0 if pos >= end else c.skip_lwsp()), bytes(data[start:pos])
+
+
+def _one_param(c: Cursor) -> tuple[bytes, bytes] | None:
+    """``";" key "=" value`` at the cursor, or None where Dovecot reports an error."""
+    data = c.data
+    if data[c.pos] != 0x3B:  # ;
+        return None
+    c.pos += 1
+    if c.skip_lwsp() <= 0:
+        return None
+    ret, key = _token_ret(c)
+    if ret <= 0:
+        return None
+    if c.pos >= c.end or data[c.pos] != 0x3D:  # =
+        return None
+    c.pos += 1
+    value = bytearray()
+    ret = c.skip_lwsp()
+    if ret > 0:
+        if data[c.pos] == 0x22:
+            ret = c.parse_quoted_string(value)
+        elif data[c.pos] == 0x3D:
+            # name==?utf-8?…?= : an unquoted value starting with "=" runs to LWSP or ;
+            pos = c.pos
+            while pos < c.end and data[pos] not in b"; \t\r\n":
+                pos += 1
+            value += data[c.pos:pos]
+            c.pos = pos
+        else:
+            ret, token = _token_ret(c)
+            value += token
+    if ret < 0:
+        return None
+    return key, bytes(value)
+
+
 def parse_params(c: Cursor) -> Params:
-    """``*(";" key "=" value)`` from the cursor, with RFC 2231 merging."""
+    """``*(";" key "=" value)`` from the cursor, with RFC 2231 merging. Like Dovecot, a
+    broken parameter is dropped and parsing resumes one octet further at the next ";"."""
     plain: list[bytes] = []
     ext: list[tuple[bytes, int, bool, bytes, int]] = []  # key, idx, extended, value, order
     idx = 0
-    data = c.data
     while c.pos < c.end:
-        if data[c.pos] != 0x3B:  # ; (junk before it is skipped)
-            nxt = data.find(b";", c.pos)
-            if nxt < 0:
+        param = _one_param(c)
+        if param is None:
+            if c.pos >= c.end:
                 break
-            c.pos = nxt
-        c.pos += 1
-        if c.skip_lwsp() <= 0:
-            break
-        try:
-            key = _token(c)
-        except _Broken:
-            break
-        if c.pos >= c.end or data[c.pos] != 0x3D:  # =
-            break
-        c.pos += 1
-        if c.skip_lwsp() < 0:
-            break
-        value = bytearray()
-        if c.pos < c.end and data[c.pos] == 0x22:
-            if c.parse_quoted_string(value) < 0:
-                break
-        else:
-            pos = c.pos
-            if pos < c.end and data[pos] == 0x3D:
-                # name==?utf-8?…?= : an unquoted value starting with "=" runs to LWSP or ;
-                while pos < c.end and data[pos] not in b"; \t\r\n":
-                    pos += 1
-            else:
-                while pos < c.end and data[pos] in MIME_TOKEN:
-                    pos += 1
-            value += data[c.pos:pos]
-            c.pos = pos
-            if c.skip_lwsp() < 0:
-                break  # the parameter before an unterminated comment is dropped
+            c.pos += 1
+            continue
+        key, value = param
         star = key.find(b"*")
         if star < 0:
-            plain += (key, bytes(value))
+            plain += (key, value)
             continue
         # key*  key*N  key*N*  (a bare key* keeps the index of the previous one: Dovecot
         # reuses its record)
@@ -94,9 +111,9 @@ def parse_params(c: Cursor) -> Params:
         if extended:
             p += 1
         if p != len(key):
-            plain += (key, bytes(value))
+            plain += (key, value)
             continue
-        ext.append((key[:star], idx, extended, bytes(value), len(ext)))
+        ext.append((key[:star], idx, extended, value, len(ext)))
     if ext:
         plain += _merge_2231(ext)
     return tuple(plain)

@@ -184,6 +184,10 @@ class _Scanner:
             boundary = _param(params, b"boundary") or b""
         elif lct == b"message" and lsub == b"rfc822":
             kind = MESSAGE
+        if kind == MULTIPART and not subtype:
+            # "multipart" without a subtype is not a multipart for Dovecot
+            kind, ctype = LEAF, b"application"
+            subtype = b"octet-stream"
         if kind != LEAF and depth >= MAX_DEPTH - 1:
             # Dovecot's nesting limit: the part becomes an opaque application/octet-stream
             # (its parameters kept, its boundary not used)
@@ -228,7 +232,7 @@ class _Scanner:
         elif kind == MESSAGE:
             if raw_end >= 0:
                 # the part's header ran into a boundary: an empty encapsulated message
-                ls, idx, _ = self.entity(raw_end, index, False, False, depth + 1)
+                ls, idx, _ = self.entity(body_start, index, False, False, depth + 1)
                 body_end = body_start
             else:
                 ls, idx, body_end = self.entity(body_start, index, False, False, depth + 1)
@@ -291,16 +295,21 @@ def _content_info(fields: list[Field], mime: bool, digest: bool) -> tuple[
         ctype, subtype, params = parse_content_type(ct)
         if ctype.lower() == b"text" and _param(params, b"charset") is None:
             params = (*params, b"charset", b"us-ascii")
-    # the first readable transfer encoding and language win, the last disposition does
+    # the first readable transfer encoding and language win
     encoding: bytes | None = None
     for value in got.get(b"content-transfer-encoding", ()):
         encoding = parse_encoding(value) or b""
         if encoding:
             break
+    # each readable Content-Disposition replaces the previous one, until one has parameters
     disposition: bytes | None = None
     disp_params: Params = ()
-    if b"content-disposition" in got:
-        disposition, disp_params = parse_disposition(got[b"content-disposition"][-1])
+    for value in got.get(b"content-disposition", ()):
+        if disp_params:
+            break
+        disp, dparams = parse_disposition(value)
+        if disp is not None:
+            disposition, disp_params = disp, dparams
     language: tuple[bytes, ...] = ()
     for value in got.get(b"content-language", ()):
         language = parse_language(value)
