@@ -75,4 +75,7 @@ def _unimplemented(cfg: Config) -> list[str]:
     for kind in ("service", "namespace", "passdb", "userdb", "metric", "event_exporter"):
         for sec in cfg.sections(kind):
             walk(sec)
+    for f in cfg.filters:
+        for sec in f.sections:
+            walk(sec)
     return out
