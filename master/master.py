@@ -106,6 +106,8 @@ class Service:
 
 
 Loader = Callable[[str], Any]
+# (spec, implementation, credentials or None, the service's config Section)
+Planned = tuple[ServiceSpec, registry.Implementation, settings.Credentials | None, Any]
 
 
 class Master:
@@ -176,15 +178,13 @@ class Master:
             raise StartupError(f"base_dir {ms.base_dir}: {e}") from None
         registry.warm_up()
         try:
-            services = self._plan_services(ms, self.cfg, startup=True)
+            services = self._plan_services(ms, self.cfg)
         except (SettingsError, listeners.ListenerError, OSError) as e:
             raise StartupError(str(e)) from None
         self._install(services)
         self._bind_control()
 
-    def _plan_services(self, ms: MasterSettings, cfg: Any, *, startup: bool
-                       ) -> list[tuple[ServiceSpec, registry.Implementation,
-                                       settings.Credentials | None, Any]]:
+    def _plan_services(self, ms: MasterSettings, cfg: Any) -> list[Planned]:
         """Resolve implementations and credentials, bind listeners (into self.pending)."""
         planned = []
         specs = list(ms.services)
@@ -211,9 +211,8 @@ class Master:
                                          "not started")
                 continue
             except registry.ImplementationError as e:
-                if startup:
-                    raise SettingsError(f"service({spec.name}): {e}") from None
-                self.log("Error", f"service({spec.name}): {e}")
+                # A broken implementation stops that service only; the others still serve.
+                self.note("Error", f"service({spec.name}): {e} - not started")
                 continue
             if impl.kind == "exec":
                 path = impl.target
@@ -264,8 +263,7 @@ class Master:
         except OSError:
             pass
 
-    def _install(self, planned: list[tuple[ServiceSpec, registry.Implementation,
-                                           settings.Credentials | None, Any]]) -> None:
+    def _install(self, planned: list[Planned]) -> None:
         """Make the planned services current (first start or a successful reload)."""
         for svc in self.services.values():
             self._unwatch_listeners(svc)  # before commit closes (and frees the fds of) old ones
@@ -459,7 +457,7 @@ class Master:
             assert self.ms is not None
             if ms.base_dir != self.ms.base_dir:
                 raise SettingsError("base_dir can't be changed with a reload")
-            planned = self._plan_services(ms, cfg, startup=False)
+            planned = self._plan_services(ms, cfg)
         except Exception as e:  # ConfigError from cote.config, SettingsError, ListenerError
             text = str(e) or type(e).__name__
             self.log("Error", f"Error in configuration file {self.config_path}: {text}"
