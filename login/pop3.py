@@ -18,16 +18,10 @@ import time
 from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
 from cote.config import Config
 from cote.ipc import ServiceContext
-from cote.log import login_formatter
 from cote.login.actions import Action, Authenticate, Disconnect, StartTls
 from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings
-from cote.login.server import (
-    ConnectionFacts,
-    LoginServer,
-    LoginServerSettings,
-    trusted_networks,
-)
-from cote.login.tlsconfig import server_context
+from cote.login.server import ConnectionFacts, FrontendFactory
+from cote.login.service import serve_login
 from cote.mailproc.pop3 import wire
 
 _apop_counter = itertools.count(1)
@@ -97,59 +91,16 @@ class Pop3Frontend:
         self.dialogue.settings = dataclasses.replace(self.dialogue.settings, secured=True,
                                                      tls_available=False)
 
-
-def server_settings(ctx: ServiceContext, cfg: Config) -> LoginServerSettings:
-    chrooted = bool(ctx.settings.get("chroot")) if ctx.settings is not None else False
-    # Dovecot's layout: the auth socket for logins and the mail service's socket both live in
-    # base_dir/login, which is the root directory of a chrooted login process.
-    root = "/" if chrooted else os.path.join(ctx.base_dir, "login")
-    return LoginServerSettings(
-        protocol="pop3", auth_socket=os.path.join(root, "login"),
-        mail_socket=os.path.join(root, "pop3"), tls=server_context(cfg),
-        trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log)
+    def handoff_extra(self) -> dict[str, str]:
+        return {}
 
 
-async def serve(ctx: ServiceContext) -> None:
-    loop = asyncio.get_running_loop()
-    ctx.install_asyncio_handlers(loop)
-    cfg = ctx.config.lookup(protocol="pop3")
-    settings = server_settings(ctx, cfg)
-    tls_possible = settings.tls is not None
-    done = asyncio.Event()
-    previous = 0
-
-    def on_count(count: int) -> None:
-        nonlocal previous
-        for _ in range(count - previous):
-            ctx.client_connected()
-        for _ in range(previous - count):
-            ctx.client_disconnected()
-        previous = count
-        if not ctx.accepting:
-            for s in servers:
-                s.close()
-        if ctx.should_exit():
-            done.set()
-
-    settings.on_client_count = on_count
-    server = LoginServer(settings, lambda facts, mechs: Pop3Frontend(facts, mechs, cfg,
-                                                                     tls_possible))
-    listeners = [(lst.sock, lst.ssl) for lst in ctx.listeners
-                 if lst.kind == "inet" and lst.sock is not None]
-    servers = await server.serve(listeners)
-
-    def stop() -> None:
-        for s in servers:
-            s.close()
-        if ctx.should_exit():
-            done.set()
-
-    ctx.on_stop_accepting(stop)
-    ctx.status.report(ctx.available())
-    await done.wait()
-    server.auth.close()
+def frontend_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
+    def make(facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...]) -> Pop3Frontend:
+        return Pop3Frontend(facts, mechanisms, cfg, tls_possible)
+    return make
 
 
 def run(ctx: ServiceContext) -> int:
-    asyncio.run(serve(ctx))
+    asyncio.run(serve_login(ctx, "pop3", frontend_factory))
     return 0

@@ -84,6 +84,9 @@ class Frontend(Protocol):
 
     def tls_started(self) -> None: ...
 
+    def handoff_extra(self) -> dict[str, str]:
+        """Protocol facts the mail process needs (IMAP: the login command's tag)."""
+
 
 FrontendFactory = Callable[[ConnectionFacts, tuple[MechanismInfo, ...]], Frontend]
 
@@ -332,7 +335,7 @@ class LoginConnection(asyncio.Protocol):
             user=success.user, mechanism=self.frontend.mechanism or "",
             local_ip=facts.local_ip, local_port=facts.local_port, remote_ip=facts.remote_ip,
             remote_port=facts.remote_port, session=facts.session, secured=facts.secured,
-            tls=facts.tls, pipelined=pipelined)
+            tls=facts.tls, pipelined=pipelined, extra=self.frontend.handoff_extra())
         relay_end: socket.socket | None = None
         if facts.tls:
             ours, relay_end = socket.socketpair()

@@ -1,0 +1,74 @@
+"""Running a login service in its process: the one loop every ``*-login`` service shares.
+
+Builds the server settings from the config (sockets in Dovecot's layout: base_dir/login, or
+the chroot's root), serves the master's listeners, keeps the master's status channel
+informed, and ends the process when the master says stop and the last client is gone (in
+high-security mode, ``service_count = 1``, that is after the first client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from cote.config import Config
+from cote.ipc import ServiceContext
+from cote.log import login_formatter
+from cote.login.server import (
+    FrontendFactory,
+    LoginServer,
+    LoginServerSettings,
+    trusted_networks,
+)
+from cote.login.tlsconfig import server_context
+
+FactoryBuilder = Callable[[Config, bool], FrontendFactory]
+
+
+def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginServerSettings:
+    chrooted = bool(ctx.settings.get("chroot")) if ctx.settings is not None else False
+    root = "/" if chrooted else os.path.join(ctx.base_dir, "login")
+    return LoginServerSettings(
+        protocol=protocol, auth_socket=os.path.join(root, "login"),
+        mail_socket=os.path.join(root, protocol), tls=server_context(cfg),
+        trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log)
+
+
+async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryBuilder) -> None:
+    loop = asyncio.get_running_loop()
+    ctx.install_asyncio_handlers(loop)
+    cfg = ctx.config.lookup(protocol=protocol)
+    settings = server_settings(ctx, cfg, protocol)
+    done = asyncio.Event()
+    servers: list[asyncio.Server] = []
+    previous = 0
+
+    def on_count(count: int) -> None:
+        nonlocal previous
+        for _ in range(count - previous):
+            ctx.client_connected()
+        for _ in range(previous - count):
+            ctx.client_disconnected()
+        previous = count
+        if not ctx.accepting:
+            for s in servers:
+                s.close()
+        if ctx.should_exit():
+            done.set()
+
+    def stop() -> None:
+        for s in servers:
+            s.close()
+        if ctx.should_exit():
+            done.set()
+
+    settings.on_client_count = on_count
+    server = LoginServer(settings, make_factory(cfg, settings.tls is not None))
+    listeners = [(lst.sock, lst.ssl) for lst in ctx.listeners
+                 if lst.kind == "inet" and lst.sock is not None]
+    servers += await server.serve(listeners)
+    ctx.on_stop_accepting(stop)
+    ctx.status.report(ctx.available())
+    await done.wait()
+    server.auth.close()
