@@ -19,6 +19,7 @@ from tests.master.conftest import (
     MasterServer,
     alive,
     connect,
+    proc_title,
     free_port,
     recv_line,
     write_prog,
@@ -329,6 +330,7 @@ def _cmdline(pid: str) -> bytes:
 
 def test_children_exit_when_the_master_dies(d: Path) -> None:
     extra = f"""\
+instance_name = second
 service qw {{
   executable = script {d}/echo.py
   process_min_avail = 2
@@ -344,6 +346,9 @@ service qw {{
             return ps if len(ps) >= 4 else None
 
         procs = m.wait_for(running, what="log, anvil and two qw processes")
+        # a named instance titles its processes like Dovecot's "dovecot-<instance>/<service>"
+        assert sorted(proc_title(p["pid"]) for p in procs) == [
+            "cote-second/anvil", "cote-second/log", "cote-second/qw", "cote-second/qw"]
         assert m.proc is not None
         m.proc.kill()  # SIGKILL: no clean shutdown, only the death pipe tells the children
         m.proc.wait()
