@@ -19,8 +19,8 @@ from tests.master.conftest import (
     MasterServer,
     alive,
     connect,
-    proc_title,
     free_port,
+    proc_title,
     recv_line,
     write_prog,
 )
