@@ -53,7 +53,8 @@ while True:
     state["serving"] = True
     report(0)
     groups = ",".join(str(g) for g in sorted(os.getgroups()))
-    c.sendall(f"hello uid={os.getuid()} pid={os.getpid()} groups={groups}\n".encode())
+    c.sendall(f"hello uid={os.getuid()} pid={os.getpid()} gid={os.getgid()} "
+              f"groups={groups}\n".encode())
     data = c.recv(100)
     c.sendall(b"echo " + data)
     c.close()

@@ -59,7 +59,8 @@ service imap-login {{
 service echo {{
   executable = {d}/echo.py
   user = nobody
-  extra_groups = mail
+  group = mail
+  extra_groups = tty
   client_limit = 1
   inet_listener echo {{
     port = {echo_port}
@@ -173,9 +174,10 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
     assert recv_line(s) == b"echo x\n"
     s.close()
     assert hello.startswith(f"hello uid={NOBODY} ")
-    mail_gid = grp.getgrnam("mail").gr_gid
+    mail_gid, tty_gid = grp.getgrnam("mail").gr_gid, grp.getgrnam("tty").gr_gid
+    assert f" gid={mail_gid} " in hello  # group = mail
     groups = {int(g) for g in hello.split("groups=")[1].split(",")}
-    assert groups == {pwd.getpwnam("nobody").pw_gid, mail_gid}  # extra_groups, nothing else
+    assert groups == {mail_gid, tty_gid}  # the group plus extra_groups, nothing else
     master.wait_log(r"^.* echo: Error: echo started uid=65534 listeners=echo$")
     assert run_script(master, "a1", "b2") == b"+\n"
     assert (master.dir / "out" / "qw.uid").read_text().strip() == str(NOBODY)
