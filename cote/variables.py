@@ -460,7 +460,11 @@ class _Run:
                 elif part.short in self.values:
                     found = self.values[part.short] or ""
                 else:
-                    found = self.lookup(part.key)
+                    # One-letter names come from the caller only: Dovecot's %p and %i
+                    # exist where the context provides them, unlike %{pid} and %{uid}.
+                    found = self.values.get(part.key)
+                    if found is None and part.key in self.values:
+                        found = ""
                 if found is None:
                     if self.short_error is None:
                         self.short_error = UnknownVariableError(part.short)

@@ -34,6 +34,8 @@ AUTH_TEMPLATES = {
     "x34": "%{original_domain}", "x35": "%{auth_domain}", "x36": "%N{password}",
 }
 AUTH_USERS = {"a@b@c.d": "Secr3t", "Bob@Example.COM": "hunter2"}
+# A user whose extra field names a variable the auth context lacks: the lookup fails.
+BROKEN_USER = ("broken@example.org", "x", "x01=%u x02=%i")
 AUTH_INFO = {"service": "imap", "rip": "10.1.2.3", "lip": "10.9.8.7", "rport": "5555",
              "lport": "143"}
 
@@ -47,6 +49,8 @@ def oracle() -> Iterator[DovecotOracle]:
     users.update(AUTH_USERS)
     users["plain"] = "plainpass"
     extra = {u: auth_extra for u in AUTH_USERS}
+    users[BROKEN_USER[0]] = BROKEN_USER[1]
+    extra[BROKEN_USER[0]] = BROKEN_USER[2]
     extra["plain"] = " ".join(f"userdb_{k}={v}" for k, v in PLAIN_FIELDS.items())
     dc = DovecotOracle(users=users, passwd_extra=extra,
                        extra_conf="auth_username_format =\nauth_username_chars =\n")

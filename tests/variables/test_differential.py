@@ -19,6 +19,7 @@ from tests.variables.conftest import (
     AUTH_INFO,
     AUTH_TEMPLATES,
     AUTH_USERS,
+    BROKEN_USER,
     MAIL_USERS,
     PLAIN_FIELDS,
 )
@@ -232,6 +233,24 @@ def test_auth_context_matches_dovecot(oracle: DovecotOracle, user: str) -> None:
         mine = expand(template, values, fields={"passdb": passdb})
         passdb[key] = mine  # later fields may refer to earlier ones (%{passdb:x01})
         assert mine == got[key], (key, template)
+
+
+def test_auth_context_unknown_variable_fails_the_lookup_like_dovecot(
+        oracle: DovecotOracle) -> None:
+    user, password, fields = BROKEN_USER
+    proc = oracle.doveadm("auth", "test", user, password, check=False)
+    assert "auth failed" in proc.stdout
+    log = oracle.log_path.read_text()
+    templates = dict(f.split("=", 1) for f in fields.split())
+    values, _ = auth_values(user, password)
+    for key, template in templates.items():
+        try:
+            expand(template, values)
+        except VariableError as exc:
+            assert f"Failed to expand extra field {key}={template}: {exc}" in log
+            break
+    else:
+        raise AssertionError("cote expanded every field")
 
 
 PREFIXES = ["", "", "", "L", "U", "R", "T", "E", "X", "M", "D", "2", "2.", "-3.", "04", "1.2",
