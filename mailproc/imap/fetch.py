@@ -1,0 +1,276 @@
+"""FETCH: every data item, streamed.
+
+Per message the response is written item by item into the session's writer; message bodies
+are read from the mapped file in 1 MB CRLF-converted chunks, and the generator yields to the
+adapter whenever the writer holds more than ``HIGH_WATER`` octets, so FETCH 1:* BODY[] over
+100,000 messages keeps memory flat. Item order follows Dovecot: ``UID`` first for UID FETCH,
+then the non-literal items in the client's order, then the literals, then a ``FLAGS`` that a
+non-peek body fetch changed when the client did not ask for FLAGS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING
+
+from cote.storage import flags as F
+from cote.storage.api import MessageDetails
+from cote.storage.errors import MessageGone, StorageError
+from cote.storage.message import (
+    BinaryParseError,
+    UnknownCTE,
+    binary_content,
+    crlf_chunks,
+    crlf_size,
+    section_range,
+)
+from cote.storage.message.sections import HEADER_FIELDS_NOT, header_fields
+from cote.storage.message.sections import Section as MsgSection
+
+from . import commands as C
+from . import response as R
+from .message_data import MessageData
+from .values import FetchAtt, Section, SeqSet
+
+if TYPE_CHECKING:
+    from .session import Session
+
+BATCH = 512
+HIGH_WATER = 256 * 1024
+"""Octets queued in the writer before a command pauses for the adapter to send."""
+_STRUCTURE = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
+_HEADER_SPECS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "MIME")
+
+
+def msg_section(s: Section | None) -> MsgSection:
+    if s is None:
+        return MsgSection((), b"")
+    spec = (s.text or "").encode()
+    return MsgSection(s.part, spec, tuple(f.encode("latin-1") for f in s.fields))
+
+
+def _normalize(att: FetchAtt) -> tuple[str, FetchAtt]:
+    """(response name, the equivalent BODY/BINARY item) for RFC822* aliases."""
+    if att.name == "RFC822":
+        return "RFC822", FetchAtt("BODY", Section(), None, False)
+    if att.name == "RFC822.HEADER":
+        return "RFC822.HEADER", FetchAtt("BODY", Section((), "HEADER"), None, True)
+    if att.name == "RFC822.TEXT":
+        return "RFC822.TEXT", FetchAtt("BODY", Section((), "TEXT"), None, False)
+    return att.response_name, att
+
+
+def _sets_seen(att: FetchAtt) -> bool:
+    return (att.section is not None and not att.peek and att.name in ("BODY", "BINARY")) \
+        or att.name in ("RFC822", "RFC822.TEXT")
+
+
+def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, R.Reply]:
+    box = s.box
+    assert box is not None
+    idx = s.indexes_of_set(args.seqset, uid=uid)
+    if idx is None:
+        return R.bad("Error in IMAP command FETCH: Invalid messageset")
+    atts = list(args.atts)
+    if any(a.name == "MODSEQ" for a in atts) or args.changedsince is not None:
+        s.enable_condstore()
+    if uid and atts and atts[0].name == "UID":
+        atts = [atts[0]] + [a for a in atts[1:] if a.name != "UID"]
+    elif uid:
+        atts = [FetchAtt("UID")] + [a for a in atts if a.name != "UID"]
+    if args.changedsince is not None:
+        idx = [i for i in idx if box.modseqs[i] > args.changedsince]
+        if args.vanished:
+            _vanished(s, args)
+    plain = [a for a in atts if a.section is None and a.name not in
+             ("RFC822", "RFC822.HEADER", "RFC822.TEXT")]
+    literal = [a for a in atts if a not in plain]
+    want_flags = any(a.name == "FLAGS" for a in atts)
+    sets_seen = not s.readonly and any(_sets_seen(a) for a in atts)
+    need_details = any(a.name in ("INTERNALDATE", "RFC822.SIZE") for a in atts)
+    gone = False
+    w = s.writer
+    for start in range(0, len(idx), BATCH):
+        chunk = idx[start:start + BATCH]
+        if not chunk:
+            continue
+        seen_changed: set[int] = set()
+        if sets_seen:
+            unseen = [box.uids[i] for i in chunk if not box.flags[i] & F.SEEN]
+            if unseen:
+                try:
+                    seen_changed = set(box.store(unseen, "+", ["\\Seen"]).changed)
+                except StorageError:
+                    seen_changed = set()
+        details: dict[int, MessageDetails] = {}
+        if need_details:
+            try:
+                details = {d.uid: d for d in box.details([box.uids[i] for i in chunk])}
+            except StorageError:
+                details = {}
+        for i in chunk:
+            u = box.uids[i]
+            msg = MessageData(box, u)
+            try:
+                ok = yield from _one(s, w, i, u, msg, plain=plain, literal=literal,
+                                     details=details,
+                                     send_flags=want_flags or u in seen_changed,
+                                     asked_flags=want_flags)
+            finally:
+                msg.close()
+            if not ok:
+                gone = True
+            if w.pending > HIGH_WATER:
+                yield None
+    if gone:
+        return R.no("Some of the requested messages no longer exist.", "EXPUNGEISSUED")
+    return s.ok("FETCH")
+
+
+def _vanished(s: Session, args: C.Fetch) -> None:
+    box = s.box
+    assert box is not None and args.changedsince is not None
+    index = getattr(box, "index", None)
+    key = getattr(box, "_box", None)
+    if index is None or key is None:
+        return
+    uids = [u for u in index.expunged_since(key, args.changedsince)
+            if args.seqset.saved or args.seqset.contains(u, box.uidnext)]
+    if uids:
+        s.writer.write(R.vanished(SeqSet.from_ints(uids), earlier=True))
+
+
+def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, plain: list[FetchAtt],
+         literal: list[FetchAtt], details: Mapping[int, MessageDetails], send_flags: bool,
+         asked_flags: bool) -> Generator[None, None, bool]:
+    box = s.box
+    assert box is not None
+    # load what can fail before the first octet of the response
+    try:
+        for a in plain:
+            if a.name in _STRUCTURE:
+                msg.cached(_STRUCTURE[a.name])
+        if literal:
+            _ = msg.parts
+            _ = msg.buf
+    except MessageGone:
+        return False
+    except (StorageError, OSError):
+        return False
+    w.write(b"* %d FETCH (" % (i + 1))
+    first = True
+
+    def sep() -> None:
+        nonlocal first
+        if first:
+            first = False
+        else:
+            w.write(b" ")
+
+    for a in plain:
+        name = a.name
+        sep()
+        if name == "UID":
+            w.write(b"UID %d" % u)
+        elif name == "FLAGS":
+            w.write(b"FLAGS " + s.flags_of(i))
+        elif name == "MODSEQ":
+            w.write(b"MODSEQ (%d)" % box.modseqs[i])
+        elif name == "INTERNALDATE":
+            d = details.get(u)
+            w.write(b"INTERNALDATE " + R.internaldate(d.internal_date if d else 0.0))
+        elif name == "RFC822.SIZE":
+            d = details.get(u)
+            w.write(b"RFC822.SIZE %d" % (d.vsize if d else 0))
+        elif name in _STRUCTURE:
+            w.write(name.encode() + b" " + msg.cached(_STRUCTURE[name]))
+        elif name == "X-MAILBOX":
+            w.write(b"X-MAILBOX " + R.mailbox_name(box.name))
+        elif name == "X-REAL-UID":
+            w.write(b"X-REAL-UID %d" % u)
+        else:  # SAVEDATE and object ids: not stored
+            w.write(name.encode() + b" NIL")
+    for a in literal:
+        sep()
+        ok = yield from _body_item(s, w, msg, a)
+        if not ok:
+            w.write(b")\r\n")
+            return True
+    if send_flags and not asked_flags:
+        sep()
+        w.write(b"FLAGS " + s.flags_of(i))
+    w.write(b")\r\n")
+    return True
+
+
+def _body_item(s: Session, w: R.Writer, msg: MessageData, att: FetchAtt
+               ) -> Generator[None, None, bool]:
+    name, a = _normalize(att)
+    buf = msg.buf
+    parts = msg.parts
+    section = msg_section(a.section)
+    header_only = section.specifier.decode() in _HEADER_SPECS
+    stats = s.stats
+    if a.name == "BINARY.SIZE":
+        try:
+            data = binary_content(buf, parts, section).data
+            size = len(data)
+        except (UnknownCTE, BinaryParseError):
+            size = 0
+        w.write(f"BINARY.SIZE[{a.section}] ".encode() + b"%d" % size)
+        return True
+    if a.name == "BINARY":
+        try:
+            content = binary_content(buf, parts, section)
+        except (UnknownCTE, BinaryParseError):
+            w.write(name.encode() + b" NIL")
+            return True
+        data = content.data
+        if a.partial is not None:
+            off, length = a.partial
+            data = data[off:] if length is None else data[off:off + length]
+        head = b"~{%d}\r\n" if content.literal8 else b"{%d}\r\n"
+        w.write(name.encode() + b" " + head % len(data))
+        w.write(data)
+        stats.fetch_body_count += 1
+        stats.fetch_body_bytes += len(data)
+        return True
+    rng = section_range(parts, section)
+    if section.specifier in (b"HEADER.FIELDS", HEADER_FIELDS_NOT):
+        data = b"" if rng is None else header_fields(
+            buf, rng[0], section.fields, section.specifier == HEADER_FIELDS_NOT,
+            not section.path)
+        if a.partial is not None:
+            off, length = a.partial
+            data = data[off:] if length is None else data[off:off + length]
+        w.write(name.encode() + b" {%d}\r\n" % len(data))
+        w.write(data)
+        stats.fetch_hdr_count += 1
+        stats.fetch_hdr_bytes += len(data)
+        return True
+    if rng is None:
+        w.write(name.encode() + b" {0}\r\n")
+        return True
+    total = crlf_size(buf, rng[0], rng[1])
+    off, length = 0, None
+    size = total
+    if a.partial is not None:
+        off, length = a.partial
+        size = max(0, total - off) if length is None else max(0, min(length, total - off))
+    w.write(name.encode() + b" {%d}\r\n" % size)
+    sent = 0
+    if size:
+        for chunk in crlf_chunks(buf, rng[0], rng[1], off, size):
+            w.write(chunk)
+            sent += len(chunk)
+            if w.pending > HIGH_WATER:
+                yield None
+    if sent < size:  # the file shrank under us: keep the literal's promise
+        w.write(b" " * (size - sent))
+    if header_only:
+        stats.fetch_hdr_count += 1
+        stats.fetch_hdr_bytes += size
+    else:
+        stats.fetch_body_count += 1
+        stats.fetch_body_bytes += size
+    return True

@@ -1,0 +1,86 @@
+"""One message's bytes and parsed structure, loaded once per FETCH/SEARCH item that needs them.
+
+The message file is mapped (``mmap``) rather than read, so BODY[] of a 50 MB message is sent
+in bounded chunks straight from the page cache. The scanned part list, ENVELOPE,
+BODYSTRUCTURE, BODY and sort keys are kept in the storage cache (``Mailbox.cache_put``) so
+a second FETCH ENVELOPE never opens the file.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+from typing import BinaryIO
+
+from cote.storage.api import Mailbox
+from cote.storage.message import Part, SortKeys, loads, summarize
+from cote.storage.message.headers import Buffer
+
+CACHE_FIELDS = ("envelope", "bodystructure", "body", "parts", "sortkeys")
+
+
+class MessageData:
+    """Lazy access to one message of a view: ``buf`` (mmap/bytes), ``parts``, cached items."""
+
+    __slots__ = ("_buf", "_file", "_local", "_parts", "box", "uid")
+
+    def __init__(self, box: Mailbox, uid: int) -> None:
+        self.box = box
+        self.uid = uid
+        self._file: BinaryIO | None = None
+        self._buf: Buffer | None = None
+        self._parts: tuple[Part, ...] | None = None
+        self._local: dict[str, bytes] = {}
+
+    @property
+    def buf(self) -> Buffer:
+        if self._buf is None:
+            f = self.box.open_message(self.uid)
+            self._file = f
+            try:
+                self._buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty file (or not mappable)
+                self._buf = f.read()
+        return self._buf
+
+    def _summarize(self) -> None:
+        parts, summary = summarize(self.buf)
+        self._parts = parts
+        self._local = {"envelope": summary.envelope, "bodystructure": summary.bodystructure,
+                       "body": summary.body, "parts": summary.parts,
+                       "sortkeys": json.dumps(list(summary.sort)).encode()}
+        for field, value in self._local.items():
+            self.box.cache_put(self.uid, field, value)
+
+    def cached(self, field: str) -> bytes:
+        """``envelope``, ``bodystructure`` or ``body`` (computed and cached when missing)."""
+        value = self._local.get(field) or self.box.cache_get(self.uid, field)
+        if value is None:
+            self._summarize()
+            value = self._local[field]
+        return value
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        if self._parts is None:
+            raw = self.box.cache_get(self.uid, "parts")
+            if raw is not None:
+                try:
+                    self._parts = loads(raw)
+                except Exception:
+                    self._parts = None
+            if self._parts is None:
+                self._summarize()
+        assert self._parts is not None
+        return self._parts
+
+    def sort_keys(self) -> SortKeys:
+        return SortKeys(*json.loads(self.cached("sortkeys")))
+
+    def close(self) -> None:
+        if isinstance(self._buf, mmap.mmap):
+            self._buf.close()
+        self._buf = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

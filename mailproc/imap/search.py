@@ -1,0 +1,507 @@
+"""SEARCH (RFC 3501 keys, CHARSET, ESEARCH RETURN, SEARCHRES ``$``, WITHIN, MODSEQ), SORT
+and THREAD (ORDEREDSUBJECT, REFERENCES) over the selected view.
+
+Keys that only need the view's columns (flags, UIDs, modseqs, sequence sets) are answered
+without opening a file; date and size keys read ``Mailbox.details``; header keys parse the
+header once per message; BODY/TEXT decode the text parts. A search walks the key tree per
+message, with the message's data loaded only when a key asks for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from cote.storage import flags as F
+from cote.storage.api import MessageDetails
+from cote.storage.errors import StorageError
+from cote.storage.message.headers import read_header
+from cote.storage.message.searchkeys import base_subject, decode_words, parse_date
+from cote.storage.message.summary import SortKeys, text_parts
+
+from . import commands as C
+from . import response as R
+from .message_data import MessageData
+from .values import SearchKey, SeqSet
+
+if TYPE_CHECKING:
+    from .session import Session
+
+_FLAG_BITS = {"ANSWERED": F.ANSWERED, "DELETED": F.DELETED, "DRAFT": F.DRAFT,
+              "FLAGGED": F.FLAGGED, "SEEN": F.SEEN}
+
+
+class _Msg:
+    """Per-message lazy data for one search."""
+
+    __slots__ = ("data", "details", "fields", "index", "text", "uid")
+
+    def __init__(self, index: int, uid: int, data: MessageData) -> None:
+        self.index = index
+        self.uid = uid
+        self.data = data
+        self.details: MessageDetails | None = None
+        self.fields: list[tuple[bytes, bytes]] | None = None
+        self.text: str | None = None
+
+
+class Searcher:
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        box = s.box
+        assert box is not None
+        self.box = box
+        self.n = len(box)
+        self.now = time.time()
+
+    def details(self, m: _Msg) -> MessageDetails:
+        if m.details is None:
+            m.details = self.box.details([m.uid])[0]
+        return m.details
+
+    def fields(self, m: _Msg) -> list[tuple[bytes, bytes]]:
+        if m.fields is None:
+            buf = m.data.buf
+            parts = m.data.parts
+            m.fields, _, _ = read_header(buf, 0, parts[0].body_start)
+        return m.fields
+
+    def header_text(self, m: _Msg, name: bytes) -> list[str]:
+        return [decode_words(v) for k, v in self.fields(m) if k == name]
+
+    def body_text(self, m: _Msg) -> str:
+        if m.text is None:
+            m.text = "\n".join(text_parts(m.data.buf, m.data.parts))
+        return m.text
+
+    def matches(self, key: SearchKey, m: _Msg) -> bool:
+        k = key.kind
+        box = self.box
+        i = m.index
+        if k == "AND":
+            return all(self.matches(c, m) for c in key.children)
+        if k == "OR":
+            return self.matches(key.children[0], m) or self.matches(key.children[1], m)
+        if k == "NOT":
+            return not self.matches(key.children[0], m)
+        if k == "ALL":
+            return True
+        bits = box.flags[i]
+        if k in _FLAG_BITS:
+            return bool(bits & _FLAG_BITS[k])
+        if k.startswith("UN") and k[2:] in _FLAG_BITS:
+            return not bits & _FLAG_BITS[k[2:]]
+        if k == "RECENT":
+            return m.uid in self.s.recent
+        if k == "OLD":
+            return m.uid not in self.s.recent
+        if k == "NEW":
+            return m.uid in self.s.recent and not bits & F.SEEN
+        if k in ("KEYWORD", "UNKEYWORD"):
+            name = str(key.arg).lower()
+            has = any(kw.lower() == name for kw in box.flag_names(bits & ~F.SYSTEM_MASK))
+            return has if k == "KEYWORD" else not has
+        if k == "SEQSET":
+            s = key.arg
+            assert isinstance(s, SeqSet)
+            if s.saved:
+                return m.uid in set(self.s.saved or [])
+            return s.contains(i + 1, self.n)
+        if k == "UID":
+            s = key.arg
+            assert isinstance(s, SeqSet)
+            if s.saved:
+                return m.uid in set(self.s.saved or [])
+            return s.contains(m.uid, box.uids[-1] if self.n else 0)
+        if k == "MODSEQ":
+            arg = key.arg
+            assert isinstance(arg, tuple)
+            return bool(box.modseqs[i] >= arg[1])
+        if k in ("LARGER", "SMALLER"):
+            size = self.details(m).vsize
+            return size > key.arg if k == "LARGER" else size < key.arg  # type: ignore[operator]
+        if k in ("BEFORE", "ON", "SINCE"):
+            when = datetime.fromtimestamp(self.details(m).internal_date).astimezone().date()
+            return _date_cmp(k, when, key.arg)  # type: ignore[arg-type]
+        if k in ("OLDER", "YOUNGER"):
+            age = self.now - self.details(m).internal_date
+            return age >= key.arg if k == "OLDER" else age <= key.arg  # type: ignore[operator]
+        if k in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+            values = [v for n, v in self.fields(m) if n == b"date"]
+            parsed = parse_date(values[-1]) if values else None
+            if parsed is None:
+                when = datetime.fromtimestamp(self.details(m).internal_date).astimezone().date()
+            else:
+                stamp, offset = parsed
+                when = datetime.fromtimestamp(stamp + offset * 60, UTC).date()
+            return _date_cmp(k[4:], when, key.arg)  # type: ignore[arg-type]
+        if k in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+            when = datetime.fromtimestamp(self.details(m).internal_date).astimezone().date()
+            return _date_cmp(k[5:], when, key.arg)  # type: ignore[arg-type]
+        if k == "SAVEDATESUPPORTED":
+            return True
+        if k in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+            needle = str(key.arg).casefold()
+            return any(needle in v.casefold() for v in self.header_text(m, k.lower().encode()))
+        if k == "HEADER":
+            arg = key.arg
+            assert isinstance(arg, tuple)
+            needle = str(arg[1]).casefold()
+            texts = self.header_text(m, str(arg[0]).lower().encode())
+            return any(needle in v.casefold() for v in texts)
+        if k == "BODY":
+            return str(key.arg).casefold() in self.body_text(m).casefold()
+        if k == "TEXT":
+            needle = str(key.arg).casefold()
+            if any(needle in decode_words(v).casefold() or needle in
+                   (n.decode("latin-1") + ": ").casefold() for n, v in self.fields(m)):
+                return True
+            return needle in self.body_text(m).casefold()
+        return False  # X-GUID, EMAILID, THREADID, X-MAILBOX: nothing matches
+
+    def run(self, key: SearchKey) -> list[int]:
+        """0-based indexes of the matching messages, ascending."""
+        out: list[int] = []
+        box = self.box
+        for i in range(self.n):
+            data = MessageData(box, box.uids[i])
+            m = _Msg(i, box.uids[i], data)
+            try:
+                if self.matches(key, m):
+                    out.append(i)
+            except (StorageError, OSError):
+                pass
+            finally:
+                data.close()
+        return out
+
+
+def _date_cmp(kind: str, when: date, arg: date) -> bool:
+    if kind == "BEFORE":
+        return when < arg
+    if kind == "ON":
+        return when == arg
+    return when >= arg
+
+
+def _check_charset(charset: str | None) -> R.Reply | None:
+    if charset is not None and not C.charset_supported(charset):
+        return R.no("Unsupported charset", "BADCHARSET")
+    return None
+
+
+def _uses_modseq(key: SearchKey) -> bool:
+    return key.kind == "MODSEQ" or any(_uses_modseq(c) for c in key.children)
+
+
+def run_search(s: Session, args: C.Search, *, uid: bool) -> R.Reply:
+    err = _check_charset(args.charset)
+    if err:
+        return err
+    box = s.box
+    assert box is not None
+    modseq = _uses_modseq(args.key)
+    if modseq:
+        s.enable_condstore()
+    hits = Searcher(s).run(args.key)
+    numbers = [box.uids[i] if uid else i + 1 for i in hits]
+    max_modseq = max((box.modseqs[i] for i in hits), default=0) if modseq else None
+    if args.returns is None:
+        s.writer.write(R.search(numbers, max_modseq if hits else None))
+        return s.ok("SEARCH")
+    _esearch(s, args.returns, hits, numbers, uid=uid, max_modseq=max_modseq)
+    return s.ok("SEARCH")
+
+
+def _esearch(s: Session, returns: tuple[str, ...], hits: list[int], numbers: list[int], *,
+             uid: bool, max_modseq: int | None) -> None:
+    box = s.box
+    assert box is not None
+    opts = set(returns) or {"ALL"}
+    if "SAVE" in opts:
+        if opts == {"SAVE"}:
+            s.saved = [box.uids[i] for i in hits]
+            return
+        if "MIN" in opts or "MAX" in opts:
+            keep = []
+            if "MIN" in opts and hits:
+                keep.append(hits[0])
+            if "MAX" in opts and hits:
+                keep.append(hits[-1])
+            s.saved = sorted({box.uids[i] for i in keep})
+        else:
+            s.saved = [box.uids[i] for i in hits]
+    results: dict[str, int | SeqSet] = {}
+    if numbers:
+        if "MIN" in opts:
+            results["MIN"] = numbers[0]
+        if "MAX" in opts:
+            results["MAX"] = numbers[-1]
+        if "ALL" in opts:
+            results["ALL"] = SeqSet.from_ints(numbers)
+    if "COUNT" in opts:
+        results["COUNT"] = len(numbers)
+    if max_modseq is not None and numbers:
+        results["MODSEQ"] = max_modseq
+    s.writer.write(R.esearch(s.current_tag, uid, results))
+
+
+# -- SORT -----------------------------------------------------------------------------------
+
+def _sort_value(crit: str, keys: SortKeys, d: MessageDetails, seq: int) -> object:
+    if crit == "ARRIVAL":
+        return d.internal_date
+    if crit == "DATE":
+        return keys.sent if keys.sent is not None else d.internal_date
+    if crit == "SIZE":
+        return d.vsize
+    if crit == "SUBJECT":
+        return keys.subject
+    if crit == "FROM":
+        return keys.from_
+    if crit == "TO":
+        return keys.to
+    if crit == "CC":
+        return keys.cc
+    if crit == "DISPLAYFROM":
+        return keys.display_from
+    if crit == "DISPLAYTO":
+        return keys.display_to
+    return seq
+
+
+class _Rev:
+    """Reverses the order of one sort key."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: object) -> None:
+        self.v = v
+
+    def __lt__(self, other: _Rev) -> bool:
+        return other.v < self.v  # type: ignore[operator, no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Rev) and other.v == self.v
+
+    def __hash__(self) -> int:
+        return hash(self.v)
+
+
+def run_sort(s: Session, args: C.Sort, *, uid: bool) -> R.Reply:
+    err = _check_charset(args.charset)
+    if err:
+        return err
+    box = s.box
+    assert box is not None
+    hits = Searcher(s).run(args.key)
+    uids = [box.uids[i] for i in hits]
+    details = {d.uid: d for d in box.details(uids)} if uids else {}
+    keyed: list[tuple[list[object], int]] = []
+    for i in hits:
+        u = box.uids[i]
+        data = MessageData(box, u)
+        try:
+            keys = data.sort_keys()
+        except (StorageError, OSError):
+            keys = SortKeys("", "", "", "", "", "", None, 0)
+        finally:
+            data.close()
+        vals: list[object] = []
+        for reverse, crit in args.criteria:
+            v = _sort_value(crit, keys, details[u], i + 1)
+            vals.append(_Rev(v) if reverse else v)
+        vals.append(i + 1)
+        keyed.append((vals, i))
+    keyed.sort(key=lambda t: t[0])
+    numbers = [box.uids[i] if uid else i + 1 for _, i in keyed]
+    if args.returns is not None:
+        _esearch(s, args.returns, [i for _, i in keyed], numbers, uid=uid, max_modseq=None)
+        return s.ok("SORT")
+    s.writer.write(R.sort(numbers))
+    return s.ok("SORT")
+
+
+# -- THREAD ---------------------------------------------------------------------------------
+
+def run_thread(s: Session, args: C.Thread, *, uid: bool) -> R.Reply:
+    err = _check_charset(args.charset)
+    if err:
+        return err
+    box = s.box
+    assert box is not None
+    searcher = Searcher(s)
+    hits = searcher.run(args.key)
+    uids = [box.uids[i] for i in hits]
+    details = {d.uid: d for d in box.details(uids)} if uids else {}
+    infos: list[tuple[int, int, float, str, bytes | None, list[bytes]]] = []
+    for i in hits:
+        u = box.uids[i]
+        data = MessageData(box, u)
+        try:
+            keys = data.sort_keys()
+            m = _Msg(i, u, data)
+            fields = searcher.fields(m)
+        except (StorageError, OSError):
+            keys = SortKeys("", "", "", "", "", "", None, 0)
+            fields = []
+        finally:
+            data.close()
+        sent = keys.sent if keys.sent is not None else details[u].internal_date
+        num = u if uid else i + 1
+        msgid = _last(fields, b"message-id")
+        refs = _msgids(_last(fields, b"references") or b"")
+        if not refs:
+            irt = _msgids(_last(fields, b"in-reply-to") or b"")
+            refs = irt[:1]
+        ids = _msgids(msgid or b"")
+        infos.append((num, i, sent, keys.subject, ids[0] if ids else None, refs))
+    if args.algorithm == "ORDEREDSUBJECT":
+        roots = _ordered_subject(infos)
+    else:
+        roots = _references(infos)
+    s.writer.write(R.thread(roots))
+    return s.ok("THREAD")
+
+
+def _last(fields: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    value = None
+    for k, v in fields:
+        if k == name:
+            value = v
+    return value
+
+
+def _msgids(value: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        a = value.find(b"<", pos)
+        if a < 0:
+            break
+        b = value.find(b">", a)
+        if b < 0:
+            break
+        inner = value[a + 1:b].strip()
+        if b"@" in inner:
+            out.append(inner)
+        pos = b + 1
+    return out
+
+
+Info = tuple[int, int, float, str, bytes | None, list[bytes]]
+
+
+def _ordered_subject(infos: list[Info]) -> list[R.ThreadNode]:
+    groups: dict[str, list[Info]] = {}
+    for info in sorted(infos, key=lambda t: (t[3], t[2], t[1])):
+        groups.setdefault(info[3], []).append(info)
+    threads = sorted(groups.values(), key=lambda g: (g[0][2], g[0][1]))
+    out: list[R.ThreadNode] = []
+    for g in threads:
+        children = tuple((x[0], ()) for x in g[1:])
+        out.append((g[0][0], children))
+    return out
+
+
+class _Node:
+    __slots__ = ("children", "info", "parent")
+
+    def __init__(self) -> None:
+        self.info: Info | None = None
+        self.parent: _Node | None = None
+        self.children: list[_Node] = []
+
+
+def _references(infos: list[Info]) -> list[R.ThreadNode]:
+    """RFC 5256 REFERENCES: link by Message-ID/References, then sort by date (subject
+    merging of step 5 is left out: Dovecot's default REFERENCES does not merge either)."""
+    table: dict[bytes, _Node] = {}
+    order: list[_Node] = []
+
+    def node(mid: bytes) -> _Node:
+        n = table.get(mid)
+        if n is None:
+            n = _Node()
+            table[mid] = n
+        return n
+
+    def is_ancestor(a: _Node, b: _Node) -> bool:
+        x: _Node | None = b
+        while x is not None:
+            if x is a:
+                return True
+            x = x.parent
+        return False
+
+    def link(parent: _Node, child: _Node) -> None:
+        if child.parent is not None or parent is child or is_ancestor(child, parent):
+            return
+        child.parent = parent
+        parent.children.append(child)
+
+    for info in infos:
+        mid = info[4]
+        if mid is None or (mid in table and table[mid].info is not None):
+            me = _Node()
+        else:
+            me = node(mid)
+        me.info = info
+        order.append(me)
+        refs = info[5]
+        prev: _Node | None = None
+        for ref in refs:
+            n = node(ref)
+            if prev is not None:
+                link(prev, n)
+            prev = n
+        if prev is not None and prev is not me:
+            if me.parent is not None:
+                me.parent.children.remove(me)
+                me.parent = None
+            if not is_ancestor(me, prev):
+                me.parent = prev
+                prev.children.append(me)
+    roots: list[_Node] = [n for n in [*table.values(), *order] if n.parent is None]
+    seen: set[int] = set()
+    unique_roots: list[_Node] = []
+    for r in roots:
+        if id(r) not in seen:
+            seen.add(id(r))
+            unique_roots.append(r)
+
+    def prune(n: _Node) -> list[_Node]:
+        kids: list[_Node] = []
+        for c in n.children:
+            kids.extend(prune(c))
+        n.children = kids
+        for c in kids:
+            c.parent = n
+        if n.info is None:
+            if not kids:
+                return []
+            if len(kids) == 1 or n.parent is not None:
+                return kids
+        return [n]
+
+    top: list[_Node] = []
+    for r in unique_roots:
+        r.parent = None
+        top.extend(prune(r))
+
+    def date_of(n: _Node) -> tuple[float, int]:
+        if n.info is not None:
+            return (n.info[2], n.info[1])
+        return min((date_of(c) for c in n.children), default=(0.0, 0))
+
+    def build(n: _Node) -> R.ThreadNode:
+        kids = sorted(n.children, key=date_of)
+        return (n.info[0] if n.info is not None else None, tuple(build(c) for c in kids))
+
+    return [build(n) for n in sorted(top, key=date_of)]
+
+
+Matcher = Callable[[SearchKey], bool]
+__all__ = ["Searcher", "base_subject", "run_search", "run_sort", "run_thread"]

@@ -1,0 +1,154 @@
+"""The asyncio side of an IMAP mail session: bytes between a socket and the sans-IO core.
+
+It feeds the socket's bytes to the ``Connection``, runs each event's handler generator, and
+sends the writer's contents whenever a handler pauses (the writer is past its high-water
+mark) and after each batch of events, so output never piles up. In IDLE it also waits on
+the mailbox's change watcher (another process delivered, expunged or flagged) and on the
+``imap_idle_notify_interval`` timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from cote.log import Logger
+from cote.storage.api import ChangeWatcher
+from cote.variables import VariableError, compile_template
+
+from . import events as ev
+from .connection import Connection
+from .response import ShortSpan
+from .session import Session
+
+READ_CHUNK = 65536
+SEND_CHUNK = 1 << 20
+
+
+class Output:
+    """The socket writer plus the byte count for the logout line."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.count = 0
+
+    async def flush(self, conn: Connection) -> None:
+        while conn.writer.pending:
+            data = conn.writer.take(SEND_CHUNK)
+            if not data:
+                break
+            self.count += len(data)
+            self.writer.write(data)
+            await self.writer.drain()
+
+
+async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session,
+                log: Logger, *, pipelined: bytes = b"", greeting: bytes | None = None) -> str:
+    """Run one session to its end; returns the disconnect reason (also logged)."""
+    conn = session.conn
+    out = Output(writer)
+    conn.send(session.greeting() if greeting is None else greeting)
+    reason = "Connection closed"
+    loop = asyncio.get_running_loop()
+    pending = pipelined
+    session.stats.bytes_in = len(pipelined)
+    read_task: asyncio.Task[bytes] | None = None
+    watcher: ChangeWatcher | None = None
+    wake = asyncio.Event()
+    try:
+        await out.flush(conn)
+        if pending:
+            conn.receive_data(pending)
+        while True:
+            closed = await _run_events(conn, session, out)
+            if session.logged_out:
+                reason = "Logged out" if not closed else reason
+                break
+            if closed:
+                break
+            if session.idling is not None and session.box is not None and watcher is None:
+                try:
+                    watcher = session.box.watch()
+                    loop.add_reader(watcher.fileno(), wake.set)
+                except (OSError, ValueError):
+                    watcher = None
+            elif session.idling is None and watcher is not None:
+                _stop_watch(loop, watcher)
+                watcher = None
+            if read_task is None:
+                read_task = asyncio.ensure_future(reader.read(READ_CHUNK))
+            waits: set[asyncio.Future[object]] = {read_task}  # type: ignore[arg-type]
+            wake_task: asyncio.Task[bool] | None = None
+            if session.idling is not None:
+                wake.clear()
+                wake_task = asyncio.ensure_future(wake.wait())
+                waits.add(wake_task)  # type: ignore[arg-type]
+                timeout: float | None = session.settings.idle_notify_interval
+            else:
+                timeout = None
+            done, _ = await asyncio.wait(waits, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if wake_task is not None and not wake_task.done():
+                wake_task.cancel()
+            if read_task in done:
+                data = read_task.result()
+                read_task = None
+                session.stats.bytes_in += len(data)
+                conn.receive_data(data)
+                if not data:
+                    _ = await _run_events(conn, session, out)
+                    break
+            elif session.idling is not None:
+                if watcher is not None:
+                    watcher.drain()
+                session.idle_wakeup()
+                if not done:  # the notify interval passed with no change
+                    conn.send(b"* OK Still here\r\n")
+                await out.flush(conn)
+    except (ConnectionError, asyncio.IncompleteReadError, ShortSpan):
+        reason = "Connection closed"
+    finally:
+        if read_task is not None:
+            read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await read_task
+        if watcher is not None:
+            _stop_watch(loop, watcher)
+        with contextlib.suppress(ConnectionError, ShortSpan):
+            await out.flush(conn)
+        writer.close()
+        session.stats.bytes_out = out.count
+        session.close()
+    log.info(f"Disconnected: {reason} {logout_text(session)}")
+    return reason
+
+
+def _stop_watch(loop: asyncio.AbstractEventLoop, watcher: ChangeWatcher) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        loop.remove_reader(watcher.fileno())
+    with contextlib.suppress(OSError):
+        watcher.close()
+
+
+async def _run_events(conn: Connection, session: Session, out: Output) -> bool:
+    """Handle every complete event; True when the connection ended."""
+    while True:
+        event = conn.next_event()
+        if event is ev.NEED_DATA:
+            await out.flush(conn)
+            return False
+        if event is ev.CLOSED:
+            await out.flush(conn)
+            return True
+        for _ in session.handle(event):
+            await out.flush(conn)
+        if session.logged_out:
+            await out.flush(conn)
+            return False
+
+
+def logout_text(session: Session) -> str:
+    try:
+        return compile_template(session.settings.logout_format).expand(session.stats.values())
+    except VariableError as e:
+        return f"(imap_logout_format: {e})"

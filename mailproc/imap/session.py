@@ -1,0 +1,745 @@
+"""One authenticated IMAP session: the authenticated and selected states and every command.
+
+The session is sans-IO in the same sense as the parser: it consumes ``Connection`` events and
+writes responses into the connection's one buffered ``Writer``; the asyncio adapter
+(``server.py``) moves bytes. Storage calls block, which is fine: a mail process serves one
+user. ``handle(event)`` returns a generator; a command that produces much output (FETCH of
+100,000 messages, a 50 MB body) yields whenever the writer holds more than ``HIGH_WATER``
+octets, and the adapter sends before resuming it, so no response is built whole in memory.
+
+Pending updates: the view of the selected mailbox changes only in ``Mailbox.sync()``, and the
+session calls it only where RFC 3501 lets untagged EXPUNGE be sent, i.e. not during FETCH,
+STORE or SEARCH (their UID forms included, as Dovecot does), so sequence numbers never shift
+under a client that is using them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+
+from cote.storage import flags as F
+from cote.storage.api import AppendTransaction, Mailbox, MailboxList, SyncChanges
+from cote.storage.errors import StorageError
+
+from . import commands as C
+from . import events as ev
+from . import response as R
+from .connection import Connection
+from .fetch import HIGH_WATER, run_fetch
+from .listing import run_list
+from .qresync import select_qresync
+from .search import run_search, run_sort, run_thread
+from .settings import ImapSettings
+from .values import Mailbox as Mailbox_
+from .store import run_copy, run_store
+from .values import SeqSet
+
+SERVERBUG = "Internal error occurred. Refer to server log for more information."
+SYSTEM_ORDER = ((F.ANSWERED, "\\Answered"), (F.FLAGGED, "\\Flagged"),
+                (F.DELETED, "\\Deleted"), (F.SEEN, "\\Seen"), (F.DRAFT, "\\Draft"))
+SELECTED_ONLY = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE",
+                           "COPY", "MOVE", "SORT", "THREAD"})
+NO_EXPUNGE_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
+"""After these the session does not sync: sequence numbers must stay as the client knows."""
+DONE_TEXT = {
+    "CAPABILITY": "Capability completed", "NOOP": "NOOP completed", "CHECK": "Check completed",
+    "CREATE": "Create completed", "DELETE": "Delete completed", "RENAME": "Rename completed",
+    "SUBSCRIBE": "Subscribe completed", "UNSUBSCRIBE": "Unsubscribe completed",
+    "LIST": "List completed", "LSUB": "Lsub completed", "STATUS": "Status completed",
+    "NAMESPACE": "Namespace completed", "ID": "ID completed", "ENABLE": "Enabled",
+    "FETCH": "Fetch completed", "STORE": "Store completed", "SEARCH": "Search completed",
+    "SORT": "Sort completed", "THREAD": "Thread completed", "COPY": "Copy completed",
+    "MOVE": "Move completed", "EXPUNGE": "Expunge completed", "CLOSE": "Close completed",
+    "UNSELECT": "Unselect completed", "APPEND": "Append completed", "IDLE": "Idle completed",
+    "LOGOUT": "Logout completed",
+}
+
+
+def flags_bytes(names_of_keywords: list[str], bits: int, recent: bool) -> bytes:
+    """``(\\Deleted \\Seen \\Recent foo)`` in Dovecot's order."""
+    out = [name for bit, name in SYSTEM_ORDER if bits & bit]
+    if recent:
+        out.append("\\Recent")
+    if bits >> F.KEYWORD_SHIFT:
+        kws = names_of_keywords
+        out.extend(kws[i] for i in F.keyword_indexes(bits) if i < len(kws))
+    return b"(" + " ".join(out).encode("utf-8") + b")"
+
+
+@dataclass
+class Stats:
+    """What the logout line counts (Dovecot's ``imap_logout_format`` variables)."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    deleted: int = 0
+    expunged: int = 0
+    trashed: int = 0
+    fetch_hdr_count: int = 0
+    fetch_hdr_bytes: int = 0
+    fetch_body_count: int = 0
+    fetch_body_bytes: int = 0
+    autoexpunged: int = 0
+
+    def values(self) -> dict[str, str | None]:
+        return {"input": str(self.bytes_in), "output": str(self.bytes_out),
+                "i": str(self.bytes_in), "o": str(self.bytes_out),
+                "deleted": str(self.deleted), "expunged": str(self.expunged),
+                "trashed": str(self.trashed), "autoexpunged": str(self.autoexpunged),
+                "fetch_hdr_count": str(self.fetch_hdr_count),
+                "fetch_hdr_bytes": str(self.fetch_hdr_bytes),
+                "fetch_body_count": str(self.fetch_body_count),
+                "fetch_body_bytes": str(self.fetch_body_bytes)}
+
+
+@dataclass
+class _AppendState:
+    """An APPEND in progress: its destination and the transaction (None after a NO)."""
+
+    tag: str
+    box: Mailbox | None
+    tx: AppendTransaction | None
+    failed: R.Reply | None = None
+    spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+    flags: tuple[str, ...] = ()
+    date: float | None = None
+    count: int = 0
+    close_box: bool = True
+    started: float = field(default_factory=time.monotonic)
+
+
+class Session:
+    """The state of one logged-in client; see the module docstring."""
+
+    def __init__(self, mailboxes: MailboxList, conn: Connection, user: str,
+                 settings: ImapSettings | None = None) -> None:
+        self.mailboxes = mailboxes
+        self.conn = conn
+        self.writer = conn.writer
+        self.user = user
+        self.settings = settings or ImapSettings()
+        self.box: Mailbox | None = None
+        self.readonly = False
+        self.recent: set[int] = set()
+        self.keyword_count = 0
+        self.enabled: set[str] = set()
+        self.condstore = False
+        self.saved: list[int] | None = None  # SEARCHRES $ (UIDs)
+        self.stats = Stats()
+        self.logged_out = False
+        self.idling: str | None = None
+        self._append: _AppendState | None = None
+        self._synced = False
+        self.current_tag = ""
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def separator(self) -> str:
+        return self.mailboxes.separator
+
+    def capabilities(self) -> tuple[str, ...]:
+        return self.settings.capability
+
+    def flags_of(self, index: int) -> bytes:
+        box = self.box
+        assert box is not None
+        return flags_bytes(box.keywords, box.flags[index], box.uids[index] in self.recent)
+
+    def reply(self, tag: str, r: R.Reply, started: float) -> None:
+        took = time.monotonic() - started
+        if self._synced:
+            text = f"{r.text} " + R.timing(took, 0.0, took)
+        else:
+            text = f"{r.text} " + R.timing(took, 0.0)
+        self._synced = False
+        self.writer.write(R.tagged(tag, r.status, text, r.code))
+
+    def ok(self, name: str, code: str | None = None) -> R.Reply:
+        return R.ok(DONE_TEXT.get(name, name.capitalize() + " completed"), code)
+
+    @staticmethod
+    def storage_no(e: StorageError) -> R.Reply:
+        code = e.code if e.code != "SERVERBUG" else "SERVERBUG"
+        return R.no(e.message, code)
+
+    def mailbox_name_error(self, mailbox: Mailbox_) -> R.Reply | None:
+        if not mailbox.valid:
+            return R.no("Mailbox name is not valid mUTF-7")
+        return None
+
+    # -- entry point --------------------------------------------------------------------
+    def greeting(self) -> bytes:
+        return R.untagged("PREAUTH", f"Logged in as {self.user}",
+                          R.capability_code(self.capabilities()))
+
+    def handle(self, event: ev.Event) -> Iterator[None]:
+        """Process one event from the connection; a generator (see the module docstring)."""
+        if isinstance(event, ev.Command):
+            if self._append is not None and event.name != "APPEND":
+                self._append_abort()
+            return self._command(event)
+        if isinstance(event, (ev.LiteralStart, ev.LiteralChunk, ev.LiteralEnd, ev.CommandEnd)):
+            self._append_event(event)
+            return iter(())
+        if isinstance(event, ev.IdleDone):
+            self.idling = None
+            self.sync_and_report(uid=False)
+            self.reply(event.tag, self.ok("IDLE"), time.monotonic())
+            return iter(())
+        if isinstance(event, ev.Bad):
+            if self._append is not None:
+                self._append_abort()
+            if self.idling is not None:
+                self.idling = None
+            self.writer.write(R.tagged(event.tag, "BAD",
+                                       event.text + " " + R.timing(0.001, 0.0)))
+            return iter(())
+        if isinstance(event, ev.Bye):
+            self.writer.write(R.untagged("BYE", event.text))
+            self.logged_out = True
+            return iter(())
+        return iter(())
+
+    def _command(self, cmd: ev.Command) -> Generator[None, None, None]:
+        started = time.monotonic()
+        name = cmd.name
+        self.current_tag = cmd.tag
+        if name in SELECTED_ONLY and self.box is None:
+            self.reply(cmd.tag, R.bad("No mailbox selected."), started)
+            return
+        method = getattr(self, "cmd_" + name.lower(), None)
+        if method is None:
+            self.reply(cmd.tag, R.bad(f"Unknown command {name}"), started)
+            return
+        try:
+            result = method(cmd)
+            reply: R.Reply | None
+            if isinstance(result, Generator):
+                reply = yield from result
+            else:
+                reply = result
+        except StorageError as e:
+            reply = self.storage_no(e)
+        if reply is None:  # the command answered by itself (IDLE, APPEND in progress)
+            return
+        if self.box is not None and name not in NO_EXPUNGE_COMMANDS and \
+                name not in ("SELECT", "EXAMINE", "LOGOUT"):
+            self.sync_and_report(uid=cmd.uid)
+        self.reply(cmd.tag, reply, started)
+        if self.writer.pending > HIGH_WATER:
+            yield
+
+    # -- pending updates ----------------------------------------------------------------
+    def sync_and_report(self, *, uid: bool) -> SyncChanges | None:
+        """Sync the view and send EXPUNGE/VANISHED, EXISTS, RECENT, FETCH FLAGS."""
+        box = self.box
+        if box is None:
+            return None
+        try:
+            changes = box.sync()
+        except StorageError:
+            return None
+        self._synced = True
+        self.report(changes, uid=uid)
+        return changes
+
+    def report(self, changes: SyncChanges, *, uid: bool) -> None:
+        box = self.box
+        assert box is not None
+        w = self.writer
+        if changes.uidvalidity_changed:
+            w.write(R.untagged("BYE", "Mailbox UIDVALIDITY changed"))
+            self.logged_out = True
+            return
+        old_recent = len(self.recent)
+        if changes.expunged:
+            if "QRESYNC" in self.enabled:
+                w.write(R.vanished(SeqSet.from_ints(changes.expunged)))
+            else:
+                for seq in reversed(changes.expunged_seqs):
+                    w.write(R.expunge(seq))
+            self.recent.difference_update(changes.expunged)
+        self.send_keywords_if_new()
+        if changes.new:
+            self.recent.update(box.recent_uids())
+            w.write(R.exists(len(box)))
+        if changes.new or len(self.recent) != old_recent:
+            w.write(R.recent(len(self.recent)))
+        if changes.flags_changed:
+            for u in changes.flags_changed:
+                found = box.seq_of(u)
+                if found is None:
+                    continue
+                seq = found
+                line = b"* %d FETCH (" % seq
+                if uid or "QRESYNC" in self.enabled:
+                    line += b"UID %d " % u
+                line += b"FLAGS " + self.flags_of(seq - 1)
+                if self.condstore:
+                    line += b" MODSEQ (%d)" % box.modseqs[seq - 1]
+                w.write(line + b")\r\n")
+
+    def send_keywords_if_new(self) -> None:
+        box = self.box
+        if box is None or len(box.keywords) == self.keyword_count:
+            return
+        self.keyword_count = len(box.keywords)
+        self.write_flags()
+
+    def write_flags(self) -> None:
+        box = self.box
+        assert box is not None
+        system = [name for _, name in SYSTEM_ORDER]
+        self.writer.write(R.flags(system + list(box.keywords)))
+        if self.readonly:
+            self.writer.write(R.untagged("OK", "Read-only mailbox.",
+                                         R.permanentflags_code([])))
+        else:
+            self.writer.write(R.untagged(
+                "OK", "Flags permitted.",
+                R.permanentflags_code(system + list(box.keywords) + ["\\*"])))
+
+    # -- any state ----------------------------------------------------------------------
+    def cmd_capability(self, cmd: ev.Command) -> R.Reply:
+        self.writer.write(R.capability(self.capabilities()))
+        return self.ok("CAPABILITY")
+
+    def cmd_noop(self, cmd: ev.Command) -> R.Reply:
+        return self.ok("NOOP")
+
+    def cmd_check(self, cmd: ev.Command) -> R.Reply:
+        return self.ok("CHECK")
+
+    def cmd_logout(self, cmd: ev.Command) -> R.Reply:
+        self.writer.write(R.untagged("BYE", "Logging out"))
+        self.logged_out = True
+        if self.box is not None:
+            self.close_box()
+        return self.ok("LOGOUT")
+
+    def cmd_enable(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Enable)
+        done: list[str] = []
+        for cap in args.capabilities:
+            if cap in ("CONDSTORE", "QRESYNC") and cap not in self.enabled:
+                self.enabled.add(cap)
+                done.append(cap)
+                self.enable_condstore()
+        self.conn.enabled = frozenset(self.enabled)
+        self.writer.write(R.enabled(done))
+        return self.ok("ENABLE")
+
+    def enable_condstore(self) -> None:
+        if not self.condstore:
+            self.condstore = True
+            if self.box is not None:
+                self.writer.write(R.untagged("OK", "Highest",
+                                             f"HIGHESTMODSEQ {self.box.highestmodseq}"))
+
+    def cmd_id(self, cmd: ev.Command) -> R.Reply:
+        self.writer.write(R.id_response({"name": "Dovecot"}))
+        return self.ok("ID")
+
+    def cmd_namespace(self, cmd: ev.Command) -> R.Reply:
+        self.writer.write(R.namespace([("", self.separator)]))
+        return self.ok("NAMESPACE")
+
+    def cmd_idle(self, cmd: ev.Command) -> None:
+        self.sync_and_report(uid=False)
+        self._synced = False
+        self.writer.write(R.continuation("idling"))
+        self.idling = cmd.tag
+        self.conn.idle(cmd.tag)
+
+    def idle_wakeup(self) -> None:
+        """Another process changed the mailbox (or the notify interval passed)."""
+        if self.idling is None:
+            return
+        self.sync_and_report(uid=False)
+        self._synced = False
+
+    # -- mailbox management -------------------------------------------------------------
+    def cmd_create(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.MailboxArg)
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            return err
+        name = args.mailbox.name
+        if name.endswith(self.separator):
+            name = name[:-len(self.separator)]
+        if name.upper() == "INBOX" or self.mailboxes.exists(name):
+            return R.no("Mailbox already exists", "ALREADYEXISTS")
+        self.mailboxes.create(name)
+        return self.ok("CREATE")
+
+    def cmd_delete(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.MailboxArg)
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            return err
+        name = args.mailbox.name
+        if name == "INBOX":
+            return R.no("INBOX can't be deleted.")
+        if self.box is not None and self.box.name == name:
+            self.close_box()
+        self.mailboxes.delete(name)
+        return self.ok("DELETE")
+
+    def cmd_rename(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Rename)
+        for mb in (args.old, args.new):
+            err = self.mailbox_name_error(mb)
+            if err:
+                return err
+        if args.new.name == "INBOX" or self.mailboxes.exists(args.new.name):
+            return R.no("Target mailbox already exists", "ALREADYEXISTS")
+        self.mailboxes.rename(args.old.name, args.new.name)
+        return self.ok("RENAME")
+
+    def cmd_subscribe(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.MailboxArg)
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            return err
+        self.mailboxes.subscribe(args.mailbox.name)
+        return self.ok("SUBSCRIBE")
+
+    def cmd_unsubscribe(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.MailboxArg)
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            return err
+        self.mailboxes.unsubscribe(args.mailbox.name)
+        return self.ok("UNSUBSCRIBE")
+
+    def cmd_list(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.List)
+        return run_list(self, args)
+
+    cmd_lsub = cmd_list
+
+    def cmd_status(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Status)
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            return err
+        name = args.mailbox.name
+        self.write_status(name, args.items)
+        if self.box is not None and self.box.name == name:
+            return R.ok("Status on selected mailbox completed", "CLIENTBUG")
+        return self.ok("STATUS")
+
+    def write_status(self, name: str, items: tuple[str, ...]) -> None:
+        st = self.mailboxes.status(name)
+        values: dict[str, int] = {}
+        if "HIGHESTMODSEQ" in items and not self.condstore:
+            self.enable_condstore()
+        for item in items:
+            if item == "MESSAGES":
+                values[item] = st.messages
+            elif item == "RECENT":
+                values[item] = st.recent
+            elif item == "UIDNEXT":
+                values[item] = st.uidnext
+            elif item == "UIDVALIDITY":
+                values[item] = st.uidvalidity
+            elif item == "UNSEEN":
+                values[item] = st.unseen
+            elif item == "HIGHESTMODSEQ":
+                values[item] = st.highestmodseq
+            elif item in ("SIZE", "X-SIZE"):
+                values[item] = st.size
+            elif item == "DELETED":
+                values[item] = st.deleted
+        order = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
+                 "SIZE", "X-SIZE", "DELETED")
+        ordered = {k: values[k] for k in order if k in values}
+        self.writer.write(R.status(name, ordered))
+
+    # -- SELECT / EXAMINE / CLOSE -----------------------------------------------------------
+    def close_box(self) -> None:
+        if self.box is not None:
+            try:
+                self.box.close()
+            except StorageError:
+                pass
+        self.box = None
+        self.recent = set()
+        self.saved = None
+
+    def cmd_select(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Select)
+        readonly = cmd.name == "EXAMINE"
+        if self.box is not None:
+            self.close_box()
+            self.writer.write(R.untagged("OK", "Previous mailbox closed.", "CLOSED"))
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            return err
+        if args.condstore or args.qresync:
+            self.enable_condstore()
+        try:
+            box = self.mailboxes.open(args.mailbox.name, readonly=readonly)
+        except StorageError as e:
+            return self.storage_no(e)
+        self.box = box
+        self.readonly = readonly
+        self.recent = set(box.recent_uids())
+        self.keyword_count = len(box.keywords)
+        w = self.writer
+        self.write_flags()
+        w.write(R.exists(len(box)))
+        w.write(R.recent(len(self.recent)))
+        for i, bits in enumerate(box.flags):
+            if not bits & F.SEEN:
+                w.write(R.untagged("OK", "First unseen.", f"UNSEEN {i + 1}"))
+                break
+        w.write(R.untagged("OK", "UIDs valid", f"UIDVALIDITY {box.uidvalidity}"))
+        w.write(R.untagged("OK", "Predicted next UID", f"UIDNEXT {box.uidnext}"))
+        if self.condstore:
+            w.write(R.untagged("OK", "Highest", f"HIGHESTMODSEQ {box.highestmodseq}"))
+        if args.qresync is not None:
+                select_qresync(self, args.qresync)
+        if readonly:
+            return R.ok("Examine completed", "READ-ONLY")
+        return R.ok("Select completed", "READ-WRITE")
+
+    cmd_examine = cmd_select
+
+    def cmd_close(self, cmd: ev.Command) -> R.Reply:
+        box = self.box
+        assert box is not None
+        if not self.readonly:
+            try:
+                gone = box.expunge()
+                self.stats.expunged += len(gone)
+            except StorageError:
+                pass
+        self.close_box()
+        return self.ok("CLOSE")
+
+    def cmd_unselect(self, cmd: ev.Command) -> R.Reply:
+        self.close_box()
+        return self.ok("UNSELECT")
+
+    # -- EXPUNGE ------------------------------------------------------------------------
+    def cmd_expunge(self, cmd: ev.Command) -> R.Reply:
+        box = self.box
+        assert box is not None
+        args = cmd.args
+        if self.readonly:
+            return R.no("Mailbox is read-only.")
+        uids: list[int] | None = None
+        if isinstance(args, C.Expunge) and args.uids is not None:
+            uids = self.uids_of_set(args.uids, uid=True)
+        gone = box.expunge(uids)
+        self.stats.expunged += len(gone)
+        if uids is not None or not gone:
+            return self.ok("EXPUNGE")
+        return self.ok("EXPUNGE")
+
+    # -- sets ---------------------------------------------------------------------------
+    def indexes_of_set(self, s: SeqSet, *, uid: bool) -> list[int] | None:
+        """0-based indexes a set selects in the view, ascending; None for a sequence set
+        that goes beyond the mailbox (Dovecot's "Invalid messageset")."""
+        box = self.box
+        assert box is not None
+        n = len(box)
+        if s.saved:
+            saved = self.saved or []
+            out = [box.seq_of(u) for u in saved]
+            return sorted(i - 1 for i in out if i is not None)
+        if uid:
+            uids = box.uids
+            if not n:
+                return []
+            out_idx: list[int] = []
+            for lo, hi in s.resolve(uids[-1]):
+                a = bisect_left(uids, lo)
+                b = bisect_right(uids, hi)
+                out_idx.extend(range(a, b))
+            return out_idx
+        ranges = s.resolve(n)
+        if ranges and ranges[-1][1] > n:
+            return None
+        out2: list[int] = []
+        for lo, hi in ranges:
+            out2.extend(range(lo - 1, hi))
+        return out2
+
+    def uids_of_set(self, s: SeqSet, *, uid: bool) -> list[int]:
+        box = self.box
+        assert box is not None
+        idx = self.indexes_of_set(s, uid=uid) or []
+        return [box.uids[i] for i in idx]
+
+    # -- FETCH / STORE / SEARCH / COPY (their own modules) ---------------------------------
+    def cmd_fetch(self, cmd: ev.Command) -> Generator[None, None, R.Reply]:
+        args = cmd.args
+        assert isinstance(args, C.Fetch)
+        return run_fetch(self, args, uid=cmd.uid)
+
+    def cmd_store(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Store)
+        return run_store(self, args, uid=cmd.uid)
+
+    def cmd_search(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Search)
+        return run_search(self, args, uid=cmd.uid)
+
+    def cmd_sort(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Sort)
+        return run_sort(self, args, uid=cmd.uid)
+
+    def cmd_thread(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Thread)
+        return run_thread(self, args, uid=cmd.uid)
+
+    def cmd_copy(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args
+        assert isinstance(args, C.Copy)
+        return run_copy(self, args, uid=cmd.uid, move=cmd.name == "MOVE")
+
+    cmd_move = cmd_copy
+
+    # -- APPEND ---------------------------------------------------------------------------
+    def cmd_append(self, cmd: ev.Command) -> None:
+        args = cmd.args
+        assert isinstance(args, C.Append)
+        state = _AppendState(cmd.tag, None, None)
+        self._append = state
+        err = self.mailbox_name_error(args.mailbox)
+        if err:
+            state.failed = err
+            return None
+        name = args.mailbox.name
+        try:
+            if not self.mailboxes.exists(name) and name != "INBOX":
+                state.failed = R.no(f"Mailbox doesn't exist: {name}", "TRYCREATE")
+                return None
+            state.box = self.mailboxes.open(name)
+            state.tx = state.box.begin_append()
+        except StorageError as e:
+            state.failed = self.storage_no(e)
+        return None
+
+    def _append_event(self, event: ev.Event) -> None:
+        state = self._append
+        if state is None:
+            return
+        if isinstance(event, ev.LiteralStart):
+            if state.failed is not None or state.tx is None:
+                self.conn.reject_literal()
+                self._finish_append(state.failed or R.no(SERVERBUG, "SERVERBUG"))
+                return
+            if event.size == 0:
+                self.conn.reject_literal()
+                self._append_abort()
+                self.reply(state.tag, R.no("Can't save a zero byte message."),
+                           state.started)
+                return
+            self.conn.accept_literal()
+            state.spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
+            state.flags = event.flags
+            state.date = event.internal_date.timestamp() if event.internal_date else None
+        elif isinstance(event, ev.LiteralChunk):
+            if state.spool is not None:
+                state.spool.write(event.data)
+        elif isinstance(event, ev.LiteralEnd):
+            spool = state.spool
+            state.spool = None
+            if spool is None or state.tx is None:
+                return
+            try:
+                spool.seek(0)
+                state.tx.add(spool, state.flags, state.date)  # type: ignore[arg-type]
+                state.count += 1
+            except StorageError as e:
+                state.failed = self.storage_no(e)
+            finally:
+                spool.close()
+        elif isinstance(event, ev.CommandEnd):
+            if state.failed is not None or state.tx is None:
+                self._finish_append(state.failed or R.no(SERVERBUG, "SERVERBUG"))
+                return
+            try:
+                uids = state.tx.commit()
+            except StorageError as e:
+                self._finish_append(self.storage_no(e))
+                return
+            box = state.box
+            assert box is not None
+            code = R.appenduid(box.uidvalidity, SeqSet.from_ints(uids) if len(uids) > 1
+                               else SeqSet(((uids[0], uids[0]),)))
+            self._append = None
+            self._close_append_box(state)
+            if self.box is not None:
+                self.sync_and_report(uid=False)
+            self.reply(state.tag, self.ok("APPEND", code), state.started)
+
+    def _finish_append(self, reply: R.Reply) -> None:
+        state = self._append
+        if state is None:
+            return
+        if state.tx is not None:
+            try:
+                state.tx.rollback()
+            except StorageError:
+                pass
+        self._append = None
+        self._close_append_box(state)
+        self.reply(state.tag, reply, state.started)
+
+    def _append_abort(self) -> None:
+        state = self._append
+        if state is None:
+            return
+        self._append = None
+        if state.tx is not None:
+            try:
+                state.tx.rollback()
+            except StorageError:
+                pass
+        if state.spool is not None:
+            state.spool.close()
+        self._close_append_box(state)
+
+    @staticmethod
+    def _close_append_box(state: _AppendState) -> None:
+        if state.box is not None:
+            try:
+                state.box.close()
+            except StorageError:
+                pass
+            state.box = None
+
+    # -- end -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._append_abort()
+        self.close_box()
+        try:
+            self.mailboxes.close()
+        except (StorageError, OSError):
+            pass
+
+
+def session_pid() -> int:
+    return os.getpid()

@@ -1,0 +1,59 @@
+"""The IMAP mail process's settings, read once from the config (Dovecot's names and defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cote.config import Config
+
+DEFAULT_LOGOUT_FORMAT = ("in=%i out=%o deleted=%{deleted} expunged=%{expunged} "
+                         "trashed=%{trashed} hdr_count=%{fetch_hdr_count} "
+                         "hdr_bytes=%{fetch_hdr_bytes} body_count=%{fetch_body_count} "
+                         "body_bytes=%{fetch_body_bytes}")
+
+CAPABILITIES: tuple[str, ...] = ("IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "SORT",
+                "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=REFS", "THREAD=ORDEREDSUBJECT",
+                "MULTIAPPEND", "UNSELECT", "CHILDREN", "NAMESPACE", "UIDPLUS",
+                "LIST-EXTENDED", "CONDSTORE", "QRESYNC", "ESEARCH", "ESORT",
+                "SEARCHRES", "WITHIN", "LIST-STATUS", "BINARY", "MOVE", "STATUS=SIZE",
+                "LITERAL+")
+"""Dovecot 2.3's post-login capability list, in its order, without what cote does not
+implement yet (URL-PARTIAL, CATENATE, I18NLEVEL=1, CONTEXT=SEARCH, SNIPPET=FUZZY,
+PREVIEW=FUZZY, PREVIEW, SAVEDATE, NOTIFY): see docs/differences.md."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    capability: tuple[str, ...] = CAPABILITIES
+    logout_format: str = DEFAULT_LOGOUT_FORMAT
+    idle_notify_interval: float = 120.0
+    separator: str | None = None
+    special_use: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ImapSettings:
+        caps = str(cfg.get("imap_capability") or "").split()
+        if not caps:
+            capability = CAPABILITIES
+        elif caps[0].startswith("+"):
+            capability = CAPABILITIES + tuple(c.lstrip("+") for c in caps)
+        else:
+            capability = tuple(caps)
+        fmt = cfg.get("imap_logout_format")
+        interval = _seconds(cfg.get("imap_idle_notify_interval"), 120.0)
+        return cls(capability, str(fmt) if fmt is not None else DEFAULT_LOGOUT_FORMAT,
+                   interval)
+
+
+def _seconds(value: object, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip().lower()
+    units = {"": 1, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600}
+    num = "".join(c for c in text if c.isdigit())
+    unit = text[len(num):].strip()
+    if not num or unit not in units:
+        return default
+    return float(int(num) * units[unit])

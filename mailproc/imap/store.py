@@ -1,0 +1,110 @@
+"""STORE (with UNCHANGEDSINCE), COPY and MOVE on the selected mailbox."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cote.storage import flags as F
+from cote.storage.errors import StorageError
+
+from . import commands as C
+from . import response as R
+from .values import SeqSet
+
+if TYPE_CHECKING:
+    from .session import Session
+
+
+def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
+    box = s.box
+    assert box is not None
+    idx = s.indexes_of_set(args.seqset, uid=uid)
+    if idx is None:
+        return R.bad("Error in IMAP command STORE: Invalid messageset")
+    if s.readonly:
+        return R.no("Mailbox is read-only.")
+    if args.unchangedsince is not None:
+        s.enable_condstore()
+    uids = [box.uids[i] for i in idx]
+    was_deleted = {u for u, i in zip(uids, idx, strict=True) if box.flags[i] & F.DELETED}
+    result = box.store(uids, args.mode or "=", list(args.flags), args.unchangedsince)
+    s.send_keywords_if_new()
+    changed = set(result.changed)
+    for u in changed:
+        seq = box.seq_of(u)
+        if seq is not None and box.flags[seq - 1] & F.DELETED and u not in was_deleted:
+            s.stats.deleted += 1
+    w = s.writer
+    for i in idx:
+        u = box.uids[i] if i < len(box.uids) else 0
+        if u not in changed:
+            continue
+        if args.silent and not s.condstore:
+            continue
+        line = b"* %d FETCH (" % (i + 1)
+        items = []
+        if uid:
+            items.append(b"UID %d" % u)
+        if not args.silent:
+            items.append(b"FLAGS " + s.flags_of(i))
+        if s.condstore:
+            items.append(b"MODSEQ (%d)" % box.modseqs[i])
+        w.write(line + b" ".join(items) + b")\r\n")
+    if result.modified:
+        if uid:
+            mod = SeqSet.from_ints(result.modified)
+        else:
+            mod = SeqSet.from_ints(box.seq_of(u) or 0 for u in result.modified)
+        return R.ok("Conditional STORE failed", f"MODIFIED {mod}")
+    return s.ok("STORE")
+
+
+def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
+    box = s.box
+    assert box is not None
+    name = "MOVE" if move else "COPY"
+    idx = s.indexes_of_set(args.seqset, uid=uid)
+    if idx is None:
+        return R.bad(f"Error in IMAP command {name}: Invalid messageset")
+    err = s.mailbox_name_error(args.mailbox)
+    if err:
+        return err
+    if move and s.readonly:
+        return R.no("Mailbox is read-only.")
+    dest_name = args.mailbox.name
+    if dest_name != "INBOX" and not s.mailboxes.exists(dest_name):
+        return R.no(f"Mailbox doesn't exist: {dest_name}", "TRYCREATE")
+    uids = [box.uids[i] for i in idx]
+    if not uids:
+        return R.ok("No messages found.")
+    same = dest_name == box.name
+    dest = box if same else s.mailboxes.open(dest_name)
+    try:
+        pairs = box.move(uids, dest) if move else box.copy(uids, dest)
+        validity = dest.uidvalidity
+    except StorageError as e:
+        return s.storage_no(e)
+    finally:
+        if not same:
+            dest.close()
+    if not pairs:
+        return R.ok("No messages found.")
+    pairs.sort()
+    code = R.copyuid(validity, _set_in_order([p[0] for p in pairs]),
+                     _set_in_order([p[1] for p in pairs]))
+    if move:
+        s.stats.expunged += len(pairs)
+        s.writer.write(R.untagged("OK", "Moved UIDs.", code))
+        return s.ok("MOVE")
+    return s.ok("COPY", code)
+
+
+def _set_in_order(numbers: list[int]) -> SeqSet:
+    """A set that keeps the pairing order (COPYUID's two sets correspond item by item)."""
+    ranges: list[tuple[int, int]] = []
+    for n in numbers:
+        if ranges and ranges[-1][1] == n - 1:
+            ranges[-1] = (ranges[-1][0], n)
+        else:
+            ranges.append((n, n))
+    return SeqSet(tuple(ranges))
