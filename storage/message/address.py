@@ -11,6 +11,7 @@ an end marker (all NIL), as in RFC 3501.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from cote import imapwire
@@ -216,8 +217,29 @@ class _Parser:
         return ret
 
 
+_ATOM = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+"
+_DOT_ATOM = _ATOM + rb"(?:\." + _ATOM + rb")*"
+# The common shapes, parsed without the general machinery (same results by construction):
+# "local@domain" and "Word Word <local@domain>", with plain spaces only.
+_PLAIN_ADDR = re.compile(rb"[ \t]*(" + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")[ \t]*")
+_NAMED_ADDR = re.compile(rb"[ \t]*((?:" + _ATOM + rb"[ \t]+)*" + _ATOM + rb")[ \t]*<("
+                         + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")>[ \t]*")
+_SPACES = re.compile(rb"[ \t]+")
+
+
 def parse_addresses(value: bytes) -> list[Address]:
     """All addresses of a header value, with Dovecot's fill-ins for missing parts."""
+    m = _PLAIN_ADDR.fullmatch(value)
+    if m:
+        return [Address(None, None, m.group(1), m.group(2))]
+    m = _NAMED_ADDR.fullmatch(value)
+    if m:
+        return [Address(_SPACES.sub(b" ", m.group(1)), None, m.group(2), m.group(3))]
+    return parse_addresses_full(value)
+
+
+def parse_addresses_full(value: bytes) -> list[Address]:
+    """:func:`parse_addresses` without the fast paths for common shapes."""
     parser = _Parser(value)
     parser.parse_list()
     out = parser.out

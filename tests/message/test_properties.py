@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cote.storage.message.address import parse_addresses, parse_addresses_full
 from cote.storage.message.fuzz import InvariantError, check_invariants, fuzz_message
 from cote.storage.message.scanner import LEAF, MESSAGE, MULTIPART, dumps, loads, scan
 from tests.message.corpusgen import corpus
@@ -159,3 +160,22 @@ def test_invariant_checker_catches_a_broken_scan() -> None:
     except InvariantError:
         return
     raise AssertionError("a wrong line count went unnoticed")
+
+
+_addr_atom = st.text(alphabet="abcXYZ09.-_+=é", min_size=1, max_size=6).map(
+    lambda s: s.encode())
+_addr_space = st.sampled_from([b"", b" ", b"  ", b"\t"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_addr_atom, _addr_space, st.sampled_from(
+    [b"@", b"<", b">", b"\"", b"(", b")", b",", b".", b"@x.y", b"a@b.c", b"<a@b.c>"])),
+    max_size=10))
+def test_address_fast_paths_equal_the_full_parser(pieces: list[bytes]) -> None:
+    value = b"".join(pieces)
+    assert parse_addresses(value) == parse_addresses_full(value)
+
+
+def test_address_fast_paths_are_taken() -> None:
+    assert parse_addresses(b"Joe  Q <j.q@x.org>") == parse_addresses_full(b"Joe  Q <j.q@x.org>")
+    assert parse_addresses(b" a@b.c ") == parse_addresses_full(b" a@b.c ")
