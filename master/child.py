@@ -221,6 +221,3 @@ def _exec_child(plan: ChildPlan, prefix: str) -> None:
     except OSError as e:
         _fatal(2, prefix, f"execv({args[0]}) failed: {e.strerror}", EXIT_EXEC_FAILED)
 
-
-def socket_for(fd: int) -> socket.socket:
-    return socket.socket(fileno=fd)
