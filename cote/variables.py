@@ -497,7 +497,7 @@ class _Run:
             if name in ("userdb", "passdb"):
                 provider = self.fields.get(name) if self.fields is not None else None
                 if provider is None:
-                    self.fail(UnknownVariableError(key))
+                    self.fail(UnknownVariableError(name))
                     return None
                 field, _, default = rest.partition(":")
                 if field in provider:

@@ -102,7 +102,8 @@ ERRORS = [
     "%{if;+1;==;1;A;B}", "%{if;0x10;==;16;A;B}", "%{if;99999999999999999999;>;1;A;B}",
     "%{if;a;eq;a;yes;no;extra}", "%{if;a;eq;a;}x;no}", "%{if;a\\\\;eq;a\\\\;y;n}",
     "%{if;a;eq;a;%{nope};no}", "%{if;a;eq;b;%{nope};no}", "%1.2.3u", "%0-2u", "%Au", "%{}",
-    "%k", "%{session_pid}",
+    "%k", "%{session_pid}", "%{passdb:x}", "%{passdb:x:d}", "%{local_name}",
+    "%{original_user}",
 ]
 OK_TEMPLATES = BASIC + MODIFIERS + SUBSTRINGS + HASHES + USERDB + CONDITIONALS
 
