@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gc
 import json
 import os
@@ -556,18 +557,20 @@ class Master:
         for b in svc.bound:
             if b.sock is None:
                 continue
-            # The socket's file description is shared with the service's processes (which
-            # may expect blocking accept): non-blocking only for this short drain.
-            b.sock.setblocking(False)
+            # The socket's file description (and its O_NONBLOCK flag) is shared with the
+            # service's processes: asyncio ones set it, blocking ones expect it clear. Make it
+            # non-blocking for this short drain only, then put back exactly what was there.
+            flags = fcntl.fcntl(b.fd, fcntl.F_GETFL)
+            fcntl.fcntl(b.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
             try:
                 while True:
                     try:
-                        conn, _ = b.sock.accept()
+                        conn, _ = b.sock.accept()  # EAGAIN -> BlockingIOError: drained
                     except OSError:
                         break
                     conn.close()
             finally:
-                b.sock.setblocking(True)
+                fcntl.fcntl(b.fd, fcntl.F_SETFL, flags)
 
     def spawn(self, svc: Service) -> Process | None:
         assert self.ms is not None

@@ -10,6 +10,7 @@ accepted and closed (dropped) and the master listens again.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -61,6 +62,22 @@ service lg {{
     m.stop()
 
 
+def listener_flags(pid: int, port: int) -> int:
+    """The file status flags a process sees on its TCP listening socket for ``port``."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            inode = fields[9]
+    assert inode is not None
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+            for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8)
+    raise AssertionError("listener not found")
+
+
 def client(port: int, results: dict[int, tuple[bytes, float]], i: int, t0: float) -> None:
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.sendall(b"\n")  # empty request: run the script with its configured arguments
@@ -101,6 +118,10 @@ def test_five_clients_two_processes_of_one_client_queue_then_drop(master: Master
     served = [reply for reply, _ in results.values() if reply not in (b"", b"<error>")]
     assert served == [b"+\n", b"+\n"]
     assert master.log().count("process_limit (2) reached") == 1  # at most once a minute
+    # the drain made the shared listening socket non-blocking only for a moment: the script
+    # service's processes (which use it non-blocking) still see it that way
+    pid = master.processes("slow")[0]["pid"]
+    assert listener_flags(pid, master.port) & os.O_NONBLOCK  # type: ignore[attr-defined]
 
 
 def test_queued_client_is_served_when_a_process_frees_up(master: MasterServer) -> None:
