@@ -156,9 +156,11 @@ class Dotlock:
 
 
 def replace_file(target: str, content: bytes, *, mode: int = 0o600, fsync: bool = True,
-                 steal: bool = False, stale_timeout: float = 30.0) -> None:
+                 steal: bool = False, stale_timeout: float = 30.0,
+                 nonblock: bool = False) -> None:
     """Write ``content`` through ``target.lock`` and rename it over ``target``.
 
+    ``nonblock`` raises :class:`LockTimeout` at once when another process holds the lock.
     ``steal`` removes an existing lock first: right when the caller holds the lock that
     guards every writer of this file (the uidlist lock guards ``dovecot-keywords``).
     """
@@ -168,7 +170,7 @@ def replace_file(target: str, content: bytes, *, mode: int = 0o600, fsync: bool 
             os.unlink(lock.path)
         except FileNotFoundError:
             pass
-    lock.acquire(content=content)
+    lock.acquire(content=content, nonblock=nonblock)
     try:
         try:
             old_mtime = os.stat(target).st_mtime
