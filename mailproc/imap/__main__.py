@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                 b"more information.\r\n")
         return EX_TEMPFAIL
     conn = Connection(commands=MAIL_COMMANDS)
-    session = Session(mailboxes, conn, args.user, settings)
+    session = Session(mailboxes, conn, args.user, settings, log)
     asyncio.run(run_stdio(session, log))
     return 0
 

@@ -167,6 +167,9 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, plain: li
         else:
             w.write(b" ")
 
+    if send_flags and not asked_flags:  # \\Seen set by this FETCH: Dovecot puts it first
+        at = 1 if plain and plain[0].name == "UID" else 0
+        plain = [*plain[:at], FetchAtt("FLAGS"), *plain[at:]]
     for a in plain:
         name = a.name
         sep()
@@ -196,9 +199,6 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, plain: li
         if not ok:
             w.write(b")\r\n")
             return True
-    if send_flags and not asked_flags:
-        sep()
-        w.write(b"FLAGS " + s.flags_of(i))
     w.write(b")\r\n")
     return True
 

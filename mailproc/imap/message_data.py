@@ -16,7 +16,22 @@ from cote.storage.api import Mailbox
 from cote.storage.message import Part, SortKeys, loads, summarize
 from cote.storage.message.headers import Buffer
 
-CACHE_FIELDS = ("envelope", "bodystructure", "body", "parts", "sortkeys")
+
+def pack_structure(bodystructure: bytes, body: bytes, parts: bytes) -> bytes:
+    """The storage cache has three columns (envelope, bodystructure, sortkeys): the
+    ``bodystructure`` one holds BODYSTRUCTURE, BODY and the scanned part list together."""
+    return b"%d %d\n" % (len(bodystructure), len(body)) + bodystructure + body + parts
+
+
+def unpack_structure(blob: bytes) -> tuple[bytes, bytes, bytes] | None:
+    head, nl, rest = blob.partition(b"\n")
+    try:
+        a, b = (int(x) for x in head.split(b" "))
+    except ValueError:
+        return None
+    if not nl or len(rest) < a + b:
+        return None
+    return rest[:a], rest[a:a + b], rest[a + b:]
 
 
 class MessageData:
@@ -49,12 +64,26 @@ class MessageData:
         self._local = {"envelope": summary.envelope, "bodystructure": summary.bodystructure,
                        "body": summary.body, "parts": summary.parts,
                        "sortkeys": json.dumps(list(summary.sort)).encode()}
-        for field, value in self._local.items():
-            self.box.cache_put(self.uid, field, value)
+        self.box.cache_put(self.uid, "envelope", summary.envelope)
+        self.box.cache_put(self.uid, "bodystructure", pack_structure(
+            summary.bodystructure, summary.body, summary.parts))
+        self.box.cache_put(self.uid, "sortkeys", self._local["sortkeys"])
+
+    def _from_cache(self, field: str) -> bytes | None:
+        if field in ("envelope", "sortkeys"):
+            return self.box.cache_get(self.uid, field)
+        blob = self.box.cache_get(self.uid, "bodystructure")
+        if blob is None:
+            return None
+        unpacked = unpack_structure(blob)
+        if unpacked is None:
+            return None
+        self._local["bodystructure"], self._local["body"], self._local["parts"] = unpacked
+        return self._local[field]
 
     def cached(self, field: str) -> bytes:
         """``envelope``, ``bodystructure`` or ``body`` (computed and cached when missing)."""
-        value = self._local.get(field) or self.box.cache_get(self.uid, field)
+        value = self._local.get(field) or self._from_cache(field)
         if value is None:
             self._summarize()
             value = self._local[field]
@@ -63,7 +92,7 @@ class MessageData:
     @property
     def parts(self) -> tuple[Part, ...]:
         if self._parts is None:
-            raw = self.box.cache_get(self.uid, "parts")
+            raw = self._local.get("parts") or self._from_cache("parts")
             if raw is not None:
                 try:
                     self._parts = loads(raw)

@@ -188,7 +188,7 @@ def _date_cmp(kind: str, when: date, arg: date) -> bool:
 
 def _check_charset(charset: str | None) -> R.Reply | None:
     if charset is not None and not C.charset_supported(charset):
-        return R.no("Unsupported charset", "BADCHARSET")
+        return R.no("Unknown charset", "BADCHARSET")
     return None
 
 
@@ -336,7 +336,7 @@ def run_thread(s: Session, args: C.Thread, *, uid: bool) -> R.Reply:
     hits = searcher.run(args.key)
     uids = [box.uids[i] for i in hits]
     details = {d.uid: d for d in box.details(uids)} if uids else {}
-    infos: list[tuple[int, int, float, str, bytes | None, list[bytes]]] = []
+    infos: list[Info] = []
     for i in hits:
         u = box.uids[i]
         data = MessageData(box, u)
@@ -357,11 +357,13 @@ def run_thread(s: Session, args: C.Thread, *, uid: bool) -> R.Reply:
             irt = _msgids(_last(fields, b"in-reply-to") or b"")
             refs = irt[:1]
         ids = _msgids(msgid or b"")
-        infos.append((num, i, sent, keys.subject, ids[0] if ids else None, refs))
+        raw_subject = _last(fields, b"subject")
+        infos.append((num, i, sent, keys.subject, ids[0] if ids else None, refs,
+                      _is_reply(raw_subject)))
     if args.algorithm == "ORDEREDSUBJECT":
         roots = _ordered_subject(infos)
     else:
-        roots = _references(infos)
+        roots = _references(infos, refs_mode=args.algorithm == "REFS")
     s.writer.write(R.thread(roots))
     return s.ok("THREAD")
 
@@ -391,7 +393,16 @@ def _msgids(value: bytes) -> list[bytes]:
     return out
 
 
-Info = tuple[int, int, float, str, bytes | None, list[bytes]]
+Info = tuple[int, int, float, str, bytes | None, list[bytes], bool]
+"""(number, index, date, base subject key, Message-ID, references, subject is a reply)."""
+
+
+def _is_reply(raw: bytes | None) -> bool:
+    """Whether RFC 5256's base-subject extraction removed a reply/forward marker."""
+    if raw is None:
+        return False
+    text = " ".join(decode_words(raw).split())
+    return base_subject(raw).casefold() != text.casefold()
 
 
 def _ordered_subject(infos: list[Info]) -> list[R.ThreadNode]:
@@ -415,9 +426,10 @@ class _Node:
         self.children: list[_Node] = []
 
 
-def _references(infos: list[Info]) -> list[R.ThreadNode]:
-    """RFC 5256 REFERENCES: link by Message-ID/References, then sort by date (subject
-    merging of step 5 is left out: Dovecot's default REFERENCES does not merge either)."""
+def _references(infos: list[Info], *, refs_mode: bool = False) -> list[R.ThreadNode]:
+    """RFC 5256 REFERENCES: link by Message-ID/References, group the roots by base subject
+    (step 5), sort by date. ``refs_mode`` is Dovecot's REFS: no subject grouping, threads
+    ordered by their newest message."""
     table: dict[bytes, _Node] = {}
     order: list[_Node] = []
 
@@ -496,11 +508,66 @@ def _references(infos: list[Info]) -> list[R.ThreadNode]:
             return (n.info[2], n.info[1])
         return min((date_of(c) for c in n.children), default=(0.0, 0))
 
+    def newest(n: _Node) -> tuple[float, int]:
+        own = [(n.info[2], n.info[1])] if n.info is not None else []
+        return max(own + [newest(c) for c in n.children], default=(0.0, 0))
+
+    if not refs_mode:
+        top = _group_by_subject(top)
+
     def build(n: _Node) -> R.ThreadNode:
         kids = sorted(n.children, key=date_of)
         return (n.info[0] if n.info is not None else None, tuple(build(c) for c in kids))
 
-    return [build(n) for n in sorted(top, key=date_of)]
+    return [build(n) for n in sorted(top, key=newest if refs_mode else date_of)]
+
+
+def _subject_of(n: _Node) -> tuple[str, bool]:
+    if n.info is not None:
+        return n.info[3], n.info[6]
+    if n.children and n.children[0].info is not None:
+        return n.children[0].info[3], n.children[0].info[6]
+    return "", False
+
+
+def _group_by_subject(roots: list[_Node]) -> list[_Node]:
+    """RFC 5256 REFERENCES step 5: roots with the same base subject become one thread."""
+    table: dict[str, _Node] = {}
+    for r in roots:
+        subject, _ = _subject_of(r)
+        if not subject:
+            continue
+        old = table.get(subject)
+        if old is None or (r.info is None and old.info is not None) or \
+                (old.info is not None and r.info is not None and old.info[6]
+                 and not r.info[6]):
+            table[subject] = r
+    out: list[_Node] = []
+    for r in roots:
+        subject, reply = _subject_of(r)
+        target = table.get(subject) if subject else None
+        if target is None or target is r:
+            out.append(r)
+            continue
+        if target.info is None and r.info is None:
+            for c in r.children:
+                c.parent = target
+            target.children.extend(r.children)
+        elif target.info is None or (reply and not target.info[6]):
+            r.parent = target
+            target.children.append(r)
+        else:
+            dummy = _Node()
+            for n in (target, r):
+                n.parent = dummy
+                dummy.children.append(n)
+            index = out.index(target) if target in out else -1
+            if index >= 0:
+                out[index] = dummy
+            else:
+                out.append(dummy)
+            table[subject] = dummy
+    return out
 
 
 Matcher = Callable[[SearchKey], bool]

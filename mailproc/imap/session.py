@@ -22,9 +22,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
+from cote.log import Logger
 from cote.storage import flags as F
 from cote.storage.api import AppendTransaction, Mailbox, MailboxList, SyncChanges
-from cote.storage.errors import StorageError
+from cote.storage.errors import MailboxNotFound, StorageError
 
 from . import commands as C
 from . import events as ev
@@ -35,8 +36,8 @@ from .listing import run_list
 from .qresync import select_qresync
 from .search import run_search, run_sort, run_thread
 from .settings import ImapSettings
-from .values import Mailbox as Mailbox_
 from .store import run_copy, run_store
+from .values import Mailbox as Mailbox_
 from .values import SeqSet
 
 SERVERBUG = "Internal error occurred. Refer to server log for more information."
@@ -69,6 +70,19 @@ def flags_bytes(names_of_keywords: list[str], bits: int, recent: bool) -> bytes:
         kws = names_of_keywords
         out.extend(kws[i] for i in F.keyword_indexes(bits) if i < len(kws))
     return b"(" + " ".join(out).encode("utf-8") + b")"
+
+
+def peek_recent(box: Mailbox) -> set[int]:
+    """The \\Recent messages an EXAMINE sees without claiming them (RFC 3501: a read-only
+    session does not take the flag away from the next session)."""
+    index, key = getattr(box, "index", None), getattr(box, "key", None)
+    if index is None or key is None:
+        return set(box.recent_uids())
+    state = index.box(key, create=False)
+    if state is None:
+        return set()
+    first = state.first_recent_uid
+    return {u for u in box.uids if u >= first}
 
 
 @dataclass
@@ -117,7 +131,8 @@ class Session:
     """The state of one logged-in client; see the module docstring."""
 
     def __init__(self, mailboxes: MailboxList, conn: Connection, user: str,
-                 settings: ImapSettings | None = None) -> None:
+                 settings: ImapSettings | None = None, log: Logger | None = None) -> None:
+        self.log = log
         self.mailboxes = mailboxes
         self.conn = conn
         self.writer = conn.writer
@@ -137,6 +152,10 @@ class Session:
         self._synced = False
         self.current_tag = ""
 
+    def log_error(self, text: str) -> None:
+        if self.log is not None:
+            self.log.error(text)
+
     # -- helpers ------------------------------------------------------------------------
     @property
     def separator(self) -> str:
@@ -148,7 +167,17 @@ class Session:
     def flags_of(self, index: int) -> bytes:
         box = self.box
         assert box is not None
-        return flags_bytes(box.keywords, box.flags[index], box.uids[index] in self.recent)
+        bits = box.flags[index]
+        if bits >> (F.KEYWORD_SHIFT + len(box.keywords)):
+            box.flag_names(bits)  # refreshes the keyword table (a keyword made since sync)
+        return flags_bytes(box.keywords, bits, box.uids[index] in self.recent)
+
+    def open_for_saving(self, name: str) -> Mailbox:
+        """A view to APPEND/COPY into that does not claim the messages' \\Recent flag
+        (only a SELECT does, as in Dovecot): opened read-only, then allowed to save."""
+        box = self.mailboxes.open(name, readonly=True)
+        box.readonly = False
+        return box
 
     def reply(self, tag: str, r: R.Reply, started: float) -> None:
         took = time.monotonic() - started
@@ -164,8 +193,7 @@ class Session:
 
     @staticmethod
     def storage_no(e: StorageError) -> R.Reply:
-        code = e.code if e.code != "SERVERBUG" else "SERVERBUG"
-        return R.no(e.message, code)
+        return R.no(e.message, e.code)
 
     def mailbox_name_error(self, mailbox: Mailbox_) -> R.Reply | None:
         if not mailbox.valid:
@@ -210,7 +238,7 @@ class Session:
         name = cmd.name
         self.current_tag = cmd.tag
         if name in SELECTED_ONLY and self.box is None:
-            self.reply(cmd.tag, R.bad("No mailbox selected."), started)
+            self.reply(cmd.tag, R.bad("No mailbox selected"), started)
             return
         method = getattr(self, "cmd_" + name.lower(), None)
         if method is None:
@@ -225,6 +253,9 @@ class Session:
                 reply = result
         except StorageError as e:
             reply = self.storage_no(e)
+        except Exception as e:
+            self.log_error(f"{name} failed: {type(e).__name__}: {e}")
+            reply = R.no(SERVERBUG, "SERVERBUG")
         if reply is None:  # the command answered by itself (IDLE, APPEND in progress)
             return
         if self.box is not None and name not in NO_EXPUNGE_COMMANDS and \
@@ -437,7 +468,10 @@ class Session:
         if err:
             return err
         name = args.mailbox.name
-        self.write_status(name, args.items)
+        try:
+            self.write_status(name, args.items)
+        except MailboxNotFound as e:
+            return R.no(e.message)
         if self.box is not None and self.box.name == name:
             return R.ok("Status on selected mailbox completed", "CLIENTBUG")
         return self.ok("STATUS")
@@ -494,11 +528,13 @@ class Session:
             self.enable_condstore()
         try:
             box = self.mailboxes.open(args.mailbox.name, readonly=readonly)
+        except MailboxNotFound as e:
+            return R.no(e.message)
         except StorageError as e:
             return self.storage_no(e)
         self.box = box
         self.readonly = readonly
-        self.recent = set(box.recent_uids())
+        self.recent = set(box.recent_uids()) if not readonly else peek_recent(box)
         self.keyword_count = len(box.keywords)
         w = self.writer
         self.write_flags()
@@ -542,7 +578,7 @@ class Session:
         assert box is not None
         args = cmd.args
         if self.readonly:
-            return R.no("Mailbox is read-only.")
+            return self.ok("EXPUNGE")
         uids: list[int] | None = None
         if isinstance(args, C.Expunge) and args.uids is not None:
             uids = self.uids_of_set(args.uids, uid=True)
@@ -635,7 +671,7 @@ class Session:
             if not self.mailboxes.exists(name) and name != "INBOX":
                 state.failed = R.no(f"Mailbox doesn't exist: {name}", "TRYCREATE")
                 return None
-            state.box = self.mailboxes.open(name)
+            state.box = self.open_for_saving(name)
             state.tx = state.box.begin_append()
         except StorageError as e:
             state.failed = self.storage_no(e)

@@ -11,7 +11,8 @@ DEFAULT_LOGOUT_FORMAT = ("in=%i out=%o deleted=%{deleted} expunged=%{expunged} "
                          "hdr_bytes=%{fetch_hdr_bytes} body_count=%{fetch_body_count} "
                          "body_bytes=%{fetch_body_bytes}")
 
-CAPABILITIES: tuple[str, ...] = ("IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "SORT",
+CAPABILITIES: tuple[str, ...] = (
+                "IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "SORT",
                 "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=REFS", "THREAD=ORDEREDSUBJECT",
                 "MULTIAPPEND", "UNSELECT", "CHILDREN", "NAMESPACE", "UIDPLUS",
                 "LIST-EXTENDED", "CONDSTORE", "QRESYNC", "ESEARCH", "ESORT",

@@ -22,14 +22,19 @@ def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
     if idx is None:
         return R.bad("Error in IMAP command STORE: Invalid messageset")
     if s.readonly:
-        return R.no("Mailbox is read-only.")
+        return R.ok("Store ignored with read-only mailbox")
     if args.unchangedsince is not None:
         s.enable_condstore()
     uids = [box.uids[i] for i in idx]
     was_deleted = {u for u, i in zip(uids, idx, strict=True) if box.flags[i] & F.DELETED}
     result = box.store(uids, args.mode or "=", list(args.flags), args.unchangedsince)
-    s.send_keywords_if_new()
     changed = set(result.changed)
+    if changed:
+        all_bits = 0
+        for i in idx:
+            all_bits |= box.flags[i]
+        box.flag_names(all_bits)  # a new keyword enters the view's table
+    s.send_keywords_if_new()
     for u in changed:
         seq = box.seq_of(u)
         if seq is not None and box.flags[seq - 1] & F.DELETED and u not in was_deleted:
@@ -55,7 +60,7 @@ def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
             mod = SeqSet.from_ints(result.modified)
         else:
             mod = SeqSet.from_ints(box.seq_of(u) or 0 for u in result.modified)
-        return R.ok("Conditional STORE failed", f"MODIFIED {mod}")
+        return R.ok("Conditional store failed", f"MODIFIED {mod}")
     return s.ok("STORE")
 
 
@@ -78,7 +83,7 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
     if not uids:
         return R.ok("No messages found.")
     same = dest_name == box.name
-    dest = box if same else s.mailboxes.open(dest_name)
+    dest = box if same else s.open_for_saving(dest_name)
     try:
         pairs = box.move(uids, dest) if move else box.copy(uids, dest)
         validity = dest.uidvalidity
