@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from cote.storage.message.bodystructure import children_of
 from cote.storage.message.headers import Buffer, field_ranges, read_header
-from cote.storage.message.mimeparams import parse_encoding
+from cote.storage.message.rfc822 import MIME_TOKEN, Cursor
 from cote.storage.message.scanner import LEAF, Part
 from cote.storage.message.sections import (
     HEADER_FIELDS,
@@ -53,9 +53,10 @@ class BinaryContent(NamedTuple):
 
 
 def part_encoding(buf: Buffer, p: Part) -> bytes:
-    """The lower-case transfer encoding BINARY decodes a leaf with: the last
-    Content-Transfer-Encoding field (BODYSTRUCTURE shows the first, and ignores it in a
-    non-MIME message; Dovecot's binary decoder does neither); b"" when unparsable."""
+    """The lower-case transfer encoding BINARY uses for a part, read as Dovecot's decoder
+    reads it: the last Content-Transfer-Encoding field, one token and maybe a comment
+    (BODYSTRUCTURE shows the first readable field, and ignores it in a non-MIME message;
+    the decoder does neither); b"" when that is no known encoding."""
     fields, _, _ = read_header(buf, p.hdr_start, p.body_start)
     value = None
     for name, v in fields:
@@ -63,7 +64,17 @@ def part_encoding(buf: Buffer, p: Part) -> bytes:
             value = v
     if value is None:
         return b"7bit"
-    return (parse_encoding(value) or b"").lower()
+    c = Cursor(value)
+    c.skip_lwsp()
+    start = pos = c.pos
+    while pos < c.end and value[pos] in MIME_TOKEN:
+        pos += 1
+    c.pos = pos
+    c.skip_lwsp()  # a comment after the token is fine, even an unterminated one
+    token = value[start:pos].lower()
+    if c.pos < c.end:
+        return b""
+    return token if token in IDENTITY or token in DECODED else b""
 
 
 def decode_base64(data: bytes) -> bytes:
@@ -106,21 +117,19 @@ def _decode(enc: bytes, body: bytes) -> bytes:
 
 
 def _encodings(buf: Buffer, parts: Sequence[Part], indexes: Sequence[int]) -> dict[int, bytes]:
-    """The encoding of each leaf among ``indexes``; UnknownCTE if one is not supported."""
+    """The encoding of each part among ``indexes``; UnknownCTE if one is not supported
+    (a message/rfc822 or multipart part too, although only leaves are decoded)."""
     out: dict[int, bytes] = {}
     for i in indexes:
-        p = parts[i]
-        if p.kind == LEAF:
-            enc = part_encoding(buf, p)
-            if enc not in IDENTITY and enc not in DECODED:
-                raise UnknownCTE("Unknown Content-Transfer-Encoding")
-            out[i] = enc
+        enc = part_encoding(buf, parts[i])
+        if not enc:
+            raise UnknownCTE("Unknown Content-Transfer-Encoding")
+        out[i] = enc
     return out
 
 
-def _leaves_in(parts: Sequence[Part], start: int, end: int) -> list[int]:
-    return [i for i, p in enumerate(parts)
-            if p.kind == LEAF and start <= p.body_start and p.body_end <= end]
+def _parts_in(parts: Sequence[Part], start: int, end: int) -> list[int]:
+    return [i for i, p in enumerate(parts) if start <= p.body_start and p.body_end <= end]
 
 
 def binary_content(buf: Buffer, parts: Sequence[Part], section: Section) -> BinaryContent:
@@ -134,14 +143,14 @@ def binary_content(buf: Buffer, parts: Sequence[Part], section: Section) -> Bina
                              section.specifier == HEADER_FIELDS_NOT, not section.path)
         return BinaryContent(data, b"\x00" in data)
     start, end = rng
-    inside = _leaves_in(parts, start, end)
+    inside = _parts_in(parts, start, end)
     encodings = _encodings(buf, parts, inside)
     out: list[bytes] = []
     decoded_any = False
     pos = start
     for i in inside:
         p = parts[i]
-        if encodings[i] not in DECODED:
+        if p.kind != LEAF or encodings[i] not in DECODED:
             continue
         body = lf_to_crlf(bytes(buf[p.body_start:p.body_end]))
         data = _decode(encodings[i], body)

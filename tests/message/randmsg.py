@@ -24,13 +24,16 @@ ADDRESS_TOKENS = [b" ", b"\t", b"a", b"bc", b"@", b"<", b">", b",", b";", b":", 
 class MessageGenerator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
+        self.header_names = list(HEADER_NAMES)
+        self.value_tokens = list(VALUE_TOKENS)
 
-    def value(self, tokens: list[bytes] = VALUE_TOKENS, most: int = 12) -> bytes:
+    def value(self, tokens: list[bytes] | None = None, most: int = 12) -> bytes:
+        tokens = self.value_tokens if tokens is None else tokens
         return b"".join(self.rng.choice(tokens) for _ in range(self.rng.randrange(0, most)))
 
     def header(self, extra: bytes = b"") -> bytes:
         rng = self.rng
-        lines = [rng.choice(HEADER_NAMES) + b":" + (b" " if rng.random() < .8 else b"")
+        lines = [rng.choice(self.header_names) + b":" + (b" " if rng.random() < .8 else b"")
                  + self.value() for _ in range(rng.randrange(0, 7))]
         return b"\r\n".join(lines) + (b"\r\n" if lines else b"") + extra
 
