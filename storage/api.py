@@ -211,8 +211,16 @@ class Mailbox(ABC):
     def copy(self, uids: Sequence[int], dest: Mailbox) -> list[tuple[int, int]]:
         """Copy to ``dest``; returns ``(source uid, new uid)`` pairs (for COPYUID)."""
 
+    #: set on the destination while a MOVE copies into it: quota is not checked for a move
+    #: (Dovecot's rule inside one quota root: nothing is added)
+    moving_in: bool = False
+
     def move(self, uids: Sequence[int], dest: Mailbox) -> list[tuple[int, int]]:
-        pairs = self.copy(uids, dest)
+        dest.moving_in = True
+        try:
+            pairs = self.copy(uids, dest)
+        finally:
+            dest.moving_in = False
         self._expunge_uids([src for src, _ in pairs])
         return pairs
 

@@ -950,7 +950,8 @@ class MaildirAppend(AppendTransaction):
     def commit(self) -> list[int]:
         box = self.box
         total = sum(p.size for p in self.pending)
-        box.mlist.quota.check(box.name, total, len(self.pending))
+        if not box.moving_in:
+            box.mlist.quota.check(box.name, total, len(self.pending))
         if not self.pending:
             return []
         all_kws = [k for p in self.pending for k in p.keywords]

@@ -292,5 +292,7 @@ def parse_roots(settings: Mapping[str, str]) -> list[RootSettings]:
         msg = settings.get("quota_exceeded_message")
         if msg:
             root = replace(root, exceeded_message=msg)
+        if backend == "count" and not root.vsizes:
+            raise QuotaConfigError("quota count backend requires quota_vsizes=yes")
         roots.append(root)
     return roots

@@ -31,7 +31,8 @@ def test_storage_is_kilobytes_bytes_is_bytes() -> None:
 
 
 def test_mailbox_rules() -> None:
-    [root] = parse_roots({"quota": "count:Q", "quota_rule": "*:storage=1G",
+    [root] = parse_roots({"quota": "count:Q", "quota_vsizes": "yes",
+                          "quota_rule": "*:storage=1G",
                           "quota_rule2": "Trash:storage=+100M", "quota_rule3": "Spam*:ignore",
                           "quota_rule4": "Small:storage=1M", "quota_rule5": "Less:bytes=-1k"})
     assert root.limits_for("INBOX") == (1 << 30, 0)
@@ -50,7 +51,8 @@ def test_numbered_settings_stop_at_a_gap() -> None:
 
 def test_second_root_reads_its_own_rules() -> None:
     roots = parse_roots({"quota": "maildir:User", "quota_rule": "*:storage=1k",
-                         "quota2": "count:Domain:noenforcing", "quota2_rule": "*:messages=7"})
+                         "quota2": "count:Domain:noenforcing", "quota2_rule": "*:messages=7",
+                         "quota_vsizes": "yes"})
     assert [(r.name, r.default_limits(), r.enforcing) for r in roots] == [
         ("User", (1024, 0), True), ("Domain", (0, 7), False)]
 
@@ -91,6 +93,7 @@ def test_grace_and_warnings() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"quota": "nosuch:Q"},
+    {"quota": "count:Q"},
     {"quota": "maildir:Q", "quota_rule": "*:storage=+1k"},
     {"quota": "maildir:Q", "quota_rule": "*:size=1k"},
     {"quota": "maildir:Q", "quota_rule": "Trash"},
