@@ -46,6 +46,8 @@ LOGIN_MAX_LINE_LENGTH = 8192
 LOGIN_MAX_TOKEN = 1026
 """What Dovecot's imap-login buffers of one argument before ``* BYE Input buffer full``
 (AUTHENTICATE's initial response may be longer)."""
+TOO_LONG = "Too long argument"
+TOO_LARGE = "IMAP command line too large"
 LOGIN_BAD_TEXT = "Error in IMAP command received by server."
 LOGIN_MAX_BAD_COMMANDS = 3
 LITERAL_MINUS_MAX = 4096
@@ -142,6 +144,7 @@ class Connection:
         self._pending: ev.LiteralStart | None = None
         self._eof = False
         self._queue: list[ev.Event] = []
+        self._last_sp = -1      # the last SP of the command seen by _find_lf
         self._unknown: ev.Bad | None = None  # pre-login: reported once the line is read
 
     # -- input --------------------------------------------------------------------------
@@ -187,16 +190,8 @@ class Connection:
                 return self._login_bad(result)
             return result
 
-    def _login_token_too_long(self, end: int) -> bool:
-        """imap-login's limit on one argument (not on AUTHENTICATE's initial response)."""
-        if end - self._frag <= LOGIN_MAX_TOKEN:
-            return False
-        if _AUTHENTICATE.match(self._buf):
-            return False
-        return any(len(t) > LOGIN_MAX_TOKEN for t in bytes(self._buf[self._frag:end]).split(b" "))
-
     def _login_bad(self, bad: ev.Bad) -> ev.Event:
-        if bad.text.endswith(": Too long argument"):
+        if bad.text.endswith((TOO_LONG, TOO_LARGE)):
             self._state = _CLOSED
             return ev.Bye("Input buffer full, aborting")
         self.bad_commands += 1
@@ -260,6 +255,7 @@ class Connection:
         data = bytes(self._buf)
         self._buf.clear()
         self._scan = self._frag = 0
+        self._last_sp = -1
         return data
 
     # -- output -----------------------------------------------------------------------------
@@ -271,9 +267,16 @@ class Connection:
 
     # -- command state ------------------------------------------------------------------------
     def _find_lf(self) -> int:
-        i = self._buf.find(b"\n", self._scan)
+        """The next LF, searching only bytes not searched before; also remembers the last
+        SP seen, so that a growing argument is measured without rescanning."""
+        buf = self._buf
+        i = buf.find(b"\n", self._scan)
+        end = len(buf) if i < 0 else i
+        sp = buf.rfind(b" ", self._scan, end)
+        if sp >= 0:
+            self._last_sp = sp
         if i < 0:
-            self._scan = len(self._buf)
+            self._scan = end
         return i
 
     def _bad(self, text: str) -> ev.Bad:
@@ -285,6 +288,7 @@ class Connection:
     def _reset_command(self, consumed: int) -> None:
         del self._buf[:consumed]
         self._scan = self._frag = 0
+        self._last_sp = -1
         self._tag = self._name = ""
         self._uid = False
         self._unknown = None
@@ -295,12 +299,34 @@ class Connection:
         self._uid = False
         self._parse_head(bytes(self._buf[:200]), final=False)
 
-    def _too_long(self) -> ev.Event:
-        # a line longer than allowed: answer now, drop the rest of it
+    def _token_limit(self) -> int:
+        """The longest argument Dovecot buffers (its input buffer minus one); imap-login's
+        is smaller but AUTHENTICATE's initial response is exempt."""
+        if self.pre_login:
+            if _AUTHENTICATE.match(self._buf):
+                return self.max_line_length
+            return LOGIN_MAX_TOKEN
+        return self.max_line_length - 1
+
+    def _last_token_start(self, end: int) -> int:
+        """Where the command's last argument before ``end`` starts."""
+        buf = self._buf
+        while end > self._frag and buf[end - 1] == 0x20:
+            end -= 1
+        if end <= self._frag:  # nothing after the last literal: that literal was checked
+            return 0
+        return max(buf.rfind(b" ", 0, end) + 1, self._frag)
+
+    def _longest_token(self, end: int) -> int:
+        return max(len(t) for t in bytes(self._buf[self._frag:end]).rstrip(b"\r").split(b" "))
+
+    def _too_long(self, whole_line: bool = False) -> ev.Event:
+        # an argument or a line longer than allowed: answer now, drop the rest of the line
         self._head_for_error()
-        bad = self._bad("Too long argument")
+        bad = self._bad(TOO_LARGE if whole_line else TOO_LONG)
         del self._buf[:]
         self._scan = self._frag = 0
+        self._last_sp = -1
         self._state = _SKIP_LINE
         self._tag = self._name = ""
         return bad
@@ -317,13 +343,13 @@ class Connection:
             return ev.Bad("*", "Error in IMAP tag: Invalid tag")
         self._tag = m.group().decode("latin-1")
         invalid = ev.Bad(self._tag, "Error in IMAP command: Invalid command name")
-        name, pos = self._read_name(line, m.end() + 1)
+        name, pos = self._read_name(line, m.end() + 1, final)
         if name is None:
             return invalid
         if name == "UID":
             if pos >= len(line) or line[pos] != 0x20:
                 return invalid
-            sub, pos = self._read_name(line, pos + 1)
+            sub, pos = self._read_name(line, pos + 1, final)
             if sub is None:
                 return invalid
             self._uid = True
@@ -347,10 +373,12 @@ class Connection:
         return None
 
     @staticmethod
-    def _read_name(line: bytes, pos: int) -> tuple[str | None, int]:
-        """A command name (ATOM-CHARs, upper-cased) that must end at SP or the line end."""
+    def _read_name(line: bytes, pos: int, final: bool) -> tuple[str | None, int]:
+        """A command name (ATOM-CHARs, upper-cased) that must end at SP or the line end
+        (a name running to the end of a partial line is not known yet)."""
         n = _NAME.match(line, pos)
-        if n is None or (n.end() < len(line) and line[n.end()] not in (0x20, 0x0D, 0x0A)):
+        if n is None or (n.end() < len(line) and line[n.end()] not in (0x20, 0x0D, 0x0A)) \
+                or (n.end() == len(line) and not final):
             return None, pos
         return n.group().decode("latin-1").upper(), n.end()
 
@@ -367,15 +395,23 @@ class Connection:
                 return ev.NEED_DATA
             lf = self._find_lf()
             if lf < 0:
-                if len(buf) - self._frag > self.max_line_length or \
-                        (self.pre_login and self._login_token_too_long(len(buf))):
+                # Dovecot's two limits: one argument must fit its input buffer, and no
+                # argument may start after imap_max_line_length octets of the command
+                if self._last_sp + 1 > self.max_line_length:
+                    return self._too_long(
+                        whole_line=self._longest_token(len(buf)) <= self._token_limit())
+                if len(buf) - max(self._last_sp + 1, self._frag) > self._token_limit():
                     return self._too_long()
                 return ev.NEED_DATA
-            if lf - self._frag + 1 > self.max_line_length or \
-                    (self.pre_login and self._login_token_too_long(lf)):
+            if lf - self._frag + 1 > self._token_limit() and self._longest_token(lf) > \
+                    self._token_limit():
                 self._head_for_error()
-                bad = self._bad("Too long argument")
-                return self._bad_and_skip_rest(bad, lf)
+                return self._bad_and_skip_rest(self._bad(TOO_LONG), lf)
+            content = lf - (1 if lf and buf[lf - 1] == 0x0D else 0)
+            if content > self.max_line_length and \
+                    self._last_token_start(content) > self.max_line_length:
+                self._head_for_error()
+                return self._bad_and_skip_rest(self._bad(TOO_LARGE), lf)
             if self._frag == 0:
                 self._tag = self._name = ""
                 self._uid = False
@@ -409,13 +445,14 @@ class Connection:
                 self._remaining = size
                 self._state = _SKIP_DATA
                 return bad
-            if lf + 1 + size > self.max_line_length:
+            if content + size > self.max_line_length:  # "{n}" ends at content
                 self._state = _CLOSED
                 return ev.Bye("Literal size too large")
             if sync:
                 self.writer.write(b"+ OK\r\n")
             self._frag = lf + 1 + size
             self._scan = self._frag
+            self._last_sp = self._frag - 1
             if len(buf) < self._frag:
                 return ev.NEED_DATA
 
@@ -522,6 +559,7 @@ class Connection:
         flags, when = parse_append_message(rest[:-1])
         del self._buf[:lf + 1]
         self._scan = self._frag = 0
+        self._last_sp = -1
         self._pending = ev.LiteralStart(marker.size, marker.synchronizing, marker.binary,
                                         flags, when)
         self._state = _LITERAL_DECISION
@@ -588,6 +626,7 @@ class Connection:
             return self._bad_and_skip_rest(self._bad(str(exc)), lf)
         del self._buf[:lf + 1]
         self._scan = 0
+        self._last_sp = -1
         self._pending = ev.LiteralStart(marker.size, marker.synchronizing, marker.binary,
                                         flags, when)
         self._state = _LITERAL_DECISION
@@ -601,6 +640,7 @@ class Connection:
                 tag = self._tag
                 self._buf.clear()
                 self._scan = 0
+                self._last_sp = -1
                 mode_idle = self._state == _IDLE
                 self._state = _SKIP_LINE
                 return ev.Bad(tag, "Expected DONE" if mode_idle else "Response too long")
@@ -608,6 +648,7 @@ class Connection:
         line = bytes(self._buf[:lf])
         del self._buf[:lf + 1]
         self._scan = 0
+        self._last_sp = -1
         if lf + 1 > self.max_line_length:  # as if it had been caught before its end
             mode_idle = self._state == _IDLE
             self._state = _COMMAND
@@ -628,10 +669,12 @@ class Connection:
         if lf < 0:
             self._buf.clear()
             self._scan = 0
+            self._last_sp = -1
             return ev.NEED_DATA
         # like Dovecot, literal data announced at the end of a dropped line is not skipped
         del self._buf[:lf + 1]
         self._scan = self._frag = 0
+        self._last_sp = -1
         self._state = _COMMAND
         return None
 
@@ -643,6 +686,7 @@ class Connection:
             return ev.NEED_DATA
         self._state = _SKIP_LINE
         self._scan = 0
+        self._last_sp = -1
         return None
 
 

@@ -107,11 +107,22 @@ def test_literal_too_large_ends_the_connection() -> None:
     assert events(conn2, b"a SELECT {2000}\r\n") == [Bye("Literal size too large")]
 
 
-def test_too_long_line_is_bad_and_the_connection_goes_on() -> None:
+def test_too_long_argument_is_bad_and_the_connection_goes_on() -> None:
     conn = Connection(max_line_length=100)
     evs = events(conn, b"a SELECT " + b"x" * 200)
     assert evs == [Bad("a", "Error in IMAP command SELECT: Too long argument", "SELECT")]
     assert events(conn, b"x" * 300 + b"\r\nb NOOP\r\n") == [Command("b", "NOOP", None)]
+
+
+def test_too_large_command_is_bad_and_the_connection_goes_on() -> None:
+    conn = Connection(max_line_length=100)
+    evs = events(conn, b"a SEARCH " + b"SEEN " * 30)
+    assert evs == [Bad("a", "Error in IMAP command SEARCH: IMAP command line too large",
+                       "SEARCH")]
+    assert events(conn, b"SEEN " * 100 + b"\r\nb NOOP\r\n") == [Command("b", "NOOP", None)]
+    # many short arguments are fine as long as the last one starts within the limit
+    (ok,) = events(conn, b"c SEARCH " + b"SEEN " * 18 + b"\r\n")
+    assert isinstance(ok, Command)
 
 
 def test_idle_reads_only_done() -> None:
