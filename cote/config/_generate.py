@@ -59,6 +59,18 @@ for _db in ("passdb", "userdb"):
 Tree = dict[str, object]
 CHECKED: dict[str, str] = {}
 
+# Settings doveconf knows but leaves out of -a (found by asking doveconf about every
+# setting-like string in Dovecot's binaries). Their defaults come from -h; None when -h prints
+# nothing at all.
+HIDDEN = ("imap_urlauth_stream_user", "imap_urlauth_submit_user", "mail_cache_max_size",
+          "mail_cache_min_mail_count", "mail_cache_purge_continued_percentage",
+          "mail_cache_purge_delete_percentage", "mail_cache_purge_header_continue_count",
+          "mail_cache_purge_min_size", "mail_cache_record_max_size",
+          "mail_cache_unaccessed_field_drop", "mail_index_log2_max_age",
+          "mail_index_log_rotate_max_size", "mail_index_log_rotate_min_age",
+          "mail_index_log_rotate_min_size", "mail_index_rewrite_max_log_bytes",
+          "mail_index_rewrite_min_log_bytes", "submission_backend_capabilities")
+
 
 def doveconf(conf: str, *args: str) -> tuple[int, str, str]:
     with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as fh:
@@ -151,6 +163,10 @@ def main() -> None:
         glob[k] = str(real[k])
     for k in glob:
         types[k] = classify([], k)
+    hidden: dict[str, tuple[str, str | None]] = {}
+    for k in HIDDEN:
+        _, out_h, _ = doveconf(HEADER, "-h", k)
+        hidden[k] = (classify([], k), out_h[:-1] if out_h else None)
     services = {k[8:]: v for k, v in base.items() if k.startswith("service ")}
     svc_keys: dict[str, str] = {}
     inet_keys: dict[str, str] = {}
@@ -187,6 +203,7 @@ def main() -> None:
         fh.write("from __future__ import annotations\n\n")
         for name, obj in (
             ("GLOBAL", {k: (types[k], glob[k]) for k in sorted(glob)}),
+            ("HIDDEN_GLOBAL", hidden),
             ("SERVICE", {k: (svc_keys[k], "") for k in sorted(svc_keys)}),
             ("INET_LISTENER", {k: (inet_keys[k], "") for k in sorted(inet_keys)}),
             ("UNIX_LISTENER", {k: (unix_keys[k], "") for k in sorted(unix_keys)}),

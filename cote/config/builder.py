@@ -13,7 +13,7 @@ import pwd
 import re
 import socket
 
-from cote.config import schema
+from cote.config import obsolete, schema
 from cote.config.errors import ConfigError
 from cote.config.model import Config, Filter, Net, Section, Setting
 from cote.config.parser import RawBlock, RawSetting
@@ -49,6 +49,7 @@ class _Builder:
         self.missing_files: list[ConfigError] = []
         self.service_count = 0
         self.seq = 0
+        self.noted_obsolete = False
         for name, body in schema.builtin_services().items():
             self.cfg._sections.setdefault("service", []).append(self._builtin_service(name, body))
             self.service_count += 1
@@ -145,6 +146,14 @@ class _Builder:
     def _global_setting(self, item: RawSetting, flt: Filter | None) -> None:
         spec = schema.GLOBAL.get(item.key)
         if spec is None:
+            alias = schema.ALIASES.get(item.key)
+            if alias is not None:
+                self._global_setting(RawSetting(alias, item.value, item.file, item.line,
+                                                item.quoted, item.file_ref), flt)
+                return
+            if item.key in obsolete.OBSOLETE:
+                self._obsolete(item, flt)
+                return
             raise self._err(item.file, item.line, f"Unknown setting: {item.key}")
         if flt is not None and (flt.local or flt.remote) and item.key.startswith("auth_"):
             raise self._err(item.file, item.line,
@@ -169,6 +178,40 @@ class _Builder:
                         f"{at})")
                     break
         (flt.settings if flt is not None else self.cfg._set)[item.key] = s
+
+    def _obsolete(self, item: RawSetting, flt: Filter | None) -> None:
+        """An old setting doveconf still takes: convert it and warn like doveconf."""
+        conv = obsolete.convert(item.key, item.value, flt.protocol if flt else None)
+        if not self.noted_obsolete:
+            self.noted_obsolete = True
+            self.cfg.warnings.append(obsolete.NOTE.format(prog="coteconf"))
+        self.cfg.warnings.append(f"Obsolete setting in {item.file}:{item.line}: {conv.warning}")
+        if conv.error:
+            self.cfg.warnings.append(conv.error)
+        for key, value in conv.globals.items():
+            ref = value.startswith("<")
+            self._global_setting(RawSetting(key, value[1:] if ref else value, item.file,
+                                            item.line, file_ref=ref), flt)
+        for key, value in conv.plugin.items():
+            target = flt.plugin if flt is not None else self.cfg._plugin
+            target[key] = Setting(value, value, item.file, item.line)
+        for (name, listener, key), value in conv.services.items():
+            sec = next((s for s in self.cfg._sections.get("service", []) if s.name == name), None)
+            if sec is None:
+                continue
+            if listener:
+                kind, _, lname = listener.partition(" ")
+                child = sec.child(kind, lname)
+                if child is None:
+                    continue
+                sec = child
+            spec = schema.TABLES[sec.kind][key]
+            try:
+                typed = spec.parse(value)
+            except ValueError:
+                continue    # doveconf drops an old value that does not convert
+            text = value if spec.kind == "str" else format_value(spec.kind, typed)
+            sec._set[key] = Setting(text, typed, item.file, item.line)
 
     def _walk_global(self, block: RawBlock, flt: Filter | None) -> None:
         for item in block.items:

@@ -103,6 +103,11 @@ class Dumper:
                 if dyn is None or (self.opts.omit_dynamic and not self.opts.all):
                     continue
                 default = dyn
+            elif key in schema.HIDDEN:
+                # left out of -a unless set; -n as usual (a NULL default is "changed" by any value)
+                if s is None or not (self.opts.all or key in schema.NULL_DEFAULT
+                                     or _changed(spec, s)):
+                    continue
             elif not self.opts.all and key not in MANAGESIEVE_DYNAMIC and (
                     s is None or not _changed(spec, s)):
                 continue
@@ -238,6 +243,8 @@ class Dumper:
                 if key in MANAGESIEVE_DYNAMIC and s is None:
                     dyn = self._dynamic_default(key, default)
                     return None if dyn is None else [dyn]
+                if s is None and key in schema.NULL_DEFAULT:
+                    return None
                 return [self._raw(s, default)]
             if key == "plugin":
                 return self._free_block("plugin", "", cfg.plugin_settings(), "")

@@ -33,6 +33,13 @@ def _table(raw: dict[str, tuple[str, str]], prefix: str) -> dict[str, Spec]:
 
 
 GLOBAL: dict[str, Spec] = _table(T.GLOBAL, "")
+# Settings doveconf knows but leaves out of -a unless set; NULL_DEFAULT ones have no default
+# at all (-h prints nothing for them until they are set).
+HIDDEN = frozenset(T.HIDDEN_GLOBAL)
+NULL_DEFAULT = frozenset(k for k, (_, d) in T.HIDDEN_GLOBAL.items() if d is None)
+GLOBAL.update(_table({k: (kind, d or "") for k, (kind, d) in T.HIDDEN_GLOBAL.items()}, ""))
+# Names doveconf silently takes for another setting.
+ALIASES = {"doveadm_proxy_port": "doveadm_port"}
 SERVICE = _table(T.SERVICE, "service/")
 INET_LISTENER = _table(T.INET_LISTENER, "inet_listener/")
 UNIX_LISTENER = _table(T.UNIX_LISTENER, "unix_listener/")

@@ -158,3 +158,19 @@ def test_single_values_like_doveconf(tree: Path, args: tuple[str, ...]) -> None:
     dove = doveconf(cwd, "-c", "namespaces_special_use.conf", *args)
     cote = coteconf(cwd, "-c", "namespaces_special_use.conf", *args)
     assert (cote.rc, cote.out) == (dove.rc, dove.out)
+
+
+@pytest.mark.parametrize("name", ["legacy_dovecot1.conf", "legacy_dovecot22.conf",
+                                  "legacy_ssl_protocols.conf"])
+def test_obsolete_settings_warn_like_doveconf(tree: Path, name: str) -> None:
+    """Old settings are converted (the -n/-a tests compare the result) with doveconf's words."""
+    cwd = tree / "configs"
+    dove = doveconf(cwd, "-c", name, "-n")
+    cote = coteconf(cwd, "-c", name, "-n")
+    expected = {line.split(": ", 2)[2].replace("doveconf -Pn", "coteconf -Pn")
+                for line in dove.err.splitlines()
+                if ": Warning: " in line or "Could not find a minimum" in line}
+    got = {line.split(": ", 2)[2] for line in cote.err.splitlines()
+           if "not implemented by cote" not in line}
+    assert any("Obsolete setting in" in w for w in expected)
+    assert got == expected
