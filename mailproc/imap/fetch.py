@@ -4,8 +4,9 @@ Per message the response is written item by item into the session's writer; mess
 are read from the mapped file in 1 MB CRLF-converted chunks, and the generator yields to the
 adapter whenever the writer holds more than ``HIGH_WATER`` octets, so FETCH 1:* BODY[] over
 100,000 messages keeps memory flat. Item order follows Dovecot: ``UID`` first for UID FETCH,
-then the non-literal items in the client's order, then the literals, then a ``FLAGS`` that a
-non-peek body fetch changed when the client did not ask for FLAGS.
+then the items the index answers (UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ) in the
+client's order, then a ``FLAGS`` that a non-peek body fetch changed when the client did not
+ask for FLAGS, then every other item in the client's order.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ BATCH = 512
 HIGH_WATER = 256 * 1024
 """Octets queued in the writer before a command pauses for the adapter to send."""
 _STRUCTURE = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
+_INDEX = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _HEADER_SPECS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "MIME")
 
 
@@ -82,9 +84,8 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
         idx = [i for i in idx if box.modseqs[i] > args.changedsince]
         if args.vanished:
             _vanished(s, args)
-    plain = [a for a in atts if a.section is None and a.name not in
-             ("RFC822", "RFC822.HEADER", "RFC822.TEXT")]
-    literal = [a for a in atts if a not in plain]
+    # Dovecot's order: the items its index answers, then the others, each in request order
+    ordered = [a for a in atts if a.name in _INDEX] + [a for a in atts if a.name not in _INDEX]
     want_flags = any(a.name == "FLAGS" for a in atts)
     sets_seen = not s.readonly and any(_sets_seen(a) for a in atts)
     need_details = any(a.name in ("INTERNALDATE", "RFC822.SIZE") for a in atts)
@@ -112,7 +113,7 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
             u = box.uids[i]
             msg = MessageData(box, u)
             try:
-                ok = yield from _one(s, w, i, u, msg, plain=plain, literal=literal,
+                ok = yield from _one(s, w, i, u, msg, items=ordered,
                                      details=details,
                                      send_flags=want_flags or u in seen_changed,
                                      asked_flags=want_flags)
@@ -140,17 +141,18 @@ def _vanished(s: Session, args: C.Fetch) -> None:
         s.writer.write(R.vanished(SeqSet.from_ints(uids), earlier=True))
 
 
-def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, plain: list[FetchAtt],
-         literal: list[FetchAtt], details: Mapping[int, MessageDetails], send_flags: bool,
+def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: list[FetchAtt],
+         details: Mapping[int, MessageDetails], send_flags: bool,
          asked_flags: bool) -> Generator[None, None, bool]:
     box = s.box
     assert box is not None
     # load what can fail before the first octet of the response
     try:
-        for a in plain:
-            if a.name in _STRUCTURE:
+        for a in items:
+            if a.name in _STRUCTURE and a.section is None:
                 msg.cached(_STRUCTURE[a.name])
-        if literal:
+        if any(a.section is not None or (a.name.startswith("RFC822.") and a.name !=
+               "RFC822.SIZE") or a.name == "RFC822" for a in items):
             _ = msg.parts
             _ = msg.buf
     except MessageGone:
@@ -167,10 +169,10 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, plain: li
         else:
             w.write(b" ")
 
-    if send_flags and not asked_flags:  # \\Seen set by this FETCH: Dovecot puts it first
-        at = 1 if plain and plain[0].name == "UID" else 0
-        plain = [*plain[:at], FetchAtt("FLAGS"), *plain[at:]]
-    for a in plain:
+    if send_flags and not asked_flags:  # \\Seen set by this FETCH: after the index items
+        at = next((j for j, a in enumerate(items) if a.name not in _INDEX), len(items))
+        items = [*items[:at], FetchAtt("FLAGS"), *items[at:]]
+    for a in items:
         name = a.name
         sep()
         if name == "UID":
@@ -185,20 +187,16 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, plain: li
         elif name == "RFC822.SIZE":
             d = details.get(u)
             w.write(b"RFC822.SIZE %d" % (d.vsize if d else 0))
-        elif name in _STRUCTURE:
+        elif name in _STRUCTURE and a.section is None:
             w.write(name.encode() + b" " + msg.cached(_STRUCTURE[name]))
         elif name == "X-MAILBOX":
             w.write(b"X-MAILBOX " + R.mailbox_name(box.name))
         elif name == "X-REAL-UID":
             w.write(b"X-REAL-UID %d" % u)
+        elif a.section is not None or name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+            yield from _body_item(s, w, msg, a)
         else:  # SAVEDATE and object ids: not stored
             w.write(name.encode() + b" NIL")
-    for a in literal:
-        sep()
-        ok = yield from _body_item(s, w, msg, a)
-        if not ok:
-            w.write(b")\r\n")
-            return True
     w.write(b")\r\n")
     return True
 

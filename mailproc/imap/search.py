@@ -9,6 +9,7 @@ message, with the message's data loaded only when a key asks for it.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -192,6 +193,36 @@ def _check_charset(charset: str | None) -> R.Reply | None:
     return None
 
 
+def _keywords_in(key: SearchKey) -> list[str]:
+    out = [str(key.arg)] if key.kind in ("KEYWORD", "UNKEYWORD") else []
+    for c in key.children:
+        out.extend(_keywords_in(c))
+    return out
+
+
+def register_keywords(s: Session, names: list[str]) -> None:
+    """Dovecot adds a keyword that a SEARCH or STORE names to the mailbox's keyword list
+    (the client then gets a new FLAGS response) even when no message gets it, read-only
+    sessions included; in an empty mailbox it stays in the session's view only."""
+    box = s.box
+    assert box is not None
+    known = {kw.lower() for kw in s.all_keywords()}
+    new = [k for k in dict.fromkeys(names)
+           if not k.startswith("\\") and k.lower() not in known]
+    if not new:
+        return
+    index, key_id = getattr(box, "index", None), getattr(box, "_box", None)
+    if len(box) and index is not None and key_id is not None:
+        try:
+            for name in new:
+                index.add_keyword(key_id, name)
+            box.keywords = index.keywords(key_id)
+            return
+        except (StorageError, OSError, sqlite3.Error):
+            pass
+    s.local_keywords.extend(new)
+
+
 def _uses_modseq(key: SearchKey) -> bool:
     return key.kind == "MODSEQ" or any(_uses_modseq(c) for c in key.children)
 
@@ -205,13 +236,15 @@ def run_search(s: Session, args: C.Search, *, uid: bool) -> R.Reply:
     modseq = _uses_modseq(args.key)
     if modseq:
         s.enable_condstore()
+    register_keywords(s, _keywords_in(args.key))
     hits = Searcher(s).run(args.key)
     numbers = [box.uids[i] if uid else i + 1 for i in hits]
     max_modseq = max((box.modseqs[i] for i in hits), default=0) if modseq else None
     if args.returns is None:
         s.writer.write(R.search(numbers, max_modseq if hits else None))
-        return s.ok("SEARCH")
-    _esearch(s, args.returns, hits, numbers, uid=uid, max_modseq=max_modseq)
+    else:
+        _esearch(s, args.returns, hits, numbers, uid=uid, max_modseq=max_modseq)
+    s.send_keywords_if_new()
     return s.ok("SEARCH")
 
 

@@ -142,6 +142,7 @@ class Session:
         self.readonly = False
         self.recent: set[int] = set()
         self.keyword_count = 0
+        self.local_keywords: list[str] = []
         self.enabled: set[str] = set()
         self.condstore = False
         self.saved: list[int] | None = None  # SEARCHRES $ (UIDs)
@@ -297,7 +298,7 @@ class Session:
             self.recent.difference_update(changes.expunged)
         self.send_keywords_if_new()
         if changes.new:
-            self.recent.update(box.recent_uids())
+            self.recent.update(box.recent_uids() if not self.readonly else peek_recent(box))
             w.write(R.exists(len(box)))
         if changes.new or len(self.recent) != old_recent:
             w.write(R.recent(len(self.recent)))
@@ -315,25 +316,37 @@ class Session:
                     line += b" MODSEQ (%d)" % box.modseqs[seq - 1]
                 w.write(line + b")\r\n")
 
-    def send_keywords_if_new(self) -> None:
+    def all_keywords(self) -> list[str]:
+        """The mailbox's keywords, then those only this session named (see search.py)."""
         box = self.box
-        if box is None or len(box.keywords) == self.keyword_count:
+        assert box is not None
+        if not self.local_keywords:
+            return list(box.keywords)
+        known = {k.lower() for k in box.keywords}
+        return list(box.keywords) + [k for k in self.local_keywords if k.lower() not in known]
+
+    def send_keywords_if_new(self) -> None:
+        if self.box is None:
             return
-        self.keyword_count = len(box.keywords)
+        keywords = self.all_keywords()
+        if len(keywords) == self.keyword_count:
+            return
+        self.keyword_count = len(keywords)
         self.write_flags()
 
     def write_flags(self) -> None:
         box = self.box
         assert box is not None
         system = [name for _, name in SYSTEM_ORDER]
-        self.writer.write(R.flags(system + list(box.keywords)))
+        keywords = self.all_keywords()
+        self.writer.write(R.flags(system + keywords))
         if self.readonly:
             self.writer.write(R.untagged("OK", "Read-only mailbox.",
                                          R.permanentflags_code([])))
         else:
             self.writer.write(R.untagged(
                 "OK", "Flags permitted.",
-                R.permanentflags_code(system + list(box.keywords) + ["\\*"])))
+                R.permanentflags_code(system + keywords + ["\\*"])))
 
     # -- any state ----------------------------------------------------------------------
     def cmd_capability(self, cmd: ev.Command) -> R.Reply:
@@ -513,6 +526,7 @@ class Session:
         self.box = None
         self.recent = set()
         self.saved = None
+        self.local_keywords = []
 
     def cmd_select(self, cmd: ev.Command) -> R.Reply:
         args = cmd.args

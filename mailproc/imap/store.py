@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cote.storage import flags as F
+from cote.storage.api import StoreResult
 from cote.storage.errors import StorageError
 
 from . import commands as C
 from . import response as R
+from .search import register_keywords
 from .values import SeqSet
 
 if TYPE_CHECKING:
@@ -21,13 +23,22 @@ def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
     idx = s.indexes_of_set(args.seqset, uid=uid)
     if idx is None:
         return R.bad("Error in IMAP command STORE: Invalid messageset")
+    register_keywords(s, list(args.flags))
     if s.readonly:
+        s.send_keywords_if_new()
         return R.ok("Store ignored with read-only mailbox")
     if args.unchangedsince is not None:
         s.enable_condstore()
     uids = [box.uids[i] for i in idx]
     was_deleted = {u for u, i in zip(uids, idx, strict=True) if box.flags[i] & F.DELETED}
-    result = box.store(uids, args.mode or "=", list(args.flags), args.unchangedsince)
+    flags = list(args.flags)
+    if args.mode == "-":  # a keyword no message has cannot be removed (nor be created)
+        known = {k.lower() for k in box.keywords}
+        flags = [f for f in flags if f.startswith("\\") or f.lower() in known]
+    if uids and (flags or args.mode != "-"):
+        result = box.store(uids, args.mode or "=", flags, args.unchangedsince)
+    else:
+        result = StoreResult([], [])
     changed = set(result.changed)
     if changed:
         all_bits = 0
@@ -74,8 +85,6 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
     err = s.mailbox_name_error(args.mailbox)
     if err:
         return err
-    if move and s.readonly:
-        return R.no("Mailbox is read-only.")
     dest_name = args.mailbox.name
     if dest_name != "INBOX" and not s.mailboxes.exists(dest_name):
         return R.no(f"Mailbox doesn't exist: {dest_name}", "TRYCREATE")
@@ -83,15 +92,20 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
     if not uids:
         return R.ok("No messages found.")
     same = dest_name == box.name
-    dest = box if same else s.open_for_saving(dest_name)
+    # Dovecot moves out of an EXAMINEd mailbox too: a second, writable view does it
+    source = s.open_for_saving(box.name) if move and s.readonly else box
+    dest = source if same and not source.readonly else \
+        s.open_for_saving(dest_name) if not same or source.readonly else source
     try:
-        pairs = box.move(uids, dest) if move else box.copy(uids, dest)
+        pairs = source.move(uids, dest) if move else source.copy(uids, dest)
         validity = dest.uidvalidity
     except StorageError as e:
         return s.storage_no(e)
     finally:
-        if not same:
+        if dest is not source:
             dest.close()
+        if source is not box:
+            source.close()
     if not pairs:
         return R.ok("No messages found.")
     pairs.sort()

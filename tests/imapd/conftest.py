@@ -47,7 +47,9 @@ MESSAGES: list[tuple[str, bytes]] = [
                           b"Content-Type: message/rfc822\r\n\r\n"
                           b"From: inner@example.com\r\nSubject: inner\r\n\r\ninner body\r\n"),
 ]
-USERS = {"dcuser": "secret", "coteuser": "secret"}
+PAIRS = ("user", "rand", "misc")
+"""Each test that changes mail uses its own pair of users: ``dc<name>`` and ``cote<name>``."""
+USERS = {f"{side}{name}": "secret" for name in PAIRS for side in ("dc", "cote")}
 
 
 def fill(dc: DovecotOracle, user: str) -> None:
@@ -61,7 +63,7 @@ def fill(dc: DovecotOracle, user: str) -> None:
         typ, _ = imap._simple_command("APPEND", "INBOX", flags, DATE,  # type: ignore[attr-defined]
                                       f"{{{len(msg)}+}}\r\n" + msg.decode("latin-1"))
         assert typ == "OK"
-    imap.append("Archive", "(\\Seen)", None, MESSAGES[0][1])
+    imap.append("Archive", "(\\Seen)", DATE, MESSAGES[0][1])
     imap.logout()
 
 
@@ -154,6 +156,7 @@ def cote_client(dc: DovecotOracle, user: str = "coteuser") -> Client:
 
 _TIMING = re.compile(rb" \(\d+\.\d{3} \+ \d+\.\d{3}(?: \+ \d+\.\d{3})? secs\)\.")
 _UIDVALIDITY = re.compile(rb"(UIDVALIDITY|APPENDUID|COPYUID) \d+")
+_MARKED = re.compile(rb" ?\\(?:UnMarked|Marked)\b", re.IGNORECASE)
 _MODSEQ = re.compile(rb"(MODSEQ \(?|HIGHESTMODSEQ )\d+")
 
 
@@ -165,11 +168,14 @@ def normalize(data: bytes) -> bytes:
     * modseq values: cote keeps its own modseqs (docs/storage.md), only their order matters;
     * ``* OK [HIGHESTMODSEQ n] Highest`` lines, which Dovecot sends in SELECT/STATUS
       depending on whether its index already tracks modseqs for that mailbox;
+    * LIST's ``\\Marked``/``\\UnMarked``, which Dovecot derives from Maildir directory
+      times for some folders (cote does not send them);
     * the order of LIST/LSUB rows (Dovecot's is the order it read the directories in);
     * CAPABILITY lists: cote advertises Dovecot's list without the extensions it lacks
       (compared on their own in test_capability_is_dovecots_order).
     """
     data = _TIMING.sub(b" (T).", data)
+    data = _MARKED.sub(b"", data)
     data = _UIDVALIDITY.sub(rb"\1 V", data)
     data = _MODSEQ.sub(rb"\1M", data)
     lines = [ln for ln in data.split(b"\r\n") if not ln.startswith(b"* OK [HIGHESTMODSEQ ")]
