@@ -9,6 +9,7 @@ Typical use (the IMAP layer)::
     size = crlf_size(mm, *rng); chunks = crlf_chunks(mm, *rng, offset, length)
     header = section_content(mm, parts, parse_section(b"HEADER.FIELDS (FROM)"))
     data, literal8 = binary_content(mm, parts, parse_section(b"2"))
+    size, literal8, chunks = binary_stream(mm, parts, parse_section(b"2"))  # big parts
 
 Modules: ``scanner`` (parts, sizes), ``headers`` (header blocks), ``rfc822``/``address``/
 ``mimeparams`` (value grammars), ``envelope``, ``bodystructure``, ``sections`` (BODY[…]),
@@ -22,6 +23,7 @@ from cote.storage.message.binary import (
     UnknownCTE,
     binary_content,
     binary_size,
+    binary_stream,
 )
 from cote.storage.message.bodystructure import body, bodystructure
 from cote.storage.message.envelope import envelope
@@ -52,7 +54,8 @@ from cote.storage.message.summary import SortKeys, Summary, summarize, text_part
 __all__ = [
     "LEAF", "MESSAGE", "MULTIPART", "BinaryContent", "BinaryParseError", "Part",
     "SaveLineEnds", "Section", "SectionError", "SortKeys", "Summary", "UnknownCTE",
-    "binary_content", "binary_size", "body", "bodystructure", "crlf_chunks", "crlf_size",
+    "binary_content", "binary_size", "binary_stream", "body", "bodystructure", "crlf_chunks",
+    "crlf_size",
     "dumps", "envelope", "loads", "parse_section", "resolve", "scan", "scan_file",
     "section_content", "section_range", "summarize", "text_parts", "to_stored",
     "virtual_size",
