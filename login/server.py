@@ -128,28 +128,71 @@ class LoginServer:
         self.frontend = frontend
         self.auth = AuthClient(settings.auth_socket, settings.protocol)
         self.connections: set[LoginConnection] = set()
+        self.accepting = 0  # accepted sockets whose connection is not made yet
+        self.listening: list[socket.socket] = []
+        self.may_accept: Callable[[], bool] = lambda: True
 
-    async def serve(self, listeners: list[tuple[socket.socket, bool]]) -> list[asyncio.Server]:
-        """Accept on each (listening socket, implicit TLS) pair."""
+    def serve(self, listeners: list[tuple[socket.socket, bool]],
+              may_accept: Callable[[], bool]) -> None:
+        """Accept on each (listening socket, implicit TLS) pair while ``may_accept()``.
+
+        One accept per readiness event, the client counted the moment it is accepted: a
+        login process takes exactly the clients its limits allow (one in high-security
+        mode) and never leaves with a socket it accepted but did not serve. (asyncio's own
+        servers accept greedily and build the connection later.)"""
         loop = asyncio.get_running_loop()
-        servers = []
+        self.may_accept = may_accept
         for sock, implicit_tls in listeners:
             if implicit_tls and self.settings.tls is None:
                 self.settings.log.error("ssl listener configured but no ssl_cert/ssl_key: "
                                         "not accepting TLS connections")
                 continue
-            ctx = self.settings.tls if implicit_tls else None
-            servers.append(await loop.create_server(
-                lambda tls=implicit_tls: LoginConnection(self, tls), sock=sock, ssl=ctx))
-        return servers
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept, sock, implicit_tls)
+            self.listening.append(sock)
+
+    def stop_accepting(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self.listening:
+            loop.remove_reader(sock.fileno())
+        self.listening.clear()
+
+    def _accept(self, sock: socket.socket, implicit_tls: bool) -> None:
+        if not self.may_accept():
+            self.stop_accepting()
+            return
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another login process took it
+        except OSError as e:
+            self.settings.log.error(f"accept() failed: {e}")
+            return
+        conn.setblocking(False)
+        self.accepting += 1
+        self.settings.on_client_count(self.client_count())
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(
+            lambda: LoginConnection(self, implicit_tls), conn))
+        task.add_done_callback(self._accepted)
+
+    def _accepted(self, task: asyncio.Task[tuple[asyncio.Transport, asyncio.BaseProtocol]]
+                  ) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.accepting -= 1  # no LoginConnection was made for it
+            self.settings.on_client_count(self.client_count())
+
+    def client_count(self) -> int:
+        return len(self.connections) + self.accepting
 
     def added(self, conn: LoginConnection) -> None:
+        # Already counted when accepted: connection_made runs before the accept task ends.
         self.connections.add(conn)
-        self.settings.on_client_count(len(self.connections))
+        self.accepting -= 1
 
     def removed(self, conn: LoginConnection) -> None:
         self.connections.discard(conn)
-        self.settings.on_client_count(len(self.connections))
+        self.settings.on_client_count(self.client_count())
 
 
 class LoginConnection(asyncio.Protocol):
@@ -188,6 +231,8 @@ class LoginConnection(asyncio.Protocol):
 
     async def _start(self) -> None:
         assert self.facts is not None
+        if self.implicit_tls and not await self._handshake():
+            return
         try:
             handshake = await self.server.auth.connect()
             mechanisms = handshake.mechanisms
@@ -228,6 +273,7 @@ class LoginConnection(asyncio.Protocol):
                 self.auth_task = asyncio.get_running_loop().create_task(self._authenticate(action))
             elif isinstance(action, AuthContinue):
                 if self.auth_request is not None:
+                    self.busy = True  # the daemon has the client's response now
                     self.auth_request.respond(action.response)
             elif isinstance(action, AuthCancel):
                 self._cancel_auth()
@@ -252,27 +298,35 @@ class LoginConnection(asyncio.Protocol):
             self.auth_task = None
         self.busy = False
 
-    async def _start_tls(self) -> None:
-        assert self.transport is not None and self.frontend is not None and self.facts is not None
+    async def _handshake(self) -> bool:
+        """TLS server handshake on the current transport (implicit TLS or after STARTTLS)."""
+        assert self.transport is not None and self.facts is not None
         if self.settings.tls is None:
             self.transport.close()
-            return
-        # Plaintext sent after STARTTLS but before the handshake is an injection attempt.
-        self.frontend.discard_buffered()
-        self.early = b""
+            return False
         loop = asyncio.get_running_loop()
         try:
             new = await loop.start_tls(self.transport, self, self.settings.tls, server_side=True)
         except (ssl.SSLError, OSError, ConnectionError) as e:
-            self.closing_reason = f"TLS handshaking failed: {e}"
+            self.closing_reason = f"Connection closed: TLS handshaking failed: {e}" if str(e) \
+                else "Connection closed"
             self.transport.close()
-            return
+            return False
         if new is None:
-            return
+            return False
         self.transport = new
         self.facts = ConnectionFacts(self.facts.local_ip, self.facts.local_port,
                                      self.facts.remote_ip, self.facts.remote_port,
                                      self.facts.session, True, True)
+        return True
+
+    async def _start_tls(self) -> None:
+        assert self.frontend is not None
+        # Plaintext sent after STARTTLS but before the handshake is an injection attempt.
+        self.frontend.discard_buffered()
+        self.early = b""
+        if not await self._handshake():
+            return
         self.frontend.tls_started()
         self.busy = False
         self._perform([])
@@ -298,6 +352,8 @@ class LoginConnection(asyncio.Protocol):
         while True:
             reply = await request.next()
             if isinstance(reply, Continue):
+                # The client must be heard now: its next line answers the challenge.
+                self.busy = False
                 self._perform(self.frontend.challenge(reply.challenge))
                 continue
             self.auth_request = None

@@ -41,7 +41,6 @@ async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryB
     cfg = ctx.config.lookup(protocol=protocol)
     settings = server_settings(ctx, cfg, protocol)
     done = asyncio.Event()
-    servers: list[asyncio.Server] = []
     previous = 0
 
     def on_count(count: int) -> None:
@@ -52,14 +51,12 @@ async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryB
             ctx.client_disconnected()
         previous = count
         if not ctx.accepting:
-            for s in servers:
-                s.close()
+            server.stop_accepting()
         if ctx.should_exit():
             done.set()
 
     def stop() -> None:
-        for s in servers:
-            s.close()
+        server.stop_accepting()
         if ctx.should_exit():
             done.set()
 
@@ -67,7 +64,7 @@ async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryB
     server = LoginServer(settings, make_factory(cfg, settings.tls is not None))
     listeners = [(lst.sock, lst.ssl) for lst in ctx.listeners
                  if lst.kind == "inet" and lst.sock is not None]
-    servers += await server.serve(listeners)
+    server.serve(listeners, lambda: ctx.accepting)
     ctx.on_stop_accepting(stop)
     ctx.status.report(ctx.available())
     await done.wait()

@@ -81,7 +81,7 @@ def test_login_hands_the_client_to_a_pop3_process_that_serves_dovecots_store(set
     mpid = re.search(r"mpid=(\d+)", login).group(1)  # type: ignore[union-attr]
     ours_logout = log_lines(setup, f"pop3(popuser)<{mpid}>")
     # Dovecot served the very same commands: its logout line is the reference.
-    theirs_logout = log_lines(setup, "Disconnected: Logged out", setup.dovecot.log_path)
+    theirs_logout = log_lines(setup, "Disconnected: Logged out top=", setup.dovecot.log_path)
     assert ours_logout and theirs_logout
     assert ours_logout[-1].split(": Info: ", 1)[1] == theirs_logout[-1].split(": Info: ", 1)[1]
 

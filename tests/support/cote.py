@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cote.demo import make_certificate
 from tests.support.env import free_port, mail_user, remove_dir, server_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,9 +29,15 @@ COTE = REPO / ".venv/bin/cote"
 class CoteServer:
     def __init__(self, *, mail_location: str, passwd_file: str | Path,
                  protocols: str = "imap pop3 lmtp", extra_conf: str = "",
-                 auth_mechanisms: str = "plain login") -> None:
+                 auth_mechanisms: str = "plain login", tls: bool = False) -> None:
         self.dir = server_dir("cote")
-        self.ports = {"imap": free_port(), "pop3": free_port(), "lmtp": free_port()}
+        self.ports = {"imap": free_port(), "pop3": free_port(), "lmtp": free_port(),
+                      "imaps": free_port() if tls else 0, "pop3s": free_port() if tls else 0}
+        self.cert = self.dir / "cert.pem"
+        ssl_conf = "ssl = no"
+        if tls:
+            make_certificate(self.cert, self.dir / "key.pem", "localhost")
+            ssl_conf = f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{self.dir}/key.pem"
         self.protocols = protocols
         self.config_path = self.dir / "dovecot.conf"
         self.log_path = self.dir / "cote.log"
@@ -42,7 +49,7 @@ state_dir = {self.dir}/state
 log_path = {self.log_path}
 protocols = {protocols}
 listen = 127.0.0.1
-ssl = no
+{ssl_conf}
 mail_location = {mail_location}
 first_valid_uid = {vmail.pw_uid}
 auth_mechanisms = {auth_mechanisms}
@@ -60,7 +67,7 @@ service imap-login {{
     port = {self.ports['imap']}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {self.ports['imaps']}
   }}
 }}
 service pop3-login {{
@@ -69,7 +76,7 @@ service pop3-login {{
     port = {self.ports['pop3']}
   }}
   inet_listener pop3s {{
-    port = 0
+    port = {self.ports['pop3s']}
   }}
 }}
 service lmtp {{
@@ -85,7 +92,8 @@ service lmtp {{
     def start(self) -> CoteServer:
         self.process = subprocess.Popen([str(COTE), "-F", "-c", str(self.config_path)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wanted = [p for name, p in self.ports.items() if name in self.protocols.split()]
+        wanted = [p for name, p in self.ports.items()
+                  if p and name.rstrip("s") in self.protocols.split()]
         deadline = time.monotonic() + 20
         for port in wanted:
             while True:
