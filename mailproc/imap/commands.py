@@ -508,10 +508,7 @@ def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
         name = arg.decode("latin-1").upper()
         kind = _body_kind(name)
         if kind is not None:
-            base, peek = kind
-            label = "BINARY" if base.startswith("BINARY") else "BODY"
-            binary = label == "BINARY"
-            spec = bytes(arg[arg.index(b"[") + 1:])
+            label = "BINARY" if kind[0].startswith("BINARY") else "BODY"
             fields = items[i + 1] if i + 1 < len(items) else None
             if isinstance(fields, list):
                 tail = items[i + 2] if i + 2 < len(items) else None
@@ -522,12 +519,28 @@ def _fetch_item(items: Sequence[Arg], i: int) -> tuple[FetchAtt, int]:
                                     "non-strings")
                 if not (name.endswith(".FIELDS") or name.endswith(".FIELDS.NOT")):
                     raise SyntaxErr(f"Invalid {label}[..] section")
-                section = parse_section(spec, binary=binary, fields=fields)
-                partial = None if base == "BINARY.SIZE" else _partial(bytes(tail[1:]), label)
-                return FetchAtt(base, section, partial, peek), i + 3
+                key = tuple((type(f) is Atom, bytes(f)) for f in fields)  # type: ignore[arg-type]
+                return _header_fields_att(bytes(arg), key, bytes(tail)), i + 3
             if arg.find(b"]") < 0:
                 raise SyntaxErr(f"Invalid {label}[..] parameter: Missing ']'")
     return parse_fetch_att(arg), i + 1
+
+
+@functools.lru_cache(maxsize=256)
+def _header_fields_att(arg: bytes, fields: tuple[tuple[bool, bytes], ...], tail: bytes
+                       ) -> FetchAtt:
+    """``BODY.PEEK[HEADER.FIELDS (…)]<…>`` from its three tokens (``fields`` as (is-atom,
+    octets) pairs); cached like single-token items."""
+    name = arg.decode("latin-1").upper()
+    kind = _body_kind(name)
+    assert kind is not None
+    base, peek = kind
+    label = "BINARY" if base.startswith("BINARY") else "BODY"
+    spec = arg[arg.index(b"[") + 1:]
+    typed: list[Arg] = [Atom(v) if is_atom else Quoted(v) for is_atom, v in fields]
+    section = parse_section(spec, binary=label == "BINARY", fields=typed)
+    partial = None if base == "BINARY.SIZE" else _partial(tail[1:], label)
+    return FetchAtt(base, section, partial, peek)
 
 
 def _parse_fetch(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Fetch:
