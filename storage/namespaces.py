@@ -1,0 +1,298 @@
+"""Namespaces: one ``MailboxList`` for the protocol code over a user's configured namespaces.
+
+``namespace NAME { inbox, prefix, separator, type, location, list, subscriptions, hidden,
+mailbox X { special_use, auto } }`` as Dovecot reads them: each namespace is one backend
+:class:`~cote.storage.api.MailboxList` (its own ``location`` or ``mail_location``) and names
+on the wire are ``prefix + name``. :class:`Namespaces` maps names to the namespace whose prefix
+is the longest match (``INBOX`` always to the ``inbox = yes`` one), lists every namespace with
+``list = yes`` (``list = no`` / ``hidden`` ones only for patterns that start with their prefix;
+``list = children`` only when it has mailboxes), lists a prefix itself as a ``\\Noselect``
+parent, and shows ``auto = create|subscribe`` mailboxes before they exist (created when first
+opened, as Dovecot does; ``subscribe`` ones count as subscribed). NAMESPACE's data come from
+:meth:`Namespaces.namespace_data` (hidden namespaces left out).
+
+The mail processes call :meth:`Namespaces.from_config` instead of ``open_storage``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from cote.storage import open_storage
+from cote.storage.api import Mailbox, MailboxInfo, MailboxList, QuotaPolicy
+from cote.storage.errors import InvalidName, MailboxNotFound, StorageError
+from cote.storage.pattern import compile_pattern, normalize_inbox
+from cote.variables import VariableError, expand, user_values
+
+
+class NamespaceError(StorageError):
+    def __init__(self, message: str) -> None:
+        super().__init__(f"namespace: {message}", code="SERVERBUG")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSettings:
+    name: str
+    special_use: str = ""
+    auto: str = "no"  # no | create | subscribe
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceSettings:
+    name: str
+    type: str = "private"
+    prefix: str = ""
+    separator: str = ""
+    inbox: bool = False
+    hidden: bool = False
+    list: str = "yes"  # yes | no | children
+    subscriptions: bool = True
+    location: str = ""
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    disabled: bool = False
+    ignore_on_failure: bool = False
+
+
+class Namespace:
+    """One namespace: its settings and its backend mailbox list."""
+
+    def __init__(self, settings: NamespaceSettings, mailboxes: MailboxList) -> None:
+        self.settings = settings
+        self.list = mailboxes
+        self.prefix = settings.prefix
+        self.separator = settings.separator or mailboxes.separator
+        self.auto = {m.name: m for m in settings.mailboxes if m.auto in ("create", "subscribe")}
+
+    def vname(self, name: str) -> str:
+        return self.prefix + name
+
+    def is_auto(self, name: str) -> bool:
+        return name in self.auto
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("yes", "y", "1", "true")
+
+
+def settings_from_config(cfg: object) -> list[NamespaceSettings]:
+    """The ``namespace`` sections of a parsed config (``cote.config.Config``); without any,
+    Dovecot's implicit ``inbox = yes`` namespace."""
+    sections = getattr(cfg, "sections")("namespace")  # noqa: B009 - duck-typed Config
+    out = []
+    for sec in sections:
+        boxes = tuple(MailboxSettings(mb.name, str(mb.get("special_use") or ""),
+                                      str(mb.get("auto") or "no"))
+                      for mb in sec.sections("mailbox"))
+        out.append(NamespaceSettings(
+            name=sec.name, type=str(sec.get("type") or "private"),
+            prefix=str(sec.get("prefix") or ""), separator=str(sec.get("separator") or ""),
+            inbox=_bool(sec.get("inbox")), hidden=_bool(sec.get("hidden")),
+            list=str(sec.get("list") or "yes"), subscriptions=_bool(sec.get("subscriptions")),
+            location=str(sec.get("location") or ""), mailboxes=boxes,
+            disabled=_bool(sec.get("disabled")),
+            ignore_on_failure=_bool(sec.get("ignore_on_failure"))))
+    if not out:
+        out.append(NamespaceSettings(name="inbox", inbox=True))
+    return out
+
+
+class Namespaces(MailboxList):
+    """Every namespace of a user behind one ``MailboxList`` (names carry the prefixes)."""
+
+    def __init__(self, namespaces: Sequence[Namespace]) -> None:
+        self.namespaces = [ns for ns in namespaces if not ns.settings.disabled]
+        if not self.namespaces:
+            raise NamespaceError("no namespaces")
+        inbox = [ns for ns in self.namespaces if ns.settings.inbox]
+        if len(inbox) > 1:
+            raise NamespaceError("more than one namespace has inbox=yes")
+        self.inbox_ns = inbox[0] if inbox else None
+        self.separator = (self.inbox_ns or self.namespaces[0]).separator
+        # longest prefix first
+        self._by_prefix = sorted(self.namespaces, key=lambda n: -len(n.prefix))
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Sequence[NamespaceSettings], *, mail_location: str,
+                      home: str | None, variables: Mapping[str, str | None] | None = None,
+                      config: Callable[[str], object] | None = None,
+                      quota: QuotaPolicy | None = None) -> Namespaces:
+        namespaces = []
+        for s in settings:
+            if s.disabled:
+                continue
+            location = mail_location
+            if s.location:
+                try:
+                    location = expand(s.location, dict(variables or {}))
+                except VariableError as e:
+                    raise NamespaceError(f"{s.name}: location: {e}") from e
+            special = {m.name: m.special_use for m in s.mailboxes if m.special_use}
+            try:
+                backend = open_storage(location, home=home, separator=s.separator or None,
+                                       config=config, quota=quota if s.inbox else None,
+                                       special_use=special, create_inbox=s.inbox)
+            except StorageError:
+                if s.ignore_on_failure:
+                    continue
+                raise
+            namespaces.append(Namespace(s, backend))
+            attach = getattr(quota, "attach", None) if s.inbox else None
+            if attach is not None:
+                attach(backend)
+        return cls(namespaces)
+
+    @classmethod
+    def from_config(cls, cfg: object, user_fields: Mapping[str, str] | None = None, *,
+                    user: str, mail_location: str, home: str | None,
+                    quota: QuotaPolicy | None = None, service: str = "imap") -> Namespaces:
+        """What a mail process opens for a logged-in user (``mail_location`` expanded)."""
+        values: dict[str, str | None] = user_values(user)
+        values.update({"home": home, "service": service})
+        getter = getattr(cfg, "get")  # noqa: B009 - duck-typed Config
+        return cls.from_settings(settings_from_config(cfg), mail_location=mail_location,
+                                 home=home, variables=values, config=getter, quota=quota)
+
+    # -- names ----------------------------------------------------------------------------
+    def find(self, vname: str) -> tuple[Namespace, str]:
+        """The namespace of a name and the name inside it."""
+        ns = self.inbox_ns
+        if ns is not None:
+            n = normalize_inbox(vname, ns.separator)
+            if n == "INBOX":
+                return ns, "INBOX"
+            if ns.prefix and normalize_inbox(vname[len(ns.prefix):], ns.separator) == "INBOX" \
+                    and vname.startswith(ns.prefix):
+                return ns, "INBOX"
+        for ns in self._by_prefix:
+            if vname.startswith(ns.prefix):
+                rest = vname[len(ns.prefix):]
+                if not rest:
+                    raise InvalidName("Namespace prefix is not a mailbox")
+                if ns.settings.inbox:
+                    rest = normalize_inbox(rest, ns.separator)
+                elif normalize_inbox(rest, ns.separator) == "INBOX":
+                    raise MailboxNotFound(vname)
+                return ns, rest
+        raise MailboxNotFound(vname)
+
+    def separator_of(self, vname: str) -> str:
+        try:
+            return self.find(vname)[0].separator
+        except StorageError:
+            return self.separator
+
+    def namespace_data(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]],
+                                      list[tuple[str, str]]]:
+        """NAMESPACE response: (personal, other users', shared) as (prefix, separator)."""
+        groups: dict[str, list[tuple[str, str]]] = {"private": [], "shared": [], "public": []}
+        for ns in self.namespaces:
+            if not ns.settings.hidden:
+                groups.setdefault(ns.settings.type, []).append((ns.prefix, ns.separator))
+        return groups["private"], groups["shared"], groups["public"]
+
+    # -- list -----------------------------------------------------------------------------
+    def _listed(self, ns: Namespace, pattern: str) -> bool:
+        if ns.settings.list in ("yes", "children") and not ns.settings.hidden:
+            return True
+        # unlisted namespaces answer only patterns that spell out their prefix
+        return bool(ns.prefix) and pattern.startswith(ns.prefix)
+
+    def list(self, pattern: str = "*", *, subscribed: bool = False
+             ) -> builtins.list[MailboxInfo]:
+        out: builtins.list[MailboxInfo] = []
+        for ns in self.namespaces:
+            if not self._listed(ns, pattern):
+                continue
+            match = compile_pattern(pattern, ns.separator)
+            rows = ns.list.list("*", subscribed=subscribed)
+            if not ns.settings.inbox:
+                rows = [r for r in rows if r.name != "INBOX"]
+            names = {r.name for r in rows}
+            if subscribed:
+                # auto = subscribe mailboxes are subscribed before they exist
+                rows += [MailboxInfo(n, frozenset({"\\Subscribed",
+                                                   *ns.auto[n].special_use.split()}))
+                         for n in self._auto_subscribed(ns) if n not in names]
+            else:
+                for name, mb in ns.auto.items():
+                    if name not in names:
+                        attrs = {"\\HasNoChildren", *mb.special_use.split()}
+                        rows.append(MailboxInfo(name, frozenset(attrs)))
+            if ns.settings.list == "children" and not rows:
+                continue
+            if ns.prefix and not subscribed:
+                top = ns.prefix[: -len(ns.separator)] if ns.prefix.endswith(ns.separator) \
+                    else ns.prefix
+                if match(top):
+                    kids = "\\HasChildren" if rows else "\\HasNoChildren"
+                    out.append(MailboxInfo(top, frozenset({"\\Noselect", kids})))
+            for r in rows:
+                v = ns.vname(r.name)
+                if match(v):
+                    out.append(MailboxInfo(v, r.attributes))
+        return out
+
+    def _auto_subscribed(self, ns: Namespace) -> builtins.list[str]:
+        return [n for n, m in ns.auto.items() if m.auto == "subscribe"]
+
+    # -- mailbox operations ---------------------------------------------------------------
+    def _autocreate(self, ns: Namespace, name: str) -> None:
+        if ns.is_auto(name) and not ns.list.exists(name):
+            ns.list.create(name)
+            if ns.auto[name].auto == "subscribe":
+                ns.list.subscribe(name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            ns, inner = self.find(name)
+        except StorageError:
+            return False
+        return ns.is_auto(inner) or ns.list.exists(inner)
+
+    def create(self, name: str) -> None:
+        ns, inner = self.find(name)
+        ns.list.create(inner)
+
+    def delete(self, name: str) -> None:
+        ns, inner = self.find(name)
+        ns.list.delete(inner)
+
+    def rename(self, old: str, new: str) -> None:
+        ns, a = self.find(old)
+        ns2, b = self.find(new)
+        if ns is not ns2:
+            raise StorageError("Can't rename mailboxes across namespaces.", code="CANNOT")
+        ns.list.rename(a, b)
+
+    def subscribe(self, name: str) -> None:
+        ns, inner = self.find(name)
+        self._autocreate(ns, inner)
+        ns.list.subscribe(inner)
+
+    def unsubscribe(self, name: str) -> None:
+        ns, inner = self.find(name)
+        ns.list.unsubscribe(inner)
+
+    def subscriptions(self) -> builtins.list[str]:
+        out: builtins.list[str] = []
+        for ns in self.namespaces:
+            names = ns.list.subscriptions()
+            names += [n for n in self._auto_subscribed(ns) if n not in names]
+            out += [ns.vname(n) for n in names]
+        return out
+
+    def open(self, name: str, *, readonly: bool = False) -> Mailbox:
+        ns, inner = self.find(name)
+        self._autocreate(ns, inner)
+        box = ns.list.open(inner, readonly=readonly)
+        box.name = name
+        return box
+
+    def close(self) -> None:
+        for ns in self.namespaces:
+            ns.list.close()
