@@ -158,6 +158,9 @@ class _Builder:
         if flt is not None and (flt.local or flt.remote) and item.key.startswith("auth_"):
             raise self._err(item.file, item.line,
                             f"Auth settings not supported inside local/remote blocks: {item.key}")
+        if item.key == "protocols" and not item.quoted and any(
+                w in ("imaps", "pop3s", "managesieve") for w in item.value.split()):
+            item = self._old_protocols(item)
         if item.key == "imap_client_workarounds" and "," in item.value:
             # doveconf's imap settings check rewrites the old comma-separated form
             item = RawSetting(item.key, item.value.replace(",", " "), item.file, item.line,
@@ -179,13 +182,28 @@ class _Builder:
                     break
         (flt.settings if flt is not None else self.cfg._set)[item.key] = s
 
-    def _obsolete(self, item: RawSetting, flt: Filter | None) -> None:
-        """An old setting doveconf still takes: convert it and warn like doveconf."""
-        conv = obsolete.convert(item.key, item.value, flt.protocol if flt else None)
+    def _note_obsolete(self, item: RawSetting, warning: str) -> None:
         if not self.noted_obsolete:
             self.noted_obsolete = True
             self.cfg.warnings.append(obsolete.NOTE.format(prog="coteconf"))
-        self.cfg.warnings.append(f"Obsolete setting in {item.file}:{item.line}: {conv.warning}")
+        self.cfg.warnings.append(f"Obsolete setting in {item.file}:{item.line}: {warning}")
+
+    def _old_protocols(self, item: RawSetting) -> RawSetting:
+        value, warnings, disabled = obsolete.convert_protocols(item.value)
+        for w in warnings:
+            self._note_obsolete(item, w)
+        for proto in disabled:
+            login = next((s for s in self.cfg._sections.get("service", [])
+                          if s.name == f"{proto}-login"), None)
+            listener = login.child("inet_listener", proto) if login else None
+            if listener is not None:
+                listener._set["port"] = Setting("0", 0, item.file, item.line)
+        return RawSetting(item.key, value, item.file, item.line, item.quoted, item.file_ref)
+
+    def _obsolete(self, item: RawSetting, flt: Filter | None) -> None:
+        """An old setting doveconf still takes: convert it and warn like doveconf."""
+        conv = obsolete.convert(item.key, item.value, flt.protocol if flt else None)
+        self._note_obsolete(item, conv.warning)
         if conv.error:
             self.cfg.warnings.append(conv.error)
         for key, value in conv.globals.items():

@@ -129,3 +129,29 @@ def _min_protocol(value: str) -> str:
         (excluded if word.startswith("!") else included).add(name)
     allowed = [p for p in _SSL_PROTOCOLS if p in (included or _SSL_PROTOCOLS) and p not in excluded]
     return allowed[0] if allowed else "All protocols disabled"
+
+
+def convert_protocols(value: str) -> tuple[str, list[str], list[str]]:
+    """Old protocol names in ``protocols``: the new value, doveconf's warnings, and the
+    protocols whose plain (non-TLS) listener doveconf then disables."""
+    words = value.split()
+    warnings: list[str] = []
+    disabled: list[str] = []
+    if "managesieve" in words:
+        words = ["sieve" if w == "managesieve" else w for w in words]
+        warnings.append("protocols=managesieve has been renamed to protocols=sieve")
+    for plain in ("imap", "pop3"):
+        old = plain + "s"
+        if old not in words:
+            continue
+        words = [w for w in words if w != old]
+        if plain in words:
+            warnings.append(f"'{old}' protocol is no longer necessary, remove it")
+        else:
+            words.append(plain)
+            disabled.append(plain)
+            warnings.append(
+                f"'{old}' protocol can no longer be specified (use protocols={plain}). to "
+                f"disable non-ssl {plain}, use service {plain}-login {{ inet_listener {plain} "
+                "{ port=0 } }")
+    return " ".join(words), warnings, disabled
