@@ -44,7 +44,8 @@ def _simple(cfg: Config, dumper: Dumper) -> list[str]:
     """-S: one ``path=value`` line per setting, with doveconf's list headers and paths."""
     out = []
     for key in schema.GLOBAL:
-        out.append(f"{key}={dumper.raw_global(key)}")
+        if key not in schema.HIDDEN:
+            out.append(f"{key}={dumper.raw_global(key)}")
     if cfg.plugin_settings():
         out.append("plugin=")
     for key, s in sorted(cfg.plugin_settings().items()):
