@@ -242,8 +242,9 @@ _STATUS_ORDER = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGH
 def status(name: str, items: Mapping[str, int | str]) -> bytes:
     """``* STATUS INBOX (MESSAGES 3 UIDNEXT 4)``, items in Dovecot's order whatever order
     the client asked in (X-GUID's value is a string)."""
-    body = b" ".join(b"%s %s" % (k.encode(), str(items[k]).encode())
-                     for k in _STATUS_ORDER if k in items)
+    keys = [k for k in _STATUS_ORDER if k in items]
+    keys += [k for k in items if k not in _STATUS_ORDER]  # others keep the order given
+    body = b" ".join(b"%s %s" % (k.encode(), str(items[k]).encode()) for k in keys)
     return b"* STATUS " + mailbox_name(name) + b" (" + body + b")" + CRLF
 
 
