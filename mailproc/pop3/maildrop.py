@@ -73,7 +73,11 @@ class Maildrop:
         self.hidden = hidden
         details = mailbox.details(uids)
         self.sizes = [d.vsize for d in details]
-        self.uidls = self._uidls(uids, mailbox.uidvalidity)
+        # UIDLs kept from a migration (dovecot-uidlist's P field) win over the format.
+        migrated = mailbox.pop3_uidls(uids)
+        formatted = self._uidls([u for u in uids if u not in migrated], mailbox.uidvalidity)
+        rest = iter(formatted)
+        self.uidls = [migrated[u] if u in migrated else next(rest) for u in uids]
 
     def _uidls(self, uids: Sequence[int], uidvalidity: int) -> list[str]:
         try:

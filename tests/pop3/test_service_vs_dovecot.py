@@ -189,3 +189,28 @@ def test_dropped_connection_logs_like_dovecot(store: DovecotOracle, twin: Doveco
     ours_line = [x for x in err.decode().splitlines() if "Disconnected:" in x][-1]
     theirs_line = next_logout(twin, seen)
     assert ours_line.split("Disconnected: ", 1)[1] == theirs_line.split("Disconnected: ", 1)[1]
+
+
+@pytest.mark.oracle
+def test_migrated_uidls_from_the_uidlist_win(twin: DovecotOracle) -> None:
+    """A migration tool's P fields in dovecot-uidlist: both servers must show them."""
+    uidlist = twin.user_maildir("popuser") / "dovecot-uidlist"
+    lines = uidlist.read_text().splitlines()
+    present = [int(line.split(" ", 1)[0]) for line in lines[1:]]
+    migrated = {present[0]: "migrated-uidl-one", present[-1]: "0123456789abcdef"}
+    out = [lines[0]]
+    for line in lines[1:]:
+        uid = int(line.split(" ", 1)[0])
+        if uid in migrated:
+            head, _, name = line.partition(" :")
+            line = f"{head} P{migrated[uid]} :{name}"
+        out.append(line)
+    uidlist.write_text("\n".join(out) + "\n")
+    theirs = dovecot_pop3(twin)
+    ours, proc = cote_pop3(twin)
+    their_uidls = theirs.command("UIDL")
+    assert ours.command("UIDL") == their_uidls
+    assert b" migrated-uidl-one\r\n" in their_uidls
+    theirs.close()
+    ours.close()
+    proc.wait(10)
