@@ -92,7 +92,10 @@ def fuzz_parser(data: bytes) -> None:
     step = (data[0] % 17) + 1
     decide = data[-1]
     conn = Connection(max_line_length=512 + (data[0] % 4) * 256,
-                      literal_minus=bool(data[0] & 0x40), literal_plus=not data[0] & 0x80)
+                      literal_minus=bool(data[0] & 0x40), literal_plus=not data[0] & 0x80,
+                      pre_login=bool(data[0] & 0x20))
+    if data[0] & 0x10:
+        conn.enabled = frozenset({"QRESYNC", "CONDSTORE"})
     budget = [MAX_EVENTS]
     body = data[1:]
     for i in range(0, len(body), step):

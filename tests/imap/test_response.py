@@ -276,3 +276,34 @@ def test_thread_lines_match_dovecot(oracle_session: OracleSession) -> None:
             assert response.thread(roots) == line
     finally:
         raw.exchange(b"s SELECT INBOX\r\n")
+
+
+def test_select_answer_shapes_match_dovecot(oracle_session: OracleSession) -> None:
+    raw = oracle_session.raw
+    raw.exchange(b"e ENABLE CONDSTORE\r\n")
+    lines = raw.exchange(b"s SELECT INBOX\r\n")
+    rebuilt: list[bytes] = []
+    for line in lines:
+        text = line.rstrip(b"\r\n")
+        if text.startswith(b"* FLAGS "):
+            toks, _ = tokenize(line, len(b"* FLAGS "))
+            rebuilt.append(response.flags([bytes(f).decode() for f in toks[0]]))  # type: ignore
+        elif text.startswith(b"* OK [PERMANENTFLAGS "):
+            toks, _ = tokenize(line, len(b"* OK [PERMANENTFLAGS "))
+            names = [bytes(f).decode() for f in toks[0]]  # type: ignore[union-attr]
+            rebuilt.append(response.untagged("OK", "Flags permitted.",
+                                             response.permanentflags_code(names)))
+        elif text.endswith(b" EXISTS"):
+            rebuilt.append(response.exists(int(text.split()[1])))
+        elif text.endswith(b" RECENT"):
+            rebuilt.append(response.recent(int(text.split()[1])))
+        elif text.startswith(b"* OK ["):
+            code, _, human = text[len(b"* OK ["):].partition(b"] ")
+            rebuilt.append(response.untagged("OK", human.decode(), code.decode()))
+        elif text.startswith(b"s OK "):
+            rebuilt.append(response.tagged("s", "OK", "Select completed", "READ-WRITE"))
+            line = strip_timing(line) + b"\r\n"
+        else:
+            raise AssertionError(line)
+        assert rebuilt[-1] == line
+    assert any(b"HIGHESTMODSEQ" in x for x in rebuilt) and any(b"UIDNEXT" in x for x in rebuilt)
