@@ -5,10 +5,10 @@
   (Latin-1 when it is not), line breaks unfolded.
 * ``base_subject`` is RFC 5256's base subject (``Re:``/``Fwd:``/``[blob]`` leaders,
   ``(fwd)`` trailers and ``[fwd: …]`` wrappers removed, white space collapsed);
-  ``subject_sort_key`` is its case-folded form.
+  ``subject_sort_key`` is its i;unicode-casemap key (``casemap``, RFC 5051).
 * ``sort_address`` / ``display_address`` are the SORT FROM/TO/CC keys (RFC 5256: the
   first address's mailbox) and DISPLAYFROM/DISPLAYTO (RFC 5957: its display name, else
-  the address).
+  the address), casemapped.
 * ``parse_date`` reads an RFC 2822 date leniently into (UTC timestamp, zone offset in
   minutes); None when it is not a date, so SORT falls back to the internal date.
 """
@@ -19,6 +19,7 @@ import base64
 import binascii
 import calendar
 import re
+import unicodedata
 
 from cote.storage.message.address import NORMAL, parse_addresses
 
@@ -110,8 +111,22 @@ def base_subject(value: bytes) -> str:
         return subject
 
 
+def casemap(text: str) -> str:
+    """The i;unicode-casemap comparator's key (RFC 5051): titlecase, then canonical
+    decomposition; keys compare by code point."""
+    if text.isascii():
+        return text.upper()
+    return unicodedata.normalize("NFD", "".join(map(_title1, text)))
+
+
+def _title1(ch: str) -> str:
+    # the simple (one-character) titlecase mapping: "ß" stays "ß", as for Dovecot
+    t = ch.title()
+    return t if len(t) == 1 else ch
+
+
 def subject_sort_key(value: bytes | None) -> str:
-    return "" if value is None else base_subject(value).casefold()
+    return "" if value is None else casemap(base_subject(value))
 
 
 def sort_address(value: bytes | None) -> str:
@@ -120,7 +135,7 @@ def sort_address(value: bytes | None) -> str:
         return ""
     for a in parse_addresses(value):
         if a.kind == NORMAL:
-            return _raw_text(a.mailbox or b"").casefold()
+            return casemap(_raw_text(a.mailbox or b""))
     return ""
 
 
@@ -131,8 +146,8 @@ def display_address(value: bytes | None) -> str:
     for a in parse_addresses(value):
         if a.kind == NORMAL:
             if a.name:
-                return _WSP.sub(" ", decode_words(a.name)).strip(" ").casefold()
-            return _raw_text((a.mailbox or b"") + b"@" + (a.domain or b"")).casefold()
+                return casemap(_WSP.sub(" ", decode_words(a.name)).strip(" "))
+            return casemap(_raw_text((a.mailbox or b"") + b"@" + (a.domain or b"")))
     return ""
 
 

@@ -13,6 +13,7 @@ from cote.storage.message.searchkeys import (
     sort_address,
     subject_sort_key,
 )
+from cote.storage.message.summary import summarize
 from tests.message.imapraw import RawImap
 from tests.support.dovecot import DovecotOracle
 
@@ -43,11 +44,11 @@ def test_base_subject(raw: bytes, base: str) -> None:
 
 
 def test_addresses_and_dates() -> None:
-    assert sort_address(b"Joe <JOE@x.org>, b@c") == "joe"
-    assert sort_address(b"group: a@b;") == "a"
+    assert sort_address(b"Joe <joe@x.org>, b@c") == "JOE"
+    assert sort_address(b"group: a@b;") == "A"
     assert sort_address(None) == ""
-    assert display_address(b"=?utf-8?q?J=C3=B6rg?= <j@x>") == "jörg"
-    assert display_address(b"j@x") == "j@x"
+    assert display_address(b"=?utf-8?q?J=C3=B6rg?= <j@x>") == "JO\u0308RG"
+    assert display_address(b"j@x") == "J@X"
     assert parse_date(b"Mon, 7 Feb 1994 21:52:25 -0800") == (760686745, -480)
     assert parse_date(b"7 Feb 94 21:52 GMT") == (760657920, 0)
     assert parse_date(b"not a date") is None
@@ -69,3 +70,34 @@ def test_subject_order_matches_dovecot_sort(dovecot: DovecotOracle) -> None:
                   key=lambda uid: (subject_sort_key(subjects[uid - 1]), uid))
     client.close()
     assert mine == theirs
+
+
+SORT_MESSAGES = [
+    b"From: Zed <zed@x>\r\nTo: b@x\r\nDate: Mon, 1 Jan 2001 10:00:00 +0100\r\n\r\nx",
+    b"From: \"Alice Q\" <BOB@x>\r\nTo: A@x\r\nDate: Mon, 1 Jan 2001 09:30:00 +0000\r\n\r\nx",
+    b"From: =?utf-8?q?=C3=89mile?= <emile@x>\r\nTo: c@x\r\nCc: z@z\r\n"
+    b"Date: 31 Dec 2000 23:00 -0500\r\n\r\nx",
+    b"From: grp: m@x;\r\nDate: Tue, 2 Jan 2001 00:00:01 GMT\r\n\r\nx",
+    b"From: aaron@x\r\nTo: \r\nDate: Tue, 2 Jan 2001 00:00:02 GMT\r\n\r\nx",
+    b"To: Q <q@x>\r\nCc: (c) y@y\r\nDate: Tue, 2 Jan 2001 00:00:00 GMT\r\n\r\nx",
+    b"From: \xc3\x9fig <s@x>\r\nTo: \"\xc3\xa9\" <e@x>\r\nDate: Tue, 2 Jan 2001 00:00:03 GMT\r\n\r\nx",
+]
+
+
+@pytest.mark.oracle
+def test_sort_keys_order_like_dovecot(dovecot: DovecotOracle) -> None:
+    client = RawImap(dovecot.ports["imap"], "user1", "pass1")
+    client.command(b"CREATE sortkeys")
+    client.command(b"SELECT sortkeys")
+    for m in SORT_MESSAGES:
+        client.append(b"sortkeys", m)
+    keys = [summarize(m)[1].sort for m in SORT_MESSAGES]
+    fields = {b"FROM": "from_", b"TO": "to", b"CC": "cc", b"DATE": "sent",
+              b"DISPLAYFROM": "display_from", b"DISPLAYTO": "display_to"}
+    for crit, attr in fields.items():
+        untagged, _ = client.command(b"UID SORT (" + crit + b") UTF-8 ALL")
+        theirs = [int(x) for x in untagged[0].split()[2:]]
+        mine = sorted(range(1, len(SORT_MESSAGES) + 1),
+                      key=lambda uid: (getattr(keys[uid - 1], attr), uid))
+        assert mine == theirs, crit
+    client.close()
