@@ -18,6 +18,7 @@ import struct
 from collections.abc import Awaitable, Callable
 
 from cote.auth.engine import AuthEngine, Reply, UserdbAnswer
+from cote.auth.penalty import PenaltyClient, checksum
 from cote.auth.protocol import auth_client as ac
 from cote.auth.protocol import auth_master as am
 from cote.auth.request import AuthRequest
@@ -50,10 +51,12 @@ def peer_uid(writer: asyncio.StreamWriter) -> int | None:
 class ClientConnection:
     """One auth-client connection (a login process, Postfix, Exim)."""
 
-    def __init__(self, engine: AuthEngine, writer: asyncio.StreamWriter, log: Logger) -> None:
+    def __init__(self, engine: AuthEngine, writer: asyncio.StreamWriter, log: Logger,
+                 penalty: PenaltyClient) -> None:
         self.engine = engine
         self.writer = writer
         self.log = log
+        self.penalty = penalty
         self.codec = ac.ServerConnection([m.name for m in engine.mechanisms])
         self.cuid = engine.new_cuid()
         self.client_pid = 0
@@ -98,12 +101,21 @@ class ClientConnection:
 
     async def _converse(self, event: ac.AuthBegin, request: AuthRequest,
                         responses: Callable[[], Awaitable[bytes]]) -> None:
+        penalised = bool(request.remote_ip) and "no-penalty" not in event.flags
         try:
+            if penalised:
+                wait = await self.penalty.delay(request.remote_ip)
+                if wait > 0:
+                    await asyncio.sleep(wait)
             async for reply in self.engine.conversation(
                     event.mechanism, event.initial_response, request,
                     final_resp_ok="final-resp-ok" in event.flags, cuid=self.cuid,
                     responses=responses):
                 self._send(event.id, reply, request)
+                if penalised and reply.kind != "cont" and reply.code != "temp_fail":
+                    await self.penalty.record(
+                        request.remote_ip, failed=reply.kind == "fail",
+                        check=checksum(request.user, event.initial_response or b""))
         except Exception as e:  # a bug must fail this request, not the daemon
             self.log.error(f"auth request {event.id} failed: {type(e).__name__}: {e}")
             self.writer.write(self.codec.fail(event.id, code="temp_fail"))
@@ -227,10 +239,11 @@ class MasterConnection:
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 engine: AuthEngine, log: Logger, *, protocol: str, owner_uid: int) -> None:
+                 engine: AuthEngine, log: Logger, *, protocol: str, owner_uid: int,
+                 penalty: PenaltyClient) -> None:
     conn: ClientConnection | MasterConnection
     if protocol == "client":
-        conn = ClientConnection(engine, writer, log)
+        conn = ClientConnection(engine, writer, log, penalty)
     else:
         uid = peer_uid(writer)
         restricted = None if protocol == "master" or uid in (None, 0, owner_uid) else uid
@@ -257,6 +270,7 @@ async def serve(ctx: ServiceContext) -> None:
     ctx.install_asyncio_handlers(loop)
     log = ctx.log
     engine = AuthEngine(ctx.config, log)
+    penalty = PenaltyClient(ctx.anvil)
     servers: list[asyncio.AbstractServer] = []
     for lst in ctx.listeners:
         protocol = listener_protocol(lst.name)
@@ -268,7 +282,8 @@ async def serve(ctx: ServiceContext) -> None:
 
         async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                          protocol: str = protocol, owner: int = owner) -> None:
-            await handle(reader, writer, engine, log, protocol=protocol, owner_uid=owner)
+            await handle(reader, writer, engine, log, protocol=protocol, owner_uid=owner,
+                         penalty=penalty)
 
         if lst.kind == "unix":
             servers.append(await asyncio.start_unix_server(client, sock=lst.sock))
