@@ -1172,9 +1172,14 @@ APPEND = "APPEND"
 
 def parse_command(name: str, args: Sequence[Arg], uid: bool = False,
                   enabled: frozenset[str] = _NONE) -> object:
-    """Typed arguments for ``name`` (already upper-case, known) or ``SyntaxErr``.
-    ``enabled`` holds the ENABLEd extensions (QRESYNC changes what is valid)."""
-    return COMMANDS[name](args, uid, enabled)
+    """Typed arguments for ``name`` (already upper-case) or ``SyntaxErr``. ``enabled`` holds
+    the ENABLEd extensions (QRESYNC changes what is valid). A command this module has no
+    grammar for (one a server adds to its command set, e.g. GETQUOTAROOT) gets its generic
+    tokens."""
+    parser = COMMANDS.get(name)
+    if parser is None:
+        return list(args)
+    return parser(args, uid, enabled)
 
 
 def parse_append_message(group: Sequence[Arg]) -> tuple[tuple[str, ...], datetime | None]:

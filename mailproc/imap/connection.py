@@ -458,7 +458,7 @@ class Connection:
 
     def _finish_command(self, raw: bytes, lf: int) -> ev.Event:
         tag, name, uid = self._tag, self._name, self._uid
-        if self.pre_login:
+        if self.pre_login and name != APPEND:
             return self._finish_login_command(raw, lf)
         if name == APPEND:
             result = self._append(lf, streaming=False)

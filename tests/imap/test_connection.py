@@ -251,3 +251,18 @@ def test_a_large_append_streams_in_bounded_chunks() -> None:
     conn.receive_data(b"\r\n")
     assert conn.next_event() == CommandEnd("a")
     assert got == size
+
+
+def test_extra_commands_of_the_server_get_generic_tokens() -> None:
+    conn = Connection(commands=frozenset({"GETQUOTAROOT", "NOOP"}))
+    (cmd,) = events(conn, b'a GETQUOTAROOT "INBOX"\r\n')
+    assert isinstance(cmd, Command) and cmd.name == "GETQUOTAROOT" and cmd.args == [b"INBOX"]
+
+
+def test_login_dialect_with_every_command_still_streams_append() -> None:
+    evs = events(Connection(pre_login=True), b"a APPEND INBOX {1+}\r\nx\r\n")
+    assert [type(e).__name__ for e in evs] == ["Command", "LiteralStart", "LiteralChunk",
+                                               "LiteralEnd", "CommandEnd"]
+    cmd, bad = events(Connection(pre_login=True), b"a APPEND INBOX\r\n")
+    assert isinstance(cmd, Command)
+    assert bad == Bad("a", "Error in IMAP command received by server.", "APPEND")
