@@ -162,7 +162,10 @@ class Connection:
     def next_event(self) -> ev.Event:
         """The next event, ``NEED_DATA`` when more input is needed, ``CLOSED`` at the end."""
         if self._queue:
-            return self._queue.pop(0)
+            queued = self._queue.pop(0)
+            if self.pre_login and isinstance(queued, ev.Bad):
+                return self._login_bad(queued)
+            return queued
         while True:
             state = self._state
             if state == _CLOSED:
