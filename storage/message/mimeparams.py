@@ -2,10 +2,12 @@
 
 Parsed with Dovecot's leniency, because the results appear verbatim in BODYSTRUCTURE:
 a Content-Type must be ``type[/subtype]`` followed by ``;`` or the end (otherwise type and
-subtype are empty and the parameters are dropped); a parameter value is a token or quoted
-string and junk after it is skipped up to the next ``;``; RFC 2231 continuations
+subtype are empty and the parameters are dropped; ``type (unterminated`` keeps the type);
+a parameter is ``key=value`` with a token or quoted-string value, and a broken one is
+dropped, parsing resuming one octet further at the next ``;``; RFC 2231 continuations
 (``name*0``, ``name*1*``…) are joined when their indexes are complete and left alone when
-not, charset/language prefixes are kept encoded.
+not, charset/language prefixes are kept encoded; an unterminated comment after a token
+drops what it ends (a parameter, a disposition, a language tag, an encoding).
 """
 
 from __future__ import annotations

@@ -7,16 +7,21 @@ tuple of :class:`Part` records, each a plain tuple of ints/bytes that serialises
 the CRLF-normalised ("virtual") sizes IMAP reports, so LF-only Maildir files give the same
 answers as CRLF ones.
 
-MIME rules follow Dovecot's parser, because its answers are the reference: the line break
-before a boundary line belongs to the boundary; a boundary line is any line starting with
-``--boundary`` of an open multipart (the longest match; the innermost of equal ones);
-``--boundary--`` closes it and what
-follows is epilogue; a missing close delimiter lets parts run to the enclosing boundary or
-the end; a multipart without a boundary has no children; Content-* fields of a message that
-has neither MIME-Version nor Content-Type are ignored; the first Content-Type wins; a text
-part without a charset gets ``charset=us-ascii``; as in Dovecot, a multipart or message
-part 100 levels deep becomes an opaque application/octet-stream, and the 10,000th part runs
-to the end of the message.
+MIME rules follow Dovecot's parser, because its answers are the reference:
+- a boundary line is any line starting with ``--boundary`` of an open multipart (the
+  longest match, the innermost of equal ones); the line break before it belongs to it;
+  ``--boundary--`` closes the multipart and what follows is epilogue; a missing close
+  delimiter lets parts run to the enclosing boundary or the end; a boundary on the last,
+  unterminated line opens no part; a multipart without a boundary has no children;
+- a boundary cutting a part's header, or the innermost boundary right after its empty
+  line, takes the preceding line break: the header ends before it and the body is empty;
+- Content-* fields of a message with neither MIME-Version nor Content-Type are ignored; the
+  first Content-Type wins (``type`` alone is allowed, ``multipart`` alone is not a
+  multipart), the first readable encoding and language do, Content-Disposition fields
+  replace each other until one has parameters; a text part without a charset gets
+  ``charset=us-ascii``;
+- a multipart or message part 100 levels deep becomes an opaque application/octet-stream,
+  and the 10,000th part runs to the end of the message.
 """
 
 from __future__ import annotations
