@@ -9,7 +9,6 @@ message, with the message's data loaded only when a key asks for it.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -201,26 +200,18 @@ def _keywords_in(key: SearchKey) -> list[str]:
 
 
 def register_keywords(s: Session, names: list[str]) -> None:
-    """Dovecot adds a keyword that a SEARCH or STORE names to the mailbox's keyword list
-    (the client then gets a new FLAGS response) even when no message gets it, read-only
-    sessions included; in an empty mailbox it stays in the session's view only."""
+    """Dovecot adds a keyword that a SEARCH or STORE names to its in-memory keyword list of
+    the mailbox (the client gets a new FLAGS response) even when no message gets it, in
+    read-only sessions too. How long Dovecot remembers it depends on its index cache; cote
+    keeps it until the mailbox is closed (docs/differences.md)."""
     box = s.box
     assert box is not None
     known = {kw.lower() for kw in s.all_keywords()}
-    new = [k for k in dict.fromkeys(names)
-           if not k.startswith("\\") and k.lower() not in known]
-    if not new:
-        return
-    index, key_id = getattr(box, "index", None), getattr(box, "_box", None)
-    if len(box) and index is not None and key_id is not None:
-        try:
-            for name in new:
-                index.add_keyword(key_id, name)
-            box.keywords = index.keywords(key_id)
-            return
-        except (StorageError, OSError, sqlite3.Error):
-            pass
-    s.local_keywords.extend(new)
+    local = s.local_keywords.setdefault(box.name, [])
+    for name in dict.fromkeys(names):
+        if not name.startswith("\\") and name.lower() not in known:
+            local.append(name)
+            known.add(name.lower())
 
 
 def _uses_modseq(key: SearchKey) -> bool:
@@ -397,7 +388,8 @@ def run_thread(s: Session, args: C.Thread, *, uid: bool) -> R.Reply:
         roots = _ordered_subject(infos)
     else:
         roots = _references(infos, refs_mode=args.algorithm == "REFS")
-    s.writer.write(R.thread(roots))
+    # an empty result is "* THREAD " with the space, as Dovecot writes it
+    s.writer.write(R.thread(roots) if roots else b"* THREAD \r\n")
     return s.ok("THREAD")
 
 

@@ -141,8 +141,9 @@ class Session:
         self.box: Mailbox | None = None
         self.readonly = False
         self.recent: set[int] = set()
+        self.reported_recent = 0
         self.keyword_count = 0
-        self.local_keywords: list[str] = []
+        self.local_keywords: dict[str, list[str]] = {}
         self.enabled: set[str] = set()
         self.condstore = False
         self.saved: list[int] | None = None  # SEARCHRES $ (UIDs)
@@ -288,7 +289,6 @@ class Session:
             w.write(R.untagged("BYE", "Mailbox UIDVALIDITY changed"))
             self.logged_out = True
             return
-        old_recent = len(self.recent)
         if changes.expunged:
             if "QRESYNC" in self.enabled:
                 w.write(R.vanished(SeqSet.from_ints(changes.expunged)))
@@ -300,7 +300,8 @@ class Session:
         if changes.new:
             self.recent.update(box.recent_uids() if not self.readonly else peek_recent(box))
             w.write(R.exists(len(box)))
-        if changes.new or len(self.recent) != old_recent:
+        if len(self.recent) != self.reported_recent:
+            self.reported_recent = len(self.recent)
             w.write(R.recent(len(self.recent)))
         if changes.flags_changed:
             for u in changes.flags_changed:
@@ -320,10 +321,11 @@ class Session:
         """The mailbox's keywords, then those only this session named (see search.py)."""
         box = self.box
         assert box is not None
-        if not self.local_keywords:
+        local = self.local_keywords.get(box.name)
+        if not local:
             return list(box.keywords)
         known = {k.lower() for k in box.keywords}
-        return list(box.keywords) + [k for k in self.local_keywords if k.lower() not in known]
+        return list(box.keywords) + [k for k in local if k.lower() not in known]
 
     def send_keywords_if_new(self) -> None:
         if self.box is None:
@@ -498,7 +500,9 @@ class Session:
             if item == "MESSAGES":
                 values[item] = st.messages
             elif item == "RECENT":
-                values[item] = st.recent
+                selected = self.box is not None and self.box.name == name and \
+                    not self.readonly
+                values[item] = st.recent + (len(self.recent) if selected else 0)
             elif item == "UIDNEXT":
                 values[item] = st.uidnext
             elif item == "UIDVALIDITY":
@@ -519,6 +523,8 @@ class Session:
     # -- SELECT / EXAMINE / CLOSE -----------------------------------------------------------
     def close_box(self) -> None:
         if self.box is not None:
+            self.local_keywords.pop(self.box.name, None)
+        if self.box is not None:
             try:
                 self.box.close()
             except StorageError:
@@ -526,7 +532,6 @@ class Session:
         self.box = None
         self.recent = set()
         self.saved = None
-        self.local_keywords = []
 
     def cmd_select(self, cmd: ev.Command) -> R.Reply:
         args = cmd.args
@@ -554,6 +559,7 @@ class Session:
         self.write_flags()
         w.write(R.exists(len(box)))
         w.write(R.recent(len(self.recent)))
+        self.reported_recent = len(self.recent)
         for i, bits in enumerate(box.flags):
             if not bits & F.SEEN:
                 w.write(R.untagged("OK", "First unseen.", f"UNSEEN {i + 1}"))
@@ -609,6 +615,8 @@ class Session:
         box = self.box
         assert box is not None
         n = len(box)
+        if not n and not uid and not s.saved:
+            return None
         if s.saved:
             saved = self.saved or []
             out = [box.seq_of(u) for u in saved]

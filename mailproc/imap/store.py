@@ -86,11 +86,11 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
     if err:
         return err
     dest_name = args.mailbox.name
-    if dest_name != "INBOX" and not s.mailboxes.exists(dest_name):
-        return R.no(f"Mailbox doesn't exist: {dest_name}", "TRYCREATE")
     uids = [box.uids[i] for i in idx]
     if not uids:
-        return R.ok("No messages found.")
+        return R.ok("No messages found")
+    if dest_name != "INBOX" and not s.mailboxes.exists(dest_name):
+        return R.no(f"Mailbox doesn't exist: {dest_name}", "TRYCREATE")
     same = dest_name == box.name
     # Dovecot moves out of an EXAMINEd mailbox too: a second, writable view does it
     source = s.open_for_saving(box.name) if move and s.readonly else box
@@ -107,7 +107,7 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
         if source is not box:
             source.close()
     if not pairs:
-        return R.ok("No messages found.")
+        return R.ok("No messages found")
     pairs.sort()
     code = R.copyuid(validity, _set_in_order([p[0] for p in pairs]),
                      _set_in_order([p[1] for p in pairs]))
