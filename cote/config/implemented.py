@@ -39,7 +39,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "mail_location", "mail_uid", "mail_gid", "mail_home", "mail_access_groups", "mail_fsync",
     # pop3
     "pop3_uidl_format", "pop3_delete_type", "pop3_deleted_flag", "pop3_no_flag_updates",
-    "pop3_enable_last", "pop3_logout_format",
+    "pop3_enable_last", "pop3_logout_format", "pop3_client_workarounds",
     # delivery (lmtp, cote-lda)
     "recipient_delimiter", "lmtp_add_received_header", "quota_full_tempfail",
     "deliver_log_format", "lda_mailbox_autocreate", "lda_mailbox_autosubscribe",

@@ -36,6 +36,7 @@ class Pop3Settings:
     no_flag_updates: bool = False
     enable_last: bool = False
     logout_format: str = DEFAULT_LOGOUT_FORMAT
+    workarounds: frozenset[str] = frozenset()  # pop3_client_workarounds
 
     @classmethod
     def from_config(cls, cfg: Config) -> Pop3Settings:
@@ -47,6 +48,7 @@ class Pop3Settings:
             no_flag_updates=bool(view.get("pop3_no_flag_updates")),
             enable_last=bool(view.get("pop3_enable_last")),
             logout_format=str(view.get("pop3_logout_format")),
+            workarounds=frozenset(str(view.get("pop3_client_workarounds")).split()),
         )
 
     @property

@@ -79,7 +79,9 @@ class Counter:
 
 async def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
                         action: SendMessage) -> None:
-    encoder = wire.MessageEncoder(action.body_lines)
+    quirks = maildrop.settings.workarounds
+    encoder = wire.MessageEncoder(action.body_lines, no_nuls="outlook-no-nuls" in quirks,
+                                  add_eoh="oe-ns-eoh" in quirks)
     out.write(action.status)
     with maildrop.open(action.index) as f:
         while not encoder.done:

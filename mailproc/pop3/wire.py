@@ -121,7 +121,12 @@ class MessageEncoder:
     in memory whole. Bytes counts are of what is sent, for the logout statistics.
     """
 
-    def __init__(self, body_lines: int | None = None) -> None:
+    def __init__(self, body_lines: int | None = None, *, no_nuls: bool = False,
+                 add_eoh: bool = False) -> None:
+        # pop3_client_workarounds: outlook-no-nuls (NUL sent as 0x80), oe-ns-eoh (a message
+        # whose header never ends gets the empty line those clients need).
+        self._no_nuls = no_nuls
+        self._add_eoh = add_eoh
         self._limit = body_lines
         self._in_body = False
         self._body_lines = 0
@@ -172,6 +177,8 @@ class MessageEncoder:
             out += b"\r\n"
             self._end_line()
         data = bytes(out)
+        if self._no_nuls:
+            data = data.replace(b"\x00", b"\x80")
         self.sent += len(data)
         return data
 
@@ -186,7 +193,11 @@ class MessageEncoder:
             self._done = True
 
     def finish(self) -> bytes:
-        """The terminator, preceded by CRLF if the last line had no line end."""
-        tail = b".\r\n" if self._at_line_start else b"\r\n.\r\n"
+        """The terminator, preceded by CRLF if the last line had no line end (and by the
+        missing end-of-header line with oe-ns-eoh)."""
+        tail = b"" if self._at_line_start else b"\r\n"
+        if self._add_eoh and not self._in_body and not self._done:
+            tail += b"\r\n"
+        tail += b".\r\n"
         self.sent += len(tail) - 3  # the terminator itself is not counted (as Dovecot)
         return tail

@@ -69,3 +69,15 @@ def test_chunking_never_changes_the_output(message: bytes, chunks: list[int],
     assert b"\r" not in body.replace(b"\r\n", b"")
     for line in body.split(b"\r\n"):
         assert not line.startswith(b".") or line.startswith(b"..")
+
+
+def test_outlook_no_nuls_and_oe_ns_eoh_workarounds() -> None:
+    # The bytes Dovecot 2.3.19 sent with pop3_client_workarounds = outlook-no-nuls oe-ns-eoh.
+    enc = wire.MessageEncoder(no_nuls=True, add_eoh=True)
+    msg = b"Subject: nul\r\nX: a\r\n\r\nbody\x00with nul\r\n"
+    assert enc.encode(msg) + enc.finish() == b"Subject: nul\r\nX: a\r\n\r\nbody\x80with nul\r\n.\r\n"
+    enc = wire.MessageEncoder(0, no_nuls=True, add_eoh=True)
+    assert enc.encode(b"Subject: noeoh\r\nX: b") + enc.finish() == \
+        b"Subject: noeoh\r\nX: b\r\n\r\n.\r\n"
+    plain = wire.MessageEncoder(0)
+    assert plain.encode(b"Subject: noeoh\r\nX: b") + plain.finish() == b"Subject: noeoh\r\nX: b\r\n.\r\n"
