@@ -70,10 +70,11 @@ service pop3-login {{
 
 
 def test_pop3_login_is_served_by_the_supervised_processes(master: MasterServer) -> None:
-    login = master.wait_for(lambda: master.processes("pop3-login"), what="pop3-login")[0]
+    login = master.wait_for(lambda: [p for p in master.processes("pop3-login")
+                                     if p["initialized"]], what="pop3-login")[0]
     assert proc_uid(login["pid"]) == pwd.getpwnam("dovenull").pw_uid
     assert os.readlink(f"/proc/{login['pid']}/root") == str(master.base_dir / "login")
-    p = poplib.POP3("127.0.0.1", master.port, timeout=10)  # type: ignore[attr-defined]
+    p = poplib.POP3("127.0.0.1", master.port, timeout=30)  # type: ignore[attr-defined]
     assert p.getwelcome().startswith(b"+OK")
     p.user("user1")
     assert p.pass_("pass1").startswith(b"+OK")

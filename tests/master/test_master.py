@@ -187,7 +187,8 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
     assert env.get("COTE_TEST_VAR") == "set-by-config"
     assert "HOME" not in env and "PYTEST_CURRENT_TEST" not in env
     master.wait_log(r"qw: Error: qw ran a1 b2$")
-    procs = {p["service"]: p for p in master.processes()}
+    # initialized = it has reported on the status channel, which it does after its title is set
+    procs = {p["service"]: p for p in master.processes() if p["initialized"]}
     assert proc_title(procs["qw"]["pid"]) == "cote/qw"
     assert proc_uid(procs["qw"]["pid"]) == NOBODY
     assert proc_title(procs["anvil"]["pid"]) == "cote/anvil"
