@@ -181,10 +181,11 @@ class SearchKey:
 
     ``kind`` is the upper-case key (``ALL``, ``FLAGGED``, ``FROM``, ``HEADER``, ``LARGER``,
     ``SINCE``, ``UID``, ``MODSEQ``, ``OLDER`` …), ``SEQSET`` for a bare sequence set,
-    ``AND`` for a parenthesised list or the top-level program, ``OR`` (two children) and
-    ``NOT`` (one child). ``arg`` holds the typed argument: ``str`` for text keys, ``int``
-    for sizes/seconds, ``date`` for date keys, ``SeqSet``, ``(name, value)`` for HEADER,
-    ``(entry_name, entry_type, modseq)`` for MODSEQ.
+    ``AND`` for a parenthesised list or the top-level program, ``OR`` (two children),
+    ``NOT`` and ``FUZZY`` (one child). ``arg`` holds the typed argument: ``str`` for text
+    keys (decoded in the SEARCH charset), ``int`` for sizes/seconds, ``date`` for date keys,
+    ``SeqSet`` for ``UID``/``SEQSET`` (``saved=True`` for ``$``), ``(name, value)`` for
+    HEADER, ``(ModSeqEntry or None, modseq)`` for MODSEQ.
     """
 
     kind: str
