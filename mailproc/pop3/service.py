@@ -127,6 +127,10 @@ def run(ctx: ServiceContext) -> int:
     if not sockets:
         ctx.log.error("pop3 service has no unix_listener (e.g. login/pop3)")
         return 1
+    for sock in sockets:
+        # Shared with the service's other processes: whoever loses an accept race must get
+        # EAGAIN and go back to select (watching the master-death pipe), not block.
+        sock.setblocking(False)
     ctx.status.report(ctx.available())
     while ctx.accepting:
         readable, _, _ = select.select([*(s.fileno() for s in sockets),
@@ -138,8 +142,9 @@ def run(ctx: ServiceContext) -> int:
                 continue
             try:
                 conn, _ = sock.accept()
-            except BlockingIOError:
+            except (BlockingIOError, InterruptedError):
                 continue  # another pop3 process took it
+            conn.setblocking(True)
             # One user per process: after this client the process exits.
             ctx.client_connected()
             ctx.stop_accepting()
