@@ -46,6 +46,7 @@ from cote.storage.errors import (
 from cote.storage.location import MailLocation, parse_location
 from cote.storage.maildir.list import MaildirList
 from cote.storage.maildir.settings import MaildirSettings
+from cote.storage.mbox.list import MboxList, MboxSettings
 
 __all__ = [
     "AppendTransaction",
@@ -60,6 +61,8 @@ __all__ = [
     "MailboxStatus",
     "MaildirList",
     "MaildirSettings",
+    "MboxList",
+    "MboxSettings",
     "MessageDetails",
     "MessageGone",
     "NoQuota",
@@ -79,14 +82,24 @@ def open_storage(location: str | MailLocation, *, home: str | None = None,
                  config: Callable[[str], object] | None = None,
                  quota: QuotaPolicy | None = None,
                  special_use: Mapping[str, str] | None = None,
-                 create_inbox: bool = True) -> MailboxList:
+                 create_inbox: bool = True, user: str | None = None) -> MailboxList:
     """The mailbox list for a ``mail_location`` (``%`` variables already expanded).
 
     ``config`` looks up Dovecot settings by name (``mail_fsync``,
     ``maildir_copy_with_hardlinks``, ``maildir_very_dirty_syncs``, ``maildir_empty_new``,
-    ``mail_max_lock_timeout``); ``mail_fsync`` overrides the looked-up value.
+    ``mail_max_lock_timeout``, and for mbox ``mbox_read_locks``, ``mbox_write_locks``,
+    ``mbox_lock_timeout``, ``mbox_lazy_writes``); ``mail_fsync`` overrides the looked-up
+    value. ``user`` names the sender of mbox ``From_`` lines (``user@host``).
     """
     loc = parse_location(location, home) if isinstance(location, str) else location
+    if loc.driver == "mbox":
+        try:
+            return MboxList(loc, separator=separator, mail_fsync=mail_fsync,
+                            settings=MboxSettings.from_config(config) if config else None,
+                            quota=quota, special_use=special_use, create_inbox=create_inbox,
+                            user=user)
+        except OSError as e:
+            raise from_os_error(e) from e
     if loc.driver != "maildir":
         raise StorageError(f"mail storage {loc.driver!r} is not available yet",
                            code="SERVERBUG")

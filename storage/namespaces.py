@@ -120,7 +120,8 @@ class Namespaces(MailboxList):
     def from_settings(cls, settings: Sequence[NamespaceSettings], *, mail_location: str,
                       home: str | None, variables: Mapping[str, str | None] | None = None,
                       config: Callable[[str], object] | None = None,
-                      quota: QuotaPolicy | None = None) -> Namespaces:
+                      quota: QuotaPolicy | None = None,
+                      user: str | None = None) -> Namespaces:
         namespaces = []
         for s in settings:
             if s.disabled:
@@ -135,7 +136,8 @@ class Namespaces(MailboxList):
             try:
                 backend = open_storage(location, home=home, separator=s.separator or None,
                                        config=config, quota=quota if s.inbox else None,
-                                       special_use=special, create_inbox=s.inbox)
+                                       special_use=special, create_inbox=s.inbox,
+                                       user=user)
             except StorageError:
                 if s.ignore_on_failure:
                     continue
@@ -155,7 +157,8 @@ class Namespaces(MailboxList):
         values.update({"home": home, "service": service})
         getter = getattr(cfg, "get")  # noqa: B009 - duck-typed Config
         return cls.from_settings(settings_from_config(cfg), mail_location=mail_location,
-                                 home=home, variables=values, config=getter, quota=quota)
+                                 home=home, variables=values, config=getter, quota=quota,
+                                 user=user)
 
     # -- names ----------------------------------------------------------------------------
     def find(self, vname: str) -> tuple[Namespace, str]:

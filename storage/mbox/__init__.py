@@ -1,0 +1,1 @@
+"""mbox storage in Dovecot's format: ``MboxList`` (names, files) and ``MboxMailbox``."""
