@@ -68,7 +68,7 @@ def run_list(s: Session, args: C.List) -> R.Reply:
             attrs -= _SPECIAL
         if want_subscribed and info.name in subs:
             attrs.add("\\Subscribed")
-        if (subscribed_sel or args.returns) and "CHILDREN" not in args.returns:
+        if args.extended and "CHILDREN" not in args.returns:
             attrs -= _CHILD_ATTRS
         if "\\NonExistent" in attrs:
             attrs.discard("\\Noselect")

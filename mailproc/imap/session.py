@@ -263,6 +263,9 @@ class Session:
         if self.box is not None and name not in NO_EXPUNGE_COMMANDS and \
                 name not in ("SELECT", "EXAMINE", "LOGOUT"):
             self.sync_and_report(uid=cmd.uid)
+        if reply.code == "HIGHESTMODSEQ" and self.box is not None:
+            reply = R.Reply(reply.status, reply.text,
+                            f"HIGHESTMODSEQ {self.box.highestmodseq}")
         self.reply(cmd.tag, reply, started)
         if self.writer.pending > HIGH_WATER:
             yield
@@ -297,25 +300,31 @@ class Session:
                     w.write(R.expunge(seq))
             self.recent.difference_update(changes.expunged)
         self.send_keywords_if_new()
+        if changes.flags_changed:
+            for u in changes.flags_changed:
+                found = box.seq_of(u)
+                if found is not None:
+                    w.write(self.flags_fetch(found - 1, uid=uid))
         if changes.new:
             self.recent.update(box.recent_uids() if not self.readonly else peek_recent(box))
             w.write(R.exists(len(box)))
         if len(self.recent) != self.reported_recent:
             self.reported_recent = len(self.recent)
             w.write(R.recent(len(self.recent)))
-        if changes.flags_changed:
-            for u in changes.flags_changed:
-                found = box.seq_of(u)
-                if found is None:
-                    continue
-                seq = found
-                line = b"* %d FETCH (" % seq
-                if uid or "QRESYNC" in self.enabled:
-                    line += b"UID %d " % u
-                line += b"FLAGS " + self.flags_of(seq - 1)
-                if self.condstore:
-                    line += b" MODSEQ (%d)" % box.modseqs[seq - 1]
-                w.write(line + b")\r\n")
+
+    def flags_fetch(self, index: int, *, uid: bool, silent: bool = False) -> bytes:
+        """``* n FETCH (UID u MODSEQ (m) FLAGS (…))`` for a flag change, as Dovecot writes
+        it (UID with UID commands and under QRESYNC, MODSEQ under CONDSTORE)."""
+        box = self.box
+        assert box is not None
+        items = []
+        if uid or "QRESYNC" in self.enabled:
+            items.append(b"UID %d" % box.uids[index])
+        if self.condstore:
+            items.append(b"MODSEQ (%d)" % box.modseqs[index])
+        if not silent:
+            items.append(b"FLAGS " + self.flags_of(index))
+        return b"* %d FETCH (" % (index + 1) + b" ".join(items) + b")\r\n"
 
     def all_keywords(self) -> list[str]:
         """The mailbox's keywords, then those only this session named (see search.py)."""
@@ -373,7 +382,7 @@ class Session:
         assert isinstance(args, C.Enable)
         done: list[str] = []
         for cap in args.capabilities:
-            if cap in ("CONDSTORE", "QRESYNC") and cap not in self.enabled:
+            if cap in ("CONDSTORE", "QRESYNC") and cap not in done:
                 self.enabled.add(cap)
                 done.append(cap)
                 self.enable_condstore()
@@ -604,9 +613,14 @@ class Session:
             uids = self.uids_of_set(args.uids, uid=True)
         gone = box.expunge(uids)
         self.stats.expunged += len(gone)
-        if uids is not None or not gone:
-            return self.ok("EXPUNGE")
-        return self.ok("EXPUNGE")
+        return self.ok("EXPUNGE", self.highestmodseq_code())
+
+    def highestmodseq_code(self) -> str | None:
+        """RFC 7162 3.2.10: under QRESYNC, EXPUNGE and MOVE end with the new HIGHESTMODSEQ
+        (taken after the session's sync, see ``_command``)."""
+        if "QRESYNC" not in self.enabled or self.box is None:
+            return None
+        return "HIGHESTMODSEQ"
 
     # -- sets ---------------------------------------------------------------------------
     def indexes_of_set(self, s: SeqSet, *, uid: bool) -> list[int] | None:
@@ -711,7 +725,7 @@ class Session:
             if event.size == 0:
                 self.conn.reject_literal()
                 self._append_abort()
-                self.reply(state.tag, R.no("Can't save a zero byte message."),
+                self.reply(state.tag, R.no("Can't save a zero byte message"),
                            state.started)
                 return
             self.conn.accept_literal()

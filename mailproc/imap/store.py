@@ -53,19 +53,9 @@ def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
     w = s.writer
     for i in idx:
         u = box.uids[i] if i < len(box.uids) else 0
-        if u not in changed:
+        if u not in changed or (args.silent and not s.condstore):
             continue
-        if args.silent and not s.condstore:
-            continue
-        line = b"* %d FETCH (" % (i + 1)
-        items = []
-        if uid:
-            items.append(b"UID %d" % u)
-        if not args.silent:
-            items.append(b"FLAGS " + s.flags_of(i))
-        if s.condstore:
-            items.append(b"MODSEQ (%d)" % box.modseqs[i])
-        w.write(line + b" ".join(items) + b")\r\n")
+        w.write(s.flags_fetch(i, uid=uid, silent=args.silent))
     if result.modified:
         if uid:
             mod = SeqSet.from_ints(result.modified)
@@ -114,7 +104,7 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
     if move:
         s.stats.expunged += len(pairs)
         s.writer.write(R.untagged("OK", "Moved UIDs.", code))
-        return s.ok("MOVE")
+        return s.ok("MOVE", s.highestmodseq_code())
     return s.ok("COPY", code)
 
 
