@@ -125,6 +125,7 @@ def parse(data: bytes) -> Parsed:
         kept_size = 0
         line_start = hdr_off
         hidden = False
+        lname = b""
         while line_start < hdr_end:
             le = data.find(b"\n", line_start, hdr_end + 1)
             le = hdr_end if le < 0 else le + 1
@@ -133,6 +134,8 @@ def parse(data: bytes) -> Parsed:
                 if not hidden:
                     kept.append((line_start, le))
                     kept_size += le - line_start
+                elif lname == b"x-keywords":
+                    kws += tuple(line.decode("utf-8", "replace").split())
                 line_start = le
                 continue
             name, _, value = line.partition(b":")

@@ -15,7 +15,6 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cote import mutf7
 from cote.storage import subscriptions as subsfile
 from cote.storage.api import MailboxInfo, MailboxList, NoQuota, QuotaPolicy
 from cote.storage.dotlock import replace_file
@@ -26,6 +25,7 @@ from cote.storage.errors import (
     StorageError,
     os_errors_as_storage_errors,
 )
+from cote.storage.layout import FsLayout
 from cote.storage.location import MailLocation, parse_location
 from cote.storage.mbox import locking
 from cote.storage.mbox.mailbox import MboxMailbox
@@ -80,6 +80,7 @@ class MboxList(MailboxList):
         if loc.driver != "mbox":
             raise StorageError(f"MboxList cannot serve {loc.driver}: storage", code="SERVERBUG")
         self.loc = loc
+        self._names = FsLayout(loc)  # level names on disk: mUTF-7 unless :UTF-8
         self.root = loc.root
         self.inbox_path = loc.inbox or os.path.join(loc.root, "inbox")
         self.separator = separator or "/"
@@ -113,15 +114,10 @@ class MboxList(MailboxList):
         return parts
 
     def _encode(self, part: str) -> str:
-        return part if self.loc.utf8 else mutf7.encode(part)
+        return self._names.encode(part)
 
     def _decode(self, part: str) -> str:
-        if self.loc.utf8:
-            return part
-        try:
-            return mutf7.decode(part)
-        except mutf7.MUTF7Error:
-            return part
+        return self._names.decode(part)
 
     def _path(self, parts: tuple[str, ...]) -> str:
         if parts == ("INBOX",):

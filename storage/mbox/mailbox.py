@@ -61,6 +61,22 @@ class _Msg(NamedTuple):
     vsize: int
 
 
+def parse_flags(names: Iterable[str]) -> tuple[int, list[str]]:
+    """System flag bits and keyword names (in order, once each) of a flag list."""
+    bits = 0
+    kws: list[str] = []
+    for name in names:
+        b = F.system_bit(name)
+        if b is not None:
+            bits |= b
+        elif name.startswith("\\"):
+            if name.lower() != "\\recent":
+                raise StorageError(f"Invalid system flag {name}", code="CANNOT")
+        elif name not in kws:
+            kws.append(name)
+    return bits, kws
+
+
 def _vsize(data: bytes, rec: fmt.Record) -> int:
     lf = sum(data.count(b"\n", a, b) - data.count(b"\r\n", a, b) for a, b in rec.kept)
     lf += 1 + data.count(b"\n", rec.body_off, rec.body_end) \
@@ -387,17 +403,7 @@ class MboxMailbox(Mailbox):
             raise ReadOnly()
         if mode not in ("+", "-", "="):
             raise ValueError(f"bad store mode {mode!r}")
-        sys_bits = 0
-        names: list[str] = []
-        for name in flags:
-            b = F.system_bit(name)
-            if b is not None:
-                sys_bits |= b
-            elif name.startswith("\\"):
-                if name.lower() != "\\recent":
-                    raise StorageError(f"Invalid system flag {name}", code="CANNOT")
-            elif name not in names:
-                names.append(name)
+        sys_bits, names = parse_flags(flags)
         modified: list[int] = []
         change: dict[int, tuple[int, tuple[str, ...]]] = {}
         for uid in uids:
@@ -502,17 +508,7 @@ class MboxAppend(AppendTransaction):
     def add(self, data: bytes | BinaryIO, flags: Iterable[str] = (),
             internal_date: float | None = None) -> None:
         raw = data if isinstance(data, bytes | bytearray) else data.read()
-        bits = 0
-        kws: list[str] = []
-        for name in flags:
-            b = F.system_bit(name)
-            if b is not None:
-                bits |= b
-            elif name.startswith("\\"):
-                if name.lower() != "\\recent":
-                    raise StorageError(f"Invalid system flag {name}", code="CANNOT")
-            elif name not in kws:
-                kws.append(name)
+        bits, kws = parse_flags(flags)
         when = internal_date if internal_date is not None else time.time()
         self.pending.append((fmt.to_lf(bytes(raw)), bits, tuple(kws), when))
 
