@@ -28,7 +28,7 @@ from cote.login.actions import (
     StartTls,
 )
 from cote.login.server import ConnectionFacts, FrontendFactory
-from cote.login.service import serve_login
+from cote.login.service import prepare_tls, serve_login
 from cote.mailproc.imap import (
     CLOSED,
     LOGIN_COMMANDS,
@@ -214,6 +214,12 @@ class ImapFrontend:
     def succeeded(self) -> None:
         """The mail process answers ``<tag> OK … Logged in`` (see handoff_extra)."""
 
+    def refused(self, reason: str) -> list[Action]:
+        return [Reply(response.tagged(self.tag, "NO", reason, "CONTACTADMIN"))]
+
+    def proxy_failed(self, reply: bytes) -> list[Action]:
+        return [Reply(reply)]
+
     def handoff_extra(self) -> dict[str, str]:
         return {"imap_tag": self.tag, "imap_capability_sent": "1" if self.capability_sent
                 else ""}
@@ -245,6 +251,10 @@ def frontend_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
             tls_available=tls_possible and not facts.tls,
             capability=str(cfg.get("imap_capability"))))
     return make
+
+
+def prepare(config: Config) -> dict[str, object]:
+    return prepare_tls(config, "imap")
 
 
 def run(ctx: ServiceContext) -> int:

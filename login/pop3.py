@@ -18,10 +18,10 @@ import time
 from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
 from cote.config import Config
 from cote.ipc import ServiceContext
-from cote.login.actions import Action, Authenticate, Disconnect, StartTls
+from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
 from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings
 from cote.login.server import ConnectionFacts, FrontendFactory
-from cote.login.service import serve_login
+from cote.login.service import prepare_tls, serve_login
 from cote.mailproc.pop3 import wire
 
 _apop_counter = itertools.count(1)
@@ -87,6 +87,13 @@ class Pop3Frontend:
     def succeeded(self) -> None:
         self.dialogue.succeeded()
 
+    def refused(self, reason: str) -> list[Action]:
+        return self.dialogue.failed(reason)
+
+    def proxy_failed(self, reply: bytes) -> list[Action]:
+        self.dialogue.failed()  # back to the command state; the backend's answer is shown
+        return [Reply(reply)]
+
     def tls_started(self) -> None:
         self.dialogue.settings = dataclasses.replace(self.dialogue.settings, secured=True,
                                                      tls_available=False)
@@ -99,6 +106,10 @@ def frontend_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
     def make(facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...]) -> Pop3Frontend:
         return Pop3Frontend(facts, mechanisms, cfg, tls_possible)
     return make
+
+
+def prepare(config: Config) -> dict[str, object]:
+    return prepare_tls(config, "pop3")
 
 
 def run(ctx: ServiceContext) -> int:

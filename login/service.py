@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from typing import Any
 
 from cote.config import Config
 from cote.ipc import ServiceContext
@@ -26,12 +27,19 @@ from cote.login.tlsconfig import server_context
 FactoryBuilder = Callable[[Config, bool], FrontendFactory]
 
 
+def prepare_tls(config: Config, protocol: str) -> dict[str, Any]:
+    """The master's pre-fork step for a login service (``prepare`` in the process contract):
+    certificates and keys are read as root, before the chroot, and again on every reload."""
+    return {"tls": server_context(config.lookup(protocol=protocol))}
+
+
 def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginServerSettings:
     chrooted = bool(ctx.settings.get("chroot")) if ctx.settings is not None else False
     root = "/" if chrooted else os.path.join(ctx.base_dir, "login")
+    tls = ctx.extra["tls"] if "tls" in ctx.extra else server_context(cfg)
     return LoginServerSettings(
         protocol=protocol, auth_socket=os.path.join(root, "login"),
-        mail_socket=os.path.join(root, protocol), tls=server_context(cfg),
+        mail_socket=os.path.join(root, protocol), tls=tls,
         trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log)
 
 

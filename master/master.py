@@ -89,6 +89,7 @@ class Service:
     exit_failure_second: int = -1
     exit_failures_in_sec: int = 0
     retired: bool = False
+    prepared: dict[str, Any] = field(default_factory=dict)  # impl.prepare(config), per reload
 
     @property
     def name(self) -> str:
@@ -108,7 +109,8 @@ class Service:
 
 Loader = Callable[[str], Any]
 # (spec, implementation, credentials or None, the service's config Section)
-Planned = tuple[ServiceSpec, registry.Implementation, settings.Credentials | None, Any]
+Planned = tuple[ServiceSpec, registry.Implementation, settings.Credentials | None, Any,
+                dict[str, Any]]
 
 
 class Master:
@@ -232,8 +234,14 @@ class Master:
             if spec.chroot and self.as_root and not os.path.isdir(spec.chroot):
                 raise SettingsError(f"service({spec.name}): chroot directory "
                                     f"{spec.chroot} does not exist")
-            planned.append((spec, impl, creds, sections.get(spec.name)))
-        all_listeners = [lst for spec, _i, _c, _s in planned for lst in spec.listeners]
+            prepared: dict[str, Any] = {}
+            if impl.prepare is not None:
+                try:
+                    prepared = impl.prepare(cfg)
+                except Exception as e:  # a bad certificate is a config error, as in Dovecot
+                    raise SettingsError(f"service({spec.name}): {e}") from e
+            planned.append((spec, impl, creds, sections.get(spec.name), prepared))
+        all_listeners = [lst for spec, *_ in planned for lst in spec.listeners]
         for lst in all_listeners:  # socket dirs below base_dir ("login/", "token-login/", ...)
             parent = os.path.dirname(lst.path)
             if lst.kind != "inet" and parent.startswith(ms.base_dir + "/"):
@@ -272,18 +280,18 @@ class Master:
         self.generation += 1
         old = self.services
         self.services = {}
-        for spec, impl, creds, section in planned:
+        for spec, impl, creds, section, prepared in planned:
             bound = [self.listeners.bound[lst.key()] for lst in spec.listeners]
             prev = old.pop(spec.name, None)
             if prev is not None and spec.name in SPECIAL_KEEP:
                 self._unwatch_listeners(prev)
                 prev.spec, prev.bound, prev.credentials = spec, bound, creds
-                prev.settings_section = section
+                prev.settings_section, prev.prepared = section, prepared
                 self.services[spec.name] = prev
                 continue
             svc = Service(spec=spec, impl=impl, bound=bound, generation=self.generation,
                           credentials=creds, log_fd=self._log_pipe(spec.name),
-                          settings_section=section)
+                          settings_section=section, prepared=prepared)
             svc.status_r, svc.status_w = os.pipe()
             os.set_blocking(svc.status_r, False)
             os.set_inheritable(svc.status_r, False)
@@ -576,7 +584,7 @@ class Master:
         assert self.ms is not None
         handles = [b.handle() for b in svc.bound]
         keep: list[int] = []
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(svc.prepared)
         plan = ChildPlan(
             spec=svc.spec, impl=svc.impl, title=f"{self.title_base}/{svc.name}",
             listeners=handles, status_fd=svc.status_w, death_fd=self.death_r,

@@ -69,6 +69,10 @@ class Implementation:
     kind: str                          # "python" | "exec"
     target: str                        # "module:function" or the program path
     func: EntryPoint | None = None
+    # Optional ``prepare(config) -> dict``: run by the master (as root, before forking) at
+    # start and on reload; the dict reaches the child as ``ctx.extra``. For what a service
+    # must read before it loses its privileges or enters its chroot (TLS keys).
+    prepare: Callable[[Any], dict[str, Any]] | None = None
 
 
 class NotImplementedYet(Exception):
@@ -117,4 +121,6 @@ def resolve(executable: tuple[str, ...]) -> Implementation:
     target = BUILTIN.get(name)
     if target is None:
         raise NotImplementedYet(f"executable {executable[0] if executable else '?'}")
-    return Implementation("python", target, load_target(target))
+    func = load_target(target)
+    prepare = getattr(importlib.import_module(target.partition(":")[0]), "prepare", None)
+    return Implementation("python", target, func, prepare if callable(prepare) else None)

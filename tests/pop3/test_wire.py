@@ -81,3 +81,23 @@ def test_outlook_no_nuls_and_oe_ns_eoh_workarounds() -> None:
         b"Subject: noeoh\r\nX: b\r\n\r\n.\r\n"
     plain = wire.MessageEncoder(0)
     assert plain.encode(b"Subject: noeoh\r\nX: b") + plain.finish() == b"Subject: noeoh\r\nX: b\r\n.\r\n"
+
+
+@given(st.binary(max_size=400), st.lists(st.integers(0, 50), max_size=12), st.booleans(),
+       st.booleans())
+def test_retr_fast_path_equals_the_line_walk(message: bytes, chunks: list[int], no_nuls: bool,
+                                             add_eoh: bool) -> None:
+    """RETR (no line limit) takes a replace-based path; a TOP whose limit is never reached
+    walks line by line. Both must send the same bytes and count the same."""
+    fast = wire.MessageEncoder(None, no_nuls=no_nuls, add_eoh=add_eoh)
+    walk = wire.MessageEncoder(10**9, no_nuls=no_nuls, add_eoh=add_eoh)
+    out_fast, out_walk, pos = [], [], 0
+    for size in [*chunks, len(message)]:
+        piece = message[pos:pos + size]
+        pos += size
+        out_fast.append(fast.encode(piece))
+        out_walk.append(walk.encode(piece))
+    out_fast.append(fast.finish())
+    out_walk.append(walk.finish())
+    assert b"".join(out_fast) == b"".join(out_walk)
+    assert fast.sent == walk.sent
