@@ -38,6 +38,15 @@ from cote.login.actions import (
     StartTls,
 )
 from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
+from cote.login.proxy import (
+    ClientFacts,
+    ImapBackendLogin,
+    Pop3BackendLogin,
+    ProxyTarget,
+    plaintext_password,
+    proxy_target,
+)
+from cote.login.proxy_session import BackendFailure, backend_login
 
 HANDOFF_TIMEOUT = 30.0
 RELAY_CHUNK = 65536
@@ -86,6 +95,12 @@ class Frontend(Protocol):
 
     def handoff_extra(self) -> dict[str, str]:
         """Protocol facts the mail process needs (IMAP: the login command's tag)."""
+
+    def refused(self, reason: str) -> list[Action]:
+        """Auth OK but ``nologin``: refuse with the passdb's reason."""
+
+    def proxy_failed(self, reply: bytes) -> list[Action]:
+        """The proxy backend refused the login: ``reply`` is its answer, for the client."""
 
 
 FrontendFactory = Callable[[ConnectionFacts, tuple[MechanismInfo, ...]], Frontend]
@@ -212,6 +227,12 @@ class LoginConnection(asyncio.Protocol):
         self.handed_off = False
         self.closing_reason: str | None = None
         self.early = b""  # input that arrived before the greeting or while busy
+        self.auth_successes = 0
+        self.proxy_auth_failed = False
+        self.sasl_responses: list[bytes] = []  # the client's, for a proxy's password
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_activity = self.started
 
     # -- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -244,6 +265,8 @@ class LoginConnection(asyncio.Protocol):
         self._perform(self.frontend.resume())
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self.last_activity = time.monotonic()
         if self.frontend is None or self.busy:
             # Before the greeting or while auth/hand-off runs: keep the bytes for later.
             self.early += data
@@ -270,9 +293,12 @@ class LoginConnection(asyncio.Protocol):
             elif isinstance(action, Authenticate):
                 self.busy = True
                 self.auth_attempts += 1
+                self.sasl_responses = [] if action.initial_response is None \
+                    else [action.initial_response]
                 self.auth_task = asyncio.get_running_loop().create_task(self._authenticate(action))
             elif isinstance(action, AuthContinue):
                 if self.auth_request is not None:
+                    self.sasl_responses.append(action.response)
                     self.busy = True  # the daemon has the client's response now
                     self.auth_request.respond(action.response)
             elif isinstance(action, AuthCancel):
@@ -287,6 +313,7 @@ class LoginConnection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.bytes_out += len(data)
             self.transport.write(data)
 
     def _cancel_auth(self) -> None:
@@ -358,7 +385,7 @@ class LoginConnection(asyncio.Protocol):
                 continue
             self.auth_request = None
             if isinstance(reply, Success):
-                await self._hand_off(request, reply)
+                await self._logged_in(request, reply)
                 return
             assert isinstance(reply, Failure)
             self.auth_failed = True
@@ -376,6 +403,85 @@ class LoginConnection(asyncio.Protocol):
         self._perform(actions)
         if self.frontend is not None:
             self._perform(self.frontend.resume())
+
+    async def _logged_in(self, request: AuthRequest, success: Success) -> None:
+        """Auth said OK: refuse (nologin), proxy, or hand the client to a mail process."""
+        assert self.frontend is not None and self.facts is not None
+        self.auth_successes += 1
+        fields = success.fields
+        proxying = "proxy" in fields or "proxy_maybe" in fields
+        if "nologin" in fields and not proxying:
+            if "temp" in fields:
+                self._auth_done(self.frontend.failed(fields.get("reason") or None,
+                                                     temporary=True))
+            else:
+                self._auth_done(self.frontend.refused(fields.get("reason")
+                                                      or "Login disabled for this user"))
+            return
+        try:
+            target = proxy_target(fields, protocol=self.settings.protocol, user=success.user,
+                                  password=plaintext_password(self.frontend.mechanism or "",
+                                                              self.sasl_responses))
+        except ValueError as e:
+            self.settings.log.error(self._log_line(str(e), success.user))
+            self._auth_done(self.frontend.failed(None, temporary=True))
+            return
+        self.sasl_responses = []
+        if target is not None and not (target.maybe and target.is_ourself(
+                self.facts.local_ip, self.facts.local_port)):
+            await self._proxy(success.user, target)
+            return
+        await self._hand_off(request, success)
+
+    # -- proxying to a backend server ------------------------------------------------------------
+    async def _proxy(self, user: str, target: ProxyTarget) -> None:
+        assert self.frontend is not None and self.facts is not None
+        assert self.transport is not None
+        facts = self.facts
+        client = ClientFacts(facts.remote_ip, facts.remote_port, facts.local_ip,
+                             facts.local_port, facts.session)
+        dialogue: ImapBackendLogin | Pop3BackendLogin
+        if self.settings.protocol == "imap":
+            extra = self.frontend.handoff_extra()
+            dialogue = ImapBackendLogin(target, extra.get("imap_tag", ""), client,
+                                        capability_sent=bool(extra.get("imap_capability_sent")))
+        else:
+            dialogue = Pop3BackendLogin(target, client)
+        prefix = f"proxy({user},{target.host}:{target.port}): "
+        started = time.monotonic()
+        result = await backend_login(target, dialogue)
+        if isinstance(result, BackendFailure):
+            if result.refused:
+                self.proxy_auth_failed = True
+                self.settings.log.info(self._log_line(prefix + result.log, user))
+                self._auth_done(self.frontend.proxy_failed(result.reply))
+            else:
+                self.settings.log.error(self._log_line(
+                    prefix + "Remote server sent invalid input: " + result.log
+                    if result.log.startswith("Invalid") else prefix + result.log, user))
+                self._auth_done(self.frontend.failed("Account is temporarily unavailable.",
+                                                     temporary=True))
+            return
+        if self.transport.is_closing():
+            result.writer.close()
+            return
+        self.handed_off = True
+        self.frontend.succeeded()
+        pipelined = self.frontend.take_buffered() + self.early
+        self.early = b""
+        as_user = f" as user {target.user}" if target.user != user else ""
+        self.settings.log.info(self._log_line(
+            f"{prefix}Started proxying to <{target.host}>{as_user} "
+            f"({time.monotonic() - started:.3f} secs)", user))
+        self._write(result.reply)
+        if pipelined:
+            result.writer.write(pipelined)
+        by_client = await self._pump(result.reader, result.writer)
+        idle = int(time.monotonic() - self.last_activity)
+        who = "client" if by_client else "server"
+        self.settings.log.info(self._log_line(
+            f"{prefix}Disconnected by {who} ({idle}s idle, in={self.bytes_in}, "
+            f"out={self.bytes_out})", user))
 
     # -- the hand-off to a mail process ------------------------------------------------------------
     async def _hand_off(self, request: AuthRequest, success: Success) -> None:
@@ -436,21 +542,31 @@ class LoginConnection(asyncio.Protocol):
 
     async def _relay(self, inner: socket.socket) -> None:
         """TLS stays here: move plaintext between the client and the mail process."""
-        assert self.transport is not None
         reader, writer = await asyncio.open_connection(sock=inner)
+        await self._pump(reader, writer)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Relay until either side closes; True when the client closed first."""
+        assert self.transport is not None
         client = self.transport
-        relay = _ClientToMail(client, writer)
+        relay = _ClientToMail(client, writer, self)
         client.set_protocol(relay)
         try:
             while True:
-                data = await reader.read(RELAY_CHUNK)
+                try:
+                    data = await reader.read(RELAY_CHUNK)
+                except (OSError, ssl.SSLError):
+                    break
                 if not data:
                     break
+                self.bytes_out += len(data)
+                self.last_activity = time.monotonic()
                 client.write(data)
                 await relay.client_writable()
         finally:
             client.close()
             writer.close()
+        return relay.client_gone
 
     # -- log lines --------------------------------------------------------------------------------
     def _values(self, user: str | None, mail_pid: str = "") -> dict[str, str | None]:
@@ -472,7 +588,11 @@ class LoginConnection(asyncio.Protocol):
         if self.facts is None:
             return
         secs = int(time.monotonic() - self.started)
-        if self.auth_attempts and self.auth_failed:
+        if self.proxy_auth_failed:
+            detail = "proxy dest auth failed"
+        elif self.auth_successes:
+            detail = f"internal failure, {self.auth_successes} successful auths"
+        elif self.auth_attempts and self.auth_failed:
             detail = f"auth failed, {self.auth_attempts} attempts in {secs} secs"
         elif self.auth_attempts:
             detail = f"client didn't finish SASL auth, waited {secs} secs"
@@ -487,14 +607,19 @@ class _ClientToMail(asyncio.Protocol):
     back-pressure both ways (a slow mail process pauses reading from the client, a slow
     client pauses reading from the mail process)."""
 
-    def __init__(self, client: asyncio.Transport, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, client: asyncio.Transport, writer: asyncio.StreamWriter,
+                 conn: LoginConnection) -> None:
         self.client = client
         self.writer = writer
+        self.conn = conn
+        self.client_gone = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._draining = False
 
     def data_received(self, data: bytes) -> None:
+        self.conn.bytes_in += len(data)
+        self.conn.last_activity = time.monotonic()
         self.writer.write(data)
         if not self._draining and self.writer.transport.get_write_buffer_size() > RELAY_CHUNK:
             self._draining = True
@@ -509,11 +634,13 @@ class _ClientToMail(asyncio.Protocol):
             self.client.resume_reading()
 
     def eof_received(self) -> bool | None:
+        self.client_gone = True
         with contextlib.suppress(OSError):
             self.writer.write_eof()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.client_gone = True
         self._writable.set()
         self.writer.close()
 

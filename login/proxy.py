@@ -1,0 +1,350 @@
+"""Proxying a logged-in client to a backend IMAP/POP3 server: the sans-IO half.
+
+When the passdb answers with ``proxy`` (or ``proxy_maybe`` pointing elsewhere), the login
+process does not hand the client to a local mail process: it logs in to ``host:port`` with
+the client's credentials (or ``destuser``/``pass``/``master``) and then relays bytes. This
+module reads the auth reply's fields into a :class:`ProxyTarget` and runs the backend side of
+the login as a machine: backend bytes in, :data:`BackendEvent` out (bytes to send, switch to
+TLS, logged in, refused, broken). The asyncio adapter is :mod:`cote.login.proxy_session`.
+
+The backend is told who the client really is, as Dovecot's proxies do: IMAP ``ID`` with
+``x-originating-ip``/``x-session-id``… when the banner announces ID, POP3 ``XCLIENT`` when the
+banner starts with ``+OK [XCLIENT]`` (both only honoured by a backend that trusts us).
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_PORTS = {("imap", False): 143, ("imap", True): 993, ("pop3", False): 110,
+                 ("pop3", True): 995}
+DEFAULT_TIMEOUT = 30.0  # seconds to connect and log in (proxy_timeout overrides)
+DEFAULT_TTL = 5  # hops a proxied login may take before a loop is assumed
+MAX_BACKEND_LINE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTarget:
+    """Where and as whom to log in, from the auth OK fields."""
+
+    host: str
+    port: int
+    user: str  # destuser, or the authenticated user
+    password: str
+    master: str = ""  # log in as this master user on behalf of ``user``
+    ssl: str = ""  # "" plaintext, "yes" verified TLS, "any-cert" unverified TLS
+    starttls: bool = False  # STARTTLS/STLS after the banner instead of implicit TLS
+    timeout: float = DEFAULT_TIMEOUT
+    maybe: bool = False  # proxy_maybe: log in locally if the target is this server
+    ttl: int = DEFAULT_TTL
+
+    def is_ourself(self, local_ip: str, local_port: int) -> bool:
+        return self.host == local_ip and self.port == local_port
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFacts:
+    """What the backend is told about the real client (ID / XCLIENT)."""
+
+    remote_ip: str
+    remote_port: int
+    local_ip: str
+    local_port: int
+    session: str
+
+
+def proxy_target(fields: Mapping[str, str], *, protocol: str, user: str,
+                 password: str | None) -> ProxyTarget | None:
+    """The proxy destination, or None when the reply asks for a local login.
+
+    ``password`` is the one the client logged in with (used when the passdb gave no ``pass``).
+    Raises ValueError for a proxy reply that cannot be used (no host, bad port)."""
+    maybe = "proxy_maybe" in fields
+    if "proxy" not in fields and not maybe:
+        return None
+    host = fields.get("host", "") or fields.get("hostip", "")
+    if not host:
+        raise ValueError("proxy: host not given")
+    ssl_value = fields.get("ssl", "")
+    starttls_value = fields.get("starttls", "")
+    ssl = ""
+    starttls = False
+    if starttls_value in ("yes", "any-cert"):
+        starttls = True
+        ssl = "any-cert" if starttls_value == "any-cert" else "yes"
+    elif ssl_value in ("yes", "any-cert"):
+        ssl = ssl_value
+    elif ssl_value not in ("", "no"):
+        raise ValueError(f"proxy: invalid ssl value: {ssl_value}")
+    port_text = fields.get("port", "")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"proxy: invalid port number {port_text}")
+        port = int(port_text)
+    else:
+        port = DEFAULT_PORTS[(protocol, bool(ssl) and not starttls)]
+    timeout = DEFAULT_TIMEOUT
+    timeout_text = fields.get("proxy_timeout", "")
+    if timeout_text:
+        try:
+            timeout = float(timeout_text.removesuffix("s"))
+        except ValueError:
+            raise ValueError(f"proxy: invalid proxy_timeout value: {timeout_text}") from None
+    ttl = DEFAULT_TTL
+    if fields.get("proxy_ttl", "").isdigit():
+        ttl = int(fields["proxy_ttl"])
+    return ProxyTarget(host=host, port=port, user=fields.get("destuser") or user,
+                       password=fields.get("pass", password or ""),
+                       master=fields.get("master", ""), ssl=ssl, starttls=starttls,
+                       timeout=timeout, maybe=maybe, ttl=ttl)
+
+
+def plaintext_password(mechanism: str, responses: list[bytes]) -> str | None:
+    """The password in a PLAIN or LOGIN exchange (the client's responses, in order)."""
+    if mechanism == "PLAIN" and responses:
+        parts = responses[0].split(b"\0")
+        if len(parts) == 3:
+            return parts[2].decode("utf-8", "surrogateescape")
+    if mechanism == "LOGIN" and len(responses) >= 2:
+        return responses[-1].decode("utf-8", "surrogateescape")
+    return None
+
+
+# -- events ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Bytes for the backend."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartBackendTls:
+    """The backend accepted STARTTLS/STLS: do the TLS handshake, then call ``tls_started``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """The backend accepted the login; ``reply`` goes to the client, then bytes are relayed."""
+
+    reply: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRefused:
+    """The backend refused the credentials; ``reply`` goes to the client as the auth answer."""
+
+    reply: bytes
+    log: str  # "Login failed: <log>"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendBroken:
+    """The backend said something unexpected; the client gets a temporary failure."""
+
+    log: str
+
+
+BackendEvent = Send | StartBackendTls | LoggedIn | LoginRefused | BackendBroken
+
+
+class _LineMachine(abc.ABC):
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.done = False
+
+    def feed(self, data: bytes) -> list[BackendEvent]:
+        self.buffer += data
+        events: list[BackendEvent] = []
+        while not self.done:
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                if len(self.buffer) > MAX_BACKEND_LINE:
+                    self.done = True
+                    events.append(BackendBroken("Remote server sent too long line"))
+                break
+            line, self.buffer = self.buffer[:end].rstrip(b"\r"), self.buffer[end + 1:]
+            events += self.line(line)
+        return events
+
+    @abc.abstractmethod
+    def line(self, line: bytes) -> list[BackendEvent]:
+        """One backend line without its CRLF."""
+
+    @abc.abstractmethod
+    def tls_started(self) -> list[BackendEvent]:
+        """The TLS handshake with the backend is done."""
+
+    def finish(self, event: BackendEvent) -> list[BackendEvent]:
+        self.done = True
+        return [event]
+
+    def leftover(self) -> bytes:
+        """Backend bytes after the login answer: they belong to the client."""
+        data, self.buffer = self.buffer, b""
+        return data
+
+
+def _invalid(line: bytes, what: str) -> BackendBroken:
+    return BackendBroken(f"Remote server sent invalid input: {what}: "
+                         f"{line.decode('utf-8', 'replace')}")
+
+
+def imap_quote(value: str) -> bytes:
+    """An IMAP string: quoted when it can be, a literal otherwise."""
+    raw = value.encode("utf-8")
+    if re.fullmatch(rb"[\x01-\x7f]*", raw) and b"\r" not in raw and b"\n" not in raw:
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{" + str(len(raw)).encode() + b"+}\r\n" + raw
+
+
+class ImapBackendLogin(_LineMachine):
+    """Log in to an IMAP backend on behalf of a client whose login command had ``client_tag``."""
+
+    def __init__(self, target: ProxyTarget, client_tag: str, client: ClientFacts, *,
+                 capability_sent: bool = False) -> None:
+        super().__init__()
+        self.target = target
+        self.tag = client_tag.encode()
+        # A client that asked CAPABILITY before login may ignore the OK's [CAPABILITY] code,
+        # so it gets the list untagged (as Dovecot's proxy does).
+        self.capability_sent = capability_sent
+        self.client = client
+        self.state = "banner"
+        self.id_capable = False
+
+    def line(self, line: bytes) -> list[BackendEvent]:
+        if self.state == "banner":
+            if not line.startswith(b"* OK"):
+                return self.finish(_invalid(line, "Invalid banner"))
+            caps = re.search(rb"\[CAPABILITY ([^\]]*)\]", line)
+            self.id_capable = caps is not None and b"ID" in caps.group(1).upper().split()
+            if self.target.starttls:
+                self.state = "starttls"
+                return [Send(b"S STARTTLS\r\n")]
+            return self._login()
+        if self.state == "starttls":
+            if line.startswith(b"* "):
+                return []
+            if line.startswith(b"S OK"):
+                self.state = "tls"
+                return [StartBackendTls()]
+            return self.finish(BackendBroken(
+                "Remote server sent invalid input: STARTTLS failed: "
+                + line.decode("utf-8", "replace")))
+        if line.startswith(b"+") and self.state == "auth-continue":
+            self.state = "login"
+            return [Send(self._plain() + b"\r\n")]
+        if line.startswith(b"I ") or line.startswith(b"C ") or line.startswith(b"* ID "):
+            return []  # answers to the ID / CAPABILITY we sent
+        if line.startswith(b"* "):
+            return []  # untagged data before the login answer: the client never asked for it
+        if line.startswith(b"L OK"):
+            caps = re.match(rb"L OK \[CAPABILITY ([^\]]*)\] ?", line)
+            if caps is not None and self.capability_sent:
+                return self.finish(LoggedIn(b"* CAPABILITY " + caps.group(1) + b"\r\n" + self.tag
+                                            + b" OK " + line[caps.end():] + b"\r\n"))
+            return self.finish(LoggedIn(self.tag + line[1:] + b"\r\n"))
+        if line.startswith(b"L NO") or line.startswith(b"L BAD"):
+            text = line.split(b" ", 2)[2] if line.count(b" ") >= 2 else b""
+            return self.finish(LoginRefused(self.tag + line[1:] + b"\r\n",
+                                            text.decode("utf-8", "replace")))
+        return self.finish(_invalid(line, "Unexpected input"))
+
+    def tls_started(self) -> list[BackendEvent]:
+        self.state = "capability"
+        # The banner's capabilities were pre-TLS; Dovecot's backends keep ID after STARTTLS.
+        return self._login()
+
+    def _plain(self) -> bytes:
+        t = self.target
+        return base64.b64encode(f"{t.user}\0{t.master}\0{t.password}".encode())
+
+    def _login(self) -> list[BackendEvent]:
+        out = b""
+        if self.id_capable:
+            c = self.client
+            out += (b'I ID ("x-session-id" ' + imap_quote(c.session)
+                    + b' "x-originating-ip" ' + imap_quote(c.remote_ip)
+                    + b' "x-originating-port" "' + str(c.remote_port).encode()
+                    + b'" "x-connected-ip" ' + imap_quote(c.local_ip)
+                    + b' "x-connected-port" "' + str(c.local_port).encode()
+                    + b'" "x-proxy-ttl" "' + str(max(self.target.ttl - 1, 0)).encode()
+                    + b'")\r\n')
+        if not self.target.master:
+            self.state = "login"
+            out += (b"L LOGIN " + imap_quote(self.target.user) + b" "
+                    + imap_quote(self.target.password) + b"\r\n")
+        else:
+            self.state = "auth-continue"
+            out += b"L AUTHENTICATE PLAIN\r\n"
+        return [Send(out)]
+
+
+class Pop3BackendLogin(_LineMachine):
+    """Log in to a POP3 backend (USER/PASS, or AUTH PLAIN for a master user)."""
+
+    def __init__(self, target: ProxyTarget, client: ClientFacts) -> None:
+        super().__init__()
+        self.target = target
+        self.client = client
+        self.state = "banner"
+        self.xclient = False
+
+    def line(self, line: bytes) -> list[BackendEvent]:
+        if self.state == "banner":
+            if not line.startswith(b"+OK"):
+                return self.finish(_invalid(line, "Invalid banner"))
+            self.xclient = line.startswith(b"+OK [XCLIENT]")
+            if self.target.starttls:
+                self.state = "stls"
+                return [Send(b"STLS\r\n")]
+            return self._login()
+        if self.state == "stls":
+            if line.startswith(b"+OK"):
+                self.state = "tls"
+                return [StartBackendTls()]
+            return self.finish(BackendBroken(
+                "Remote server sent invalid input: STLS failed: "
+                + line.decode("utf-8", "replace")))
+        if self.state == "xclient":
+            if not line.startswith(b"+OK"):
+                return self.finish(_invalid(line, "XCLIENT failed"))
+            self.state = "user" if not self.target.master else "auth"
+            return []
+        if not line.startswith(b"+OK"):
+            if line.startswith(b"-ERR"):
+                text = line[5:].decode("utf-8", "replace")
+                return self.finish(LoginRefused(line + b"\r\n", text))
+            return self.finish(_invalid(line, "Unexpected input"))
+        if self.state == "user":
+            self.state = "pass"
+            return []
+        return self.finish(LoggedIn(line + b"\r\n"))  # PASS or AUTH answered +OK
+
+    def tls_started(self) -> list[BackendEvent]:
+        return self._login()
+
+    def _login(self) -> list[BackendEvent]:
+        out = b""
+        c = self.client
+        if self.xclient:
+            self.state = "xclient"
+            out += (f"XCLIENT ADDR={c.remote_ip} PORT={c.remote_port} SESSION={c.session} "
+                    f"TTL={max(self.target.ttl - 1, 0)}\r\n").encode()
+        t = self.target
+        if t.master:
+            if not self.xclient:
+                self.state = "auth"
+            plain = base64.b64encode(f"{t.user}\0{t.master}\0{t.password}".encode())
+            out += b"AUTH PLAIN " + plain + b"\r\n"
+        else:
+            if not self.xclient:
+                self.state = "user"
+            out += (f"USER {t.user}\r\n".encode("utf-8", "surrogateescape")
+                    + f"PASS {t.password}\r\n".encode("utf-8", "surrogateescape"))
+        return [Send(out)]

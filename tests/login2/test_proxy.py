@@ -1,0 +1,188 @@
+"""Proxying through cote's login processes to a Dovecot backend, against Dovecot as the proxy.
+
+The same passwd-file (extra fields ``proxy host=… port=…``, ``destuser``, ``pass``, ``nologin``
+and ``reason``) drives a Dovecot proxy and cote; both sit in front of one Dovecot backend.
+Clients see the same bytes from both, and cote logs Dovecot's proxy lines.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.cote import CoteServer
+from tests.support.dovecot import DovecotOracle
+from tests.support.env import free_port
+
+MESSAGE = b"Subject: proxied\r\nFrom: a@example.org\r\n\r\nthrough the proxy\r\n"
+
+
+@dataclass
+class Setup:
+    backend: DovecotOracle
+    front: DovecotOracle  # Dovecot as the proxy: the reference
+    cote: CoteServer
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[Setup]:
+    backend = DovecotOracle(users={"imapu": "secret", "popu": "secret", "badpass": "right",
+                                   "real": "realpass"}).start()
+    dead = free_port()
+    imap, pop3 = backend.ports["imap"], backend.ports["pop3"]
+    front = DovecotOracle(
+        users={"imapu": "secret", "popu": "secret", "badpass": "wrong", "alias": "aliaspass",
+               "blocked": "x", "blocked2": "x", "imapdead": "secret", "popbad": "wrong"},
+        passwd_extra={
+            "imapu": f"proxy host=127.0.0.1 port={imap}",
+            "popu": f"proxy host=127.0.0.1 port={pop3}",
+            "badpass": f"proxy host=127.0.0.1 port={imap}",
+            "popbad": f"proxy host=127.0.0.1 port={pop3} destuser=badpass",
+            "alias": f"proxy host=127.0.0.1 port={pop3} destuser=real pass=realpass",
+            "blocked": "nologin reason=Moved_elsewhere",
+            "blocked2": "nologin",
+            "imapdead": f"proxy host=127.0.0.1 port={dead}",
+        }).start()
+    conn = imaplib.IMAP4("127.0.0.1", imap)
+    conn.login("popu", "secret")
+    conn.append("INBOX", "", None, MESSAGE)
+    conn.logout()
+    cote = CoteServer(mail_location=f"maildir:{front.dir}/mail/%u",
+                      passwd_file=front.dir / "users", protocols="imap pop3",
+                      extra_conf="disable_plaintext_auth = no\n")
+    try:
+        cote.start()
+        yield Setup(backend, front, cote)
+    finally:
+        cote.cleanup()
+        front.cleanup()
+        backend.cleanup()
+
+
+def transcript(port: int, lines: list[bytes]) -> list[bytes]:
+    """Send each line and collect what came back until the server goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        answers = [read_reply(s)]
+        for line in lines:
+            s.sendall(line)
+            answers.append(read_reply(s))
+    return [re.sub(rb"\(\d+\.\d+ \+ \d+\.\d+(?: \+ \d+\.\d+)? secs\)", b"(t secs)", a)
+            for a in answers]
+
+
+def read_reply(s: socket.socket) -> bytes:
+    data = b""
+    s.settimeout(15)
+    while not data.endswith(b"\r\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    s.settimeout(0.3)
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def same_answers(setup: Setup, proto: str, lines: list[bytes]) -> list[bytes]:
+    theirs = transcript(setup.front.ports[proto], lines)
+    ours = transcript(setup.cote.ports[proto], lines)
+    assert ours == theirs, (ours, theirs)
+    return ours
+
+
+def test_imaplib_session_through_the_proxy(setup: Setup) -> None:
+    ours = imaplib.IMAP4("127.0.0.1", setup.cote.ports["imap"])
+    typ, data = ours.login("imapu", "secret")
+    assert typ == "OK" and data[0].endswith(b"Logged in")
+    assert ours.append("INBOX", "(\\Flagged)", None, MESSAGE)[0] == "OK"
+    assert ours.select("INBOX") == ("OK", [b"1"])
+    typ, fetched = ours.fetch("1", "(FLAGS BODY.PEEK[])")
+    assert typ == "OK" and fetched[0][1] == MESSAGE and b"\\Flagged" in fetched[0][0]
+    assert ours.logout()[0] == "BYE"
+    direct = imaplib.IMAP4("127.0.0.1", setup.backend.ports["imap"])
+    direct.login("imapu", "secret")
+    direct.select("INBOX")
+    assert direct.fetch("1", "(BODY.PEEK[])")[1][0][1] == MESSAGE
+    direct.logout()
+    started = setup.cote.wait_for_log("proxy(imapu,")
+    assert re.search(
+        rf"imap-login: Info: proxy\(imapu,127\.0\.0\.1:{setup.backend.ports['imap']}\): "
+        r"Started proxying to <127\.0\.0\.1> \(\d+\.\d{3} secs\): user=<imapu>, method=PLAIN, "
+        r"rip=127\.0\.0\.1, lip=127\.0\.0\.1, secured, session=<[^>]+>$", started[0])
+    # imaplib closes as soon as it has the LOGOUT answer, racing the backend's close.
+    ended = setup.cote.wait_for_log("proxy(imapu,127.0.0.1:" + str(setup.backend.ports["imap"])
+                                    + "): Disconnected by ")
+    assert ended, setup.cote.log_text()
+    assert re.search(r"proxy\(imapu,[^)]+\): Disconnected by (server|client) \(\d+s idle, "
+                     r"in=\d+, out=\d+\): user=<imapu>", ended[0])
+
+
+def test_imap_login_answer_is_the_backends(setup: Setup) -> None:
+    same_answers(setup, "imap", [b"a CAPABILITY\r\n", b"b LOGIN imapu secret\r\n",
+                                 b"c LOGOUT\r\n"])
+
+
+def test_poplib_session_through_the_proxy(setup: Setup) -> None:
+    ours = poplib.POP3("127.0.0.1", setup.cote.ports["pop3"], timeout=10)
+    assert ours.user("popu") == b"+OK"
+    assert ours.pass_("secret") == b"+OK Logged in."
+    direct = poplib.POP3("127.0.0.1", setup.backend.ports["pop3"], timeout=10)
+    direct.user("popu")
+    direct.pass_("secret")
+    assert ours.stat() == direct.stat() == (1, len(MESSAGE))
+    assert ours.retr(1) == direct.retr(1)
+    assert ours.uidl() == direct.uidl()
+    direct.quit()
+    assert ours.quit() == b"+OK Logging out."
+    lines = setup.cote.wait_for_log("proxy(popu,")
+    assert any("pop3-login: Info: proxy(popu,127.0.0.1:" in x and "Started proxying to <127.0.0.1>"
+               in x for x in lines)
+
+
+def test_pop3_transcript_and_destuser(setup: Setup) -> None:
+    same_answers(setup, "pop3", [b"USER popu\r\n", b"PASS secret\r\n", b"STAT\r\n",
+                                 b"QUIT\r\n"])
+    same_answers(setup, "pop3", [b"USER alias\r\n", b"PASS aliaspass\r\n", b"STAT\r\n",
+                                 b"QUIT\r\n"])
+    [line] = setup.cote.wait_for_log("proxy(alias,")[:1]
+    assert "Started proxying to <127.0.0.1> as user real (" in line
+
+
+def test_wrong_password_at_the_backend(setup: Setup) -> None:
+    answers = same_answers(setup, "imap", [b"a LOGIN badpass wrong\r\n", b"b LOGOUT\r\n"])
+    assert answers[1] == b"a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    answers = same_answers(setup, "pop3", [b"USER popbad\r\n", b"PASS wrong\r\n", b"QUIT\r\n"])
+    assert answers[2] == b"-ERR [AUTH] Authentication failed.\r\n"
+    failed = setup.cote.wait_for_log("proxy(badpass,")
+    assert re.search(r"imap-login: Info: proxy\(badpass,127\.0\.0\.1:\d+\): Login failed: "
+                     r"\[AUTHENTICATIONFAILED\] Authentication failed\.: user=<badpass>", failed[0])
+    assert setup.cote.wait_for_log("Disconnected: Aborted login by logging out (proxy dest "
+                                   "auth failed): user=<badpass>")
+
+
+def test_nologin_and_reason(setup: Setup) -> None:
+    answers = same_answers(setup, "imap", [b"a LOGIN blocked x\r\n", b"b LOGIN blocked2 x\r\n",
+                                           b"c LOGOUT\r\n"])
+    assert answers[1] == b"a NO [CONTACTADMIN] Moved_elsewhere\r\n"
+    same_answers(setup, "pop3", [b"USER blocked\r\n", b"PASS x\r\n", b"USER blocked2\r\n",
+                                 b"PASS x\r\n", b"QUIT\r\n"])
+    assert setup.cote.wait_for_log("Disconnected: Aborted login by logging out (internal "
+                                   "failure, 2 successful auths): user=<blocked2>")
+
+
+def test_backend_down_is_a_temporary_failure(setup: Setup) -> None:
+    answers = same_answers(setup, "imap", [b"a LOGIN imapdead secret\r\n", b"b LOGOUT\r\n"])
+    assert answers[1] == b"a NO [UNAVAILABLE] Account is temporarily unavailable.\r\n"
+    assert setup.cote.wait_for_log("proxy(imapdead,127.0.0.1:")
+    time.sleep(0)
