@@ -25,6 +25,7 @@ from cote.storage.message import (
     crlf_size,
     section_range,
 )
+from cote.storage.message.headers import Buffer
 from cote.storage.message.sections import HEADER_FIELDS_NOT, header_fields
 from cote.storage.message.sections import Section as MsgSection
 
@@ -153,8 +154,9 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: li
                 msg.cached(_STRUCTURE[a.name])
         if any(a.section is not None or (a.name.startswith("RFC822.") and a.name !=
                "RFC822.SIZE") or a.name == "RFC822" for a in items):
-            _ = msg.parts
             _ = msg.buf
+            if any(_needs_parts(a) for a in items):
+                _ = msg.parts
     except MessageGone:
         return False
     except (StorageError, OSError):
@@ -205,8 +207,10 @@ def _body_item(s: Session, w: R.Writer, msg: MessageData, att: FetchAtt
                ) -> Generator[None, None, bool]:
     name, a = _normalize(att)
     buf = msg.buf
-    parts = msg.parts
     section = msg_section(a.section)
+    if not _needs_parts(a):  # BODY[] / RFC822: the whole file, no structure needed
+        return (yield from _stream(s, w, name, a, buf, rng=(0, len(buf)), header_only=False))
+    parts = msg.parts
     header_only = section.specifier.decode() in _HEADER_SPECS
     stats = s.stats
     if a.name == "BINARY.SIZE":
@@ -249,6 +253,23 @@ def _body_item(s: Session, w: R.Writer, msg: MessageData, att: FetchAtt
     if rng is None:
         w.write(name.encode() + b" {0}\r\n")
         return True
+    return (yield from _stream(s, w, name, a, buf, rng=rng, header_only=header_only))
+
+
+def _needs_parts(a: FetchAtt) -> bool:
+    """Whether an item needs the MIME structure (all but the whole message do)."""
+    if a.name == "RFC822":
+        return False
+    if a.name != "BODY" or a.section is None:
+        return a.section is not None or a.name in ("RFC822.HEADER", "RFC822.TEXT")
+    return bool(a.section.part or a.section.text)
+
+
+def _stream(s: Session, w: R.Writer, name: str, a: FetchAtt, buf: Buffer, *,
+            rng: tuple[int, int], header_only: bool) -> Generator[None, None, bool]:
+    """A literal of ``buf[rng]`` with CRLF line ends, in chunks, pausing at the high-water
+    mark."""
+    stats = s.stats
     total = crlf_size(buf, rng[0], rng[1])
     off, length = 0, None
     size = total
