@@ -146,6 +146,7 @@ class Connection:
         self._queue: list[ev.Event] = []
         self._last_sp = -1      # the last SP of the command seen by _find_lf
         self._unknown: ev.Bad | None = None  # pre-login: reported once the line is read
+        self._after_skip: ev.Event | None = None  # due once a skipped line has ended
 
     # -- input --------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -296,11 +297,17 @@ class Connection:
         self._uid = False
         self._unknown = None
 
+    def _head_window(self) -> int:
+        """How far to look for ``tag SP name``: both are arguments, within its limit."""
+        return min(400, self._token_limit() + 1)
+
     def _head_for_error(self) -> None:
         """Tag and name of the buffered command, for an error found before its end."""
         self._tag = self._name = ""
         self._uid = False
-        self._parse_head(bytes(self._buf[:200]), final=False)
+        self._parse_head(bytes(self._buf[:self._head_window()]), final=False)
+        if not self._name:
+            self._tag = ""
 
     def _token_limit(self) -> int:
         """The longest argument Dovecot buffers (its input buffer minus one); imap-login's
@@ -400,12 +407,26 @@ class Connection:
             if lf < 0:
                 # Dovecot's two limits: one argument must fit its input buffer, and no
                 # argument may start after imap_max_line_length octets of the command
-                if self._last_sp + 1 > self.max_line_length:
-                    return self._too_long(
-                        whole_line=self._longest_token(len(buf)) <= self._token_limit())
-                if len(buf) - max(self._last_sp + 1, self._frag) > self._token_limit():
-                    return self._too_long()
+                too_large = self._last_sp + 1 > self.max_line_length
+                if too_large or \
+                        len(buf) - max(self._last_sp + 1, self._frag) > self._token_limit():
+                    return self._overflow(too_large)
                 return ev.NEED_DATA
+            if self._frag == 0:
+                self._tag = self._name = ""
+                self._uid = False
+                window = self._head_window()
+                head_bad = self._parse_head(bytes(buf[:min(lf + 1, window)]), final=lf < window)
+                if head_bad is None and not self._name:  # tag or name longer than allowed
+                    head_bad = ev.Bad("*", f"Error in IMAP command: {TOO_LONG}")
+                if head_bad is not None:
+                    return self._bad_and_skip_rest(head_bad, lf)
+                if self._name in NO_ARG_COMMANDS and not self._uid and not self.pre_login:
+                    # Dovecot never reads these commands' arguments: the rest of the line
+                    # is dropped unparsed, whatever its length, a literal announced included
+                    tag, name = self._tag, self._name
+                    self._reset_command(lf + 1)
+                    return ev.Command(tag, name, parse_command(name, []), False)
             if lf - self._frag + 1 > self._token_limit() and self._longest_token(lf) > \
                     self._token_limit():
                 self._head_for_error()
@@ -415,18 +436,6 @@ class Connection:
                     self._last_token_start(content) > self.max_line_length:
                 self._head_for_error()
                 return self._bad_and_skip_rest(self._bad(TOO_LARGE), lf)
-            if self._frag == 0:
-                self._tag = self._name = ""
-                self._uid = False
-                head_bad = self._parse_head(bytes(buf[:lf + 1]), final=True)
-                if head_bad is not None:
-                    return self._bad_and_skip_rest(head_bad, lf)
-                if self._name in NO_ARG_COMMANDS and not self._uid and not self.pre_login:
-                    # Dovecot never reads these commands' arguments: the rest of the line
-                    # is dropped unparsed, a literal announced there included
-                    tag, name = self._tag, self._name
-                    self._reset_command(lf + 1)
-                    return ev.Command(tag, name, parse_command(name, []), False)
             fragment = bytes(buf[self._frag:lf + 1])
             lit = literal_at_end(fragment) if b"}" in fragment else None
             if lit is None:
@@ -679,6 +688,36 @@ class Connection:
         self._scan = self._frag = 0
         self._last_sp = -1
         self._state = _COMMAND
+        after, self._after_skip = self._after_skip, None
+        return after
+
+    def _overflow(self, too_large: bool) -> ev.Event | None:
+        """A partial command went over a limit: the same answer as if its line had ended
+        (a bad tag or name first; a no-argument command's rest is ignored)."""
+        if self._frag == 0:
+            self._tag = self._name = ""
+            self._uid = False
+            head_bad = self._parse_head(bytes(self._buf[:self._head_window()]), final=False)
+            if head_bad is not None:
+                self._buf.clear()
+                self._scan = 0
+                self._last_sp = -1
+                self._state = _SKIP_LINE
+                self._tag = self._name = ""
+                return head_bad
+            if self._name in NO_ARG_COMMANDS and not self._uid and not self.pre_login:
+                return self._skip_arguments()
+        return self._too_long(whole_line=too_large and self._longest_token(
+            len(self._buf)) <= self._token_limit())
+
+    def _skip_arguments(self) -> ev.Event | None:
+        """Drop a no-argument command's over-long rest of line; the command follows."""
+        self._after_skip = ev.Command(self._tag, self._name, parse_command(self._name, []))
+        self._buf.clear()
+        self._scan = self._frag = 0
+        self._last_sp = -1
+        self._tag = self._name = ""
+        self._state = _SKIP_LINE
         return None
 
     def _skip_data(self) -> ev.Event | None:

@@ -186,6 +186,7 @@ CASES: list[bytes] = [
     b"t SELECT " + b"x" * 70000 + b"\r\n", b"t SELECT {4294967296}\r\n",
     b"t SELECT {70000}\r\n", b"t SELECT {99999999999999999999}\r\n",
     b"t SELECT {65520}\r\n" + b"x" * 65520 + b"\r\n", b"t SELECT {65521}\r\n",
+    b"t NOOP " + b"x" * 70000 + b"\r\n", b"t CHECK " + b"x " * 40000 + b"\r\n",
     b"t SEARCH " + b"ALL " * 16382 + b"\r\n", b"t SEARCH " + b"ALL " * 16383 + b"\r\n",
     b"t SEARCH " + b"ALL " * 30000 + b"\r\n", b"t SELECT " + b"x" * 65535 + b"\r\n",
     b"t SELECT " + b"x" * 65536 + b"\r\n", b"t RENAME {5+}\r\nxxxxx " + b"y" * 65536 + b"\r\n",

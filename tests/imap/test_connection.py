@@ -266,3 +266,11 @@ def test_login_dialect_with_every_command_still_streams_append() -> None:
     cmd, bad = events(Connection(pre_login=True), b"a APPEND INBOX\r\n")
     assert isinstance(cmd, Command)
     assert bad == Bad("a", "Error in IMAP command received by server.", "APPEND")
+
+
+def test_no_argument_commands_ignore_any_rest_of_line_even_an_over_long_one() -> None:
+    conn = Connection(max_line_length=100)
+    assert events(conn, b"a NOOP " + b"x" * 300) == []  # dropped as it arrives
+    assert conn.buffered == 0
+    assert events(conn, b"x" * 300 + b"\r\nb NOOP {5}\r\n") == [
+        Command("a", "NOOP", None), Command("b", "NOOP", None)]
