@@ -1055,7 +1055,7 @@ def _parse_status(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NON
 def _parse_copy(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE) -> Copy:
     if len(args) < 2:
         raise SyntaxErr("Missing arguments")
-    if astring(args[0]) is None:
+    if astring(args[0]) is None or astring(args[1]) is None:
         raise SyntaxErr("Invalid arguments")
     seqset = parse_seqset(args[0], uid=uid)
     if seqset is None:

@@ -182,6 +182,7 @@ CASES: list[bytes] = [
     b"t FETCH 1 (PREVIEW (FOO))\r\n", b"t FETCH 1 (SNIPPET (X))\r\n", b"t FETCH 1 (PREVIEW ())\r\n",
     b"t FETCH 1 PREVIEW (LAZY)\r\n", b't FETCH 1 (PREVIEW ("x"))\r\n',
     b"t FETCH 1 (PREVIEW (LAZY=FUZZY) SNIPPET (FUZZY))\r\n",
+    b't COPY "" () UID nonexist\r\n', b"t COPY x (a)\r\n",
     # limits
     b"t SELECT " + b"x" * 70000 + b"\r\n", b"t SELECT {4294967296}\r\n",
     b"t SELECT {70000}\r\n", b"t SELECT {99999999999999999999}\r\n",
