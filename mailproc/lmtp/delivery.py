@@ -21,34 +21,30 @@ from dataclasses import dataclass
 from cote.mailproc.mailuser import MailUser
 from cote.storage import StorageError, open_storage
 from cote.storage.message.headers import last_value, read_header
+from cote.storage.message.lineends import SaveLineEnds
 from cote.storage.message.searchkeys import decode_words
 
 SPOOL_IN_MEMORY = 1024 * 1024
 
 
 class Spool:
-    """The transaction's message, CRLF turned into LF as it arrives (chunk splits included)."""
+    """The transaction's message, with line ends as Dovecot's Maildir save writes them
+    (CRLF → LF, a lone CR kept, a CR at the very end dropped), chunk splits included."""
 
     def __init__(self) -> None:
         self.file = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)  # noqa: SIM115
-        self._cr = False
+        self._line_ends = SaveLineEnds()
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        if self._cr:
-            data = b"\r" + data
-            self._cr = False
-        if data.endswith(b"\r"):
-            data, self._cr = data[:-1], True
-        data = data.replace(b"\r\n", b"\n")
-        self.file.write(data)
-        self.size += len(data)
+        out = self._line_ends.feed(data)
+        self.file.write(out)
+        self.size += len(out)
 
     def finish(self) -> None:
-        if self._cr:
-            self.file.write(b"\r")
-            self.size += 1
-            self._cr = False
+        out = self._line_ends.finish()
+        self.file.write(out)
+        self.size += len(out)
 
     def header_fields(self) -> list[tuple[bytes, bytes]]:
         self.file.seek(0)

@@ -56,7 +56,9 @@ def count(dc: DovecotOracle, user: str, mailbox: str) -> int:
     (["-d", "user1", "-m", "Missing"], "", MESSAGE),
     (["-d", "user1", "-m", "Folder", "-a", "alias@x.example"], ".Folder", MESSAGE),
     (["-d", "user2"], "", b"From bob@x.example  Sat Nov 21 10:00:00 2026\n" + MESSAGE),
-], ids=["inbox", "missing folder falls back to INBOX", "existing folder", "mbox From_ line"])
+    (["-d", "user2"], "", b"Subject: cr\r\n\r\nlone\rcr\r\nlast line ends in CR\r"),
+], ids=["inbox", "missing folder falls back to INBOX", "existing folder", "mbox From_ line",
+        "lone and final CR"])
 def test_delivery_matches_dovecot_lda(dovecot: DovecotOracle, args: list[str], folder: str,
                                       message: bytes) -> None:
     user = args[1]
