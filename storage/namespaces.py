@@ -11,7 +11,8 @@ parent, and shows ``auto = create|subscribe`` mailboxes before they exist (creat
 opened, as Dovecot does; ``subscribe`` ones count as subscribed). NAMESPACE's data come from
 :meth:`Namespaces.namespace_data` (hidden namespaces left out).
 
-The mail processes call :meth:`Namespaces.from_config` instead of ``open_storage``.
+The mail processes call :meth:`Namespaces.from_config` instead of ``open_storage``; it also
+builds the user's quota (``mail_plugins = quota``) and keeps it in ``.quota``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cote.storage import open_storage
 from cote.storage.api import Mailbox, MailboxInfo, MailboxList, QuotaPolicy
 from cote.storage.errors import InvalidName, MailboxNotFound, StorageError
 from cote.storage.pattern import compile_pattern, normalize_inbox
+from cote.storage.quota.policy import DEFAULT_BASE_DIR, Quota
 from cote.variables import VariableError, expand, user_values
 
 
@@ -112,6 +114,8 @@ class Namespaces(MailboxList):
             raise NamespaceError("more than one namespace has inbox=yes")
         self.inbox_ns = inbox[0] if inbox else None
         self.separator = (self.inbox_ns or self.namespaces[0]).separator
+        #: the user's quota when ``from_config`` built it (GETQUOTA/GETQUOTAROOT data)
+        self.quota: Quota | None = None
         # longest prefix first
         self._by_prefix = sorted(self.namespaces, key=lambda n: -len(n.prefix))
 
@@ -151,14 +155,30 @@ class Namespaces(MailboxList):
     @classmethod
     def from_config(cls, cfg: object, user_fields: Mapping[str, str] | None = None, *,
                     user: str, mail_location: str, home: str | None,
-                    quota: QuotaPolicy | None = None, service: str = "imap") -> Namespaces:
-        """What a mail process opens for a logged-in user (``mail_location`` expanded)."""
+                    quota: QuotaPolicy | None = None, with_quota: bool = True,
+                    delivery: bool = False, service: str = "imap") -> Namespaces:
+        """What a mail process opens for a logged-in user (``mail_location`` expanded; pass
+        the protocol's config view). With ``with_quota`` and ``mail_plugins`` naming
+        ``quota``, the user's :class:`~cote.storage.quota.Quota` (``plugin { }`` overridden
+        by ``user_fields``; ``delivery`` for LMTP/LDA's grace) is built, attached and kept in
+        ``.quota`` for GETQUOTA/GETQUOTAROOT. Raises ``StorageError`` (``QuotaConfigError``
+        and ``NamespaceError`` included) on bad settings."""
         values: dict[str, str | None] = user_values(user)
         values.update({"home": home, "service": service})
         getter = getattr(cfg, "get")  # noqa: B009 - duck-typed Config
-        return cls.from_settings(settings_from_config(cfg), mail_location=mail_location,
-                                 home=home, variables=values, config=getter, quota=quota,
-                                 user=user)
+        built: Quota | None = None
+        if quota is None and with_quota:
+            plugin = getattr(cfg, "plugin")()  # noqa: B009
+            built = Quota.from_settings(plugin, user_fields,
+                                        mail_plugins=str(getter("mail_plugins") or ""),
+                                        base_dir=str(getter("base_dir") or DEFAULT_BASE_DIR),
+                                        delivery=delivery, variables=values)
+            quota = built
+        ns = cls.from_settings(settings_from_config(cfg), mail_location=mail_location,
+                               home=home, variables=values, config=getter, quota=quota,
+                               user=user)
+        ns.quota = built
+        return ns
 
     # -- names ----------------------------------------------------------------------------
     def find(self, vname: str) -> tuple[Namespace, str]:

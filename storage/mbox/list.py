@@ -2,7 +2,8 @@
 
 Every mailbox is a file below the root (``A/B`` is ``~/mail/A/B``, levels in modified UTF-7
 unless ``:UTF-8``), directories are ``\\Noselect`` parents, files are ``\\NoInferiors``; INBOX
-is the ``INBOX=`` file (``<root>/inbox`` without it) and is always listed. Dot files
+is the ``INBOX=`` file (``<root>/inbox`` without it) and is always listed. A file
+written after it was last read is ``\\Marked`` (mtime > atime, as Dovecot reports). Dot files
 (``.subscriptions``, Dovecot's ``.imap`` index dirs) and ``*.lock`` files are not mailboxes.
 Subscriptions are ``<root>/.subscriptions`` in Dovecot's format.
 """
@@ -89,6 +90,7 @@ class MboxList(MailboxList):
         self.quota: QuotaPolicy = quota or NoQuota()
         self.special_use = dict(special_use or {})
         self.user = user
+        self._marked: set[tuple[str, ...]] = set()
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self.file_mode = 0o600
         self.subscriptions_path = os.path.join(loc.control or self.root, SUBSCRIPTIONS)
@@ -129,8 +131,10 @@ class MboxList(MailboxList):
 
     # -- list ---------------------------------------------------------------------------
     def _scan(self) -> dict[tuple[str, ...], bool]:
-        """Every entry below the root: parts -> is a mailbox file (False: a directory)."""
+        """Every entry below the root: parts -> is a mailbox file (False: a directory).
+        Files written since they were last read go to ``self._marked`` (``\\Marked``)."""
         out: dict[tuple[str, ...], bool] = {}
+        self._marked = set()
         inbox_real = os.path.realpath(self.inbox_path)
 
         def walk(path: str, prefix: tuple[str, ...]) -> None:
@@ -150,6 +154,9 @@ class MboxList(MailboxList):
                         if not prefix and e.name == "inbox" and self.loc.inbox is None:
                             continue
                         out[parts] = True
+                        st = e.stat()
+                        if st.st_size and st.st_mtime > st.st_atime:
+                            self._marked.add(parts)
 
         walk(self.root, ())
         return out
@@ -178,6 +185,8 @@ class MboxList(MailboxList):
                     attrs.add("\\HasChildren" if parts in parents else "\\HasNoChildren")
                 elif found[parts]:
                     attrs.add("\\NoInferiors")
+                    if parts in self._marked:
+                        attrs.add("\\Marked")  # the classic mbox rule: mtime > atime
                 else:
                     attrs.update(("\\Noselect", "\\HasChildren" if parts in parents
                                   else "\\HasNoChildren"))

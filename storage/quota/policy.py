@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from cote.storage import MailboxList, MaildirList
-from cote.storage.errors import QuotaExceeded
+from cote.storage.errors import QuotaExceeded, StorageError
 from cote.storage.quota import maildirsize as mdsize
 from cote.storage.quota.rules import RootSettings, merge_settings, parse_roots
 from cote.storage.quota.warning import send_warning
@@ -29,7 +29,7 @@ from cote.variables import VariableError, expand
 log = logging.getLogger("cote.storage")
 
 DEFAULT_BASE_DIR = "/run/dovecot"
-MAX_SIZE_MESSAGE = "Mail is larger than the maximum size allowed by server configuration"
+MAX_SIZE_MESSAGE = "Mail size is larger than the maximum size allowed by server configuration"
 
 
 class QuotaResource(NamedTuple):
@@ -198,7 +198,7 @@ class Quota:
             if not s.enforcing or s.is_ignored(mailbox):
                 continue
             if s.max_mail_size and add_count == 1 and add_bytes > s.max_mail_size:
-                raise QuotaExceeded(MAX_SIZE_MESSAGE)
+                raise StorageError(MAX_SIZE_MESSAGE, code="LIMIT")
             b_lim, c_lim = s.limits_for(mailbox)
             if s.default_rule() is None and isinstance(root, MaildirsizeRoot):
                 b_lim, c_lim = root.limits()

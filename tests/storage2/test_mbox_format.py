@@ -3,6 +3,7 @@ bodies, hidden metadata headers, UIDs assigned to foreign mail, lock settings.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,12 @@ def test_list_layout(tmp_path: Path) -> None:
                    "A/B": {"\\NoInferiors"}, "Dir": {"\\Noselect", "\\HasNoChildren"},
                    "Ünï": {"\\NoInferiors"}}
     assert (tmp_path / "mail" / "&ANw-n&AO8-").is_file()
+    path = tmp_path / "mail" / "A" / "B"
+    path.write_bytes(FROM1 + b"Subject: new\n\nnew mail\n\n")
+    os.utime(path, (1000, 2000))  # written after it was last read
+    assert ml.list("A/B")[0].attributes == {"\\NoInferiors", "\\Marked"}
+    os.utime(path, (3000, 2000))
+    assert ml.list("A/B")[0].attributes == {"\\NoInferiors"}
     with pytest.raises(StorageError) as e:
         ml.delete("A")
     assert e.value.code == "INUSE"
