@@ -844,10 +844,12 @@ def _parse_sort(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE)
         raise SyntaxErr("Invalid sort argument")
     crit: list[tuple[bool, str]] = []
     reverse = False
+    stray = False
     for item in args[i]:  # type: ignore[union-attr]
         raw = astring(item)
-        if raw is None:
-            raise SyntaxErr("Invalid sort list argument")
+        if raw is None:  # the list ends here for Dovecot; a pending REVERSE is worse
+            stray = True
+            break
         name = raw.decode("latin-1").upper()
         if name == "REVERSE":
             reverse = True
@@ -858,6 +860,8 @@ def _parse_sort(args: Sequence[Arg], uid: bool, enabled: frozenset[str] = _NONE)
         reverse = False
     if reverse:
         raise SyntaxErr("Sort list ends with REVERSE")
+    if stray:
+        raise SyntaxErr("Invalid sort list argument")
     if not crit:
         raise SyntaxErr("Empty sort program")
     charset, key = _search_program(args, i + 1, charset_required=True)
