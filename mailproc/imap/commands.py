@@ -1157,8 +1157,8 @@ COMMANDS: dict[str, Parser] = {
     "COPY": _parse_copy, "MOVE": _parse_copy, "EXPUNGE": _parse_expunge,
     "SORT": _parse_sort, "THREAD": _parse_thread, "COMPRESS": _parse_compress,
 }
-ARG_LIMITS = {"COPY": 2, "MOVE": 2, "RENAME": 2, "DELETE": 1, "CREATE": 1, "SUBSCRIBE": 1,
-              "UNSUBSCRIBE": 1, "STATUS": 2, "UID EXPUNGE": 1}
+ARG_LIMITS = {"COPY": 2, "MOVE": 2, "UID COPY": 2, "UID MOVE": 2, "RENAME": 2, "DELETE": 1,
+              "CREATE": 1, "SUBSCRIBE": 1, "UNSUBSCRIBE": 1, "STATUS": 2, "UID EXPUNGE": 1}
 """Commands of which Dovecot reads only so many arguments (``COPY 1 INBOX )`` is fine)."""
 NO_ARG_COMMANDS = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
                              "UNSELECT", "NAMESPACE", "IDLE", "EXPUNGE"})

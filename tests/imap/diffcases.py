@@ -184,6 +184,7 @@ CASES: list[bytes] = [
     b"t FETCH 1 (PREVIEW (LAZY=FUZZY) SNIPPET (FUZZY))\r\n",
     b't COPY "" () UID nonexist\r\n', b"t COPY x (a)\r\n",
     b"t SORT (REVERSE () DATE) UTF-8 ALL\r\n", b"t SORT (DATE () REVERSE) UTF-8 ALL\r\n",
+    b't UID COPY "1" nonexist )\r\n', b"t UID MOVE 1 nonexist )\r\n",
     # limits
     b"t SELECT " + b"x" * 70000 + b"\r\n", b"t SELECT {4294967296}\r\n",
     b"t SELECT {70000}\r\n", b"t SELECT {99999999999999999999}\r\n",
