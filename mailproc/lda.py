@@ -18,12 +18,12 @@ import tempfile
 
 from cote.config import DEFAULT_PATH, Config, ConfigError, load
 from cote.log import LEVEL_LETTER, LEVELS, Logger, mail_log_prefix
-from cote.mailproc.lmtp.delivery import Envelope, Spool, deliver, log_values
+from cote.mailproc.lmtp.delivery import Envelope, Spool, choose_mailbox, deliver, log_values
 from cote.mailproc.lmtp.service import new_session_id
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
 from cote.master.logservice import LogSink, LogTargets
-from cote.storage import MailboxNotFound, QuotaExceeded, StorageError, open_storage
+from cote.storage import MailboxNotFound, QuotaExceeded, StorageError
 from cote.variables import VariableError, compile_template
 
 EX_USAGE, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 67, 70, 75, 77, 78
@@ -107,24 +107,6 @@ def find_user(cfg: Config, args: argparse.Namespace) -> MailUser:
                                      "home": pw.pw_dir}, "lda")
 
 
-def target_mailbox(cfg: Config, user: MailUser, wanted: str, log: Logger) -> str:
-    if wanted == "INBOX":
-        return wanted
-    mailboxes = open_storage(user.mail_location, home=user.home)
-    try:
-        if mailboxes.exists(wanted):
-            return wanted
-        if cfg.get("lda_mailbox_autocreate"):
-            mailboxes.create(wanted)
-            if cfg.get("lda_mailbox_autosubscribe"):
-                mailboxes.subscribe(wanted)
-            return wanted
-    finally:
-        mailboxes.close()
-    log.info(f"save failed to open mailbox {wanted}: Mailbox doesn't exist: {wanted}")
-    return "INBOX"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -163,7 +145,8 @@ def _deliver(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool
     env = Envelope(args.sender or "", "", "", "")
     try:
         drop_privileges(user, cfg)
-        mailbox = target_mailbox(cfg, user, args.mailbox, log)
+        mailbox = choose_mailbox(cfg, user, args.mailbox,
+                                 lambda text: log.info(_line(cfg, spool, env, text)))
         deliver(user, spool, b"", mailbox, mail_fsync=str(cfg.get("mail_fsync")))
     except QuotaExceeded as e:
         log.info(_line(cfg, spool, env, f"save failed to {args.mailbox}: {e}"))

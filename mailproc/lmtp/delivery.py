@@ -15,9 +15,10 @@ import email.utils
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from cote.config import Config
 from cote.mailproc.mailuser import MailUser
 from cote.storage import StorageError, open_storage
 from cote.storage.message.headers import last_value, read_header
@@ -64,25 +65,48 @@ class Envelope:
     hostname: str  # our name in the Received header
 
 
-def trace_headers(env: Envelope, recipient: str | None, trace_id: str, *,
-                  add_received: bool = True, now: float | None = None) -> bytes:
-    """Dovecot's trace headers. ``recipient`` is None when the transaction has several
-    recipients: then, as in Dovecot, neither ``Delivered-To`` nor the ``for <…>`` clause
-    names one of them (every recipient gets the same message), and ``trace_id`` is the
-    transaction's id rather than a recipient's."""
+def trace_headers(env: Envelope, trace_id: str, *, delivered_to: str | None,
+                  for_address: str | None, add_received: bool = True,
+                  now: float | None = None) -> bytes:
+    """Dovecot's trace headers. For a transaction with several recipients both addresses are
+    None: as in Dovecot, neither ``Delivered-To`` nor the ``for <…>`` clause names one of them
+    (every recipient gets the same message), and ``trace_id`` is the transaction's id."""
     lines = [f"Return-Path: <{env.sender}>"]
-    if recipient is not None:
-        lines.append(f"Delivered-To: {recipient}")
+    if delivered_to is not None:
+        lines.append(f"Delivered-To: {delivered_to}")
     if add_received:
         date = email.utils.formatdate(now, localtime=True)
         lines += [f"Received: from {env.client_name} ([{env.client_ip}])",
                   f"\tby {env.hostname} with LMTP",
                   f"\tid {trace_id}"]
-        if recipient is not None:
-            lines += [f"\t(envelope-from <{env.sender}>)", f"\tfor <{recipient}>; {date}"]
+        if for_address is not None:
+            lines += [f"\t(envelope-from <{env.sender}>)", f"\tfor <{for_address}>; {date}"]
         else:
             lines.append(f"\t(envelope-from <{env.sender}>); {date}")
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def choose_mailbox(cfg: Config, user: MailUser, wanted: str,
+                   note: Callable[[str], None]) -> str:
+    """The mailbox a delivery goes to: ``wanted`` if it exists (or may be created with
+    ``lda_mailbox_autocreate``), else INBOX, as Dovecot's LDA and LMTP do (``note`` gets the
+    log line for the fallback)."""
+    if wanted == "INBOX":
+        return wanted
+    with acting_as(user):
+        mailboxes = open_storage(user.mail_location, home=user.home)
+        try:
+            if mailboxes.exists(wanted):
+                return wanted
+            if cfg.get("lda_mailbox_autocreate"):
+                mailboxes.create(wanted)
+                if cfg.get("lda_mailbox_autosubscribe"):
+                    mailboxes.subscribe(wanted)
+                return wanted
+        finally:
+            mailboxes.close()
+    note(f"save failed to open mailbox {wanted}: Mailbox doesn't exist: {wanted}")
+    return "INBOX"
 
 
 class _Joined:

@@ -17,11 +17,19 @@ import base64
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
-from cote.mailproc.lmtp.delivery import Envelope, Spool, deliver, log_values, trace_headers
+from cote.mailproc.lmtp.delivery import (
+    Envelope,
+    Spool,
+    choose_mailbox,
+    deliver,
+    log_values,
+    trace_headers,
+)
 from cote.mailproc.lmtp.paths import Address
 from cote.mailproc.lmtp.protocol import (
     CheckRecipient,
@@ -59,6 +67,15 @@ class LmtpSettings:
         self.quota_tempfail = bool(cfg.get("quota_full_tempfail"))
         self.mail_fsync = str(cfg.get("mail_fsync"))
         self.log_format = compile_template(str(cfg.get("deliver_log_format")))
+        self.detail_mailbox = bool(cfg.get("lmtp_save_to_detail_mailbox"))
+        self.hdr_address = str(cfg.get("lmtp_hdr_delivery_address"))  # final|original|none
+
+    def detail(self, address: Address) -> str | None:
+        """The +detail of the recipient's local part (for lmtp_save_to_detail_mailbox)."""
+        for delim in self.delimiter:
+            if delim in address.localpart:
+                return address.localpart.split(delim, 1)[1] or None
+        return None
 
     def lookup_name(self, address: Address) -> str:
         """The user to look up: the address without its +detail."""
@@ -68,6 +85,21 @@ class LmtpSettings:
                 local = local.split(delim, 1)[0]
                 break
         return local if address.domain is None else f"{local}@{address.domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    user: MailUser
+    detail: str | None  # its +detail, when it names the target mailbox
+    original: str | None  # ORCPT's address, if the client sent one
+
+
+def original_recipient(params: tuple[tuple[str, str | None], ...]) -> str | None:
+    """The address of an ``ORCPT=rfc822;addr`` parameter."""
+    for key, value in params:
+        if key == "ORCPT" and value and value.lower().startswith("rfc822;"):
+            return value[7:]
+    return None
 
 
 class LmtpConnection:
@@ -80,7 +112,7 @@ class LmtpConnection:
         self.proto = LmtpProtocol(settings.hostname, settings.greeting)
         self.spool: Spool | None = None
         self.sender = ""
-        self.users: list[MailUser] = []
+        self.users: list[Recipient] = []
         self.out: list[bytes] = []
         self.closed = False
 
@@ -129,7 +161,8 @@ class LmtpConnection:
             self.log.error(f"<{address}>: userdb lookup failed: {e}")
             return self.proto.recipient_checked(
                 False, reply(451, "4.3.0", f"<{address}> Temporary internal error"))
-        self.users.append(user)
+        detail = self.settings.detail(address) if self.settings.detail_mailbox else None
+        self.users.append(Recipient(user, detail, original_recipient(event.params)))
         return self.proto.recipient_checked(True)
 
     def _deliver_all(self, event: DataEnd) -> list[bytes]:
@@ -139,33 +172,46 @@ class LmtpConnection:
                        self.settings.hostname)
         single = len(event.recipients) == 1
         shared_head = None if single else trace_headers(
-            env, None, self.proto.transaction_trace_id(self.session_id),
-            add_received=self.settings.add_received)
+            env, self.proto.transaction_trace_id(self.session_id), delivered_to=None,
+            for_address=None, add_received=self.settings.add_received)
         results = []
-        for i, (address, user) in enumerate(zip(event.recipients, self.users, strict=True)):
+        for i, (address, rcpt) in enumerate(zip(event.recipients, self.users, strict=True)):
             delivery_id = self.proto.delivery_id(self.session_id, i)
-            head = shared_head or trace_headers(env, str(address), delivery_id,
-                                                add_received=self.settings.add_received)
-            results.append(self._deliver_one(env, address, user, delivery_id, head))
+            head = shared_head or self._own_head(env, address, rcpt, delivery_id)
+            results.append(self._deliver_one(env, address, rcpt, delivery_id, head))
         return results
 
-    def _deliver_one(self, env: Envelope, address: Address, user: MailUser,
+    def _own_head(self, env: Envelope, address: Address, rcpt: Recipient,
+                  delivery_id: str) -> bytes:
+        """A single recipient's trace headers, per lmtp_hdr_delivery_address."""
+        final, mode = str(address), self.settings.hdr_address
+        delivered_to = final if mode == "final" else rcpt.original if mode == "original" else None
+        return trace_headers(env, delivery_id, delivered_to=delivered_to,
+                             for_address=rcpt.original if mode == "original" and rcpt.original
+                             else final, add_received=self.settings.add_received)
+
+    def _deliver_one(self, env: Envelope, address: Address, rcpt: Recipient,
                      delivery_id: str, head: bytes) -> bytes:
         assert self.spool is not None
+        user = rcpt.user
         log = self.log.with_prefix(mail_log_prefix(self.settings.cfg, {
             "service": "lmtp", "user": user.user, "pid": str(os.getpid()),
             "session": delivery_id}))
+        mailbox = "INBOX"
         try:
-            deliver(user, self.spool, head, mail_fsync=self.settings.mail_fsync)
+            if rcpt.detail:
+                mailbox = choose_mailbox(self.settings.cfg, user, rcpt.detail,
+                                         lambda text: log.info(self._log_line(env, text)))
+            deliver(user, self.spool, head, mailbox, mail_fsync=self.settings.mail_fsync)
         except QuotaExceeded as e:
-            log.info(self._log_line(env, f"save failed to INBOX: {e}"))
+            log.info(self._log_line(env, f"save failed to {mailbox}: {e}"))
             if self.settings.quota_tempfail:
                 return reply(452, "4.2.2", f"<{address}> {e}")
             return reply(552, "5.2.2", f"<{address}> {e}")
         except (StorageError, OSError) as e:
-            log.error(self._log_line(env, f"save failed to INBOX: {e}"))
+            log.error(self._log_line(env, f"save failed to {mailbox}: {e}"))
             return reply(451, "4.2.0", f"<{address}> Temporary internal error")
-        log.info(self._log_line(env, "saved mail to INBOX"))
+        log.info(self._log_line(env, f"saved mail to {mailbox}"))
         return saved_reply(address, delivery_id)
 
     def _log_line(self, env: Envelope, message: str) -> str:
