@@ -10,13 +10,16 @@ from cote.auth.drivers.base import (
     UserdbLookup,
 )
 from cote.auth.drivers.passwd_file import PasswdFilePassdb, PasswdFileUserdb
+from cote.auth.drivers.prefetch import PrefetchUserdb
+from cote.auth.drivers.sql import SqlPassdb, SqlUserdb
 from cote.auth.drivers.static import StaticPassdb, StaticUserdb
 
 PASSDB_DRIVERS: dict[str, type[PassdbDriver]] = {
-    "passwd-file": PasswdFilePassdb, "static": StaticPassdb,
+    "passwd-file": PasswdFilePassdb, "static": StaticPassdb, "sql": SqlPassdb,
 }
 USERDB_DRIVERS: dict[str, type[UserdbDriver]] = {
-    "passwd-file": PasswdFileUserdb, "static": StaticUserdb,
+    "passwd-file": PasswdFileUserdb, "static": StaticUserdb, "sql": SqlUserdb,
+    "prefetch": PrefetchUserdb,
 }
 
 __all__ = ["PASSDB_DRIVERS", "USERDB_DRIVERS", "DriverError", "PassdbDriver", "PassdbLookup",
