@@ -38,6 +38,7 @@ from cote.login.actions import (
     StartTls,
 )
 from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
+from cote.login.haproxy import HeaderError, parse_header
 from cote.login.proxy import (
     ClientFacts,
     ImapBackendLogin,
@@ -116,11 +117,17 @@ class LoginServerSettings:
     formatter: LoginLogFormatter
     log: Logger
     on_client_count: Callable[[int], None] = field(default=lambda n: None)
+    haproxy_trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = \
+        field(default_factory=list)
+    haproxy_timeout: float = 3.0
+
+
+def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in text.replace(",", " ").split()]
 
 
 def trusted_networks(cfg: Config) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(n, strict=False) for n in str(cfg.get("login_trusted_networks"))
-            .replace(",", " ").split()]
+    return networks(str(cfg.get("login_trusted_networks")))
 
 
 def new_session_id() -> str:
@@ -147,9 +154,9 @@ class LoginServer:
         self.listening: list[socket.socket] = []
         self.may_accept: Callable[[], bool] = lambda: True
 
-    def serve(self, listeners: list[tuple[socket.socket, bool]],
+    def serve(self, listeners: list[tuple[socket.socket, bool, bool]],
               may_accept: Callable[[], bool]) -> None:
-        """Accept on each (listening socket, implicit TLS) pair while ``may_accept()``.
+        """Accept on each (listening socket, implicit TLS, haproxy) while ``may_accept()``.
 
         One accept per readiness event, the client counted the moment it is accepted: a
         login process takes exactly the clients its limits allow (one in high-security
@@ -157,13 +164,13 @@ class LoginServer:
         servers accept greedily and build the connection later.)"""
         loop = asyncio.get_running_loop()
         self.may_accept = may_accept
-        for sock, implicit_tls in listeners:
+        for sock, implicit_tls, haproxy in listeners:
             if implicit_tls and self.settings.tls is None:
                 self.settings.log.error("ssl listener configured but no ssl_cert/ssl_key: "
                                         "not accepting TLS connections")
                 continue
             sock.setblocking(False)
-            loop.add_reader(sock.fileno(), self._accept, sock, implicit_tls)
+            loop.add_reader(sock.fileno(), self._accept, sock, implicit_tls, haproxy)
             self.listening.append(sock)
 
     def stop_accepting(self) -> None:
@@ -172,7 +179,7 @@ class LoginServer:
             loop.remove_reader(sock.fileno())
         self.listening.clear()
 
-    def _accept(self, sock: socket.socket, implicit_tls: bool) -> None:
+    def _accept(self, sock: socket.socket, implicit_tls: bool, haproxy: bool) -> None:
         if not self.may_accept():
             self.stop_accepting()
             return
@@ -188,7 +195,7 @@ class LoginServer:
         self.settings.on_client_count(self.client_count())
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(
-            lambda: LoginConnection(self, implicit_tls), conn))
+            lambda: LoginConnection(self, implicit_tls, haproxy), conn))
         task.add_done_callback(self._accepted)
 
     def _accepted(self, task: asyncio.Task[tuple[asyncio.Transport, asyncio.BaseProtocol]]
@@ -211,10 +218,13 @@ class LoginServer:
 
 
 class LoginConnection(asyncio.Protocol):
-    def __init__(self, server: LoginServer, implicit_tls: bool) -> None:
+    def __init__(self, server: LoginServer, implicit_tls: bool, haproxy: bool = False) -> None:
         self.server = server
         self.settings = server.settings
         self.implicit_tls = implicit_tls
+        self.haproxy = haproxy  # a PROXY header comes first
+        self.haproxy_timer: asyncio.TimerHandle | None = None
+        self.real_addresses = ("", 0, "", 0)  # the TCP connection's (lip, lport, rip, rport)
         self.transport: asyncio.Transport | None = None
         self.frontend: Frontend | None = None
         self.facts: ConnectionFacts | None = None
@@ -242,13 +252,56 @@ class LoginConnection(asyncio.Protocol):
         local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
         lip, lport = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
         rip, rport = (remote[0], remote[1]) if isinstance(remote, tuple) else ("", 0)
+        self.server.added(self)
+        if self.haproxy:
+            self.real_addresses = (lip, lport, rip, rport)
+            if not _is_trusted(rip, self.settings.haproxy_trusted_networks):
+                self.settings.log.warning(f"haproxy: Client not trusted (rip={rip})")
+                transport.abort()
+                return
+            self.haproxy_timer = asyncio.get_running_loop().call_later(
+                self.settings.haproxy_timeout, self._haproxy_timed_out)
+            return
         secured = (self.implicit_tls or (rip != "" and rip == lip)
                    or _is_trusted(rip, self.settings.trusted_networks)
                    or (sock is not None and sock.family == socket.AF_UNIX))
-        self.facts = ConnectionFacts(lip, lport, rip, rport, new_session_id(),
-                                     self.implicit_tls, secured)
-        self.server.added(self)
+        self._begin(ConnectionFacts(lip, lport, rip, rport, new_session_id(),
+                                    self.implicit_tls, secured))
+
+    def _begin(self, facts: ConnectionFacts) -> None:
+        self.facts = facts
         asyncio.get_running_loop().create_task(self._start())
+
+    # -- the PROXY header on haproxy listeners --------------------------------------------------
+    def _haproxy_input(self) -> None:
+        lip, lport, rip, rport = self.real_addresses
+        try:
+            header = parse_header(self.early)
+        except HeaderError as e:
+            self._haproxy_failed(e.log_text(rip))
+            return
+        if header is None:
+            return
+        if self.haproxy_timer is not None:
+            self.haproxy_timer.cancel()
+        self.haproxy = False
+        self.early = self.early[header.length:]
+        secured = self.implicit_tls or header.ssl
+        if header.proxied:
+            lip, lport, rip, rport = (header.local_ip, header.local_port, header.remote_ip,
+                                      header.remote_port)
+        secured = secured or _is_trusted(rip, self.settings.trusted_networks)
+        self._begin(ConnectionFacts(lip, lport, rip, rport, new_session_id(),
+                                    self.implicit_tls, secured))
+
+    def _haproxy_timed_out(self) -> None:
+        self._haproxy_failed(f"haproxy: Client timed out (rip={self.real_addresses[2]})")
+
+    def _haproxy_failed(self, log_text: str) -> None:
+        self.haproxy = False
+        self.settings.log.error(log_text)
+        if self.transport is not None:
+            self.transport.abort()
 
     async def _start(self) -> None:
         assert self.facts is not None
@@ -270,11 +323,15 @@ class LoginConnection(asyncio.Protocol):
         if self.frontend is None or self.busy:
             # Before the greeting or while auth/hand-off runs: keep the bytes for later.
             self.early += data
+            if self.haproxy:
+                self._haproxy_input()
             return
         self._perform(self.frontend.feed(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.removed(self)
+        if self.haproxy_timer is not None:
+            self.haproxy_timer.cancel()
         if self.auth_task is not None and not self.handed_off:
             self.auth_task.cancel()
         if self.auth_request is not None:

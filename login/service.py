@@ -20,6 +20,7 @@ from cote.login.server import (
     FrontendFactory,
     LoginServer,
     LoginServerSettings,
+    networks,
     trusted_networks,
 )
 from cote.login.tlsconfig import server_context
@@ -40,7 +41,9 @@ def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginSer
     return LoginServerSettings(
         protocol=protocol, auth_socket=os.path.join(root, "login"),
         mail_socket=os.path.join(root, protocol), tls=tls,
-        trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log)
+        trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log,
+        haproxy_trusted_networks=networks(str(cfg.get("haproxy_trusted_networks"))),
+        haproxy_timeout=float(cfg.get("haproxy_timeout")))
 
 
 async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryBuilder) -> None:
@@ -70,7 +73,7 @@ async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryB
 
     settings.on_client_count = on_count
     server = LoginServer(settings, make_factory(cfg, settings.tls is not None))
-    listeners = [(lst.sock, lst.ssl) for lst in ctx.listeners
+    listeners = [(lst.sock, lst.ssl, lst.haproxy) for lst in ctx.listeners
                  if lst.kind == "inet" and lst.sock is not None]
     server.serve(listeners, lambda: ctx.accepting)
     ctx.on_stop_accepting(stop)
