@@ -3,7 +3,8 @@
 Every mailbox is a file below the root (``A/B`` is ``~/mail/A/B``, levels in modified UTF-7
 unless ``:UTF-8``), directories are ``\\Noselect`` parents, files are ``\\NoInferiors``; INBOX
 is the ``INBOX=`` file (``<root>/inbox`` without it) and is always listed. A file
-written after it was last read is ``\\Marked`` (mtime > atime, as Dovecot reports). Dot files
+written after it was last read is ``\\Marked`` (atime < mtime in whole seconds, the UW-IMAP
+rule Dovecot follows). Dot files
 (``.subscriptions``, Dovecot's ``.imap`` index dirs) and ``*.lock`` files are not mailboxes.
 Subscriptions are ``<root>/.subscriptions`` in Dovecot's format.
 """
@@ -155,7 +156,7 @@ class MboxList(MailboxList):
                             continue
                         out[parts] = True
                         st = e.stat()
-                        if st.st_size and st.st_mtime > st.st_atime:
+                        if st.st_size and int(st.st_atime) < int(st.st_mtime):  # whole seconds
                             self._marked.add(parts)
 
         walk(self.root, ())

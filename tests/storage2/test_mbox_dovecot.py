@@ -119,7 +119,9 @@ def test_cote_reads_dovecots_mbox(mbox_dovecot: DovecotOracle) -> None:
         assert mm
         listed[mm.group(2).decode().strip('"')] = frozenset(mm.group(1).decode().split())
     m.logout()
-    assert names == listed
+    # \Marked (atime < mtime) depends on the order the two servers read the files in
+    marks = {"\\Marked"}
+    assert {k: v - marks for k, v in names.items()} == {k: v - marks for k, v in listed.items()}
 
 
 def test_dovecot_reads_cotes_mbox(mbox_dovecot: DovecotOracle) -> None:
