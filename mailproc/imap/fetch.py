@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cote.storage import flags as F
 from cote.storage.api import MessageDetails
-from cote.storage.errors import MessageGone, StorageError
+from cote.storage.errors import StorageError
 from cote.storage.message import (
     BinaryParseError,
     UnknownCTE,
@@ -125,7 +125,7 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
             if w.pending > HIGH_WATER:
                 yield None
     if gone:
-        return R.no("Some of the requested messages no longer exist.", "EXPUNGEISSUED")
+        return R.ok("Some messages were already expunged", "EXPUNGEISSUED")
     return s.ok("FETCH")
 
 
@@ -157,9 +157,9 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: li
             _ = msg.buf
             if any(_needs_parts(a) for a in items):
                 _ = msg.parts
-    except MessageGone:
-        return False
     except (StorageError, OSError):
+        # expunged by another session: what the index knows, NIL for the rest (Dovecot)
+        _gone(s, w, i, u, items=items, details=details)
         return False
     w.write(b"* %d FETCH (" % (i + 1))
     first = True
@@ -201,6 +201,27 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: li
             w.write(name.encode() + b" NIL")
     w.write(b")\r\n")
     return True
+
+
+def _gone(s: Session, w: R.Writer, i: int, u: int, *, items: list[FetchAtt],
+          details: Mapping[int, MessageDetails]) -> None:
+    box = s.box
+    assert box is not None
+    out = []
+    for a in items:
+        if a.name == "UID":
+            out.append(b"UID %d" % u)
+        elif a.name == "FLAGS":
+            out.append(b"FLAGS " + s.flags_of(i))
+        elif a.name == "MODSEQ":
+            out.append(b"MODSEQ (%d)" % box.modseqs[i])
+        elif a.name in ("INTERNALDATE", "RFC822.SIZE") and u in details:
+            d = details[u]
+            out.append(b"INTERNALDATE " + R.internaldate(d.internal_date)
+                       if a.name == "INTERNALDATE" else b"RFC822.SIZE %d" % d.vsize)
+        else:
+            out.append(_normalize(a)[0].encode() + b" NIL")
+    w.write(b"* %d FETCH (" % (i + 1) + b" ".join(out) + b")\r\n")
 
 
 def _body_item(s: Session, w: R.Writer, msg: MessageData, att: FetchAtt

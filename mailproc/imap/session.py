@@ -16,6 +16,7 @@ under a client that is using them.
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import time
 from bisect import bisect_left, bisect_right
@@ -246,6 +247,8 @@ class Session:
         if method is None:
             self.reply(cmd.tag, R.bad(f"Unknown command {name}"), started)
             return
+        if name in NO_EXPUNGE_COMMANDS and self.box is not None:
+            self.refresh_flags(uid=cmd.uid)
         try:
             result = method(cmd)
             reply: R.Reply | None
@@ -311,6 +314,29 @@ class Session:
         if len(self.recent) != self.reported_recent:
             self.reported_recent = len(self.recent)
             w.write(R.recent(len(self.recent)))
+
+    def refresh_flags(self, *, uid: bool) -> None:
+        """Flag changes other sessions made, reported without a sync (FETCH, STORE and
+        SEARCH may not shift sequence numbers, but Dovecot shows current flags there)."""
+        box = self.box
+        index, key = getattr(box, "index", None), getattr(box, "_box", None)
+        since = getattr(box, "_view_modseq", None)
+        if box is None or index is None or key is None or not isinstance(since, int):
+            return
+        try:
+            rows = index.changed_since(key, since)
+        except (StorageError, sqlite3.Error):
+            return
+        for u, stored, modseq in rows:
+            seq = box.seq_of(u)
+            bits = stored if isinstance(stored, int) else int(stored, 16)
+            if seq is None or (box.flags[seq - 1] == bits and box.modseqs[seq - 1] == modseq):
+                continue
+            changed = box.flags[seq - 1] != bits
+            box.flags[seq - 1] = bits
+            box.modseqs[seq - 1] = modseq
+            if changed:
+                self.writer.write(self.flags_fetch(seq - 1, uid=uid))
 
     def flags_fetch(self, index: int, *, uid: bool, silent: bool = False) -> bytes:
         """``* n FETCH (UID u MODSEQ (m) FLAGS (…))`` for a flag change, as Dovecot writes

@@ -47,7 +47,7 @@ MESSAGES: list[tuple[str, bytes]] = [
                           b"Content-Type: message/rfc822\r\n\r\n"
                           b"From: inner@example.com\r\nSubject: inner\r\n\r\ninner body\r\n"),
 ]
-PAIRS = ("user", "rand", "misc")
+PAIRS = ("user", "rand", "misc", "exp")
 """Each test that changes mail uses its own pair of users: ``dc<name>`` and ``cote<name>``."""
 USERS = {f"{side}{name}": "secret" for name in PAIRS for side in ("dc", "cote")}
 

@@ -120,3 +120,25 @@ def test_logout_line_is_dovecots(store: DovecotOracle) -> None:
     def mask(text: str) -> str:
         return re.sub(r"in=\d+ out=\d+", "in=N out=N", text)
     assert mask(ours[-1].split("Disconnected: ", 1)[1]) == mask(tail)
+
+
+def expunged_elsewhere(a: Client, b: Client) -> list[bytes]:
+    out = [a.command("SELECT Archive", "s"), b.command("SELECT Archive", "s")]
+    b.command(f"APPEND Archive {lit(M1)}", "ap")
+    out.append(a.command("NOOP", "n0"))
+    # B expunges by MOVE: a \\Deleted set before an expunge is not shown by cote (the
+    # expunged message's last flags are not kept), Dovecot shows it in the FETCH
+    b.command("SELECT Archive", "s2")
+    b.command("MOVE 1 Trash", "mv")
+    for n, command in enumerate(["FETCH 1 (FLAGS)", "FETCH 1 (BODY.PEEK[TEXT])",
+                                 "SEARCH ALL", "STORE 1 +FLAGS (\\Seen)", "NOOP",
+                                 "FETCH 1:* (UID FLAGS)"]):
+        out.append(a.command(command, f"a{n}"))
+    return [normalize(x) for x in out]
+
+
+@pytest.mark.oracle
+def test_message_expunged_by_another_session(store: DovecotOracle) -> None:
+    theirs = expunged_elsewhere(dovecot_client(store, "dcexp"), dovecot_client(store, "dcexp"))
+    ours = expunged_elsewhere(cote_client(store, "coteexp"), cote_client(store, "coteexp"))
+    assert "\n".join(x.decode() for x in ours) == "\n".join(x.decode() for x in theirs)
