@@ -140,8 +140,15 @@ async def _run_events(conn: Connection, session: Session, out: Output) -> bool:
         if event is ev.CLOSED:
             await out.flush(conn)
             return True
-        for _ in session.handle(event):
-            await out.flush(conn)
+        try:
+            for _ in session.handle(event):
+                await out.flush(conn)
+        except (ConnectionError, ShortSpan):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not end the user's session
+            session.log_error(f"Internal error: {type(e).__name__}: {e}")
+            conn.send(b"* BAD Internal error occurred. Refer to server log for more "
+                      b"information.\r\n")
         if session.logged_out:
             await out.flush(conn)
             return False
