@@ -145,7 +145,7 @@ async def _run_events(conn: Connection, session: Session, out: Output) -> bool:
                 await out.flush(conn)
         except (ConnectionError, ShortSpan):
             raise
-        except Exception as e:  # noqa: BLE001 - a bug must not end the user's session
+        except Exception as e:
             session.log_error(f"Internal error: {type(e).__name__}: {e}")
             conn.send(b"* BAD Internal error occurred. Refer to server log for more "
                       b"information.\r\n")
