@@ -22,6 +22,7 @@ from cote.auth.drivers import (
     UserdbDriver,
     UserdbLookup,
 )
+from cote.auth.drivers.plaintext import PlaintextPassdb
 from cote.auth.mechanisms import PassdbResult
 from cote.auth.request import AuthRequest, apply_fields
 from cote.config import Config, Section
@@ -85,10 +86,11 @@ class PassdbOutcome:
 Verify = Callable[[PassdbLookup, Database], Awaitable[PassdbResult]]
 
 
-async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verify | None
-                      ) -> PassdbOutcome:
+async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verify | None,
+                      password: bytes | None = None) -> PassdbOutcome:
     """Authenticate through the chain. ``verify`` checks a found password (None for lookups
-    that only need the user to exist, such as PASS from the master socket)."""
+    that only need the user to exist, such as PASS from the master socket); ``password`` is
+    the plaintext for databases that check it themselves (PAM, LDAP auth_bind)."""
     success = False
     last = PassdbOutcome(PassdbResult.USER_UNKNOWN, None, None)
     for db in chain:
@@ -98,13 +100,18 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                 (db.skip == "unauthenticated" and not success):
             continue
         assert isinstance(db.driver, PassdbDriver)
-        found = await db.driver.lookup(request)
+        checks_itself = False
+        if password is not None and isinstance(db.driver, PlaintextPassdb):
+            found = await db.driver.authenticate(request, password)
+            checks_itself = True
+        else:
+            found = await db.driver.lookup(request)
         result = found.result
         if result is PassdbResult.OK:
             if db.deny:
                 result = PassdbResult.USER_DISABLED
                 found.log = "User is in deny passdb"
-            elif verify is not None:
+            elif verify is not None and not checks_itself:
                 result = await verify(found, db)
         if result is PassdbResult.OK:
             # Only a passing database's fields count (Dovecot: a wrong password imports none;

@@ -163,7 +163,7 @@ class AuthEngine:
             async def verify(found: PassdbLookup, db: chain.Database) -> PassdbResult:
                 return await self._verify_password(found, password, request, db)
 
-            outcome = await chain.run_passdbs(self.passdbs, request, verify)
+            outcome = await chain.run_passdbs(self.passdbs, request, verify, password)
             self._log_internal(request, outcome)
             return mech.verified(outcome.result)
         outcome = await chain.run_passdbs(self.passdbs, request, None)
@@ -299,3 +299,4 @@ class AuthEngine:
     def new_cuid(self) -> int:
         cuid, self.next_cuid = self.next_cuid, self.next_cuid + 1
         return cuid
+
