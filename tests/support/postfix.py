@@ -12,6 +12,7 @@ import shutil
 import smtplib
 import subprocess
 import time
+from pathlib import Path
 from types import TracebackType
 
 from tests.support.env import free_port, remove_dir, server_dir
