@@ -27,6 +27,7 @@ from cote.login.actions import (
     Reply,
     StartTls,
 )
+from cote.login.forward import Forwarded, from_imap_id
 from cote.login.server import ConnectionFacts, FrontendFactory
 from cote.login.service import prepare_tls, serve_login
 from cote.mailproc.imap import (
@@ -41,6 +42,7 @@ from cote.mailproc.imap import (
     response,
 )
 from cote.mailproc.imap.commands import Authenticate as AuthenticateArgs
+from cote.mailproc.imap.commands import Id as IdArgs
 from cote.mailproc.imap.commands import Login
 
 BANNER_CAPABILITIES = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+"
@@ -57,6 +59,7 @@ class ImapLoginSettings:
     disable_plaintext_auth: bool
     tls_available: bool
     capability: str = ""  # imap_capability: replaces the banner list (or "+…" adds to it)
+    trusted: bool = False  # login_trusted_networks: ID's x-* fields name the real client
 
     @property
     def plaintext_allowed(self) -> bool:
@@ -72,6 +75,7 @@ class ImapFrontend:
         self.tag = ""  # of the LOGIN/AUTHENTICATE in progress
         self.capability_sent = False
         self.cancelled = False
+        self.forwarded: Forwarded | None = None
 
     # -- what the client sees -----------------------------------------------------------
     def capabilities(self) -> str:
@@ -143,6 +147,9 @@ class ImapFrontend:
                 Disconnect("Aborted login by logging out")]
 
     def _cmd_id(self, cmd: Command) -> list[Action]:
+        if self.settings.trusted and isinstance(cmd.args, IdArgs):
+            found = from_imap_id(cmd.args.params)
+            self.forwarded = found if self.forwarded is None else self.forwarded.merged(found)
         return [Reply(b'* ID ("name" "Dovecot")\r\n' +
                       response.tagged(cmd.tag, "OK", "ID completed."))]
 
@@ -220,6 +227,10 @@ class ImapFrontend:
     def proxy_failed(self, reply: bytes) -> list[Action]:
         return [Reply(reply)]
 
+    def take_forwarded(self) -> Forwarded | None:
+        forwarded, self.forwarded = self.forwarded, None
+        return forwarded
+
     def handoff_extra(self) -> dict[str, str]:
         return {"imap_tag": self.tag, "imap_capability_sent": "1" if self.capability_sent
                 else ""}
@@ -249,7 +260,7 @@ def frontend_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
             greeting=str(cfg.get("login_greeting")), mechanisms=mechanisms,
             secured=facts.secured, disable_plaintext_auth=bool(cfg.get("disable_plaintext_auth")),
             tls_available=tls_possible and not facts.tls,
-            capability=str(cfg.get("imap_capability"))))
+            capability=str(cfg.get("imap_capability")), trusted=facts.trusted))
     return make
 
 

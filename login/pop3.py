@@ -19,7 +19,8 @@ from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
 from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
-from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings
+from cote.login.forward import Forwarded, from_xclient
+from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings, State
 from cote.login.server import ConnectionFacts, FrontendFactory
 from cote.login.service import prepare_tls, serve_login
 from cote.mailproc.pop3 import wire
@@ -46,6 +47,8 @@ class Pop3Frontend:
             disable_plaintext_auth=bool(cfg.get("disable_plaintext_auth")),
             tls_available=tls_possible and not facts.tls, apop_timestamp=apop))
         self.lines = wire.LineReader()
+        self.trusted = facts.trusted
+        self.forwarded: Forwarded | None = None
 
     @property
     def user(self) -> str | None:
@@ -56,13 +59,31 @@ class Pop3Frontend:
         return self.dialogue.mechanism
 
     def greeting(self) -> bytes:
-        return self.dialogue.greeting()
+        greeting = self.dialogue.greeting()
+        if self.trusted:  # a trusted proxy may tell who the client is (XCLIENT)
+            greeting = b"+OK [XCLIENT] " + greeting.removeprefix(b"+OK ")
+        return greeting
+
+    def take_forwarded(self) -> Forwarded | None:
+        forwarded, self.forwarded = self.forwarded, None
+        return forwarded
+
+    def _xclient(self, args: str) -> list[Action]:
+        if not self.trusted:
+            return [Reply(wire.ok("You are not from trusted IP - ignoring"))]
+        found, valid = from_xclient(args)
+        self.forwarded = found if self.forwarded is None else self.forwarded.merged(found)
+        return [Reply(wire.ok("Updated") if valid else wire.err("Invalid parameters"))]
 
     def feed(self, data: bytes) -> list[Action]:
         actions: list[Action] = []
         for line in self.lines.lines(data):
             if isinstance(line, wire.LineTooLong):
                 return actions + self.dialogue.line_too_long()
+            if line[:8].upper() in (b"XCLIENT", b"XCLIENT ", b"XCLIENT\r") \
+                    and self.dialogue.state is State.COMMAND:
+                actions += self._xclient(line[8:].decode("utf-8", "replace").strip())
+                continue
             step = self.dialogue.handle_line(line)
             actions += step
             if any(isinstance(a, STOPPING) for a in step):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import socket
@@ -38,6 +39,7 @@ from cote.login.actions import (
     StartTls,
 )
 from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
+from cote.login.forward import Forwarded
 from cote.login.haproxy import HeaderError, parse_header
 from cote.login.proxy import (
     ClientFacts,
@@ -62,6 +64,7 @@ class ConnectionFacts:
     session: str
     tls: bool
     secured: bool  # TLS, a trusted network, or local IP == remote IP (Dovecot's rule)
+    trusted: bool = False  # from login_trusted_networks: may forward the client's facts
 
 
 class Frontend(Protocol):
@@ -102,6 +105,9 @@ class Frontend(Protocol):
 
     def proxy_failed(self, reply: bytes) -> list[Action]:
         """The proxy backend refused the login: ``reply`` is its answer, for the client."""
+
+    def take_forwarded(self) -> Forwarded | None:
+        """Client facts a trusted proxy forwarded (ID x-* fields, XCLIENT) since last asked."""
 
 
 FrontendFactory = Callable[[ConnectionFacts, tuple[MechanismInfo, ...]], Frontend]
@@ -262,11 +268,11 @@ class LoginConnection(asyncio.Protocol):
             self.haproxy_timer = asyncio.get_running_loop().call_later(
                 self.settings.haproxy_timeout, self._haproxy_timed_out)
             return
-        secured = (self.implicit_tls or (rip != "" and rip == lip)
-                   or _is_trusted(rip, self.settings.trusted_networks)
+        trusted = _is_trusted(rip, self.settings.trusted_networks)
+        secured = (self.implicit_tls or (rip != "" and rip == lip) or trusted
                    or (sock is not None and sock.family == socket.AF_UNIX))
         self._begin(ConnectionFacts(lip, lport, rip, rport, new_session_id(),
-                                    self.implicit_tls, secured))
+                                    self.implicit_tls, secured, trusted))
 
     def _begin(self, facts: ConnectionFacts) -> None:
         self.facts = facts
@@ -290,9 +296,9 @@ class LoginConnection(asyncio.Protocol):
         if header.proxied:
             lip, lport, rip, rport = (header.local_ip, header.local_port, header.remote_ip,
                                       header.remote_port)
-        secured = secured or _is_trusted(rip, self.settings.trusted_networks)
+        trusted = _is_trusted(rip, self.settings.trusted_networks)
         self._begin(ConnectionFacts(lip, lport, rip, rport, new_session_id(),
-                                    self.implicit_tls, secured))
+                                    self.implicit_tls, secured or trusted, trusted))
 
     def _haproxy_timed_out(self) -> None:
         self._haproxy_failed(f"haproxy: Client timed out (rip={self.real_addresses[2]})")
@@ -367,6 +373,20 @@ class LoginConnection(asyncio.Protocol):
                 self.closing_reason = action.reason
                 if self.transport is not None:
                     self.transport.close()
+        if self.frontend is not None and self.facts is not None:
+            forwarded = self.frontend.take_forwarded()
+            if forwarded is not None:
+                self._apply_forwarded(forwarded)
+
+    def _apply_forwarded(self, f: Forwarded) -> None:
+        """A trusted proxy named the real client: auth and log lines use its facts."""
+        facts = self.facts
+        assert facts is not None
+        self.facts = dataclasses.replace(
+            facts, remote_ip=f.remote_ip or facts.remote_ip,
+            remote_port=f.remote_port or facts.remote_port,
+            local_ip=f.local_ip or facts.local_ip, local_port=f.local_port or facts.local_port,
+            session=f.session or facts.session)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -399,9 +419,7 @@ class LoginConnection(asyncio.Protocol):
         if new is None:
             return False
         self.transport = new
-        self.facts = ConnectionFacts(self.facts.local_ip, self.facts.local_port,
-                                     self.facts.remote_ip, self.facts.remote_port,
-                                     self.facts.session, True, True)
+        self.facts = dataclasses.replace(self.facts, tls=True, secured=True)
         return True
 
     async def _start_tls(self) -> None:

@@ -8,26 +8,15 @@ Dovecot's log lines.
 
 from __future__ import annotations
 
-import re
-import socket
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from cote.login.haproxy import V2_SIGNATURE, encode_v1, encode_v2
+from tests.login2.differential import Server, both
 from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
 from tests.support.env import free_port
-
-
-@dataclass
-class Server:
-    name: str
-    pop3: int
-    imap: int
-    log: object  # a callable returning the log text
 
 
 def haproxy_conf(pop3: int, imap: int) -> str:
@@ -64,65 +53,6 @@ def servers() -> Iterator[tuple[Server, Server]]:
     finally:
         cote.cleanup()
         dc.cleanup()
-
-
-def session(port: int, header: bytes, lines: list[bytes], source: str = "127.0.0.1") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5,
-                                  source_address=(source, 0)) as s:
-        out = b""
-        try:
-            if header:
-                s.sendall(header)
-            out = s.recv(4096)
-            for line in lines:
-                s.sendall(line)
-                time.sleep(0.05)
-                out += read_answer(s)
-        except ConnectionError:
-            pass
-    return out
-
-
-def read_answer(s: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def log_lines(server: Server, mark: int) -> list[str]:
-    """The login/auth lines logged after ``mark`` characters, without time/pid/session."""
-    text = str(server.log())[mark:]  # type: ignore[operator]
-    lines = []
-    for line in text.splitlines():
-        if not re.search(r"-login: |auth: ", line) or "Connection closed (" in line:
-            continue
-        line = re.sub(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d ", "", line)
-        line = re.sub(r"session=<[^>]*>", "session=<>", line)
-        line = re.sub(r"<[A-Za-z0-9+/]{16}>", "<>", line)
-        line = re.sub(r"mpid=\d+", "mpid=N", line)
-        line = re.sub(r"in \d+ secs", "in N secs", line)
-        # Dovecot keeps an empty user=<> element; cote/log.py drops it (reported, not ours).
-        line = line.replace("user=<>, ", "")
-        lines.append(line)
-    return sorted(lines)
-
-
-def both(servers: tuple[Server, Server], proto: str, header: bytes, lines: list[bytes],
-         source: str = "127.0.0.1", settle: float = 0.5) -> tuple[bytes, list[str]]:
-    results = []
-    for server in servers:
-        mark = len(str(server.log()))  # type: ignore[operator]
-        answer = session(server.pop3 if proto == "pop3" else server.imap, header, lines, source)
-        time.sleep(settle)
-        results.append((answer, log_lines(server, mark)))
-    (theirs, their_log), (ours, our_log) = results
-    assert ours == theirs
-    assert our_log == their_log
-    return ours, our_log
 
 
 def test_v1_header_gives_the_real_client_address(servers: tuple[Server, Server]) -> None:

@@ -34,7 +34,8 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
     backend = DovecotOracle(users={"imapu": "secret", "popu": "secret", "badpass": "right",
-                                   "real": "realpass"}).start()
+                                   "real": "realpass"},
+                            extra_conf="login_trusted_networks = 127.0.0.0/8\n").start()
     dead = free_port()
     imap, pop3 = backend.ports["imap"], backend.ports["pop3"]
     front = DovecotOracle(
@@ -185,4 +186,23 @@ def test_backend_down_is_a_temporary_failure(setup: Setup) -> None:
     answers = same_answers(setup, "imap", [b"a LOGIN imapdead secret\r\n", b"b LOGOUT\r\n"])
     assert answers[1] == b"a NO [UNAVAILABLE] Account is temporarily unavailable.\r\n"
     assert setup.cote.wait_for_log("proxy(imapdead,127.0.0.1:")
-    time.sleep(0)
+
+
+def test_backend_learns_the_client_and_session(setup: Setup) -> None:
+    """A backend that trusts the proxy logs the proxy's session id (IMAP ID, POP3 XCLIENT)."""
+    imap = imaplib.IMAP4("127.0.0.1", setup.cote.ports["imap"])
+    imap.login("imapu", "secret")
+    imap.logout()
+    pop = poplib.POP3("127.0.0.1", setup.cote.ports["pop3"], timeout=10)
+    pop.user("popu")
+    pop.pass_("secret")
+    pop.quit()
+    time.sleep(0.5)
+    for user, proto in (("imapu", "imap"), ("popu", "pop3")):
+        ours = [x for x in setup.cote.wait_for_log(f"proxy({user},") if "Started" in x]
+        session = re.search(r"session=<([^>]+)>", ours[-1])
+        assert session is not None
+        backend_log = setup.backend.log_path.read_text()
+        assert re.search(rf"{proto}-login: Info: Login: user=<{user}>, method=PLAIN, "
+                         rf"rip=127\.0\.0\.1, lip=127\.0\.0\.1, mpid=\d+, secured, "
+                         rf"session=<{re.escape(session.group(1))}>", backend_log), backend_log
