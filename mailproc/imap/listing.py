@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from cote.storage.api import MailboxInfo
 from cote.storage.errors import StorageError
+from cote.storage.pattern import compile_pattern
 
 from . import commands as C
 from . import response as R
@@ -38,8 +39,6 @@ def run_list(s: Session, args: C.List) -> R.Reply:
             for info in s.mailboxes.list(_pattern(args.reference, pattern, sep),
                                          subscribed=True):
                 attrs = {a for a in info.attributes if a == "\\Noselect"}
-                if "\\NonExistent" in info.attributes:
-                    attrs.add("\\Noselect")
                 w.write(R.list_line(_ordered(attrs), sep, info.name, lsub=True))
         return s.ok("LSUB")
     if len(args.patterns) == 1 and args.patterns[0] == "" and not args.extended:
@@ -59,6 +58,22 @@ def run_list(s: Session, args: C.List) -> R.Reply:
                 continue
             seen.add(info.name)
             rows.append(info)
+    childinfo: set[str] = set()
+    if "RECURSIVEMATCH" in args.selection and subscribed_sel:
+        for pattern in args.patterns:
+            match = compile_pattern(_pattern(args.reference, pattern, sep), sep)
+            for sub in sorted(subs):
+                parts = sub.split(sep)
+                for k in range(1, len(parts)):
+                    parent = sep.join(parts[:k])
+                    if not match(parent):
+                        continue
+                    childinfo.add(parent)
+                    if parent not in seen:
+                        seen.add(parent)
+                        exists = s.mailboxes.exists(parent)
+                        rows.append(MailboxInfo(parent, frozenset(
+                            () if exists else ("\\NonExistent",))))
     for info in rows:
         attrs = set(info.attributes)
         if special_sel and not attrs & _SPECIAL:
@@ -72,7 +87,8 @@ def run_list(s: Session, args: C.List) -> R.Reply:
             attrs -= _CHILD_ATTRS
         if "\\NonExistent" in attrs:
             attrs.discard("\\Noselect")
-        w.write(R.list_line(_ordered(attrs), sep, info.name))
+        extended = [b'CHILDINFO ("SUBSCRIBED")'] if info.name in childinfo else []
+        w.write(R.list_line(_ordered(attrs), sep, info.name, extended=extended))
         if "STATUS" in args.returns and not attrs & {"\\Noselect", "\\NonExistent"}:
             try:
                 s.write_status(info.name, args.status_items)

@@ -568,7 +568,8 @@ def _group_by_subject(roots: list[_Node]) -> list[_Node]:
                  and not r.info[6]):
             table[subject] = r
     out: list[_Node] = []
-    for r in roots:
+    # merge the non-replies first: two of them make a dummy that the replies then join
+    for r in sorted(roots, key=lambda n: _subject_of(n)[1]):
         subject, reply = _subject_of(r)
         target = table.get(subject) if subject else None
         if target is None or target is r:

@@ -481,6 +481,10 @@ class Session:
             err = self.mailbox_name_error(mb)
             if err:
                 return err
+        if args.old.name == args.new.name:
+            return R.no("Can't rename mailbox to itself", "ALREADYEXISTS")
+        if args.old.name != "INBOX" and not self.mailboxes.exists(args.old.name):
+            return R.no(f"Mailbox doesn't exist: {args.old.name}", "NONEXISTENT")
         if args.new.name == "INBOX" or self.mailboxes.exists(args.new.name):
             return R.no("Target mailbox already exists", "ALREADYEXISTS")
         self.mailboxes.rename(args.old.name, args.new.name)
@@ -492,7 +496,10 @@ class Session:
         err = self.mailbox_name_error(args.mailbox)
         if err:
             return err
-        self.mailboxes.subscribe(args.mailbox.name)
+        try:
+            self.mailboxes.subscribe(args.mailbox.name)
+        except MailboxNotFound as e:
+            return R.no(e.message)
         return self.ok("SUBSCRIBE")
 
     def cmd_unsubscribe(self, cmd: ev.Command) -> R.Reply:

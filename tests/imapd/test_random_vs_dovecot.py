@@ -40,8 +40,9 @@ def one_command(rnd: random.Random, n: int) -> str:
     kind = rnd.choices(
         ["select", "examine", "fetch", "store", "search", "copy", "move", "expunge",
          "status", "noop", "append", "sort", "create", "list", "close", "uidfetch",
-         "esearch", "check", "unselect", "thread"],
-        [4, 2, 14, 10, 10, 3, 2, 3, 3, 3, 3, 3, 1, 2, 1, 6, 3, 1, 1, 1])[0]
+         "esearch", "check", "unselect", "thread", "subscribe", "rename", "delete", "saved",
+         "listx"],
+        [4, 2, 14, 10, 10, 3, 2, 3, 3, 3, 3, 3, 1, 2, 1, 6, 3, 1, 1, 1, 1, 1, 1, 2, 2])[0]
     uid = "UID " if rnd.random() < 0.3 else ""
     if kind in ("select", "examine"):
         return f"{kind.upper()} {rnd.choice(BOXES[:5])}"
@@ -75,6 +76,19 @@ def one_command(rnd: random.Random, n: int) -> str:
                 f"{{{len(msg)}+}}\r\n" + msg.decode())
     if kind == "create":
         return f"CREATE New{rnd.randint(1, 3)}"
+    if kind == "subscribe":
+        return f"{rnd.choice(['SUBSCRIBE', 'UNSUBSCRIBE'])} {rnd.choice(BOXES)}"
+    if kind == "rename":
+        return f"RENAME New{rnd.randint(1, 3)} New{rnd.randint(1, 3)}"
+    if kind == "delete":
+        return f"DELETE New{rnd.randint(1, 3)}"
+    if kind == "saved":
+        return rnd.choice([f"SEARCH RETURN (SAVE) {rnd.choice(SEARCH_KEYS)}", "FETCH $ (UID)",
+                           "UID SEARCH UID $", "STORE $ +FLAGS (\\Answered)"])
+    if kind == "listx":
+        return rnd.choice(['LIST (SUBSCRIBED) "" *', 'LIST "" * RETURN (SUBSCRIBED CHILDREN)',
+                           'LIST "" % RETURN (STATUS (MESSAGES UNSEEN SIZE))',
+                           'LIST (SUBSCRIBED RECURSIVEMATCH) "" %', 'LSUB "" %'])
     if kind == "list":
         return rnd.choice(['LIST "" *', 'LIST "" %', 'LSUB "" *'])
     return kind.upper()
