@@ -119,6 +119,8 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
         writer.close()
         session.stats.bytes_out = out.count
         session.close()
+    if reason == "Connection closed":
+        reason += f" ({session.last_command_status()})"
     log.info(f"Disconnected: {reason} {logout_text(session)}")
     return reason
 

@@ -187,3 +187,24 @@ def test_errors_keep_the_session(maildir: Path) -> None:
     c.command("LOGOUT", "z")
     c.close()
     assert c.proc is not None and c.proc.returncode == 0
+
+
+def test_idle_notify_interval_and_logout_format_from_the_config(maildir: Path) -> None:
+    config = maildir.parent / "dovecot.conf"
+    config.write_text("imap_idle_notify_interval = 1 secs\n"
+                      "imap_logout_format = in=%i out=%o expunged=%{expunged}\n")
+    sock, proc = cote_process(maildir, "tuser", ["-c", str(config)])
+    c = Client(sock, proc)
+    c.line()
+    c.command("SELECT INBOX", "s")
+    sock.sendall(b"i IDLE\r\n")
+    assert c.line() == b"+ idling\r\n"
+    assert c.line() == b"* OK Still here\r\n"  # after about a second without changes
+    sock.sendall(b"DONE\r\n")
+    assert c.until("i").startswith(b"i OK Idle completed (")
+    c.file.close()
+    sock.close()
+    assert proc.wait(10) == 0 and proc.stderr is not None
+    log = proc.stderr.read().decode()
+    assert re.search(r"Disconnected: Connection closed \(IDLE finished \d+\.\d{3} secs ago\) "
+                     r"in=\d+ out=\d+ expunged=0\n", log), log
