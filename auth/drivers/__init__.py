@@ -9,6 +9,7 @@ from cote.auth.drivers.base import (
     UserdbDriver,
     UserdbLookup,
 )
+from cote.auth.drivers.ldap import LdapPassdb, LdapUserdb
 from cote.auth.drivers.passwd_file import PasswdFilePassdb, PasswdFileUserdb
 from cote.auth.drivers.prefetch import PrefetchUserdb
 from cote.auth.drivers.sql import SqlPassdb, SqlUserdb
@@ -16,10 +17,11 @@ from cote.auth.drivers.static import StaticPassdb, StaticUserdb
 
 PASSDB_DRIVERS: dict[str, type[PassdbDriver]] = {
     "passwd-file": PasswdFilePassdb, "static": StaticPassdb, "sql": SqlPassdb,
+    "ldap": LdapPassdb,
 }
 USERDB_DRIVERS: dict[str, type[UserdbDriver]] = {
     "passwd-file": PasswdFileUserdb, "static": StaticUserdb, "sql": SqlUserdb,
-    "prefetch": PrefetchUserdb,
+    "prefetch": PrefetchUserdb, "ldap": LdapUserdb,
 }
 
 __all__ = ["PASSDB_DRIVERS", "USERDB_DRIVERS", "DriverError", "PassdbDriver", "PassdbLookup",

@@ -45,7 +45,11 @@ SQLITE_THREADS = 2  # a local file: more threads only add memory
 RETRY_DELAY = 0.5  # after a failed connect, fail lookups at once for this long
 
 
-class SqlError(Exception):
+class ConnectError(Exception):
+    """A backend server could not answer."""
+
+
+class SqlError(ConnectError):
     """The query could not run (database down, connection lost, SQL error)."""
 
 
@@ -88,22 +92,23 @@ def _no_nul(value: str) -> str:
     return value
 
 
-class _Gate:
+class ConnectGate:
     """Fail fast for a moment after a failed connect instead of retrying on every lookup."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: type[ConnectError] = SqlError) -> None:
+        self.error = error
         self.down_until = 0.0
         self.last_error = ""
 
     def check(self) -> None:
         if time.monotonic() < self.down_until:
-            raise SqlError(f"Not connected to database ({self.last_error})")
+            raise self.error(f"Not connected to server ({self.last_error})")
 
-    def failed(self, error: BaseException) -> SqlError:
+    def failed(self, error: BaseException) -> ConnectError:
         self.last_error = str(error).strip().splitlines()[0] if str(error).strip() else \
             type(error).__name__
         self.down_until = time.monotonic() + RETRY_DELAY
-        return SqlError(f"Connect failed: {self.last_error}")
+        return self.error(f"Connect failed: {self.last_error}")
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ class PgsqlBackend:
         self.conninfo = psycopg.conninfo.make_conninfo(**params)
         self.limit = asyncio.Semaphore(maxconns)
         self.idle: list[psycopg.AsyncConnection[Any]] = []
-        self.gate = _Gate()
+        self.gate = ConnectGate()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         while self.idle:
@@ -180,7 +185,7 @@ class PgsqlBackend:
 M_ARENA_MAX = -8  # glibc mallopt parameter
 
 
-def _limit_malloc_arenas() -> None:
+def limit_malloc_arenas() -> None:
     """glibc reserves 64 MiB of address space per thread's malloc arena; the auth process runs
     under vsz_limit (RLIMIT_AS), so threads share two arenas instead."""
     try:
@@ -194,10 +199,10 @@ class _ThreadedBackend(abc.ABC):
     """A pool of threads, each with its own connection (made on first use and after errors)."""
 
     def __init__(self, maxconns: int) -> None:
-        _limit_malloc_arenas()
+        limit_malloc_arenas()
         self.pool = ThreadPoolExecutor(max_workers=maxconns, thread_name_prefix="auth-sql")
         self.local = threading.local()
-        self.gate = _Gate()
+        self.gate = ConnectGate()
 
     async def select(self, render: Render) -> Result:
         loop = asyncio.get_running_loop()
