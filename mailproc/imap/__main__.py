@@ -26,7 +26,7 @@ from cote.variables import VariableError, expand, user_values
 from .commands import MAIL_COMMANDS
 from .connection import Connection
 from .server import serve
-from .session import Session
+from .session import Session, autocreate
 from .settings import ImapSettings
 
 EX_CONFIG = 78
@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     drop_privileges(args.uid, args.gid)
     try:
         mailboxes = open_storage(location, home=args.home,
-                                 config=cfg.get if cfg is not None else None)
+                                 config=cfg.get if cfg is not None else None,
+                                 separator=settings.separator,
+                                 special_use=dict(settings.special_use))
+        autocreate(mailboxes, settings)
     except StorageError as e:
         log.error(f"Couldn't open mail storage: {e}")
         sys.stdout.buffer.write(b"* BYE Internal error occurred. Refer to server log for "

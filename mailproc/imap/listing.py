@@ -38,7 +38,7 @@ def run_list(s: Session, args: C.List) -> R.Reply:
         for pattern in args.patterns:
             for info in s.mailboxes.list(_pattern(args.reference, pattern, sep),
                                          subscribed=True):
-                attrs = {a for a in info.attributes if a == "\\Noselect"}
+                attrs = {a for a in info.attributes if a == "\\Noselect" or a in _SPECIAL}
                 w.write(R.list_line(_ordered(attrs), sep, info.name, lsub=True))
         return s.ok("LSUB")
     if len(args.patterns) == 1 and args.patterns[0] == "" and not args.extended:

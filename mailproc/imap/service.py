@@ -29,7 +29,7 @@ from . import response as R
 from .commands import MAIL_COMMANDS
 from .connection import Connection
 from .server import serve
-from .session import SERVERBUG, Session
+from .session import SERVERBUG, Session, autocreate
 from .settings import ImapSettings
 
 
@@ -86,7 +86,10 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
                 log: Logger) -> int:
     settings = ImapSettings.from_config(cfg)
     try:
-        mailboxes = open_storage(user.mail_location, home=user.home, config=cfg.get)
+        mailboxes = open_storage(user.mail_location, home=user.home, config=cfg.get,
+                                 separator=settings.separator,
+                                 special_use=dict(settings.special_use))
+        autocreate(mailboxes, settings)
     except StorageError as e:
         log.error(f"Couldn't open mail storage: {e}")
         client.sendall(R.untagged("BYE", SERVERBUG))

@@ -73,6 +73,18 @@ def flags_bytes(names_of_keywords: list[str], bits: int, recent: bool) -> bytes:
     return b"(" + " ".join(out).encode("utf-8") + b")"
 
 
+def autocreate(mailboxes: MailboxList, settings: ImapSettings) -> None:
+    """``mailbox X { auto = create|subscribe }``: made (and subscribed) at login."""
+    for name, mode in settings.auto:
+        try:
+            if not mailboxes.exists(name):
+                mailboxes.create(name)
+                if mode == "subscribe":
+                    mailboxes.subscribe(name)
+        except StorageError:
+            continue
+
+
 def peek_recent(box: Mailbox) -> set[int]:
     """The \\Recent messages an EXAMINE sees without claiming them (RFC 3501: a read-only
     session does not take the flag away from the next session)."""

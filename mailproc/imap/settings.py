@@ -30,6 +30,9 @@ class ImapSettings:
     idle_notify_interval: float = 120.0
     separator: str | None = None
     special_use: tuple[tuple[str, str], ...] = ()
+    """(mailbox, "\\Sent …") of the inbox namespace's ``mailbox`` sections."""
+    auto: tuple[tuple[str, str], ...] = ()
+    """(mailbox, "create" or "subscribe") for ``mailbox { auto = … }``."""
 
     @classmethod
     def from_config(cls, cfg: Config) -> ImapSettings:
@@ -42,8 +45,31 @@ class ImapSettings:
             capability = tuple(caps)
         fmt = cfg.get("imap_logout_format")
         interval = _seconds(cfg.get("imap_idle_notify_interval"), 120.0)
+        separator, special, auto = _inbox_namespace(cfg)
         return cls(capability, str(fmt) if fmt is not None else DEFAULT_LOGOUT_FORMAT,
-                   interval)
+                   interval, separator, special, auto)
+
+
+def _inbox_namespace(cfg: Config) -> tuple[str | None, tuple[tuple[str, str], ...],
+                                           tuple[tuple[str, str], ...]]:
+    """Separator, special-use and auto mailboxes of the namespace holding INBOX (cote
+    serves the one personal namespace; others are listed in docs/differences.md)."""
+    spaces = cfg.sections("namespace")
+    chosen = next((ns for ns in spaces if str(ns.get("inbox")).lower() in ("yes", "true")),
+                  spaces[0] if spaces else None)
+    if chosen is None:
+        return None, (), ()
+    sep = str(chosen.get("separator") or "") or None
+    special: list[tuple[str, str]] = []
+    auto: list[tuple[str, str]] = []
+    for mb in chosen.sections("mailbox"):
+        use = str(mb.get("special_use") or "").strip()
+        if use:
+            special.append((mb.name, use))
+        mode = str(mb.get("auto") or "no")
+        if mode in ("create", "subscribe"):
+            auto.append((mb.name, mode))
+    return sep, tuple(special), tuple(auto)
 
 
 def _seconds(value: object, default: float) -> float:

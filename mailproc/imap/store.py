@@ -101,8 +101,10 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
     pairs.sort()
     code = R.copyuid(validity, _set_in_order([p[0] for p in pairs]),
                      _set_in_order([p[1] for p in pairs]))
-    if move:
-        s.stats.expunged += len(pairs)
+    if any("\\Trash" in use.split() for name, use in s.settings.special_use
+           if name == dest_name):
+        s.stats.trashed += len(pairs)
+    if move:  # (Dovecot's expunged= counts EXPUNGE only, not MOVE)
         s.writer.write(R.untagged("OK", "Moved UIDs.", code))
         return s.ok("MOVE", s.highestmodseq_code())
     return s.ok("COPY", code)
