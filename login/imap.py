@@ -227,6 +227,12 @@ class ImapFrontend:
     def proxy_failed(self, reply: bytes) -> list[Action]:
         return [Reply(reply)]
 
+    def refusal(self, text: str) -> bytes:
+        return response.tagged(self.tag, "NO", text, "LIMIT")
+
+    def goodbye(self, text: str) -> bytes:
+        return response.untagged("BYE", text)
+
     def take_forwarded(self) -> Forwarded | None:
         forwarded, self.forwarded = self.forwarded, None
         return forwarded

@@ -64,6 +64,12 @@ class Pop3Frontend:
             greeting = b"+OK [XCLIENT] " + greeting.removeprefix(b"+OK ")
         return greeting
 
+    def refusal(self, text: str) -> bytes:
+        return wire.err(text, "IN-USE")
+
+    def goodbye(self, text: str) -> bytes:
+        return wire.err(text)
+
     def take_forwarded(self) -> Forwarded | None:
         forwarded, self.forwarded = self.forwarded, None
         return forwarded

@@ -38,6 +38,7 @@ from cote.login.actions import (
     Reply,
     StartTls,
 )
+from cote.login.anvilclient import AnvilClient, AnvilUnavailable, ident
 from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
 from cote.login.forward import Forwarded
 from cote.login.haproxy import HeaderError, parse_header
@@ -109,6 +110,12 @@ class Frontend(Protocol):
     def take_forwarded(self) -> Forwarded | None:
         """Client facts a trusted proxy forwarded (ID x-* fields, XCLIENT) since last asked."""
 
+    def refusal(self, text: str) -> bytes:
+        """The answer to the login command when a connection limit refuses it."""
+
+    def goodbye(self, text: str) -> bytes:
+        """What the client sees when the server drops it (``Connection queue full``)."""
+
 
 FrontendFactory = Callable[[ConnectionFacts, tuple[MechanismInfo, ...]], Frontend]
 
@@ -126,6 +133,8 @@ class LoginServerSettings:
     haproxy_trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = \
         field(default_factory=list)
     haproxy_timeout: float = 3.0
+    anvil: AnvilClient | None = None
+    max_userip_connections: int = 0  # mail_max_userip_connections (0: unlimited)
 
 
 def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -158,6 +167,7 @@ class LoginServer:
         self.connections: set[LoginConnection] = set()
         self.accepting = 0  # accepted sockets whose connection is not made yet
         self.listening: list[socket.socket] = []
+        self.sources: list[tuple[socket.socket, bool, bool]] = []
         self.may_accept: Callable[[], bool] = lambda: True
 
     def serve(self, listeners: list[tuple[socket.socket, bool, bool]],
@@ -168,7 +178,6 @@ class LoginServer:
         login process takes exactly the clients its limits allow (one in high-security
         mode) and never leaves with a socket it accepted but did not serve. (asyncio's own
         servers accept greedily and build the connection later.)"""
-        loop = asyncio.get_running_loop()
         self.may_accept = may_accept
         for sock, implicit_tls, haproxy in listeners:
             if implicit_tls and self.settings.tls is None:
@@ -176,6 +185,15 @@ class LoginServer:
                                         "not accepting TLS connections")
                 continue
             sock.setblocking(False)
+            self.sources.append((sock, implicit_tls, haproxy))
+        self.resume_accepting()
+
+    def resume_accepting(self) -> None:
+        """Watch the listeners again (after a client left a full process)."""
+        if self.listening or not self.may_accept():
+            return
+        loop = asyncio.get_running_loop()
+        for sock, implicit_tls, haproxy in self.sources:
             loop.add_reader(sock.fileno(), self._accept, sock, implicit_tls, haproxy)
             self.listening.append(sock)
 
@@ -184,6 +202,13 @@ class LoginServer:
         for sock in self.listening:
             loop.remove_reader(sock.fileno())
         self.listening.clear()
+
+    def drop_oldest_unauthenticated(self) -> None:
+        """The master says every process is full: make room, as Dovecot's login does."""
+        waiting = [c for c in self.connections if not c.handed_off and not c.busy
+                   and c.frontend is not None and c.closing_reason is None]
+        if waiting:
+            min(waiting, key=lambda c: c.started).drop("Connection queue full")
 
     def _accept(self, sock: socket.socket, implicit_tls: bool, haproxy: bool) -> None:
         if not self.may_accept():
@@ -242,6 +267,8 @@ class LoginConnection(asyncio.Protocol):
         self.busy = False  # auth or hand-off in progress: input waits in the frontend
         self.handed_off = False
         self.closing_reason: str | None = None
+        self.closing_bare = False  # log the reason without the "(auth …)" detail
+        self.auth_user: str | None = None  # the user auth said OK for
         self.early = b""  # input that arrived before the greeting or while busy
         self.auth_successes = 0
         self.proxy_auth_failed = False
@@ -483,6 +510,7 @@ class LoginConnection(asyncio.Protocol):
         """Auth said OK: refuse (nologin), proxy, or hand the client to a mail process."""
         assert self.frontend is not None and self.facts is not None
         self.auth_successes += 1
+        self.auth_user = success.user
         fields = success.fields
         proxying = "proxy" in fields or "proxy_maybe" in fields
         if "nologin" in fields and not proxying:
@@ -506,7 +534,40 @@ class LoginConnection(asyncio.Protocol):
                 self.facts.local_ip, self.facts.local_port)):
             await self._proxy(success.user, target)
             return
+        if await self._too_many_connections(success.user):
+            return
         await self._hand_off(request, success)
+
+    async def _too_many_connections(self, user: str) -> bool:
+        """mail_max_userip_connections, counted by anvil across processes."""
+        limit, anvil = self.settings.max_userip_connections, self.settings.anvil
+        if limit <= 0 or anvil is None or self.facts is None or self.frontend is None:
+            return False
+        try:
+            count = await anvil.lookup(ident(self.settings.protocol, self.facts.remote_ip, user))
+        except AnvilUnavailable as e:
+            self.settings.log.error(f"anvil: {e}")
+            return False
+        if count < limit:
+            return False
+        text = (f"Maximum number of connections from user+IP exceeded "
+                f"(mail_max_userip_connections={limit})")
+        self._write(self.frontend.refusal(text))
+        self.closing_reason = text
+        self.closing_bare = True
+        self.busy = False
+        self.auth_task = None
+        if self.transport is not None:
+            self.transport.close()
+        return True
+
+    def drop(self, text: str) -> None:
+        """The server needs room: say ``text`` and disconnect (Dovecot's queue-full drop)."""
+        if self.frontend is not None:
+            self._write(self.frontend.goodbye(text))
+        self.closing_reason = text
+        if self.transport is not None:
+            self.transport.close()
 
     # -- proxying to a backend server ------------------------------------------------------------
     async def _proxy(self, user: str, target: ProxyTarget) -> None:
@@ -595,10 +656,28 @@ class LoginConnection(asyncio.Protocol):
         self.frontend.succeeded()
         self.settings.log.info(self._log_line("Login", success.user, str(reply.mail_pid)))
         if facts.tls:
-            await self._relay(ours)
+            # This relay lives as long as the session: count it for mail_max_userip_connections.
+            key = ident(self.settings.protocol, facts.remote_ip, success.user)
+            registered = await self._anvil_call("connect", reply.mail_pid, key)
+            try:
+                await self._relay(ours)
+            finally:
+                if registered:
+                    await self._anvil_call("disconnect", reply.mail_pid, key)
         else:
             # The mail process owns the client now; drop our descriptor without shutdown.
             self.transport.abort()
+
+    async def _anvil_call(self, what: str, pid: int, key: str) -> bool:
+        anvil = self.settings.anvil
+        if anvil is None:
+            return False
+        try:
+            await (anvil.connect(pid, key) if what == "connect" else anvil.disconnect(pid, key))
+        except AnvilUnavailable as e:
+            self.settings.log.error(f"anvil: {e}")
+            return False
+        return True
 
     async def _send_handoff(self, message: HandoffRequest, fd: int) -> HandoffReply:
         loop = asyncio.get_running_loop()
@@ -663,6 +742,10 @@ class LoginConnection(asyncio.Protocol):
         if self.facts is None:
             return
         secs = int(time.monotonic() - self.started)
+        if self.closing_bare:
+            user = self.auth_user or (self.frontend.user if self.frontend else None)
+            self.settings.log.info(self._log_line(f"Disconnected: {reason}", user))
+            return
         if self.proxy_auth_failed:
             detail = "proxy dest auth failed"
         elif self.auth_successes:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.log import login_formatter
+from cote.login.anvilclient import AnvilClient
 from cote.login.server import (
     FrontendFactory,
     LoginServer,
@@ -43,7 +46,20 @@ def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginSer
         mail_socket=os.path.join(root, protocol), tls=tls,
         trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log,
         haproxy_trusted_networks=networks(str(cfg.get("haproxy_trusted_networks"))),
-        haproxy_timeout=float(cfg.get("haproxy_timeout")))
+        haproxy_timeout=float(cfg.get("haproxy_timeout")), anvil=AnvilClient(ctx.anvil),
+        max_userip_connections=int(cfg.get("mail_max_userip_connections")))
+
+
+def raise_fd_limit(client_limit: int) -> None:
+    """Room for every client's socket plus its relay/backend socket and a few of our own."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = client_limit * 2 + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        except (ValueError, OSError):
+            pass  # keep what we have; accept() errors will be logged
 
 
 async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryBuilder) -> None:
@@ -60,9 +76,12 @@ async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryB
             ctx.client_connected()
         for _ in range(previous - count):
             ctx.client_disconnected()
+        left = count < previous
         previous = count
         if not ctx.accepting:
             server.stop_accepting()
+        elif left:
+            server.resume_accepting()  # room again in a process that was full
         if ctx.should_exit():
             done.set()
 
@@ -75,7 +94,9 @@ async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryB
     server = LoginServer(settings, make_factory(cfg, settings.tls is not None))
     listeners = [(lst.sock, lst.ssl, lst.haproxy) for lst in ctx.listeners
                  if lst.kind == "inet" and lst.sock is not None]
-    server.serve(listeners, lambda: ctx.accepting)
+    raise_fd_limit(ctx.client_limit)
+    server.serve(listeners, lambda: ctx.accepting and ctx.available() > 0)
+    loop.add_signal_handler(signal.SIGUSR2, server.drop_oldest_unauthenticated)
     ctx.on_stop_accepting(stop)
     ctx.status.report(ctx.available())
     await done.wait()
