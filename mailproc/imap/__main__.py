@@ -25,7 +25,7 @@ from cote.variables import VariableError, expand, user_values
 
 from .commands import MAIL_COMMANDS
 from .connection import Connection
-from .server import serve
+from .server import FileSink, serve
 from .session import Session, autocreate
 from .settings import ImapSettings
 
@@ -49,13 +49,22 @@ async def run_stdio(session: Session, log: Logger) -> None:
     if stat.S_ISSOCK(os.fstat(0).st_mode):
         sock = socket.socket(fileno=os.dup(0))
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        await serve(reader, writer, session, log)
+        return
+    reader = asyncio.StreamReader(limit=1 << 20)
+    if stat.S_ISREG(os.fstat(0).st_mode):  # a file as input: fed as it is
+        reader.feed_data(sys.stdin.buffer.read())
+        reader.feed_eof()
     else:
-        reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out_mode = os.fstat(1).st_mode
+    if stat.S_ISFIFO(out_mode) or stat.S_ISCHR(out_mode) or stat.S_ISSOCK(out_mode):
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
                                                            sys.stdout)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    await serve(reader, writer, session, log)
+        await serve(reader, asyncio.StreamWriter(transport, protocol, reader, loop), session,
+                    log)
+    else:
+        await serve(reader, FileSink(1), session, log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from cote.storage.message.sections import Section as MsgSection
 
 from . import commands as C
 from . import response as R
-from .message_data import MessageData
+from .message_data import MessageData, flush_cache
 from .values import FetchAtt, Section, SeqSet
 
 if TYPE_CHECKING:
@@ -110,9 +110,10 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
                 details = {d.uid: d for d in box.details([box.uids[i] for i in chunk])}
             except StorageError:
                 details = {}
+        cache_writes: list[tuple[int, str, bytes]] = []
         for i in chunk:
             u = box.uids[i]
-            msg = MessageData(box, u)
+            msg = MessageData(box, u, cache_writes)
             try:
                 ok = yield from _one(s, w, i, u, msg, items=ordered,
                                      details=details,
@@ -124,6 +125,10 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
                 gone = True
             if w.pending > HIGH_WATER:
                 yield None
+        try:
+            flush_cache(box, cache_writes)
+        except StorageError:
+            pass  # a cache that cannot be written is recomputed next time
     if gone:
         return R.ok("Some messages were already expunged", "EXPUNGEISSUED")
     return s.ok("FETCH")

@@ -34,14 +34,34 @@ def unpack_structure(blob: bytes) -> tuple[bytes, bytes, bytes] | None:
     return rest[:a], rest[a:a + b], rest[a + b:]
 
 
+def flush_cache(box: Mailbox, writes: list[tuple[int, str, bytes]]) -> None:
+    """Store queued cache entries, in one write transaction when the backend has one."""
+    if not writes:
+        return
+    index = getattr(box, "index", None)
+    transaction = getattr(index, "write", None)
+    if transaction is None:
+        for uid, field, value in writes:
+            box.cache_put(uid, field, value)
+    else:
+        with transaction():
+            for uid, field, value in writes:
+                box.cache_put(uid, field, value)
+    writes.clear()
+
+
 class MessageData:
     """Lazy access to one message of a view: ``buf`` (mmap/bytes), ``parts``, cached items."""
 
-    __slots__ = ("_buf", "_file", "_local", "_parts", "box", "uid")
+    __slots__ = ("_buf", "_file", "_local", "_parts", "box", "pending", "uid")
 
-    def __init__(self, box: Mailbox, uid: int) -> None:
+    def __init__(self, box: Mailbox, uid: int,
+                 pending: list[tuple[int, str, bytes]] | None = None) -> None:
         self.box = box
         self.uid = uid
+        self.pending = pending
+        """When given, cache writes are queued here for ``flush_cache`` (one transaction
+        for a whole FETCH batch instead of one per message)."""
         self._file: BinaryIO | None = None
         self._buf: Buffer | None = None
         self._parts: tuple[Part, ...] | None = None
@@ -64,10 +84,14 @@ class MessageData:
         self._local = {"envelope": summary.envelope, "bodystructure": summary.bodystructure,
                        "body": summary.body, "parts": summary.parts,
                        "sortkeys": json.dumps(list(summary.sort)).encode()}
-        self.box.cache_put(self.uid, "envelope", summary.envelope)
-        self.box.cache_put(self.uid, "bodystructure", pack_structure(
-            summary.bodystructure, summary.body, summary.parts))
-        self.box.cache_put(self.uid, "sortkeys", self._local["sortkeys"])
+        writes = [(self.uid, "envelope", summary.envelope),
+                  (self.uid, "bodystructure", pack_structure(
+                      summary.bodystructure, summary.body, summary.parts)),
+                  (self.uid, "sortkeys", self._local["sortkeys"])]
+        if self.pending is not None:
+            self.pending.extend(writes)
+        else:
+            flush_cache(self.box, writes)
 
     def _from_cache(self, field: str) -> bytes | None:
         if field in ("envelope", "sortkeys"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from typing import Protocol
 
 from cote.log import Logger
 from cote.storage.api import ChangeWatcher
@@ -25,10 +27,38 @@ READ_CHUNK = 65536
 SEND_CHUNK = 1 << 20
 
 
+class Sink(Protocol):
+    """What the session writes to: an ``asyncio.StreamWriter`` or a plain file."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink:
+    """Blocking writes to a descriptor asyncio cannot watch (a regular file as stdout)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 class Output:
     """The socket writer plus the byte count for the logout line."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: Sink) -> None:
         self.writer = writer
         self.count = 0
 
@@ -42,7 +72,7 @@ class Output:
             await self.writer.drain()
 
 
-async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session,
+async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
                 log: Logger, *, pipelined: bytes = b"", greeting: bytes | None = None) -> str:
     """Run one session to its end; returns the disconnect reason (also logged)."""
     conn = session.conn
