@@ -125,6 +125,8 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                 elif key != "password":
                     request.passdb_fields[key] = value
         last = PassdbOutcome(result, found, db)
+        if result in (PassdbResult.USER_DISABLED, PassdbResult.PASS_EXPIRED):
+            return last  # Dovecot: a disabled/expired account ends the chain whatever follows
         action = db.action(result)
         if action == "return-ok":
             return PassdbOutcome(PassdbResult.OK, found, db)

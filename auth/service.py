@@ -17,6 +17,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
+from cote.auth import workerclient
 from cote.auth.engine import AuthEngine, Reply, UserdbAnswer
 from cote.auth.penalty import PenaltyClient, checksum
 from cote.auth.protocol import auth_client as ac
@@ -269,6 +270,7 @@ async def serve(ctx: ServiceContext) -> None:
     loop = asyncio.get_running_loop()
     ctx.install_asyncio_handlers(loop)
     log = ctx.log
+    workerclient.configure(ctx.base_dir, int(ctx.config.get("auth_worker_max_count")))
     engine = AuthEngine(ctx.config, log)
     penalty = PenaltyClient(ctx.anvil)
     servers: list[asyncio.AbstractServer] = []
