@@ -53,6 +53,7 @@ from cote.login.proxy import (
 from cote.login.proxy_session import BackendFailure, backend_login
 
 HANDOFF_TIMEOUT = 30.0
+CLOSE_GRACE = 1.0  # seconds a closed connection may take to flush before it is aborted
 RELAY_CHUNK = 65536
 
 
@@ -557,17 +558,26 @@ class LoginConnection(asyncio.Protocol):
         self.closing_bare = True
         self.busy = False
         self.auth_task = None
-        if self.transport is not None:
-            self.transport.close()
+        self._close_soon()
         return True
+
+    def _close_soon(self) -> None:
+        """Close after the last write; a TLS peer that never answers close_notify does not
+        keep its slot (asyncio would wait for it up to 30 s)."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        asyncio.get_running_loop().call_later(
+            CLOSE_GRACE, lambda: None if transport.is_closing() and self not in
+            self.server.connections else transport.abort())
 
     def drop(self, text: str) -> None:
         """The server needs room: say ``text`` and disconnect (Dovecot's queue-full drop)."""
         if self.frontend is not None:
             self._write(self.frontend.goodbye(text))
         self.closing_reason = text
-        if self.transport is not None:
-            self.transport.close()
+        self._close_soon()
 
     # -- proxying to a backend server ------------------------------------------------------------
     async def _proxy(self, user: str, target: ProxyTarget) -> None:
@@ -720,6 +730,8 @@ class LoginConnection(asyncio.Protocol):
         finally:
             client.close()
             writer.close()
+            # The client transport reports its end to the relay protocol now, not to us.
+            self.server.removed(self)
         return relay.client_gone
 
     # -- log lines --------------------------------------------------------------------------------
