@@ -117,6 +117,8 @@ def serve_connection(conn: socket.socket, state: WorkerState, death_fd: int) -> 
                 continue
             conn.sendall(answer(line))
             state.served += 1
+            if state.done():
+                return  # recycled: the auth process reconnects to a fresh worker
 
 
 def run(ctx: ServiceContext) -> int:

@@ -61,11 +61,13 @@ class WorkerClient:
             self.limit = asyncio.Semaphore(self.max_count)
         return self.limit
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        """A connection, and whether it was reused (a reused one may have been recycled)."""
         while self.idle:
             reader, writer = self.idle.pop()
             if not writer.is_closing() and not reader.at_eof():
-                return reader, writer
+                return reader, writer, True
+            writer.close()
         assert self.path is not None
         try:
             reader, writer = await asyncio.wait_for(
@@ -74,28 +76,38 @@ class WorkerClient:
             raise WorkerError(f"auth-worker: connect({self.path}) failed: {e}") from e
         if self.max_requests:
             writer.write(f"MAX\t{self.max_requests}\n".encode())
-        return reader, writer
+        return reader, writer, False
 
     async def call(self, command: str, *args: str) -> list[str]:
         """Send one request; the reply's fields with the request id removed."""
         async with self._configure():
-            reader, writer = await self._connect()
-            rid = str(next(self.ids))
-            ok = False
-            try:
-                writer.write(join_line([command, rid, *args]))
-                line = await asyncio.wait_for(reader.readline(), WORKER_TIMEOUT)
-                if not line.endswith(b"\n"):
-                    raise WorkerError("auth-worker: connection closed")
-                fields = split_line(line[:-1])
-                if len(fields) < 2 or fields[1] != rid:
-                    raise WorkerError(f"auth-worker: unexpected reply {fields[:2]}")
-                ok = True
-                return [fields[0], *fields[2:]]
-            except (OSError, TimeoutError) as e:
-                raise WorkerError(f"auth-worker: request failed: {e or 'timed out'}") from e
-            finally:
-                if ok:
-                    self.idle.append((reader, writer))
-                else:
-                    writer.close()
+            for _attempt in (1, 2):
+                reader, writer, reused = await self._connect()
+                try:
+                    return await self._exchange(reader, writer, [command, *args])
+                except WorkerError:
+                    if not reused:
+                        raise
+            raise WorkerError("auth-worker: no answer")
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        fields: list[str]) -> list[str]:
+        rid = str(next(self.ids))
+        ok = False
+        try:
+            writer.write(join_line([fields[0], rid, *fields[1:]]))
+            line = await asyncio.wait_for(reader.readline(), WORKER_TIMEOUT)
+            if not line.endswith(b"\n"):
+                raise WorkerError("auth-worker: connection closed")
+            reply = split_line(line[:-1])
+            if len(reply) < 2 or reply[1] != rid:
+                raise WorkerError(f"auth-worker: unexpected reply {reply[:2]}")
+            ok = True
+            return [reply[0], *reply[2:]]
+        except (OSError, TimeoutError) as e:
+            raise WorkerError(f"auth-worker: request failed: {e or 'timed out'}") from e
+        finally:
+            if ok:
+                self.idle.append((reader, writer))
+            else:
+                writer.close()

@@ -56,7 +56,8 @@ class ShadowPassdb(PassdbDriver):
         except WorkerError as e:
             return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=str(e))
         if reply[0] == "PASS" and len(reply) > 2:
-            return PassdbLookup(PassdbResult.OK, reply[2], {}, "CRYPT")
+            # Dovecot keeps the system's user name as a hidden field: an empty one on the wire.
+            return PassdbLookup(PassdbResult.OK, reply[2], {"": None}, "CRYPT")
         if reply[0] == "NOTFOUND":
             return PassdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
         return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=" ".join(reply[1:]))
