@@ -23,7 +23,6 @@ from cote.mailproc.pop3.__main__ import StderrLogger, drop_privileges
 from cote.storage import StorageError, open_storage
 from cote.variables import VariableError, expand, user_values
 
-from .commands import MAIL_COMMANDS
 from .connection import Connection
 from .server import FileSink, serve
 from .session import Session, autocreate
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.buffer.write(b"* BYE Internal error occurred. Refer to server log for "
                                 b"more information.\r\n")
         return EX_TEMPFAIL
-    conn = Connection(commands=MAIL_COMMANDS)
+    conn = Connection(commands=settings.commands())
     session = Session(mailboxes, conn, args.user, settings, log)
     asyncio.run(run_stdio(session, log))
     return 0

@@ -26,7 +26,6 @@ from cote.mailproc.userdb import UserdbError, UserNotFound, confirm_login
 from cote.storage import StorageError, open_storage
 
 from . import response as R
-from .commands import MAIL_COMMANDS
 from .connection import Connection
 from .server import serve
 from .session import SERVERBUG, Session, autocreate
@@ -96,7 +95,7 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
         client.close()
         return 1
     max_line = cfg.get("imap_max_line_length")
-    conn = Connection(commands=MAIL_COMMANDS,
+    conn = Connection(commands=settings.commands(),
                       max_line_length=int(max_line) if isinstance(max_line, int) else None)
     session = Session(mailboxes, conn, user.user, settings, log)
 

@@ -473,6 +473,23 @@ class Session:
         self.sync_and_report(uid=False)
         self._synced = False
 
+    # -- QUOTA (imap_quota plugin; no quota roots until storage has quota) ---------------
+    @staticmethod
+    def cmd_getquotaroot(cmd: ev.Command) -> R.Reply:
+        if not cmd.args:
+            return R.bad("Error in IMAP command GETQUOTAROOT: Missing arguments")
+        return R.ok("No quota")
+
+    @staticmethod
+    def cmd_getquota(cmd: ev.Command) -> R.Reply:
+        if not cmd.args:
+            return R.bad("Error in IMAP command GETQUOTA: Missing arguments")
+        return R.no("Quota root doesn't exist")
+
+    @staticmethod
+    def cmd_setquota(cmd: ev.Command) -> R.Reply:
+        return R.no("Quota can be changed only by admin")
+
     # -- mailbox management -------------------------------------------------------------
     def cmd_create(self, cmd: ev.Command) -> R.Reply:
         args = cmd.args

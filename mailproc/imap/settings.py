@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from cote.config import Config
 
+from .commands import MAIL_COMMANDS
+
+QUOTA_COMMANDS = frozenset({"GETQUOTAROOT", "GETQUOTA", "SETQUOTA"})
+
 DEFAULT_LOGOUT_FORMAT = ("in=%i out=%o deleted=%{deleted} expunged=%{expunged} "
                          "trashed=%{trashed} hdr_count=%{fetch_hdr_count} "
                          "hdr_bytes=%{fetch_hdr_bytes} body_count=%{fetch_body_count} "
@@ -33,6 +37,12 @@ class ImapSettings:
     """(mailbox, "\\Sent …") of the inbox namespace's ``mailbox`` sections."""
     auto: tuple[tuple[str, str], ...] = ()
     """(mailbox, "create" or "subscribe") for ``mailbox { auto = … }``."""
+    quota: bool = False
+    """Dovecot's ``imap_quota`` plugin is on: QUOTA capability and GETQUOTA* commands."""
+
+    def commands(self) -> frozenset[str]:
+        """The command names the connection accepts."""
+        return MAIL_COMMANDS | QUOTA_COMMANDS if self.quota else MAIL_COMMANDS
 
     @classmethod
     def from_config(cls, cfg: Config) -> ImapSettings:
@@ -46,8 +56,13 @@ class ImapSettings:
         fmt = cfg.get("imap_logout_format")
         interval = _seconds(cfg.get("imap_idle_notify_interval"), 120.0)
         separator, special, auto = _inbox_namespace(cfg)
+        quota = "imap_quota" in str(cfg.get("mail_plugins") or "").split()
+        if special and not caps and "SPECIAL-USE" not in capability:
+            capability = (*capability, "SPECIAL-USE")
+        if quota and "QUOTA" not in capability:
+            capability = (*capability, "QUOTA")
         return cls(capability, str(fmt) if fmt is not None else DEFAULT_LOGOUT_FORMAT,
-                   interval, separator, special, auto)
+                   interval, separator, special, auto, quota)
 
 
 def _inbox_namespace(cfg: Config) -> tuple[str | None, tuple[tuple[str, str], ...],
