@@ -81,3 +81,44 @@ def test_fetch_of_every_body_streams(big_maildir: Path) -> None:
     c.command("LOGOUT", "z")
     sock.close()
     assert proc.wait(30) == 0
+
+
+@pytest.fixture
+def empty_maildir() -> Iterator[Path]:
+    root = server_dir("imapd-append")
+    vmail = mail_user()
+    chown_tree(root, vmail.pw_uid, vmail.pw_gid)
+    yield root / "Maildir"
+    remove_dir(root)
+
+
+def test_append_of_a_large_message_streams(empty_maildir: Path) -> None:
+    """A 64 MB APPEND goes to disk as it arrives; FETCH sends it back byte for byte."""
+    sock, proc = cote_process(empty_maildir, "bulkuser")
+    sock.settimeout(120)
+    c = Client(sock, proc)
+    c.line()
+    line = b"%07d: the quick brown fox jumps over the lazy dog, again and again......\r\n"
+    chunk = b"".join(line % i for i in range(10_000))  # about 800 KB
+    count = 80
+    size = len(b"Subject: big\r\n\r\n") + count * len(chunk)
+    sock.sendall(b"a APPEND INBOX {%d}\r\n" % size)
+    assert c.line() == b"+ OK\r\n"
+    sock.sendall(b"Subject: big\r\n\r\n")
+    for _ in range(count):
+        sock.sendall(chunk)
+    sock.sendall(b"\r\n")
+    assert c.until("a").startswith(b"a OK [APPENDUID ")
+    c.command("SELECT INBOX", "s")
+    offset = 50 * len(chunk)
+    sock.sendall(b"f FETCH 1 (RFC822.SIZE BODY.PEEK[TEXT]<%d.%d>)\r\n" % (offset, len(chunk)))
+    head = c.file.readline()
+    assert head == b"* 1 FETCH (RFC822.SIZE %d BODY[TEXT]<%d> {%d}\r\n" % (
+        size, offset, len(chunk)), head
+    assert c.file.read(len(chunk)) == chunk
+    assert c.file.readline() == b")\r\n"
+    assert c.until("f").startswith(b"f OK Fetch completed")
+    peak = peak_rss_kb(proc.pid)
+    assert peak < PEAK_LIMIT_KB // 2, f"peak RSS {peak} kB for a {size // 1_000_000} MB message"
+    c.command("LOGOUT", "z")
+    c.close()
