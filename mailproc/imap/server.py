@@ -24,6 +24,8 @@ from .response import ShortSpan
 from .session import Session
 
 READ_CHUNK = 65536
+AUTOLOGOUT = 30 * 60.0
+"""Dovecot's imap autologout: a client silent this long (outside IDLE) is disconnected."""
 SEND_CHUNK = 1 << 20
 
 
@@ -115,9 +117,13 @@ async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
                 waits.add(wake_task)  # type: ignore[arg-type]
                 timeout: float | None = session.settings.idle_notify_interval
             else:
-                timeout = None
+                timeout = AUTOLOGOUT
             done, _ = await asyncio.wait(waits, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if not done and session.idling is None:
+                conn.send(b"* BYE Disconnected for inactivity.\r\n")
+                reason = f"Inactivity - no input for {int(AUTOLOGOUT)} secs"
+                break
             if wake_task is not None and not wake_task.done():
                 wake_task.cancel()
             if read_task in done:
