@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.buffer.write(b"* BYE Internal error occurred. Refer to server log for "
                                 b"more information.\r\n")
         return EX_TEMPFAIL
-    conn = Connection(commands=settings.commands())
+    max_line = cfg.get("imap_max_line_length") if cfg is not None else None
+    conn = Connection(commands=settings.commands(),
+                      max_line_length=int(max_line) if isinstance(max_line, int) else None)
     session = Session(mailboxes, conn, args.user, settings, log)
     asyncio.run(run_stdio(session, log))
     return 0

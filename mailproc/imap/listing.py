@@ -15,8 +15,8 @@ from . import response as R
 if TYPE_CHECKING:
     from .session import Session
 
-_ATTR_ORDER = {"\\Noselect": 0, "\\NonExistent": 1, "\\Subscribed": 2, "\\Marked": 3,
-               "\\Unmarked": 4, "\\HasChildren": 5, "\\HasNoChildren": 6, "\\NoInferiors": 7}
+_ATTR_ORDER = {"\\Subscribed": 0, "\\NonExistent": 1, "\\Noselect": 2, "\\HasChildren": 3,
+               "\\HasNoChildren": 4, "\\NoInferiors": 5, "\\Marked": 6, "\\UnMarked": 7}
 _CHILD_ATTRS = {"\\HasChildren", "\\HasNoChildren"}
 _SPECIAL = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
 

@@ -15,7 +15,6 @@ under a client that is using them.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import tempfile
 import time
@@ -890,6 +889,3 @@ class Session:
         except (StorageError, OSError):
             pass
 
-
-def session_pid() -> int:
-    return os.getpid()
