@@ -35,7 +35,8 @@ class Setup:
 def setup() -> Iterator[Setup]:
     backend = DovecotOracle(users={"imapu": "secret", "popu": "secret", "badpass": "right",
                                    "real": "realpass"},
-                            extra_conf="login_trusted_networks = 127.0.0.0/8\n").start()
+                            extra_conf="login_trusted_networks = 127.0.0.0/8\n"
+                                       "auth_failure_delay = 0\n").start()
     dead = free_port()
     imap, pop3 = backend.ports["imap"], backend.ports["pop3"]
     front = DovecotOracle(
@@ -50,14 +51,14 @@ def setup() -> Iterator[Setup]:
             "blocked": "nologin reason=Moved_elsewhere",
             "blocked2": "nologin",
             "imapdead": f"proxy host=127.0.0.1 port={dead}",
-        }).start()
+        }, extra_conf="auth_failure_delay = 0\n").start()
     conn = imaplib.IMAP4("127.0.0.1", imap)
     conn.login("popu", "secret")
     conn.append("INBOX", "", None, MESSAGE)
     conn.logout()
     cote = CoteServer(mail_location=f"maildir:{front.dir}/mail/%u",
                       passwd_file=front.dir / "users", protocols="imap pop3",
-                      extra_conf="disable_plaintext_auth = no\n")
+                      extra_conf="disable_plaintext_auth = no\nauth_failure_delay = 0\n")
     try:
         cote.start()
         yield Setup(backend, front, cote)
