@@ -16,26 +16,27 @@ under a client that is using them.
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cote.log import Logger
 from cote.storage import flags as F
-from cote.storage.api import AppendTransaction, Mailbox, MailboxList, SyncChanges
+from cote.storage.api import Mailbox, MailboxList, SyncChanges
 from cote.storage.errors import MailboxNotFound, StorageError
 
 from . import commands as C
 from . import events as ev
 from . import response as R
+from .append import AppendCommand
 from .connection import Connection
 from .fetch import HIGH_WATER, run_fetch
 from .listing import run_list
 from .qresync import select_qresync
-from .search import run_search, run_sort, run_thread
+from .search import run_search
 from .settings import ImapSettings
+from .sort import run_sort, run_thread
 from .store import run_copy, run_store
 from .values import Mailbox as Mailbox_
 from .values import SeqSet
@@ -123,24 +124,10 @@ class Stats:
                 "fetch_body_bytes": str(self.fetch_body_bytes)}
 
 
-@dataclass
-class _AppendState:
-    """An APPEND in progress: its destination and the transaction (None after a NO)."""
-
-    tag: str
-    box: Mailbox | None
-    tx: AppendTransaction | None
-    failed: R.Reply | None = None
-    spool: tempfile.SpooledTemporaryFile[bytes] | None = None
-    flags: tuple[str, ...] = ()
-    date: float | None = None
-    count: int = 0
-    close_box: bool = True
-    started: float = field(default_factory=time.monotonic)
-
-
 class Session:
     """The state of one logged-in client; see the module docstring."""
+
+    SERVERBUG_TEXT = SERVERBUG
 
     def __init__(self, mailboxes: MailboxList, conn: Connection, user: str,
                  settings: ImapSettings | None = None, log: Logger | None = None) -> None:
@@ -162,7 +149,7 @@ class Session:
         self.stats = Stats()
         self.logged_out = False
         self.idling: str | None = None
-        self._append: _AppendState | None = None
+        self._append: AppendCommand | None = None
         self._synced = False
         self.current_tag = ""
         self.last_command: str | None = None
@@ -769,116 +756,20 @@ class Session:
 
     cmd_move = cmd_copy
 
-    # -- APPEND ---------------------------------------------------------------------------
+    # -- APPEND (append.py) ----------------------------------------------------------------
     def cmd_append(self, cmd: ev.Command) -> None:
         args = cmd.args
         assert isinstance(args, C.Append)
-        state = _AppendState(cmd.tag, None, None)
-        self._append = state
-        err = self.mailbox_name_error(args.mailbox)
-        if err:
-            state.failed = err
-            return None
-        name = args.mailbox.name
-        try:
-            if not self.mailboxes.exists(name) and name != "INBOX":
-                state.failed = R.no(f"Mailbox doesn't exist: {name}", "TRYCREATE")
-                return None
-            state.box = self.open_for_saving(name)
-            state.tx = state.box.begin_append()
-        except StorageError as e:
-            state.failed = self.storage_no(e)
-        return None
+        self._append = AppendCommand.start(self, cmd.tag, args)
 
     def _append_event(self, event: ev.Event) -> None:
-        state = self._append
-        if state is None:
-            return
-        if isinstance(event, ev.LiteralStart):
-            if state.failed is not None or state.tx is None:
-                self.conn.reject_literal()
-                self._finish_append(state.failed or R.no(SERVERBUG, "SERVERBUG"))
-                return
-            if event.size == 0:
-                self.conn.reject_literal()
-                self._append_abort()
-                self.reply(state.tag, R.no("Can't save a zero byte message"),
-                           state.started)
-                return
-            self.conn.accept_literal()
-            state.spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
-            state.flags = event.flags
-            state.date = event.internal_date.timestamp() if event.internal_date else None
-        elif isinstance(event, ev.LiteralChunk):
-            if state.spool is not None:
-                state.spool.write(event.data)
-        elif isinstance(event, ev.LiteralEnd):
-            spool = state.spool
-            state.spool = None
-            if spool is None or state.tx is None:
-                return
-            try:
-                spool.seek(0)
-                state.tx.add(spool, state.flags, state.date)  # type: ignore[arg-type]
-                state.count += 1
-            except StorageError as e:
-                state.failed = self.storage_no(e)
-            finally:
-                spool.close()
-        elif isinstance(event, ev.CommandEnd):
-            if state.failed is not None or state.tx is None:
-                self._finish_append(state.failed or R.no(SERVERBUG, "SERVERBUG"))
-                return
-            try:
-                uids = state.tx.commit()
-            except StorageError as e:
-                self._finish_append(self.storage_no(e))
-                return
-            box = state.box
-            assert box is not None
-            code = R.appenduid(box.uidvalidity, SeqSet.from_ints(uids) if len(uids) > 1
-                               else SeqSet(((uids[0], uids[0]),)))
+        if self._append is not None and self._append.event(event):
             self._append = None
-            self._close_append_box(state)
-            if self.box is not None:
-                self.sync_and_report(uid=False)
-            self.reply(state.tag, self.ok("APPEND", code), state.started)
-
-    def _finish_append(self, reply: R.Reply) -> None:
-        state = self._append
-        if state is None:
-            return
-        if state.tx is not None:
-            try:
-                state.tx.rollback()
-            except StorageError:
-                pass
-        self._append = None
-        self._close_append_box(state)
-        self.reply(state.tag, reply, state.started)
 
     def _append_abort(self) -> None:
-        state = self._append
-        if state is None:
-            return
-        self._append = None
-        if state.tx is not None:
-            try:
-                state.tx.rollback()
-            except StorageError:
-                pass
-        if state.spool is not None:
-            state.spool.close()
-        self._close_append_box(state)
-
-    @staticmethod
-    def _close_append_box(state: _AppendState) -> None:
-        if state.box is not None:
-            try:
-                state.box.close()
-            except StorageError:
-                pass
-            state.box = None
+        if self._append is not None:
+            self._append.abort()
+            self._append = None
 
     # -- end -------------------------------------------------------------------------------
     def close(self) -> None:
