@@ -87,9 +87,18 @@ class Directory:
         kwargs: dict[str, Any] = {"version": self.version, "receive_timeout": RECEIVE_TIMEOUT,
                                   "raise_exceptions": False, "read_only": True}
         if sasl:
-            kwargs.update(authentication=ldap3.SASL,
-                          sasl_mechanism=self.settings["sasl_mech"] or ldap3.EXTERNAL,
-                          sasl_credentials=(self.settings["sasl_authz_id"] or None,))
+            s = self.settings
+            mech = (s["sasl_mech"] or ldap3.EXTERNAL).upper()
+            authz = s["sasl_authz_id"]
+            # EXTERNAL's credentials are the authzid (empty: the TLS/peer identity); the
+            # password mechanisms authenticate as dn/dnpass.
+            creds: object = authz
+            if mech == "DIGEST-MD5":
+                creds = (s["sasl_realm"] or None, s["dn"], s["dnpass"], authz or None)
+            elif mech == "PLAIN":
+                creds = (authz or None, s["dn"], s["dnpass"])
+            kwargs.update(authentication=ldap3.SASL, sasl_mechanism=mech,
+                          sasl_credentials=creds)
         elif user:
             kwargs.update(user=user, password=password or "", authentication=ldap3.SIMPLE)
         try:

@@ -206,3 +206,54 @@ def test_slapd_outage_fails_fast_and_recovers(server: SlapdServer, bind_pair: Pa
             break
         time.sleep(0.2)
     assert reply.startswith("OK"), reply
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[SlapdServer]:
+    with SlapdServer(tls=True) as s:
+        s.add(directory())
+        yield s
+
+
+def tls_conf(server: SlapdServer, how: str) -> str:
+    conf = conf_ext(server, auth_bind=how == "starttls")
+    conf += f"tls_ca_cert_file = {server.ca_file}\ntls_require_cert = demand\n"
+    if how == "starttls":
+        return conf + "tls = yes\n"
+    if how == "sasl-external":
+        d = server.dir
+        conf = conf.replace(f"dn = {server.root_dn}\n", "").replace(
+            f'dnpass = "{server.root_pw}"\n', "")
+        return conf + (f"tls = yes\ntls_cert_file = {d / 'client.pem'}\n"
+                       f"tls_key_file = {d / 'client.key'}\nsasl_bind = yes\n"
+                       "sasl_mech = EXTERNAL\n")
+    return conf.replace(f"uris = ldap://127.0.0.2:1 {server.uri}", f"uris = {server.ldaps_uri}")
+
+
+@pytest.fixture(scope="module", params=["starttls", "ldaps", "sasl-external"])
+def tls_pair(request: pytest.FixtureRequest, tls_server: SlapdServer) -> Iterator[Pair]:
+    ext = tls_server.dir / f"{request.param}.conf.ext"
+    ext.write_text(tls_conf(tls_server, request.param))
+    ext.chmod(0o644)
+    yield from start_pair(blocks(str(ext)))
+
+
+@pytest.mark.parametrize("name", ["ssha ok", "wrong password", "unknown user", "hostile 0"])
+def test_tls_matches_dovecot(tls_pair: Pair, name: str) -> None:
+    ours = _compare(tls_pair, CONVERSATIONS[name])
+    assert ours[-1].startswith("OK" if name == "ssha ok" else "FAIL")
+    theirs_path, ours_path = tls_pair.sockets("auth-master")
+    assert user_lookup(ours_path, "alice") == user_lookup(theirs_path, "alice")
+
+
+def test_tls_with_an_unknown_ca_fails(tls_server: SlapdServer) -> None:
+    """tls_require_cert = demand with a CA that did not sign slapd's certificate: no
+    connection, so the lookup fails (temp_fail) instead of trusting the server."""
+    ext = tls_server.dir / "wrong-ca.conf.ext"
+    ext.write_text(tls_conf(tls_server, "starttls").replace(
+        str(tls_server.ca_file), "/etc/ssl/certs/ca-certificates.crt"))
+    ext.chmod(0o644)
+    for pair in start_pair(blocks(str(ext))):
+        _, ours_path = pair.sockets("auth-client")
+        reply = converse(ours_path, [plain("alice", "alicepw")])[0]
+        assert reply.startswith("FAIL") and "code=temp_fail" in reply, reply

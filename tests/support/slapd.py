@@ -8,6 +8,8 @@ Usage::
         ldap.root_dn, ldap.root_pw
 
 ``stop()``/``start()`` stop and restart the same directory (for outage tests).
+``SlapdServer(tls=True)`` adds a throwaway CA (``ca_file``), StartTLS and ``ldaps_uri``, and a
+client certificate (``client.pem``/``client.key`` in ``dir``) for SASL EXTERNAL binds.
 """
 
 from __future__ import annotations
@@ -34,10 +36,20 @@ def ssha(password: str) -> str:
 
 
 class SlapdServer:
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         self.dir = server_dir("slapd")
         self.port = free_port()
         self.uri = f"ldap://127.0.0.1:{self.port}"
+        self.tls_port = free_port() if tls else 0
+        self.ldaps_uri = f"ldaps://127.0.0.1:{self.tls_port}" if tls else ""
+        self.ca_file = self.dir / "ca.pem"
+        tls_conf = ""
+        if tls:
+            self._make_certs()
+            tls_conf = (f"TLSCACertificateFile {self.ca_file}\n"
+                        f"TLSCertificateFile {self.dir / 'server.pem'}\n"
+                        f"TLSCertificateKeyFile {self.dir / 'server.key'}\n"
+                        "TLSVerifyClient allow\n")
         self.root_dn = f"cn=admin,{SUFFIX}"
         self.root_pw = "secret"
         self.process: subprocess.Popen[bytes] | None = None
@@ -58,12 +70,34 @@ rootpw {self.root_pw}
 directory {self.dir}/db
 access to attrs=userPassword by anonymous auth by * read
 access to * by * read
-""")
+""".replace("database mdb\n", tls_conf + "database mdb\n"))
+
+    def _make_certs(self) -> None:
+        """A CA and a server certificate for 127.0.0.1 (IP SAN), readable by everyone."""
+        d = self.dir
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=cote test CA", "-keyout", "ca.key", "-out", "ca.pem")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                "-keyout", "server.key", "-out", "server.csr")
+        (d / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=dovecot",
+                "-keyout", "client.key", "-out", "client.csr")
+        openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", "client.pem")
+        for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"):
+            (d / name).chmod(0o644)
 
     def start(self) -> SlapdServer:
         slapd = shutil.which("slapd") or "/usr/sbin/slapd"
         self.process = subprocess.Popen(
-            [slapd, "-f", str(self.dir / "slapd.conf"), "-h", f"{self.uri}/", "-d", "0"],
+            [slapd, "-f", str(self.dir / "slapd.conf"), "-h",
+             f"{self.uri}/ {self.ldaps_uri}/" if self.tls_port else f"{self.uri}/", "-d", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while subprocess.run(["ldapsearch", "-x", "-H", self.uri, "-b", "", "-s", "base"],
