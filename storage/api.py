@@ -285,6 +285,12 @@ class MailboxList(ABC):
     @abstractmethod
     def open(self, name: str, *, readonly: bool = False) -> Mailbox: ...
 
+    def open_for_append(self, name: str) -> Mailbox:
+        """A mailbox to deliver into (LMTP, LDA): only ``begin_append``/``append`` may be used,
+        and a backend may skip building the view (Maildir does: Dovecot's deliveries do not
+        scan the mailbox either). The default is a normal open."""
+        return self.open(name)
+
     def status(self, name: str) -> MailboxStatus:
         with self.open(name, readonly=True) as box:
             return box.status()

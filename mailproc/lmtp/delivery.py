@@ -155,7 +155,7 @@ def deliver(user: MailUser, spool: Spool, head: bytes, mailbox: str = "INBOX",
     with acting_as(user):
         mailboxes = open_storage(user.mail_location, home=user.home, mail_fsync=mail_fsync)
         try:
-            with mailboxes.open(mailbox) as box:
+            with mailboxes.open_for_append(mailbox) as box:
                 source = _Joined(head, spool.file)
                 return box.append(source, internal_date=time.time())  # type: ignore[arg-type]
         finally:

@@ -269,6 +269,14 @@ class MaildirList(MailboxList):
 
     # -- mailboxes ----------------------------------------------------------------------
     def open(self, name: str, *, readonly: bool = False) -> MaildirMailbox:
+        return self._open(name, readonly=readonly, sync=True)
+
+    def open_for_append(self, name: str) -> MaildirMailbox:
+        """No view is built: the append needs only the uidlist (read under its lock), and
+        the next session's sync picks the new message up."""
+        return self._open(name, readonly=False, sync=False)
+
+    def _open(self, name: str, *, readonly: bool, sync: bool) -> MaildirMailbox:
         parts = self._parts(name)
         if not self._selectable(parts):
             if parts != ("INBOX",) or not self.create_inbox:
@@ -276,7 +284,7 @@ class MaildirList(MailboxList):
             self._make_mail_dirs(parts)
         elif not os.path.isdir(os.path.join(self.layout.mail_dir(parts), "tmp")):
             self._make_mail_dirs(parts)  # a folder someone made without cur/new/tmp
-        return MaildirMailbox(self, self._name(parts), parts, readonly)
+        return MaildirMailbox(self, self._name(parts), parts, readonly, sync=sync)
 
     def close(self) -> None:
         self.index.close()

@@ -110,7 +110,7 @@ class MaildirMailbox(Mailbox):
     rewrite_min_dead = 64
 
     def __init__(self, mlist: MaildirList, name: str, parts: tuple[str, ...],
-                 readonly: bool) -> None:
+                 readonly: bool, *, sync: bool = True) -> None:
         self.mlist = mlist
         self.name = name
         self.readonly = readonly
@@ -136,7 +136,8 @@ class MaildirMailbox(Mailbox):
         state = self.index.box(self.key)
         assert state is not None
         self._box = state.id
-        self.sync()
+        if sync:
+            self.sync()
 
     # -- paths and locks ----------------------------------------------------------------
     def _full(self, fname: str) -> str:
