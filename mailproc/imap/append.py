@@ -5,6 +5,7 @@ back, as RFC 3502 asks."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from typing import TYPE_CHECKING
@@ -19,6 +20,12 @@ from .values import SeqSet
 
 if TYPE_CHECKING:
     from .session import Session
+
+
+def close_quietly(box: Mailbox) -> None:
+    """Close a view; a failure to close changes nothing the client could act on."""
+    with contextlib.suppress(StorageError, OSError):
+        box.close()
 
 SPOOL_IN_MEMORY = 1 << 20
 
@@ -133,8 +140,5 @@ class AppendCommand:
 
     def _close_box(self) -> None:
         if self.box is not None:
-            try:
-                self.box.close()
-            except StorageError:
-                pass
+            close_quietly(self.box)
             self.box = None

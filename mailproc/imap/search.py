@@ -1,5 +1,5 @@
-"""SEARCH (RFC 3501 keys, CHARSET, ESEARCH RETURN, SEARCHRES ``$``, WITHIN, MODSEQ), SORT
-and THREAD (ORDEREDSUBJECT, REFERENCES) over the selected view.
+"""SEARCH over the selected view: RFC 3501 keys, CHARSET, ESEARCH RETURN, SEARCHRES ``$``,
+WITHIN, MODSEQ (SORT and THREAD reuse the ``Searcher``, see sort.py).
 
 Keys that only need the view's columns (flags, UIDs, modseqs, sequence sets) are answered
 without opening a file; date and size keys read ``Mailbox.details``; header keys parse the

@@ -29,7 +29,7 @@ from cote.storage.errors import MailboxNotFound, StorageError
 from . import commands as C
 from . import events as ev
 from . import response as R
-from .append import AppendCommand
+from .append import AppendCommand, close_quietly
 from .connection import Connection
 from .fetch import HIGH_WATER, run_fetch
 from .listing import run_list
@@ -597,11 +597,7 @@ class Session:
     def close_box(self) -> None:
         if self.box is not None:
             self.local_keywords.pop(self.box.name, None)
-        if self.box is not None:
-            try:
-                self.box.close()
-            except StorageError:
-                pass
+            close_quietly(self.box)
         self.box = None
         self.recent = set()
         self.saved = None
