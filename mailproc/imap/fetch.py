@@ -18,9 +18,11 @@ from cote.storage import flags as F
 from cote.storage.api import MessageDetails
 from cote.storage.errors import StorageError
 from cote.storage.message import (
+    BinaryContent,
     BinaryParseError,
     UnknownCTE,
     binary_content,
+    binary_size,
     crlf_chunks,
     crlf_size,
     section_range,
@@ -121,6 +123,8 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
                                      asked_flags=want_flags)
             finally:
                 msg.close()
+            if isinstance(ok, R.Reply):  # BINARY could not decode: the FETCH ends here
+                return ok
             if not ok:
                 gone = True
             if w.pending > HIGH_WATER:
@@ -149,7 +153,7 @@ def _vanished(s: Session, args: C.Fetch) -> None:
 
 def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: list[FetchAtt],
          details: Mapping[int, MessageDetails], send_flags: bool,
-         asked_flags: bool) -> Generator[None, None, bool]:
+         asked_flags: bool) -> Generator[None, None, bool | R.Reply]:
     box = s.box
     assert box is not None
     # load what can fail before the first octet of the response
@@ -162,6 +166,11 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: li
             _ = msg.buf
             if any(_needs_parts(a) for a in items):
                 _ = msg.parts
+        binary = _decode_binary(msg, items)
+    except BinaryFailure as failure:
+        # Dovecot: the message's line carries only its UID, the command fails
+        w.write(b"* %d FETCH (UID %d)\r\n" % (i + 1, u))
+        return failure.reply
     except (StorageError, OSError):
         # expunged by another session: what the index knows, NIL for the rest (Dovecot)
         _gone(s, w, i, u, items=items, details=details)
@@ -200,12 +209,61 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: li
             w.write(b"X-MAILBOX " + R.mailbox_name(box.name))
         elif name == "X-REAL-UID":
             w.write(b"X-REAL-UID %d" % u)
+        elif a.name in ("BINARY", "BINARY.SIZE"):
+            _binary_item(s, w, a, binary[id(a)])
         elif a.section is not None or name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
             yield from _body_item(s, w, msg, a)
         else:  # SAVEDATE and object ids: not stored
             w.write(name.encode() + b" NIL")
     w.write(b")\r\n")
     return True
+
+
+class BinaryFailure(Exception):
+    """BINARY[…] of a part that cannot be decoded: the tagged reply Dovecot gives."""
+
+    def __init__(self, reply: R.Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+UNKNOWN_CTE = R.no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+PARSE_ERROR = R.no("Invalid data in MIME part", "PARSE")
+
+
+def _decode_binary(msg: MessageData, items: list[FetchAtt]) -> dict[int, BinaryContent | int]:
+    """Every BINARY item's content (or BINARY.SIZE's size), decoded before anything of the
+    message is written, keyed by ``id(item)``; raises ``BinaryFailure``."""
+    out: dict[int, BinaryContent | int] = {}
+    for a in items:
+        if a.name not in ("BINARY", "BINARY.SIZE"):
+            continue
+        section = msg_section(a.section)
+        try:
+            if a.name == "BINARY.SIZE":
+                out[id(a)] = binary_size(msg.buf, msg.parts, section)
+            else:
+                out[id(a)] = binary_content(msg.buf, msg.parts, section)
+        except UnknownCTE as e:
+            raise BinaryFailure(UNKNOWN_CTE) from e
+        except BinaryParseError as e:
+            raise BinaryFailure(PARSE_ERROR) from e
+    return out
+
+
+def _binary_item(s: Session, w: R.Writer, a: FetchAtt, result: BinaryContent | int) -> None:
+    if isinstance(result, int):
+        w.write(f"BINARY.SIZE[{a.section}] ".encode() + b"%d" % result)
+        return
+    data = result.data
+    if a.partial is not None:
+        off, length = a.partial
+        data = data[off:] if length is None else data[off:off + length]
+    head = b"~{%d}\r\n" if result.literal8 else b"{%d}\r\n"
+    w.write(a.response_name.encode() + b" " + head % len(data))
+    w.write(data)
+    s.stats.fetch_body_count += 1
+    s.stats.fetch_body_bytes += len(data)
 
 
 def _gone(s: Session, w: R.Writer, i: int, u: int, *, items: list[FetchAtt],
@@ -239,30 +297,6 @@ def _body_item(s: Session, w: R.Writer, msg: MessageData, att: FetchAtt
     parts = msg.parts
     header_only = section.specifier.decode() in _HEADER_SPECS
     stats = s.stats
-    if a.name == "BINARY.SIZE":
-        try:
-            data = binary_content(buf, parts, section).data
-            size = len(data)
-        except (UnknownCTE, BinaryParseError):
-            size = 0
-        w.write(f"BINARY.SIZE[{a.section}] ".encode() + b"%d" % size)
-        return True
-    if a.name == "BINARY":
-        try:
-            content = binary_content(buf, parts, section)
-        except (UnknownCTE, BinaryParseError):
-            w.write(name.encode() + b" NIL")
-            return True
-        data = content.data
-        if a.partial is not None:
-            off, length = a.partial
-            data = data[off:] if length is None else data[off:off + length]
-        head = b"~{%d}\r\n" if content.literal8 else b"{%d}\r\n"
-        w.write(name.encode() + b" " + head % len(data))
-        w.write(data)
-        stats.fetch_body_count += 1
-        stats.fetch_body_bytes += len(data)
-        return True
     rng = section_range(parts, section)
     if section.specifier in (b"HEADER.FIELDS", HEADER_FIELDS_NOT):
         data = b"" if rng is None else header_fields(

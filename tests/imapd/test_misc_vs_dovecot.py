@@ -14,6 +14,12 @@ from tests.support.dovecot import DovecotOracle
 
 M1 = b"Subject: appended one\r\nFrom: x@example.com\r\n\r\nbody one\r\n"
 M2 = b"Subject: appended two\n\nbody two\n"
+M3 = (b"Subject: odd encodings\r\nMIME-Version: 1.0\r\n"
+      b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+      b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n`\r\nend\r\n--b\r\n"
+      b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n--b\r\n"
+      b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+      b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9 =\r\nsoft\r\n--b--\r\n")
 
 
 def lit(data: bytes, plus: bool = True) -> str:
@@ -34,6 +40,10 @@ SCRIPT = [
     "SELECT INBOX", "STATUS INBOX (MESSAGES)", "SEARCH RETURN (SAVE) FLAGGED", "FETCH $ (UID)",
     "SEARCH RETURN (SAVE MIN) ALL", "UID SEARCH UID $", "FETCH 1:* (UID FLAGS)",
     "STORE 1 +FLAGS (\\Deleted)", "CLOSE", "SELECT INBOX", "FETCH 1:* (UID)",
+    f"APPEND INBOX {lit(M3)}", "FETCH * (BINARY.PEEK[1])", "FETCH * (BINARY.SIZE[1])",
+    "FETCH * (BINARY.PEEK[2])", "FETCH * (BINARY.SIZE[2])", "FETCH * (BINARY.PEEK[3])",
+    "FETCH * (BINARY.SIZE[3] BINARY.PEEK[3]<2.3>)", "FETCH * (BINARY.PEEK[])",
+    "FETCH * (BODYSTRUCTURE)", "SEARCH BODY café", "SEARCH TEXT soft",
     "SEARCH CHARSET UTF-8 TEXT café", "SEARCH FOO", "FETCH 1 (FOO)", "STORE 1 FOO (\\Seen)",
     "COPY 1 INBOX", "MOVE 1 Sent", "FETCH 1:* UID", "UNSELECT", "CLOSE",
     # (after DELETE of a Maildir++ folder with children Dovecot keeps it selectable, cote's
