@@ -348,3 +348,46 @@ class Pop3BackendLogin(_LineMachine):
             out += (f"USER {t.user}\r\n".encode("utf-8", "surrogateescape")
                     + f"PASS {t.password}\r\n".encode("utf-8", "surrogateescape"))
         return [Send(out)]
+
+
+@dataclass
+class _BackendRecord:
+    proxying: int = 0
+    since: float = 0.0
+    disconnects: int = 0
+
+
+class DisconnectSpreader:
+    """``login_proxy_max_disconnect_delay``: when a backend drops many proxied clients at once
+    (it died or restarted), their disconnections are spread over up to ``max_delay`` seconds
+    so that they do not all reconnect in the same instant. Each second lets through
+    ``ceil(clients / max_delay)`` disconnections; later ones wait for their turn."""
+
+    def __init__(self, max_delay: float) -> None:
+        self.max_delay = max_delay
+        self.records: dict[tuple[str, int], _BackendRecord] = {}
+
+    def started(self, backend: tuple[str, int]) -> None:
+        self.records.setdefault(backend, _BackendRecord()).proxying += 1
+
+    def ended(self, backend: tuple[str, int]) -> None:
+        record = self.records.get(backend)
+        if record is not None:
+            record.proxying -= 1
+            if record.proxying <= 0 and record.disconnects == 0:
+                del self.records[backend]
+
+    def delay(self, backend: tuple[str, int], now: float) -> float:
+        """Seconds to keep this client before closing it (the backend closed first)."""
+        record = self.records.get(backend)
+        if self.max_delay <= 0 or record is None:
+            return 0.0
+        if record.disconnects == 0 or now - record.since > self.max_delay:
+            record.since, record.disconnects = now, 0
+        per_second = max(1, -(-(record.proxying + record.disconnects) // int(
+            max(self.max_delay, 1))))
+        record.disconnects += 1
+        if record.disconnects <= per_second:
+            return 0.0
+        turn = record.since + (record.disconnects - 1) // per_second
+        return min(max(0.0, turn - now), self.max_delay)

@@ -44,6 +44,7 @@ from cote.login.forward import Forwarded
 from cote.login.haproxy import HeaderError, parse_header
 from cote.login.proxy import (
     ClientFacts,
+    DisconnectSpreader,
     ImapBackendLogin,
     Pop3BackendLogin,
     ProxyTarget,
@@ -136,6 +137,7 @@ class LoginServerSettings:
     haproxy_timeout: float = 3.0
     anvil: AnvilClient | None = None
     max_userip_connections: int = 0  # mail_max_userip_connections (0: unlimited)
+    login_proxy_max_disconnect_delay: float = 0.0
 
 
 def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -170,6 +172,7 @@ class LoginServer:
         self.listening: list[socket.socket] = []
         self.sources: list[tuple[socket.socket, bool, bool]] = []
         self.may_accept: Callable[[], bool] = lambda: True
+        self.disconnects = DisconnectSpreader(settings.login_proxy_max_disconnect_delay)
 
     def serve(self, listeners: list[tuple[socket.socket, bool, bool]],
               may_accept: Callable[[], bool]) -> None:
@@ -622,12 +625,24 @@ class LoginConnection(asyncio.Protocol):
         self._write(result.reply)
         if pipelined:
             result.writer.write(pipelined)
-        by_client = await self._pump(result.reader, result.writer)
+        backend = (target.host, target.port)
+        spreader = self.server.disconnects
+        spreader.started(backend)
+        try:
+            by_client = await self._pump(result.reader, result.writer, keep_client=True)
+        finally:
+            spreader.ended(backend)
         idle = int(time.monotonic() - self.last_activity)
         who = "client" if by_client else "server"
+        delay = 0.0 if by_client else spreader.delay(backend, time.monotonic())
+        later = f" - disconnecting client in {int(delay * 1000)}ms" if delay > 0 else ""
         self.settings.log.info(self._log_line(
             f"{prefix}Disconnected by {who} ({idle}s idle, in={self.bytes_in}, "
-            f"out={self.bytes_out})", user))
+            f"out={self.bytes_out}){later}", user))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.transport.close()
+        self.server.removed(self)
 
     # -- the hand-off to a mail process ------------------------------------------------------------
     async def _hand_off(self, request: AuthRequest, success: Success) -> None:
@@ -709,8 +724,10 @@ class LoginConnection(asyncio.Protocol):
         reader, writer = await asyncio.open_connection(sock=inner)
         await self._pump(reader, writer)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Relay until either side closes; True when the client closed first."""
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                    keep_client: bool = False) -> bool:
+        """Relay until either side closes; True when the client closed first. With
+        ``keep_client`` the caller closes the client (and stops counting it)."""
         assert self.transport is not None
         client = self.transport
         relay = _ClientToMail(client, writer, self)
@@ -728,10 +745,14 @@ class LoginConnection(asyncio.Protocol):
                 client.write(data)
                 await relay.client_writable()
         finally:
-            client.close()
             writer.close()
-            # The client transport reports its end to the relay protocol now, not to us.
-            self.server.removed(self)
+            if not keep_client or relay.client_gone:
+                client.close()
+            else:
+                client.pause_reading()
+            if not keep_client:
+                # The client transport reports its end to the relay protocol now, not to us.
+                self.server.removed(self)
         return relay.client_gone
 
     # -- log lines --------------------------------------------------------------------------------

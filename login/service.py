@@ -47,7 +47,8 @@ def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginSer
         trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log,
         haproxy_trusted_networks=networks(str(cfg.get("haproxy_trusted_networks"))),
         haproxy_timeout=float(cfg.get("haproxy_timeout")), anvil=AnvilClient(ctx.anvil),
-        max_userip_connections=int(cfg.get("mail_max_userip_connections")))
+        max_userip_connections=int(cfg.get("mail_max_userip_connections")),
+        login_proxy_max_disconnect_delay=float(cfg.get("login_proxy_max_disconnect_delay")))
 
 
 def raise_fd_limit(client_limit: int) -> None:
