@@ -50,6 +50,8 @@ def pam_reply(fields: list[str]) -> list[str]:
                 "PAM request needs 8 fields"]
     _cmd, rid, service, user, password, rhost, ruser, flags = fields[:8]
     opts = set(flags.split(","))
+    if "\0" in user or "\0" in service:  # C strings would end there: never a shorter name
+        return ["FAIL", rid, "user_unknown", "user name contains NUL"]
     try:
         outcome = pam.authenticate(service, user, password, rhost=rhost, ruser=ruser,
                                    session="session" in opts, setcred="setcred" in opts)

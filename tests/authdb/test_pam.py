@@ -73,6 +73,14 @@ def test_shadow_matches_dovecot(shadow_pair: Pair, account: PamUser, name: str) 
     assert converse(ours_path, steps) == converse(theirs_path, steps)
 
 
+def test_nul_in_the_name_is_not_cut(pair: Pair, account: PamUser) -> None:
+    """An escaped NUL after the real name: cote never looks up the shorter name (Dovecot's C
+    strings end at the NUL, so it answers for the account)."""
+    theirs_path, ours_path = pair.sockets("auth-master")
+    assert user_lookup(ours_path, account.user + "\x010x") == "NOTFOUND\t7"
+    assert user_lookup(theirs_path, account.user + "\x010x").startswith("USER\t7\t")
+
+
 @pytest.mark.parametrize("who", ["account", "root", "nosuchuser-cote", "*)(uid=*"])
 def test_passwd_userdb_matches_dovecot(pair: Pair, account: PamUser, who: str) -> None:
     user = account.user if who == "account" else who
