@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from cote.demo import make_certificate
 from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
 from tests.support.env import free_port
@@ -34,14 +35,30 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
     backend = DovecotOracle(users={"imapu": "secret", "popu": "secret", "badpass": "right",
-                                   "real": "realpass"},
-                            extra_conf="login_trusted_networks = 127.0.0.0/8\n"
-                                       "auth_failure_delay = 0\n").start()
+                                   "real": "realpass", "tlsimap": "secret", "tlsimaps": "secret",
+                                   "tlspop": "secret", "strict": "secret"})
+    imaps = free_port()
+    make_certificate(backend.dir / "cert.pem", backend.dir / "key.pem", "localhost")
+    backend.extra_conf = f"""login_trusted_networks = 127.0.0.0/8
+auth_failure_delay = 0
+ssl = yes
+ssl_cert = <{backend.dir}/cert.pem
+ssl_key = <{backend.dir}/key.pem
+service imap-login {{
+  inet_listener imapsx {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+"""
+    backend.start()
     dead = free_port()
     imap, pop3 = backend.ports["imap"], backend.ports["pop3"]
     front = DovecotOracle(
         users={"imapu": "secret", "popu": "secret", "badpass": "wrong", "alias": "aliaspass",
-               "blocked": "x", "blocked2": "x", "imapdead": "secret", "popbad": "wrong"},
+               "blocked": "x", "blocked2": "x", "imapdead": "secret", "popbad": "wrong",
+               "tlsimap": "secret", "tlsimaps": "secret", "tlspop": "secret",
+               "strict": "secret"},
         passwd_extra={
             "imapu": f"proxy host=127.0.0.1 port={imap}",
             "popu": f"proxy host=127.0.0.1 port={pop3}",
@@ -51,6 +68,10 @@ def setup() -> Iterator[Setup]:
             "blocked": "nologin reason=Moved_elsewhere",
             "blocked2": "nologin",
             "imapdead": f"proxy host=127.0.0.1 port={dead}",
+            "tlsimap": f"proxy host=127.0.0.1 port={imap} starttls=any-cert",
+            "tlsimaps": f"proxy host=127.0.0.1 port={imaps} ssl=any-cert",
+            "tlspop": f"proxy host=127.0.0.1 port={pop3} starttls=any-cert",
+            "strict": f"proxy host=127.0.0.1 port={imaps} ssl=yes",
         }, extra_conf="auth_failure_delay = 0\n").start()
     conn = imaplib.IMAP4("127.0.0.1", imap)
     conn.login("popu", "secret")
@@ -207,3 +228,28 @@ def test_backend_learns_the_client_and_session(setup: Setup) -> None:
         assert re.search(rf"{proto}-login: Info: Login: user=<{user}>, method=PLAIN, "
                          rf"rip=127\.0\.0\.1, lip=127\.0\.0\.1, mpid=\d+, secured, "
                          rf"session=<{re.escape(session.group(1))}>", backend_log), backend_log
+
+
+def test_tls_to_the_backend(setup: Setup) -> None:
+    """starttls=any-cert (IMAP STARTTLS, POP3 STLS) and ssl=any-cert (implicit TLS)."""
+    for user in ("tlsimap", "tlsimaps"):
+        conn = imaplib.IMAP4("127.0.0.1", setup.cote.ports["imap"])
+        assert conn.login(user, "secret")[0] == "OK"
+        assert conn.select("INBOX")[0] == "OK"
+        conn.logout()
+    pop = poplib.POP3("127.0.0.1", setup.cote.ports["pop3"], timeout=10)
+    pop.user("tlspop")
+    assert pop.pass_("secret") == b"+OK Logged in."
+    assert pop.stat() == (0, 0)
+    pop.quit()
+    time.sleep(0.5)
+    backend_log = setup.backend.log_path.read_text()
+    for user in ("tlsimap", "tlsimaps", "tlspop"):
+        assert re.search(rf"-login: Info: Login: user=<{user}>, .*, TLS, session=", backend_log), \
+            backend_log
+
+
+def test_unverifiable_backend_certificate(setup: Setup) -> None:
+    """ssl=yes checks the backend's certificate: a self-signed one fails, as in Dovecot."""
+    answers = same_answers(setup, "imap", [b"a LOGIN strict secret\r\n", b"b LOGOUT\r\n"])
+    assert answers[1] == b"a NO [UNAVAILABLE] Account is temporarily unavailable.\r\n"
