@@ -130,8 +130,8 @@ class Searcher:
         if k in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             values = [v for n, v in self.fields(m) if n == b"date"]
             parsed = parse_date(values[-1]) if values else None
-            if parsed is None:
-                when = datetime.fromtimestamp(self.details(m).internal_date).astimezone().date()
+            if parsed is None:  # no usable Date: Dovecot's date 0, the epoch
+                when = date(1970, 1, 1)
             else:
                 stamp, offset = parsed
                 when = datetime.fromtimestamp(stamp + offset * 60, UTC).date()
