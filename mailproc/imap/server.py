@@ -94,7 +94,7 @@ async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
         while True:
             closed = await _run_events(conn, session, out)
             if session.logged_out:
-                reason = "Logged out" if not closed else reason
+                reason = session.disconnect_reason if not closed else reason
                 break
             if closed:
                 break

@@ -148,6 +148,8 @@ class Session:
         self.saved: list[int] | None = None  # SEARCHRES $ (UIDs)
         self.stats = Stats()
         self.logged_out = False
+        self.disconnect_reason = "Logged out"
+        """What the logout line says after ``logged_out`` (LOGOUT, or the BYE we sent)."""
         self.idling: str | None = None
         self._append: AppendCommand | None = None
         self._synced = False
@@ -245,6 +247,7 @@ class Session:
         if isinstance(event, ev.Bye):
             self.writer.write(R.untagged("BYE", event.text))
             self.logged_out = True
+            self.disconnect_reason = event.text
             return iter(())
         return iter(())
 
@@ -308,6 +311,7 @@ class Session:
         if changes.uidvalidity_changed:
             w.write(R.untagged("BYE", "Mailbox UIDVALIDITY changed"))
             self.logged_out = True
+            self.disconnect_reason = "Mailbox UIDVALIDITY changed"
             return
         if changes.expunged:
             if "QRESYNC" in self.enabled:
