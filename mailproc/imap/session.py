@@ -8,9 +8,10 @@ user. ``handle(event)`` returns a generator; a command that produces much output
 octets, and the adapter sends before resuming it, so no response is built whole in memory.
 
 Pending updates: the view of the selected mailbox changes only in ``Mailbox.sync()``, and the
-session calls it only where RFC 3501 lets untagged EXPUNGE be sent, i.e. not during FETCH,
-STORE or SEARCH (their UID forms included, as Dovecot does), so sequence numbers never shift
-under a client that is using them.
+session calls it only where RFC 3501 lets untagged EXPUNGE be sent, i.e. not after FETCH,
+STORE, SEARCH (nor SORT, THREAD), so sequence numbers never shift under a client that is
+using them; their UID forms may see expunges, as in Dovecot. Flag changes made by other
+sessions are still shown there (``refresh_flags``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ SYSTEM_ORDER = ((F.ANSWERED, "\\Answered"), (F.FLAGGED, "\\Flagged"),
 SELECTED_ONLY = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE",
                            "COPY", "MOVE", "SORT", "THREAD"})
 NO_EXPUNGE_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
-"""After these the session does not sync: sequence numbers must stay as the client knows."""
+"""After these (not their UID forms) the session does not sync: the client is using sequence
+numbers, which must stay as it knows them (RFC 3501 7.4.1)."""
 DONE_TEXT = {
     "CAPABILITY": "Capability completed", "NOOP": "NOOP completed", "CHECK": "Check completed",
     "CREATE": "Create completed", "DELETE": "Delete completed", "RENAME": "Rename completed",
@@ -280,7 +282,7 @@ class Session:
             reply = R.no(SERVERBUG, "SERVERBUG")
         if reply is None:  # the command answered by itself (IDLE, APPEND in progress)
             return
-        if self.box is not None and name not in NO_EXPUNGE_COMMANDS and \
+        if self.box is not None and (cmd.uid or name not in NO_EXPUNGE_COMMANDS) and \
                 name not in ("SELECT", "EXAMINE", "LOGOUT"):
             self.sync_and_report(uid=cmd.uid)
         if reply.code == "HIGHESTMODSEQ" and self.box is not None:

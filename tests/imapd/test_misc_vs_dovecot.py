@@ -141,8 +141,9 @@ def expunged_elsewhere(a: Client, b: Client) -> list[bytes]:
     b.command("SELECT Archive", "s2")
     b.command("MOVE 1 Trash", "mv")
     for n, command in enumerate(["FETCH 1 (FLAGS)", "FETCH 1 (BODY.PEEK[TEXT])",
-                                 "SEARCH ALL", "STORE 1 +FLAGS (\\Seen)", "NOOP",
-                                 "FETCH 1:* (UID FLAGS)"]):
+                                 "SEARCH ALL", "STORE 1 +FLAGS (\\Seen)", "UID SEARCH ALL",
+                                 "UID FETCH 1:* (FLAGS)", "UID STORE 1:* +FLAGS (\\Seen)",
+                                 "NOOP", "FETCH 1:* (UID FLAGS)"]):
         out.append(a.command(command, f"a{n}"))
     return [normalize(x) for x in out]
 
