@@ -41,9 +41,15 @@ class ProxyTarget:
     timeout: float = DEFAULT_TIMEOUT
     maybe: bool = False  # proxy_maybe: log in locally if the target is this server
     ttl: int = DEFAULT_TTL
+    hostip: str = ""  # the host's address, given so that no DNS lookup is needed
+
+    @property
+    def address(self) -> str:
+        """Where to connect: ``hostip`` when given, else ``host``."""
+        return self.hostip or self.host
 
     def is_ourself(self, local_ip: str, local_port: int) -> bool:
-        return self.host == local_ip and self.port == local_port
+        return self.address == local_ip and self.port == local_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +106,7 @@ def proxy_target(fields: Mapping[str, str], *, protocol: str, user: str,
     return ProxyTarget(host=host, port=port, user=fields.get("destuser") or user,
                        password=fields.get("pass", password or ""),
                        master=fields.get("master", ""), ssl=ssl, starttls=starttls,
-                       timeout=timeout, maybe=maybe, ttl=ttl)
+                       timeout=timeout, maybe=maybe, ttl=ttl, hostip=fields.get("hostip", ""))
 
 
 def plaintext_password(mechanism: str, responses: list[bytes]) -> str | None:

@@ -58,7 +58,7 @@ async def backend_login(target: ProxyTarget, dialogue: ImapBackendLogin | Pop3Ba
     started = time.monotonic()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(
-            target.host, target.port,
+            target.address, target.port,
             ssl=context if context is not None and not target.starttls else None,
             server_hostname=target.host if context is not None and not target.starttls
             else None), target.timeout)

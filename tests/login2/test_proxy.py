@@ -54,11 +54,12 @@ service imap-login {{
     backend.start()
     dead = free_port()
     imap, pop3 = backend.ports["imap"], backend.ports["pop3"]
+    cote_ports = {"imap": free_port()}  # known before cote's passwd-file is written
     front = DovecotOracle(
         users={"imapu": "secret", "popu": "secret", "badpass": "wrong", "alias": "aliaspass",
                "blocked": "x", "blocked2": "x", "imapdead": "secret", "popbad": "wrong",
                "tlsimap": "secret", "tlsimaps": "secret", "tlspop": "secret",
-               "strict": "secret"},
+               "strict": "secret", "maybeu": "secret", "byip": "secret"},
         passwd_extra={
             "imapu": f"proxy host=127.0.0.1 port={imap}",
             "popu": f"proxy host=127.0.0.1 port={pop3}",
@@ -72,6 +73,8 @@ service imap-login {{
             "tlsimaps": f"proxy host=127.0.0.1 port={imaps} ssl=any-cert",
             "tlspop": f"proxy host=127.0.0.1 port={pop3} starttls=any-cert",
             "strict": f"proxy host=127.0.0.1 port={imaps} ssl=yes",
+            "maybeu": f"proxy_maybe host=127.0.0.1 port={cote_ports['imap']}",
+            "byip": f"proxy host=backend.invalid hostip=127.0.0.1 port={imap} destuser=imapu",
         }, extra_conf="auth_failure_delay = 0\n").start()
     conn = imaplib.IMAP4("127.0.0.1", imap)
     conn.login("popu", "secret")
@@ -80,7 +83,11 @@ service imap-login {{
     cote = CoteServer(mail_location=f"maildir:{front.dir}/mail/%u",
                       passwd_file=front.dir / "users", protocols="imap pop3",
                       extra_conf="disable_plaintext_auth = no\nauth_failure_delay = 0\n")
+    old_imap = cote.ports["imap"]
     try:
+        cote.ports["imap"] = cote_ports["imap"]
+        cote.config_path.write_text(cote.config_path.read_text().replace(
+            f"port = {old_imap}\n", f"port = {cote_ports['imap']}\n"))
         cote.start()
         yield Setup(backend, front, cote)
     finally:
@@ -253,3 +260,19 @@ def test_unverifiable_backend_certificate(setup: Setup) -> None:
     """ssl=yes checks the backend's certificate: a self-signed one fails, as in Dovecot."""
     answers = same_answers(setup, "imap", [b"a LOGIN strict secret\r\n", b"b LOGOUT\r\n"])
     assert answers[1] == b"a NO [UNAVAILABLE] Account is temporarily unavailable.\r\n"
+
+
+def test_proxy_maybe_to_ourselves_logs_in_locally(setup: Setup) -> None:
+    conn = imaplib.IMAP4("127.0.0.1", setup.cote.ports["imap"])
+    assert conn.login("maybeu", "secret")[0] == "OK"
+    conn.logout()
+    assert setup.cote.wait_for_log("imap-login: Info: Login: user=<maybeu>, method=PLAIN")
+    assert "proxy(maybeu," not in setup.cote.log_text()
+
+
+def test_hostip_is_where_the_proxy_connects(setup: Setup) -> None:
+    conn = imaplib.IMAP4("127.0.0.1", setup.cote.ports["imap"])
+    assert conn.login("byip", "secret")[0] == "OK"
+    conn.logout()
+    [line] = setup.cote.wait_for_log("proxy(byip,")[:1]
+    assert "Started proxying to <backend.invalid> as user imapu" in line
