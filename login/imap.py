@@ -14,6 +14,7 @@ import asyncio
 import binascii
 import dataclasses
 from base64 import b64decode, b64encode
+from urllib.parse import quote
 
 from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
 from cote.config import Config
@@ -223,6 +224,13 @@ class ImapFrontend:
 
     def refused(self, reason: str) -> list[Action]:
         return [Reply(response.tagged(self.tag, "NO", reason, "CONTACTADMIN"))]
+
+    def referral(self, user: str, host: str, port: int | None, reason: str | None
+                 ) -> list[Action]:
+        where = host if port is None or port == 143 else f"{host}:{port}"
+        url = f"imap://{quote(user, safe='')};AUTH={self.mechanism or 'PLAIN'}@{where}/"
+        return [Reply(response.tagged(self.tag, "NO", reason or "Try this server instead.",
+                                      f"REFERRAL {url}"))]
 
     def proxy_failed(self, reply: bytes) -> list[Action]:
         return [Reply(reply)]

@@ -117,6 +117,11 @@ class Pop3Frontend:
     def refused(self, reason: str) -> list[Action]:
         return self.dialogue.failed(reason)
 
+    def referral(self, user: str, host: str, port: int | None, reason: str | None
+                 ) -> list[Action]:
+        """POP3 has no referrals: the client only sees the reason."""
+        return self.proxy_failed(wire.err(reason or "Try this server instead."))
+
     def proxy_failed(self, reply: bytes) -> list[Action]:
         self.dialogue.failed()  # back to the command state; the backend's answer is shown
         return [Reply(reply)]

@@ -106,6 +106,10 @@ class Frontend(Protocol):
     def refused(self, reason: str) -> list[Action]:
         """Auth OK but ``nologin``: refuse with the passdb's reason."""
 
+    def referral(self, user: str, host: str, port: int | None, reason: str | None
+                 ) -> list[Action]:
+        """Auth OK with ``nologin`` and ``host``: point the client at that server."""
+
     def proxy_failed(self, reply: bytes) -> list[Action]:
         """The proxy backend refused the login: ``reply`` is its answer, for the client."""
 
@@ -518,12 +522,15 @@ class LoginConnection(asyncio.Protocol):
         fields = success.fields
         proxying = "proxy" in fields or "proxy_maybe" in fields
         if "nologin" in fields and not proxying:
-            if "temp" in fields:
-                self._auth_done(self.frontend.failed(fields.get("reason") or None,
-                                                     temporary=True))
+            reason = fields.get("reason") or None
+            host = fields.get("host", "")
+            if host:
+                port = fields.get("port", "")
+                self._auth_done(self.frontend.referral(
+                    fields.get("destuser") or success.user, host,
+                    int(port) if port.isdigit() else None, reason))
             else:
-                self._auth_done(self.frontend.refused(fields.get("reason")
-                                                      or "Login disabled for this user"))
+                self._auth_done(self.frontend.refused(reason or "Login disabled for this user"))
             return
         try:
             target = proxy_target(fields, protocol=self.settings.protocol, user=success.user,

@@ -59,7 +59,8 @@ service imap-login {{
         users={"imapu": "secret", "popu": "secret", "badpass": "wrong", "alias": "aliaspass",
                "blocked": "x", "blocked2": "x", "imapdead": "secret", "popbad": "wrong",
                "tlsimap": "secret", "tlsimaps": "secret", "tlspop": "secret",
-               "strict": "secret", "maybeu": "secret", "byip": "secret"},
+               "strict": "secret", "maybeu": "secret", "byip": "secret", "ref1": "x",
+               "ref2": "x"},
         passwd_extra={
             "imapu": f"proxy host=127.0.0.1 port={imap}",
             "popu": f"proxy host=127.0.0.1 port={pop3}",
@@ -73,6 +74,8 @@ service imap-login {{
             "tlsimaps": f"proxy host=127.0.0.1 port={imaps} ssl=any-cert",
             "tlspop": f"proxy host=127.0.0.1 port={pop3} starttls=any-cert",
             "strict": f"proxy host=127.0.0.1 port={imaps} ssl=yes",
+            "ref1": "nologin host=other.example.org",
+            "ref2": "nologin host=other.example.org port=1143 reason=Moved",
             "maybeu": f"proxy_maybe host=127.0.0.1 port={cote_ports['imap']}",
             "byip": f"proxy host=backend.invalid hostip=127.0.0.1 port={imap} destuser=imapu",
         }, extra_conf="auth_failure_delay = 0\n").start()
@@ -209,6 +212,17 @@ def test_nologin_and_reason(setup: Setup) -> None:
                                  b"PASS x\r\n", b"QUIT\r\n"])
     assert setup.cote.wait_for_log("Disconnected: Aborted login by logging out (internal "
                                    "failure, 2 successful auths): user=<blocked2>")
+
+
+def test_referrals(setup: Setup) -> None:
+    answers = same_answers(setup, "imap", [b"a LOGIN ref1 x\r\n", b"b LOGIN ref2 x\r\n",
+                                           b"c AUTHENTICATE PLAIN AHJlZjEAeA==\r\n",
+                                           b"d LOGOUT\r\n"])
+    assert answers[1] == (b"a NO [REFERRAL imap://ref1;AUTH=PLAIN@other.example.org/] Try this "
+                          b"server instead.\r\n")
+    assert answers[2].startswith(b"b NO [REFERRAL imap://ref2;AUTH=PLAIN@other.example.org:1143/]")
+    same_answers(setup, "pop3", [b"USER ref1\r\n", b"PASS x\r\n", b"USER ref2\r\n",
+                                 b"PASS x\r\n", b"QUIT\r\n"])
 
 
 def test_backend_down_is_a_temporary_failure(setup: Setup) -> None:
