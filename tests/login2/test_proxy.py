@@ -39,7 +39,14 @@ def setup() -> Iterator[Setup]:
                                    "tlspop": "secret", "strict": "secret"})
     imaps = free_port()
     make_certificate(backend.dir / "cert.pem", backend.dir / "key.pem", "localhost")
+    (backend.dir / "masters").write_text("admin:{PLAIN}adminpass\n")
     backend.extra_conf = f"""login_trusted_networks = 127.0.0.0/8
+auth_master_user_separator = *
+passdb {{
+  driver = passwd-file
+  args = {backend.dir}/masters
+  master = yes
+}}
 auth_failure_delay = 0
 ssl = yes
 ssl_cert = <{backend.dir}/cert.pem
@@ -60,7 +67,7 @@ service imap-login {{
                "blocked": "x", "blocked2": "x", "imapdead": "secret", "popbad": "wrong",
                "tlsimap": "secret", "tlsimaps": "secret", "tlspop": "secret",
                "strict": "secret", "maybeu": "secret", "byip": "secret", "ref1": "x",
-               "ref2": "x"},
+               "ref2": "x", "mastered": "x", "popmastered": "x"},
         passwd_extra={
             "imapu": f"proxy host=127.0.0.1 port={imap}",
             "popu": f"proxy host=127.0.0.1 port={pop3}",
@@ -75,6 +82,10 @@ service imap-login {{
             "tlspop": f"proxy host=127.0.0.1 port={pop3} starttls=any-cert",
             "strict": f"proxy host=127.0.0.1 port={imaps} ssl=yes",
             "ref1": "nologin host=other.example.org",
+            "mastered": f"proxy host=127.0.0.1 port={imap} destuser=imapu master=admin "
+                        "pass=adminpass",
+            "popmastered": f"proxy host=127.0.0.1 port={pop3} destuser=popu master=admin "
+                           "pass=adminpass",
             "ref2": "nologin host=other.example.org port=1143 reason=Moved",
             "maybeu": f"proxy_maybe host=127.0.0.1 port={cote_ports['imap']}",
             "byip": f"proxy host=backend.invalid hostip=127.0.0.1 port={imap} destuser=imapu",
@@ -164,6 +175,10 @@ def test_imaplib_session_through_the_proxy(setup: Setup) -> None:
 def test_imap_login_answer_is_the_backends(setup: Setup) -> None:
     same_answers(setup, "imap", [b"a CAPABILITY\r\n", b"b LOGIN imapu secret\r\n",
                                  b"c LOGOUT\r\n"])
+    # Commands pipelined after LOGIN reach the backend once it has logged in.
+    answers = same_answers(setup, "imap", [b"b LOGIN imapu secret\r\nc NOOP\r\n",
+                                           b"d LOGOUT\r\n"])
+    assert b"\r\nc OK NOOP completed" in answers[1]
 
 
 def test_poplib_session_through_the_proxy(setup: Setup) -> None:
@@ -290,3 +305,12 @@ def test_hostip_is_where_the_proxy_connects(setup: Setup) -> None:
     conn.logout()
     [line] = setup.cote.wait_for_log("proxy(byip,")[:1]
     assert "Started proxying to <backend.invalid> as user imapu" in line
+
+
+def test_master_user_login_at_the_backend(setup: Setup) -> None:
+    """``master``/``pass``: the proxy logs in as the master user on behalf of destuser."""
+    answers = same_answers(setup, "imap", [b"a LOGIN mastered x\r\n", b"b LOGOUT\r\n"])
+    assert answers[1].startswith(b"a OK ")
+    answers = same_answers(setup, "pop3", [b"USER popmastered\r\n", b"PASS x\r\n",
+                                           b"STAT\r\n", b"QUIT\r\n"])
+    assert answers[2] == b"+OK Logged in.\r\n" and answers[3] == b"+OK 1 %d\r\n" % len(MESSAGE)
