@@ -11,7 +11,7 @@ Pending updates: the view of the selected mailbox changes only in ``Mailbox.sync
 session calls it only where RFC 3501 lets untagged EXPUNGE be sent, i.e. not after FETCH,
 STORE, SEARCH (nor SORT, THREAD), so sequence numbers never shift under a client that is
 using them; their UID forms may see expunges, as in Dovecot. Flag changes made by other
-sessions are still shown there (``refresh_flags``).
+sessions are still taken in and shown there (``refresh_flags``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ SELECTED_ONLY = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "F
 NO_EXPUNGE_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
 """After these (not their UID forms) the session does not sync: the client is using sequence
 numbers, which must stay as it knows them (RFC 3501 7.4.1)."""
+NO_SYNC_COMMANDS = frozenset({"STATUS", "LIST", "LSUB", "CREATE", "DELETE", "RENAME",
+                              "SUBSCRIBE", "UNSUBSCRIBE", "NAMESPACE", "ID", "ENABLE",
+                              "CAPABILITY", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA"})
+"""Commands that, as in Dovecot, answer without looking for changes in the selected mailbox."""
 DONE_TEXT = {
     "CAPABILITY": "Capability completed", "NOOP": "NOOP completed", "CHECK": "Check completed",
     "CREATE": "Create completed", "DELETE": "Delete completed", "RENAME": "Rename completed",
@@ -145,6 +149,12 @@ class Session:
         self.reported_recent = 0
         self.keyword_count = 0
         self.local_keywords: dict[str, list[str]] = {}
+        self.flags_reported: set[int] = set()
+        self.pending_fetches: dict[int, bytes] = {}
+        self.unreported_flags: set[int] = set()
+        """UIDs whose flags ``refresh_flags`` took in but no response has shown yet."""
+        """STORE's FETCH lines by index, written with the flag updates (``_command``)."""
+        """UIDs whose new flags STORE already sent (not repeated as flag updates)."""
         self.enabled: set[str] = set()
         self.condstore = False
         self.saved: list[int] | None = None  # SEARCHRES $ (UIDs)
@@ -266,8 +276,9 @@ class Session:
         if method is None:
             self.reply(cmd.tag, R.bad(f"Unknown command {name}"), started)
             return
+        self.flags_reported = set()
         if name in NO_EXPUNGE_COMMANDS and self.box is not None:
-            self.refresh_flags(uid=cmd.uid)
+            self.unreported_flags.update(self.refresh_flags())
         try:
             result = method(cmd)
             reply: R.Reply | None
@@ -282,7 +293,11 @@ class Session:
             reply = R.no(SERVERBUG, "SERVERBUG")
         if reply is None:  # the command answered by itself (IDLE, APPEND in progress)
             return
+        if reply.status != "BAD" and (self.unreported_flags or self.pending_fetches):
+            # (after a BAD, Dovecot reports them with the next command)
+            self.report_flag_updates(uid=cmd.uid)
         if self.box is not None and (cmd.uid or name not in NO_EXPUNGE_COMMANDS) and \
+                name not in NO_SYNC_COMMANDS and \
                 name not in ("SELECT", "EXAMINE", "LOGOUT"):
             self.sync_and_report(uid=cmd.uid)
         if reply.code == "HIGHESTMODSEQ" and self.box is not None:
@@ -323,11 +338,11 @@ class Session:
                     w.write(R.expunge(seq))
             self.recent.difference_update(changes.expunged)
         self.send_keywords_if_new()
-        if changes.flags_changed:
-            for u in changes.flags_changed:
-                found = box.seq_of(u)
-                if found is not None:
-                    w.write(self.flags_fetch(found - 1, uid=uid))
+        changed = set(changes.flags_changed) | self.unreported_flags
+        self.unreported_flags = set()
+        seqs = sorted(s for s in (box.seq_of(u) for u in changed) if s is not None)
+        for seq in seqs:
+            w.write(self.flags_fetch(seq - 1, uid=uid))
         if changes.new:
             self.recent.update(box.recent_uids() if not self.readonly else peek_recent(box))
             w.write(R.exists(len(box)))
@@ -335,28 +350,46 @@ class Session:
             self.reported_recent = len(self.recent)
             w.write(R.recent(len(self.recent)))
 
-    def refresh_flags(self, *, uid: bool) -> None:
-        """Flag changes other sessions made, reported without a sync (FETCH, STORE and
-        SEARCH may not shift sequence numbers, but Dovecot shows current flags there)."""
+    def refresh_flags(self) -> list[int]:
+        """Take in flag changes other sessions made, without a sync (FETCH, STORE and
+        SEARCH may not shift sequence numbers, but Dovecot works on current flags there);
+        returns the UIDs whose flags changed, to report after the command."""
         box = self.box
         index, key = getattr(box, "index", None), getattr(box, "_box", None)
         since = getattr(box, "_view_modseq", None)
         if box is None or index is None or key is None or not isinstance(since, int):
-            return
+            return []
         try:
             rows = index.changed_since(key, since)
         except (StorageError, sqlite3.Error):
-            return
+            return []
+        out: list[int] = []
         for u, stored, modseq in rows:
             seq = box.seq_of(u)
             bits = stored if isinstance(stored, int) else int(stored, 16)
             if seq is None or (box.flags[seq - 1] == bits and box.modseqs[seq - 1] == modseq):
                 continue
-            changed = box.flags[seq - 1] != bits
+            if box.flags[seq - 1] != bits:
+                out.append(u)
             box.flags[seq - 1] = bits
             box.modseqs[seq - 1] = modseq
-            if changed:
-                self.writer.write(self.flags_fetch(seq - 1, uid=uid))
+        return out
+
+    def report_flag_updates(self, *, uid: bool) -> None:
+        """``* n FETCH (FLAGS …)`` for changes taken in by ``refresh_flags`` (except for
+        messages STORE reports itself) merged with STORE's own, in sequence order."""
+        box = self.box
+        lines = self.pending_fetches
+        self.pending_fetches = {}
+        uids, self.unreported_flags = self.unreported_flags, set()
+        if box is not None:
+            for u in uids:
+                seq = box.seq_of(u)
+                if seq is not None and u not in self.flags_reported:
+                    lines.setdefault(seq - 1, self.flags_fetch(seq - 1, uid=uid))
+        for i in sorted(lines):
+            self.writer.write(lines[i])
+        self.flags_reported = set()
 
     def flags_fetch(self, index: int, *, uid: bool, silent: bool = False) -> bytes:
         """``* n FETCH (UID u MODSEQ (m) FLAGS (…))`` for a flag change, as Dovecot writes
@@ -607,6 +640,7 @@ class Session:
         self.box = None
         self.recent = set()
         self.saved = None
+        self.unreported_flags = set()
 
     def cmd_select(self, cmd: ev.Command) -> R.Reply:
         args = cmd.args

@@ -50,12 +50,13 @@ def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
         seq = box.seq_of(u)
         if seq is not None and box.flags[seq - 1] & F.DELETED and u not in was_deleted:
             s.stats.deleted += 1
-    w = s.writer
+    s.flags_reported = changed if not args.silent else set()
     for i in idx:
         u = box.uids[i] if i < len(box.uids) else 0
         if u not in changed or (args.silent and not s.condstore):
             continue
-        w.write(s.flags_fetch(i, uid=uid, silent=args.silent))
+        # written with the session's flag updates, in sequence order (as Dovecot does)
+        s.pending_fetches[i] = s.flags_fetch(i, uid=uid, silent=args.silent)
     if result.modified:
         if uid:
             mod = SeqSet.from_ints(result.modified)
