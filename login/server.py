@@ -41,7 +41,8 @@ from cote.login.actions import (
 from cote.login.anvilclient import AnvilClient, AnvilUnavailable, ident
 from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
 from cote.login.forward import Forwarded
-from cote.login.haproxy import HeaderError, parse_header
+from cote.login.haproxy import ProxyHeader
+from cote.login.haproxy_accept import HeaderReader
 from cote.login.proxy import (
     ClientFacts,
     DisconnectSpreader,
@@ -232,16 +233,46 @@ class LoginServer:
         conn.setblocking(False)
         self.accepting += 1
         self.settings.on_client_count(self.client_count())
+        if haproxy:
+            self._read_proxy_header(conn, implicit_tls)
+        else:
+            self._connect(conn, implicit_tls, None)
+
+    def _connect(self, conn: socket.socket, implicit_tls: bool,
+                 header: ProxyHeader | None) -> None:
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(
-            lambda: LoginConnection(self, implicit_tls, haproxy), conn))
+            lambda: LoginConnection(self, implicit_tls, header), conn))
         task.add_done_callback(self._accepted)
+
+    def _read_proxy_header(self, conn: socket.socket, implicit_tls: bool) -> None:
+        """haproxy = yes: only trusted load balancers, and the header before anything else."""
+        try:
+            rip = str(conn.getpeername()[0])
+        except OSError:
+            rip = ""
+        if not _is_trusted(rip, self.settings.haproxy_trusted_networks):
+            self.settings.log.warning(f"haproxy: Client not trusted (rip={rip})")
+            conn.close()
+            self._not_connected()
+            return
+
+        def done(header: ProxyHeader | None) -> None:
+            if header is None:
+                self._not_connected()
+            else:
+                self._connect(conn, implicit_tls, header)
+
+        HeaderReader(conn, rip, self.settings.haproxy_timeout, self.settings.log, done)
+
+    def _not_connected(self) -> None:
+        self.accepting -= 1
+        self.settings.on_client_count(self.client_count())
 
     def _accepted(self, task: asyncio.Task[tuple[asyncio.Transport, asyncio.BaseProtocol]]
                   ) -> None:
         if task.cancelled() or task.exception() is not None:
-            self.accepting -= 1  # no LoginConnection was made for it
-            self.settings.on_client_count(self.client_count())
+            self._not_connected()  # no LoginConnection was made for it
 
     def client_count(self) -> int:
         return len(self.connections) + self.accepting
@@ -257,13 +288,12 @@ class LoginServer:
 
 
 class LoginConnection(asyncio.Protocol):
-    def __init__(self, server: LoginServer, implicit_tls: bool, haproxy: bool = False) -> None:
+    def __init__(self, server: LoginServer, implicit_tls: bool,
+                 proxy_header: ProxyHeader | None = None) -> None:
         self.server = server
         self.settings = server.settings
         self.implicit_tls = implicit_tls
-        self.haproxy = haproxy  # a PROXY header comes first
-        self.haproxy_timer: asyncio.TimerHandle | None = None
-        self.real_addresses = ("", 0, "", 0)  # the TCP connection's (lip, lport, rip, rport)
+        self.proxy_header = proxy_header  # what the load balancer said (haproxy = yes)
         self.transport: asyncio.Transport | None = None
         self.frontend: Frontend | None = None
         self.facts: ConnectionFacts | None = None
@@ -294,14 +324,17 @@ class LoginConnection(asyncio.Protocol):
         lip, lport = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
         rip, rport = (remote[0], remote[1]) if isinstance(remote, tuple) else ("", 0)
         self.server.added(self)
-        if self.haproxy:
-            self.real_addresses = (lip, lport, rip, rport)
-            if not _is_trusted(rip, self.settings.haproxy_trusted_networks):
-                self.settings.log.warning(f"haproxy: Client not trusted (rip={rip})")
-                transport.abort()
-                return
-            self.haproxy_timer = asyncio.get_running_loop().call_later(
-                self.settings.haproxy_timeout, self._haproxy_timed_out)
+        header = self.proxy_header
+        if header is not None:
+            # Behind a load balancer: the header's addresses are the client's. Equal addresses
+            # say nothing then (Dovecot's rule): only TLS or a trusted network secure it.
+            if header.proxied:
+                lip, lport, rip, rport = (header.local_ip, header.local_port, header.remote_ip,
+                                          header.remote_port)
+            trusted = _is_trusted(rip, self.settings.trusted_networks)
+            self._begin(ConnectionFacts(lip, lport, rip, rport, new_session_id(),
+                                        self.implicit_tls,
+                                        self.implicit_tls or header.ssl or trusted, trusted))
             return
         trusted = _is_trusted(rip, self.settings.trusted_networks)
         secured = (self.implicit_tls or (rip != "" and rip == lip) or trusted
@@ -312,37 +345,6 @@ class LoginConnection(asyncio.Protocol):
     def _begin(self, facts: ConnectionFacts) -> None:
         self.facts = facts
         asyncio.get_running_loop().create_task(self._start())
-
-    # -- the PROXY header on haproxy listeners --------------------------------------------------
-    def _haproxy_input(self) -> None:
-        lip, lport, rip, rport = self.real_addresses
-        try:
-            header = parse_header(self.early)
-        except HeaderError as e:
-            self._haproxy_failed(e.log_text(rip))
-            return
-        if header is None:
-            return
-        if self.haproxy_timer is not None:
-            self.haproxy_timer.cancel()
-        self.haproxy = False
-        self.early = self.early[header.length:]
-        secured = self.implicit_tls or header.ssl
-        if header.proxied:
-            lip, lport, rip, rport = (header.local_ip, header.local_port, header.remote_ip,
-                                      header.remote_port)
-        trusted = _is_trusted(rip, self.settings.trusted_networks)
-        self._begin(ConnectionFacts(lip, lport, rip, rport, new_session_id(),
-                                    self.implicit_tls, secured or trusted, trusted))
-
-    def _haproxy_timed_out(self) -> None:
-        self._haproxy_failed(f"haproxy: Client timed out (rip={self.real_addresses[2]})")
-
-    def _haproxy_failed(self, log_text: str) -> None:
-        self.haproxy = False
-        self.settings.log.error(log_text)
-        if self.transport is not None:
-            self.transport.abort()
 
     async def _start(self) -> None:
         assert self.facts is not None
@@ -364,15 +366,11 @@ class LoginConnection(asyncio.Protocol):
         if self.frontend is None or self.busy:
             # Before the greeting or while auth/hand-off runs: keep the bytes for later.
             self.early += data
-            if self.haproxy:
-                self._haproxy_input()
             return
         self._perform(self.frontend.feed(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.removed(self)
-        if self.haproxy_timer is not None:
-            self.haproxy_timer.cancel()
         if self.auth_task is not None and not self.handed_off:
             self.auth_task.cancel()
         if self.auth_request is not None:
