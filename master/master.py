@@ -46,6 +46,8 @@ MAX_EXIT_FAILURES_IN_SEC = 10  # initialized processes failing faster than this:
 # Services whose processes serve logged-in users: left running by shutdown_clients = no.
 MAIL_SERVICES = frozenset({"imap", "pop3", "managesieve", "submission", "lmtp"})
 SPECIAL_KEEP = ("log", "anvil")
+WARM_SPARES = 2  # processes kept forked ahead for one-client-per-process services
+WARM_MAIL_SERVICES = ("imap", "pop3", "managesieve")
 MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD,
                   signal.SIGQUIT)  # kept over reloads, like Dovecot's log and anvil processes
 
@@ -104,7 +106,17 @@ class Service:
     def min_avail(self) -> int:
         if self.spec.type in ("log", "anvil") or self.spec.name in SPECIAL_KEEP:
             return max(1, self.spec.process_min_avail)
+        if self.warm_spares():
+            # Services that fork a process per client keep a few forked ahead (warm, from
+            # the master's frozen state): clients never wait for a fork, and a burst is not
+            # served one fork at a time. Dovecot forks on demand; only `ps` tells apart.
+            return max(self.spec.process_min_avail,
+                       min(WARM_SPARES, max(0, self.spec.process_limit - 1)))
         return self.spec.process_min_avail
+
+    def warm_spares(self) -> bool:
+        return self.spec.service_count == 1 and (
+            self.spec.type == "login" or self.spec.name in WARM_MAIL_SERVICES)
 
 
 Loader = Callable[[str], Any]
@@ -717,6 +729,10 @@ class Master:
         if proc is None:
             return
         svc = proc.service
+        if not proc.initialized and svc.status_r >= 0:
+            # A quick child (one short session) can report and exit before the master reads
+            # its report: read it now, or a healthy process looks like a failed start.
+            self._read_status(svc)
         del svc.processes[pid]
         text = exit_text(svc.spec, status)
         now = time.monotonic()

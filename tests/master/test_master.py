@@ -198,12 +198,15 @@ def test_processes_run_as_configured_users_with_titles(master: MasterServer) -> 
 
 
 def test_python_service_processes_get_their_own_anvil_connection(master: MasterServer) -> None:
-    # Each Python service process (here: the qw script processes) is handed a connection to
-    # anvil made by the master; anvil reports one client per such process.
+    # Each Python service process (the qw script processes, and any warm login spares) is
+    # handed a connection to anvil made by the master; anvil reports one client per process.
     assert run_script(master, "anvil-check") == b"+\n"
     def anvil_clients() -> tuple[int, int]:
         procs = master.processes()
-        python = sum(1 for p in procs if p["service"] in ("qw", "idler", "burst"))
+        # Every process of a Python service; the exec'd programs (echo, quickdie, vsz) and
+        # anvil/log themselves have none.
+        python = sum(1 for p in procs
+                     if p["service"] not in ("anvil", "log", "echo", "quickdie", "vsz"))
         anvil = next(p for p in procs if p["service"] == "anvil")
         return python, anvil["client_limit"] - anvil["available_count"]
 
