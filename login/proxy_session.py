@@ -106,3 +106,6 @@ async def backend_login(target: ProxyTarget, dialogue: ImapBackendLogin | Pop3Ba
         with contextlib.suppress(Exception):
             writer.close()
         return BackendFailure(False, b"", f"Remote server connection failed: {e}")
+    except asyncio.CancelledError:  # the client left while we were logging in
+        writer.close()
+        raise
