@@ -34,6 +34,7 @@ _MONTHS = {m.encode(): i for i, m in enumerate(
 _FROM_DATE = re.compile(
     rb"(?:[A-Za-z]{3}) +([A-Za-z]{3}) +(\d{1,2}) +(\d{1,2}):(\d{2})(?::(\d{2}))?"
     rb"(?: +[A-Z]{3,4})? +(\d{4})(?: +[-+]\d{4})?\s*\Z")
+PADDING = 64  # spaces after X-Keywords in new or grown messages (Dovecot pads likewise)
 X_STATUS = ((F.ANSWERED, "A"), (F.FLAGGED, "F"), (F.DRAFT, "T"), (F.DELETED, "D"))
 
 
@@ -208,8 +209,9 @@ def vsize_of(message: bytes) -> int:
 
 
 def metadata(uid: int, bits: int, keywords: Iterable[str], *, old: bool, body_len: int,
-             base: tuple[int, int, Sequence[str]] | None = None) -> bytes:
-    """Dovecot's metadata header block for one message."""
+             base: tuple[int, int, Sequence[str]] | None = None, pad: int = 0) -> bytes:
+    """Dovecot's metadata header block for one message; ``pad`` spaces end the X-Keywords
+    line (Dovecot's room for later flag changes without moving the rest of the file)."""
     out = []
     if base is not None:
         uidv, last, kws = base
@@ -221,7 +223,7 @@ def metadata(uid: int, bits: int, keywords: Iterable[str], *, old: bool, body_le
     xs = "".join(letter for bit, letter in X_STATUS if bits & bit)
     if xs:
         out.append(f"X-Status: {xs}\n")
-    out.append(f"X-Keywords: {' '.join(keywords)}\n")
+    out.append(f"X-Keywords: {' '.join(keywords)}{' ' * pad}\n")
     out.append(f"Content-Length: {body_len}\n")
     return "".join(out).encode()
 
@@ -251,7 +253,8 @@ def entry(sender: str, when: float, message: bytes, *, uid: int, bits: int,
     if body and not body.endswith(b"\n"):
         body += b"\n"
     return (from_line(sender, when) + head
-            + metadata(uid, bits, keywords, old=old, body_len=len(body), base=base)
+            + metadata(uid, bits, keywords, old=old, body_len=len(body), base=base,
+                       pad=PADDING)
             + b"\n" + body + b"\n")
 
 
@@ -269,14 +272,26 @@ def _header_lines(head: bytes) -> list[bytes]:
 def rewrite(data: bytes, recs: Sequence[Record], states: Sequence[tuple[int, int,
             tuple[str, ...], bool]], base: tuple[int, int, Sequence[str]]) -> bytes:
     """The whole file again: ``states[i]`` = (uid, bits, keywords, old) of ``recs[i]``;
-    records left out of ``recs`` are expunged. The first message carries ``base``."""
+    records left out of ``recs`` are expunged. The first message carries ``base``.
+
+    A message keeps its length when its new metadata fits in the old one's room (the
+    X-Keywords padding absorbs the difference), so offsets other readers (Dovecot's index)
+    remember stay valid; one that grows gets fresh padding."""
     out = []
     for i, (rec, (uid, bits, kws, old)) in enumerate(zip(recs, states, strict=True)):
         body = data[rec.body_off:rec.body_end]
+        kept = b"".join(data[a:b] for a, b in rec.kept)
+        room = max(rec.body_off - 1 - rec.hdr_off - len(kept), 0)
+        b = base if i == 0 else None
+        meta = metadata(uid, bits, kws, old=old, body_len=len(body), base=b)
+        if len(meta) <= room:
+            meta = metadata(uid, bits, kws, old=old, body_len=len(body), base=b,
+                            pad=room - len(meta))
+        else:
+            meta = metadata(uid, bits, kws, old=old, body_len=len(body), base=b, pad=PADDING)
         out.append(data[rec.from_off:rec.hdr_off])
-        out.append(b"".join(data[a:b] for a, b in rec.kept))
-        out.append(metadata(uid, bits, kws, old=old, body_len=len(body),
-                            base=base if i == 0 else None))
+        out.append(kept)
+        out.append(meta)
         out.append(b"\n")
         out.append(body)
         out.append(b"\n")

@@ -1,6 +1,6 @@
 """mbox locks as Dovecot takes them: ``mbox_read_locks`` / ``mbox_write_locks``.
 
-Methods, taken in the configured order and released in reverse: ``fcntl`` (POSIX record
+Methods (file locks first, then the dotlock; released in reverse): ``fcntl`` (POSIX record
 lock on the whole file), ``flock``, ``dotlock`` (``<mbox>.lock``, Dovecot's and procmail's
 convention), ``dotlock_try`` (a dotlock when the directory lets us create one, else none: for
 ``/var/mail`` without write access) and ``lockf`` (the same lock as fcntl on Linux). Each waits
@@ -69,8 +69,13 @@ class MboxLock:
 
     def acquire(self) -> MboxLock:
         deadline = time.monotonic() + self.timeout
+        # file locks before the dotlock, whatever the configured order: Dovecot holds its
+        # fcntl lock while it creates the dotlock (and Postfix's local delivery locks
+        # "fcntl, dotlock"), so taking the dotlock first could deadlock against them
+        ordered = [m for m in self.methods if not m.startswith("dotlock")] \
+            + [m for m in self.methods if m.startswith("dotlock")]
         try:
-            for m in self.methods:
+            for m in ordered:
                 if m in ("dotlock", "dotlock_try"):
                     lock = Dotlock(self.path, timeout=max(deadline - time.monotonic(), 0),
                                    mode=self.mode)

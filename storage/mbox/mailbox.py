@@ -139,27 +139,23 @@ class MboxMailbox(Mailbox):
 
     @staticmethod
     def _states(parsed: fmt.Parsed) -> tuple[list[_State], int, bool]:
-        """Each message's state with valid, ascending UIDs; the last UID; whether the file
-        must be written for them (missing/invalid X-UID or X-IMAPbase)."""
+        """Each message's state with valid UIDs, ascending in file order; the last UID; whether
+        the file must be written for them (missing/invalid X-UID or X-IMAPbase). A message
+        without a usable X-UID (new mail from an MTA, or a UID not above the previous one)
+        gets the next free UID, as Dovecot numbers them."""
         last = parsed.last_uid
         need = parsed.uidvalidity == 0 and bool(parsed.records)
         out = []
         prev = 0
-        pending = []
-        for i, r in enumerate(parsed.records):
-            if r.uid and r.uid > prev and r.uid <= last:
-                prev = r.uid
-                out.append(_State(r.uid, r.bits, r.keywords, r.old))
-            else:
-                out.append(_State(0, r.bits, r.keywords, r.old))
-                pending.append(i)
-        for i in pending:
-            last = max(last, prev) + 1
-            prev = last
-            out[i] = out[i]._replace(uid=last)
-            need = True
-        # UIDs given later than a fixed one must stay ascending
-        return out, last, need
+        for r in parsed.records:
+            uid = r.uid
+            if not (uid and prev < uid <= last):
+                last = max(last, prev) + 1
+                uid = last
+                need = True
+            prev = uid
+            out.append(_State(uid, r.bits, r.keywords, r.old))
+        return out, max(last, prev), need
 
     def _write(self, fd: int, old: bytes, new: bytes) -> None:
         """Rewrite the file in place from the first differing byte."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import imaplib
+import multiprocessing
 import os
 import re
+import smtplib
 import subprocess
 import sys
 import time
@@ -37,7 +39,7 @@ MESSAGES: list[tuple[bytes, str | None]] = [
 def mbox_dovecot() -> Iterator[DovecotOracle]:
     if not dovecot_available():
         pytest.skip("Dovecot is not installed")
-    dc = DovecotOracle(users={u: "pw" for u in ("user1", "user2", "user3", "user4")},
+    dc = DovecotOracle(users={u: "pw" for u in ("user1", "user2", "user3", "user4", "user5")},
                        mail_location=LOCATION)
     dc.start()
     try:
@@ -220,3 +222,47 @@ def test_writes_wait_for_fcntl_and_dotlock(mbox_dovecot: DovecotOracle) -> None:
         ml.close()
     _, msgs = dovecot_view(dc, "user4")
     assert [u for u, *_ in msgs] == [1, 2]
+
+
+def _cote_appender(home_dir: str, tag: str, n: int) -> None:
+    with as_vmail():
+        ml = open_storage(LOCATION, home=home_dir, user="user5")
+        for i in range(n):
+            with ml.open("INBOX") as box:
+                box.append(f"Subject: {tag}-{i}\n\nbody {tag} {i}\n".encode())
+        ml.close()
+
+
+def test_concurrent_writers_with_dovecot_lmtp(mbox_dovecot: DovecotOracle) -> None:
+    """cote processes append while Dovecot's LMTP delivers to the same mbox: every message
+    arrives once, with one set of UIDs both servers agree on."""
+    dc = mbox_dovecot
+    h = home(dc, "user5")
+    h.mkdir(exist_ok=True)
+    vm = mail_user()
+    chown_tree(h, vm.pw_uid, vm.pw_gid)
+    procs = [multiprocessing.get_context("fork").Process(
+        target=_cote_appender, args=(str(h), tag, 8)) for tag in ("p", "q")]
+    for p in procs:
+        p.start()
+    for i in range(8):
+        s = smtplib.LMTP("127.0.0.1", dc.ports["lmtp"])
+        s.sendmail("a@example.org", ["user5"], f"Subject: lmtp-{i}\r\n\r\nlmtp {i}\r\n".encode())
+        s.close()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    uidv, msgs = dovecot_view(dc, "user5")
+    subjects = sorted(re.search(rb"Subject: (\S+)", body).group(1).decode()  # type: ignore[union-attr]
+                      for *_, body in msgs)
+    assert subjects == sorted([f"{t}-{i}" for t in ("p", "q", "lmtp") for i in range(8)])
+    uids = [u for u, *_ in msgs]
+    assert uids == sorted(set(uids))
+    with as_vmail():
+        ml = open_storage(LOCATION, home=str(h), user="user5")
+        assert isinstance(ml, MboxList)
+        assert cote_view(ml) == (uidv, msgs)
+        ml.close()
+    errors = [ln for ln in dc.log_path.read_text().splitlines()
+              if ("Error:" in ln or "Panic:" in ln or "Warning:" in ln) and "user5" in ln]
+    assert errors == []

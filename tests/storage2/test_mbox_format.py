@@ -150,3 +150,17 @@ def test_flock_and_dotlock_try_work(tmp_path: Path) -> None:
         box.sync()
         assert box.flag_names(box.flags[0]) == ["\\Flagged"]
     assert not (tmp_path / "inbox.lock").exists()
+
+
+def test_uids_stay_ascending_in_file_order(tmp_path: Path) -> None:
+    """A message with a UID below its predecessor's (or none) is renumbered after it."""
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(FROM1 + b"X-IMAPbase: 5 0000000003\nX-UID: 1\nSubject: a\n\na\n\n"
+                      + FROM2 + b"Subject: mta\n\nm\n\n"
+                      + FROM2 + b"X-UID: 2\nSubject: b\n\nb\n\n"
+                      + FROM2 + b"X-UID: 3\nSubject: c\n\nc\n\n")
+    ml = open_storage(f"mbox:{tmp_path}/mail:INBOX={inbox}")
+    with ml.open("INBOX") as box:
+        assert list(box.uids) == [1, 4, 5, 6] and box.uidnext == 7 and box.uidvalidity == 5
+        assert box.read_message(4) == b"Subject: mta\n\nm\n"
+    assert b"X-IMAPbase: 5 0000000006" in inbox.read_bytes()
