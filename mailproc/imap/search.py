@@ -57,7 +57,9 @@ class Searcher:
 
     def details(self, m: SearchMessage) -> MessageDetails:
         if m.details is None:
-            m.details = self.box.details([m.uid])[0]
+            found = self.box.details([m.uid])
+            # expunged by another session since the view's last sync: nothing is known
+            m.details = found[0] if found else MessageDetails(m.uid, 0, 0, 0.0, 0, 0)
         return m.details
 
     def fields(self, m: SearchMessage) -> list[tuple[bytes, bytes]]:

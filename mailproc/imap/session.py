@@ -277,7 +277,8 @@ class Session:
             self.reply(cmd.tag, R.bad(f"Unknown command {name}"), started)
             return
         self.flags_reported = set()
-        if name in NO_EXPUNGE_COMMANDS and self.box is not None:
+        if name in ("FETCH", "STORE") and self.box is not None:
+            # they work on current flags; SEARCH, SORT and THREAD on the view's (Dovecot)
             self.unreported_flags.update(self.refresh_flags())
         try:
             result = method(cmd)
@@ -293,9 +294,12 @@ class Session:
             reply = R.no(SERVERBUG, "SERVERBUG")
         if reply is None:  # the command answered by itself (IDLE, APPEND in progress)
             return
+        if name in NO_EXPUNGE_COMMANDS and name not in ("FETCH", "STORE") and \
+                self.box is not None and reply.status != "BAD":
+            self.unreported_flags.update(self.refresh_flags())
         if reply.status != "BAD" and (self.unreported_flags or self.pending_fetches):
             # (after a BAD, Dovecot reports them with the next command)
-            self.report_flag_updates(uid=cmd.uid)
+            self.report_flag_updates(uid=cmd.uid and name in ("FETCH", "STORE"))
         if self.box is not None and (cmd.uid or name not in NO_EXPUNGE_COMMANDS) and \
                 name not in NO_SYNC_COMMANDS and \
                 name not in ("SELECT", "EXAMINE", "LOGOUT"):

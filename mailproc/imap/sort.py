@@ -19,6 +19,9 @@ from .search import Searcher, SearchMessage, check_charset, esearch
 if TYPE_CHECKING:
     from .session import Session
 
+_GONE = MessageDetails(0, 0, 0, 0.0, 0, 0)
+"""What sorting knows of a message another session expunged since the view's last sync."""
+
 # -- SORT -----------------------------------------------------------------------------------
 
 def _sort_value(crit: str, keys: SortKeys, d: MessageDetails, seq: int) -> object:
@@ -82,7 +85,7 @@ def run_sort(s: Session, args: C.Sort, *, uid: bool) -> R.Reply:
             data.close()
         vals: list[object] = []
         for reverse, crit in args.criteria:
-            v = _sort_value(crit, keys, details[u], i + 1)
+            v = _sort_value(crit, keys, details.get(u, _GONE), i + 1)
             vals.append(_Rev(v) if reverse else v)
         vals.append(i + 1)
         keyed.append((vals, i))
@@ -120,7 +123,7 @@ def run_thread(s: Session, args: C.Thread, *, uid: bool) -> R.Reply:
             fields = []
         finally:
             data.close()
-        sent = keys.sent if keys.sent is not None else details[u].internal_date
+        sent = keys.sent if keys.sent is not None else details.get(u, _GONE).internal_date
         num = u if uid else i + 1
         msgid = _last(fields, b"message-id")
         refs = _msgids(_last(fields, b"references") or b"")
