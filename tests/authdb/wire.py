@@ -49,6 +49,7 @@ class LineClient:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
+        self.path = path
         self.buf = b""
 
     def send(self, *fields: str) -> None:
@@ -56,7 +57,10 @@ class LineClient:
 
     def line(self) -> str:
         while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise TimeoutError(f"no answer on {self.path}") from None
             if not data:
                 raise EOFError
             self.buf += data
