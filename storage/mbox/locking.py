@@ -19,7 +19,7 @@ from cote.storage.errors import StorageError
 
 METHODS = ("fcntl", "flock", "dotlock", "dotlock_try", "lockf")
 DEFAULT_READ = ("fcntl",)
-DEFAULT_WRITE = ("dotlock", "fcntl")
+DEFAULT_WRITE = ("fcntl", "dotlock")  # Debian Dovecot 2.3.19 doveconf -d
 DEFAULT_TIMEOUT = 300.0
 
 
