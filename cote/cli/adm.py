@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import getopt
 import os
+import signal
 import socket
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from cote.cli import adm_anvil, adm_auth, adm_mail, adm_pw
+from cote.cli.adm_print import FORMATTERS, Output
 from cote.cli.master import _base_dir
-from cote.config import DEFAULT_PATH
+from cote.config import DEFAULT_PATH, Config, ConfigError, load
 from cote.master import control
 
 PROG = "coteadm"
@@ -73,30 +76,14 @@ def log_errors(path: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        opts, rest = getopt.getopt(args, "c:")
-    except getopt.GetoptError as e:
-        sys.stderr.write(f"{PROG}: {e}\n{USAGE}")
-        return EX_USAGE
-    config_path = os.environ.get("DOVECOT_CONFIG", DEFAULT_PATH)
-    for opt, val in opts:
-        if opt == "-c":
-            config_path = val
-    if not rest:
-        sys.stderr.write(USAGE)
-        return EX_USAGE
-    base_dir = _base_dir(config_path)
-    if rest == ["log", "errors"]:
-        return log_errors(os.path.join(base_dir, "log-errors"))
+def _master_command(words: list[str], base_dir: str) -> int:
     socket_path = os.path.join(base_dir, "master")
-    words = rest[:2] if rest[0] in ("service", "process") else rest[:1]
-    names = set(rest[len(words):])
+    head = words[:2] if words[0] in ("service", "process") else words[:1]
+    names = set(words[len(head):])
     cmd = {("stop",): "stop", ("reload",): "reload", ("service", "status"): "service-status",
-           ("process", "status"): "process-status"}.get(tuple(words))
+           ("process", "status"): "process-status"}.get(tuple(head))
     if cmd is None or (names and cmd in ("stop", "reload")):
-        sys.stderr.write(f"{PROG}: Unknown command '{' '.join(rest)}'\n{USAGE}")
+        sys.stderr.write(f"{PROG}: Unknown command '{' '.join(words)}'\n{USAGE}")
         return EX_USAGE
     try:
         reply = control.request(socket_path, cmd)
@@ -113,6 +100,125 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [p for p in reply["processes"] if not names or p["service"] in names]
         sys.stdout.write(table(rows, PROCESS_COLUMNS))
     return 0
+
+
+def _log_command(words: list[str], base_dir: str, cfg: Config | None) -> int:
+    sub = words[1] if len(words) > 1 else ""
+    if sub == "errors":
+        return log_errors(os.path.join(base_dir, "log-errors"))
+    if sub == "reopen":
+        pid_path = os.path.join(base_dir, "master.pid")
+        try:
+            with open(pid_path, encoding="ascii") as f:
+                os.kill(int(f.read().strip()), signal.SIGUSR1)
+        except (OSError, ValueError) as e:
+            sys.stderr.write(f"Fatal: kill(master, SIGUSR1) failed: {e}\n")
+            return EX_TEMPFAIL
+        return 0
+    if sub == "find":
+        return log_find(cfg, words[2:])
+    sys.stderr.write(f"{PROG}: Unknown command '{' '.join(words)}'\n{USAGE}")
+    return EX_USAGE
+
+
+def log_find(cfg: Config | None, dirs: list[str]) -> int:
+    """doveadm log find: print where each log level goes (files of the config)."""
+    if cfg is None:
+        return EX_TEMPFAIL
+    paths = {lvl: str(cfg.get(key)) for lvl, key in (("Debug", "debug_log_path"),
+                                                     ("Info", "info_log_path"),
+                                                     ("Warning", "log_path"),
+                                                     ("Error", "log_path"),
+                                                     ("Fatal", "log_path"))}
+    main_path = str(cfg.get("log_path"))
+    for lvl in ("Debug", "Info"):
+        if not paths[lvl]:
+            paths[lvl] = main_path
+    if main_path == "syslog" or all(p == "syslog" for p in paths.values()):
+        sys.stdout.write("Looking for log files from /var/log\n")
+        return 0
+    for lvl in ("Debug", "Info", "Warning", "Error", "Fatal"):
+        sys.stdout.write(f"{lvl}: {paths[lvl]}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        opts, rest = getopt.getopt(args, "+c:o:f:Dvh")
+    except getopt.GetoptError as e:
+        sys.stderr.write(f"{PROG}: {e}\n{USAGE}")
+        return EX_USAGE
+    config_path = os.environ.get("DOVECOT_CONFIG", DEFAULT_PATH)
+    overrides: dict[str, str] = {}
+    formatter: str | None = None
+    for opt, val in opts:
+        if opt == "-c":
+            config_path = val
+        elif opt == "-o":
+            key, _, value = val.partition("=")
+            overrides[key.strip()] = value.strip()
+        elif opt == "-f":
+            formatter = val
+    if not rest:
+        sys.stderr.write(USAGE)
+        return EX_USAGE
+    if formatter is not None and formatter not in FORMATTERS:
+        sys.stderr.write(f"{PROG}: Fatal: Unknown print formatter: {formatter}\n")
+        return EX_TEMPFAIL
+    if rest[0] == "pw":
+        return adm_pw.main(rest[1:])
+    cfg: Config | None = None
+    try:
+        cfg = load(config_path)
+    except (ConfigError, OSError) as e:
+        if rest[0] not in ("stop", "reload", "service", "process", "log"):
+            sys.stderr.write(f"Fatal: Error reading configuration: {e}\n")
+            return EX_TEMPFAIL
+    base_dir = overrides.get("base_dir") or (str(cfg.get("base_dir")) if cfg is not None
+                                             else _base_dir(config_path))
+    if rest[0] in ("stop", "reload", "service", "process"):
+        return _master_command(rest, base_dir)
+    if rest[0] == "log":
+        return _log_command(rest, base_dir, cfg)
+    assert cfg is not None
+    out = Output(formatter)
+    try:
+        rc = _dispatch(rest, cfg, overrides, base_dir, out)
+    except KeyboardInterrupt:
+        rc = EX_TEMPFAIL
+    out.emit()
+    return rc
+
+
+def _dispatch(rest: list[str], cfg: Config, overrides: dict[str, str], base_dir: str,
+              out: Output) -> int:
+    def cfg_get(key: str) -> str:
+        return overrides[key] if key in overrides else str(cfg.get(key))
+
+    head, args = rest[0], rest[1:]
+    if head == "auth":
+        sub = args[0] if args else ""
+        if sub == "test":
+            return adm_auth.cmd_auth_test(args[1:], base_dir, out)
+        if sub == "login":
+            return adm_auth.cmd_auth_login(args[1:], base_dir, out)
+        if sub == "lookup":
+            return adm_auth.cmd_auth_lookup(args[1:], cfg_get, base_dir, out)
+        if sub == "cache" and args[1:2] == ["flush"]:
+            return adm_auth.cmd_auth_cache_flush(args[2:], base_dir, out)
+    elif head == "user":
+        return adm_auth.cmd_user(args, cfg, overrides, base_dir, out)
+    elif head == "who":
+        return adm_anvil.cmd_who(args, base_dir, out)
+    elif head == "kick":
+        return adm_anvil.cmd_kick(args, base_dir, out)
+    elif head == "penalty":
+        return adm_anvil.cmd_penalty(args, base_dir, out)
+    elif head in adm_mail.COMMANDS:
+        return adm_mail.run(rest, cfg, overrides, base_dir, out)
+    sys.stderr.write(f"{PROG}: Unknown command '{' '.join(rest)}'\n{USAGE}")
+    return EX_USAGE
 
 
 if __name__ == "__main__":
