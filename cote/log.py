@@ -152,6 +152,9 @@ def unquote(value: str) -> str:
     return value
 
 
+_USER_VARIABLE = re.compile(r"%(?:[-0-9.]*[A-Za-z]*u|\{user\})")
+
+
 class LoginLogFormatter:
     """Dovecot's ``login_log_format_elements`` + ``login_log_format`` for login processes.
 
@@ -169,15 +172,20 @@ class LoginLogFormatter:
     """
 
     def __init__(self, elements: str, fmt: str) -> None:
-        self.elements = [compile_template(_longify(e)) for e in unquote(elements).split()]
+        words = unquote(elements).split()
+        self.elements = [compile_template(_longify(e)) for e in words]
+        # Dovecot logs the user even when there is none yet ("user=<>"); any other element
+        # whose variable is empty is left out.
+        self.always = [bool(_USER_VARIABLE.search(e)) for e in words]
         self.fmt = unquote(fmt)
 
     def format(self, message: str, values: Mapping[str, str | None]) -> str:
         marked = {k: (v if v else _EMPTY) for k, v in values.items()}
+        plain = {k: (v or "") for k, v in values.items()}
         parts = []
-        for template in self.elements:
+        for template, always in zip(self.elements, self.always, strict=True):
             try:
-                text = template.expand(marked)
+                text = template.expand(plain if always else marked)
             except VariableError:
                 continue  # a variable this login does not have: same as empty
             if _EMPTY not in text:
