@@ -50,7 +50,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "auth_username_chars", "auth_username_translation", "auth_default_realm", "auth_realms",
     "auth_anonymous_username",
     # login part 2 (proxying, PROXY protocol, limits)
-    "haproxy_trusted_networks", "haproxy_timeout", "login_proxy_max_disconnect_delay", "mail_max_userip_connections",
+    "haproxy_trusted_networks", "haproxy_timeout", "login_proxy_max_disconnect_delay",
     "passdb/driver", "passdb/args", "passdb/default_fields", "passdb/override_fields",
     "passdb/deny", "passdb/skip", "passdb/result_success", "passdb/result_failure",
     "passdb/result_internalfail",
