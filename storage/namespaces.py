@@ -316,6 +316,13 @@ class Namespaces(MailboxList):
         box.name = name
         return box
 
+    def open_for_append(self, name: str) -> Mailbox:
+        ns, inner = self.find(name)
+        self._autocreate(ns, inner)
+        box = ns.list.open_for_append(inner)
+        box.name = name
+        return box
+
     def close(self) -> None:
         for ns in self.namespaces:
             ns.list.close()

@@ -281,5 +281,12 @@ class MboxList(MailboxList):
         parts = self._parts(name)
         return MboxMailbox(self, self.separator.join(parts), self._path(parts), readonly)
 
+    def open_for_append(self, name: str) -> MboxMailbox:
+        """For LMTP/LDA: the append reads the file under its lock anyway; opening without a
+        view leaves the \\Recent of the mail already there to the user's next session."""
+        parts = self._parts(name)
+        return MboxMailbox(self, self.separator.join(parts), self._path(parts), False,
+                           view=False)
+
     def close(self) -> None:
         return None

@@ -86,7 +86,8 @@ def _vsize(data: bytes, rec: fmt.Record) -> int:
 
 @os_errors_as_storage_errors
 class MboxMailbox(Mailbox):
-    def __init__(self, mlist: MboxList, name: str, path: str, readonly: bool) -> None:
+    def __init__(self, mlist: MboxList, name: str, path: str, readonly: bool, *,
+                 view: bool = True) -> None:
         self.mlist = mlist
         self.name = name
         self.path = path
@@ -104,7 +105,9 @@ class MboxMailbox(Mailbox):
         self._cache: dict[tuple[int, str], bytes] = {}
         if not os.path.isfile(path):
             raise MailboxNotFound(name)
-        self.sync()
+        if view:
+            # without a view (a delivery) nothing is read and no \Recent is claimed
+            self.sync()
 
     # -- file access --------------------------------------------------------------------
     def _stat_sig(self) -> tuple[int, int, int]:

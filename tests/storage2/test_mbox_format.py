@@ -164,3 +164,14 @@ def test_uids_stay_ascending_in_file_order(tmp_path: Path) -> None:
         assert list(box.uids) == [1, 4, 5, 6] and box.uidnext == 7 and box.uidvalidity == 5
         assert box.read_message(4) == b"Subject: mta\n\nm\n"
     assert b"X-IMAPbase: 5 0000000006" in inbox.read_bytes()
+
+
+def test_delivery_open_leaves_recent_to_the_user(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(FROM1 + b"Subject: waiting\n\nw\n\n")
+    ml = open_storage(f"mbox:{tmp_path}/mail:INBOX={inbox}", user="u")
+    with ml.open_for_append("INBOX") as box:
+        assert box.append(b"Subject: delivered\n\nd\n") == 2
+    assert b"Status: O" not in inbox.read_bytes()  # nobody has seen either message yet
+    with ml.open("INBOX") as box:
+        assert box.recent_uids() == [1, 2]

@@ -154,6 +154,9 @@ def test_auto_create_on_open_and_name_mapping(cote_ns: Namespaces) -> None:
         uid = box.append(message(100))
         assert box.name == "Drafts" and uid == 1
     assert "Drafts" in cote_ns.subscriptions()
+    with cote_ns.open_for_append("Junk") as box:  # auto = create: created for a delivery too
+        assert box.append(message(80)) == 1 and box.name == "Junk"
+    assert cote_ns.status("Junk").messages == 1
     cote_ns.create("Archive/old")
     with cote_ns.open("Archive/old") as box:
         box.append(message(50))
