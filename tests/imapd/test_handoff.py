@@ -73,3 +73,16 @@ def test_curl_fetches_a_message(setup: Setup) -> None:
                           f"coteuser:{USERS['coteuser']}", url],
                          capture_output=True, check=True).stdout
     assert out.replace(b"\r\n", b"\n") == MESSAGES[0][1].replace(b"\r\n", b"\n")
+
+
+def test_commands_pipelined_after_login_are_served(setup: Setup) -> None:
+    """Bytes the client sent right after LOGIN travel with the hand-off."""
+    c = Client(socket.create_connection(("127.0.0.1", setup.cote.ports["imap"]), timeout=10))
+    c.line()
+    c.sock.sendall(f"a LOGIN coteuser {USERS['coteuser']}\r\nb SELECT INBOX\r\n"
+                   "c FETCH 1 (UID)\r\n".encode())
+    assert c.until("a").startswith(b"a OK [CAPABILITY IMAP4rev1 ")
+    assert b"\r\nb OK [READ-ONLY] " not in c.until("b")
+    assert c.until("c").startswith(b"* 1 FETCH (UID 1)\r\nc OK Fetch completed")
+    c.command("LOGOUT", "d")
+    c.close()
