@@ -191,6 +191,12 @@ class Quota:
         q.roots = self.roots
         return q
 
+    @staticmethod
+    def _limits(root: QuotaRoot, mailbox: str) -> tuple[int, int]:
+        if root.settings.default_rule() is None and isinstance(root, MaildirsizeRoot):
+            return root.limits()  # the limits written in an existing maildirsize
+        return root.settings.limits_for(mailbox)
+
     # -- QuotaPolicy ----------------------------------------------------------------------
     def check(self, mailbox: str, add_bytes: int, add_count: int) -> None:
         for root in self.roots:
@@ -199,9 +205,7 @@ class Quota:
                 continue
             if s.max_mail_size and add_count == 1 and add_bytes > s.max_mail_size:
                 raise StorageError(MAX_SIZE_MESSAGE, code="LIMIT")
-            b_lim, c_lim = s.limits_for(mailbox)
-            if s.default_rule() is None and isinstance(root, MaildirsizeRoot):
-                b_lim, c_lim = root.limits()
+            b_lim, c_lim = self._limits(root, mailbox)
             if not b_lim and not c_lim:
                 continue
             cur_b, cur_c = root.usage()
@@ -212,6 +216,21 @@ class Quota:
                 ceil = b_lim - cur_b + grace if cur_b < b_lim else 0
                 if add_bytes > ceil:
                     raise QuotaExceeded(s.exceeded_message)
+
+    def is_over(self, mailbox: str = "INBOX") -> bool:
+        """Whether the user is already at or over a limit for ``mailbox`` (LMTP's
+        ``lmtp_rcpt_check_quota`` answers RCPT TO with it before any data is sent)."""
+        for root in self.roots:
+            s = root.settings
+            if not s.enforcing or s.is_ignored(mailbox):
+                continue
+            b_lim, c_lim = self._limits(root, mailbox)
+            if not b_lim and not c_lim:
+                continue
+            used_b, used_c = root.usage()
+            if (b_lim and used_b >= b_lim) or (c_lim and used_c >= c_lim):
+                return True
+        return False
 
     def changed(self, mailbox: str, delta_bytes: int, delta_count: int) -> None:
         if not delta_bytes and not delta_count:

@@ -92,3 +92,16 @@ def test_concurrent_appenders_keep_exact_totals(store: Path) -> None:
     assert m is not None and (m.total_bytes, m.total_count) == (1800, 30)
     assert mds.count_dirs([str(root)]) == (1800, 30)
     mailboxes.close()
+
+
+def test_is_over(store: Path) -> None:
+    plugin = {"quota": "maildir:Q", "quota_rule": "*:storage=1k:messages=2",
+              "quota_rule2": "Junk:ignore"}
+    mailboxes, quota = open_cote(store / "o", plugin=plugin)
+    assert not quota.is_over()
+    with mailboxes.open("INBOX") as box:
+        box.append(message(300))
+        assert not quota.is_over()
+        box.append(message(300))
+    assert quota.is_over() and not quota.is_over("Junk")  # the message limit is reached
+    mailboxes.close()
