@@ -599,15 +599,18 @@ class Session:
         if err:
             return err
         name = args.mailbox.name
+        # the answer names the mailbox as the client wrote INBOX ("inbox" stays "inbox")
+        shown = args.mailbox.raw.decode("latin-1") if name == "INBOX" else name
         try:
-            self.write_status(name, args.items)
+            self.write_status(name, args.items, shown=shown)
         except MailboxNotFound as e:
             return R.no(e.message)
         if self.box is not None and self.box.name == name:
             return R.ok("Status on selected mailbox completed", "CLIENTBUG")
         return self.ok("STATUS")
 
-    def write_status(self, name: str, items: tuple[str, ...]) -> None:
+    def write_status(self, name: str, items: tuple[str, ...], *, shown: str | None = None
+                     ) -> None:
         st = self.mailboxes.status(name)
         values: dict[str, int] = {}
         if "HIGHESTMODSEQ" in items and not self.condstore:
@@ -634,7 +637,7 @@ class Session:
         order = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
                  "SIZE", "X-SIZE", "DELETED")
         ordered = {k: values[k] for k in order if k in values}
-        self.writer.write(R.status(name, ordered))
+        self.writer.write(R.status(shown or name, ordered))
 
     # -- SELECT / EXAMINE / CLOSE -----------------------------------------------------------
     def close_box(self) -> None:
