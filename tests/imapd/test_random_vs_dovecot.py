@@ -16,7 +16,7 @@ from tests.support.dovecot import DovecotOracle
 
 SEED = 20261122
 COUNT = 300
-BOXES = ["INBOX", "Archive", "Sent", "Trash", "Archive.2021", "New1", "Nope"]
+BOXES = ["INBOX", "Archive", "Sent", "Trash", "Archive.2021", "New1", "Nope", "inbox"]
 FLAGS = ["\\Seen", "\\Flagged", "\\Deleted", "\\Answered", "\\Draft", "kw1", "$Label1"]
 FETCH_ITEMS = ["FLAGS", "UID", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE", "BODYSTRUCTURE",
                "BODY", "BODY.PEEK[]", "BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]", "BODY.PEEK[1]",
