@@ -10,9 +10,11 @@ override fields wrap what each database returns.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from cote.auth.cache import AuthCache
 from cote.auth.drivers import (
     PASSDB_DRIVERS,
     USERDB_DRIVERS,
@@ -26,6 +28,7 @@ from cote.auth.drivers.plaintext import PlaintextPassdb
 from cote.auth.mechanisms import PassdbResult
 from cote.auth.request import AuthRequest, apply_fields
 from cote.config import Config, Section
+from cote.variables import VariableError
 
 ACTIONS = ("return", "return-ok", "return-fail", "continue", "continue-ok", "continue-fail")
 
@@ -86,26 +89,63 @@ class PassdbOutcome:
 Verify = Callable[[PassdbLookup, Database], Awaitable[PassdbResult]]
 
 
+def _cache_key(kind: str, index: int, driver: PassdbDriver | UserdbDriver,
+               request: AuthRequest) -> tuple[str, int, str] | None:
+    if driver.cache_key is None:
+        return None
+    try:
+        return (kind, index, request.expand(driver.cache_key))
+    except VariableError:
+        return None
+
+
+def _cacheable(result: PassdbResult) -> bool:
+    return result in (PassdbResult.OK, PassdbResult.USER_UNKNOWN)
+
+
+async def _lookup_passdb(db: Database, index: int, request: AuthRequest,
+                         cache: AuthCache | None, *, fresh: bool = False
+                         ) -> tuple[PassdbLookup, bool]:
+    """The database's answer, from the auth cache when it has it: (answer, came from cache)."""
+    assert isinstance(db.driver, PassdbDriver)
+    key = _cache_key("passdb", index, db.driver, request) if cache is not None else None
+    if cache is not None and key is not None and not fresh:
+        cached = cache.get(key)
+        if isinstance(cached, PassdbLookup):
+            return dataclasses.replace(cached, fields=dict(cached.fields)), True
+    found = await db.driver.lookup(request)
+    if cache is not None and key is not None and _cacheable(found.result):
+        size = len(found.password or "") + sum(len(k) + len(v or "")
+                                                for k, v in found.fields.items())
+        cache.put(key, dataclasses.replace(found, fields=dict(found.fields)),
+                  negative=found.result is PassdbResult.USER_UNKNOWN, user=request.user,
+                  size=size)
+    return found, False
+
+
 async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verify | None,
-                      password: bytes | None = None) -> PassdbOutcome:
+                      password: bytes | None = None,
+                      cache: AuthCache | None = None) -> PassdbOutcome:
     """Authenticate through the chain. ``verify`` checks a found password (None for lookups
     that only need the user to exist, such as PASS from the master socket); ``password`` is
-    the plaintext for databases that check it themselves (PAM, LDAP auth_bind)."""
+    the plaintext for databases that check it themselves (PAM, LDAP auth_bind). With a
+    ``cache``, databases that have a cache key answer from it (Dovecot's auth cache: a cached
+    password that does not match is looked up again, so a changed password works at once)."""
     success = False
     last = PassdbOutcome(PassdbResult.USER_UNKNOWN, None, None)
-    for db in chain:
+    for index, db in enumerate(chain):
         if db.master:
             continue  # master passdbs only serve "user*master" logins
         if (db.skip == "authenticated" and success) or \
                 (db.skip == "unauthenticated" and not success):
             continue
         assert isinstance(db.driver, PassdbDriver)
-        checks_itself = False
+        checks_itself = cached = False
         if password is not None and isinstance(db.driver, PlaintextPassdb):
             found = await db.driver.authenticate(request, password)
             checks_itself = True
         else:
-            found = await db.driver.lookup(request)
+            found, cached = await _lookup_passdb(db, index, request, cache)
         result = found.result
         if result is PassdbResult.OK:
             if db.deny:
@@ -113,6 +153,12 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                 found.log = "User is in deny passdb"
             elif verify is not None and not checks_itself:
                 result = await verify(found, db)
+                if result is PassdbResult.PASSWORD_MISMATCH and cached:
+                    # The password may have changed since it was cached: ask the database.
+                    found, _ = await _lookup_passdb(db, index, request, cache, fresh=True)
+                    result = found.result
+                    if result is PassdbResult.OK:
+                        result = await verify(found, db)
         if result is PassdbResult.OK:
             # Only a passing database's fields count (Dovecot: a wrong password imports none;
             # a credentials lookup passes here, so a mechanism failing afterwards, e.g.
@@ -145,16 +191,33 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
     return last
 
 
-async def run_userdbs(chain: list[Database], request: AuthRequest) -> UserdbLookup:
+async def _lookup_userdb(db: Database, index: int, request: AuthRequest,
+                         cache: AuthCache | None) -> UserdbLookup:
+    assert isinstance(db.driver, UserdbDriver)
+    key = _cache_key("userdb", index, db.driver, request) if cache is not None else None
+    if cache is not None and key is not None:
+        cached = cache.get(key)
+        if isinstance(cached, UserdbLookup):
+            return dataclasses.replace(cached, fields=dict(cached.fields))
+    found = await db.driver.lookup(request)
+    if cache is not None and key is not None and _cacheable(found.result):
+        size = sum(len(k) + len(v or "") for k, v in found.fields.items())
+        cache.put(key, dataclasses.replace(found, fields=dict(found.fields)),
+                  negative=found.result is PassdbResult.USER_UNKNOWN, user=request.user,
+                  size=size)
+    return found
+
+
+async def run_userdbs(chain: list[Database], request: AuthRequest,
+                      cache: AuthCache | None = None) -> UserdbLookup:
     """Look the user up through the chain; fields of every database that found it merge."""
     found_any = False
     internal = False
     log = "unknown user"
-    for db in chain:
+    for index, db in enumerate(chain):
         if (db.skip == "found" and found_any) or (db.skip == "notfound" and not found_any):
             continue
-        assert isinstance(db.driver, UserdbDriver)
-        found = await db.driver.lookup(request)
+        found = await _lookup_userdb(db, index, request, cache)
         if found.result is PassdbResult.OK:
             apply_fields(request.userdb_fields, db.default_fields, db.override_fields,
                          request, found.fields)

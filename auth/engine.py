@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from cote.auth import chain, schemes
+from cote.auth.cache import AuthCache
 from cote.auth.drivers import PassdbLookup, UserdbDriver
 from cote.auth.mechanisms import (
     Challenge,
@@ -87,6 +88,9 @@ class AuthEngine:
         self.anonymous_username = str(cfg.get("auth_anonymous_username"))
         self.start_time = time.time()
         self.next_cuid = 1
+        size = int(cfg.get("auth_cache_size"))
+        self.cache = AuthCache(size, float(cfg.get("auth_cache_ttl")),
+                               float(cfg.get("auth_cache_negative_ttl"))) if size > 0 else None
 
     # -- user names ------------------------------------------------------------------------
     def normalize(self, name: str) -> str | None:
@@ -163,10 +167,10 @@ class AuthEngine:
             async def verify(found: PassdbLookup, db: chain.Database) -> PassdbResult:
                 return await self._verify_password(found, password, request, db)
 
-            outcome = await chain.run_passdbs(self.passdbs, request, verify, password)
+            outcome = await chain.run_passdbs(self.passdbs, request, verify, password, self.cache)
             self._log_internal(request, outcome)
             return mech.verified(outcome.result)
-        outcome = await chain.run_passdbs(self.passdbs, request, None)
+        outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
         self._log_internal(request, outcome)
         if outcome.result is not PassdbResult.OK or outcome.lookup is None:
             return mech.credentials(outcome.result, None)
@@ -268,7 +272,7 @@ class AuthEngine:
     # -- lookups for the master/userdb sockets ---------------------------------------------------
     async def userdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None], str]:
         """(UserdbAnswer, fields, log text)."""
-        result = await chain.run_userdbs(self.userdbs, request)
+        result = await chain.run_userdbs(self.userdbs, request, self.cache)
         if result.result is PassdbResult.OK:
             return UserdbAnswer.FOUND, result.fields, ""
         if result.result is PassdbResult.INTERNAL_FAILURE:
@@ -276,7 +280,7 @@ class AuthEngine:
         return UserdbAnswer.NOTFOUND, {}, result.log
 
     async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None]]:
-        outcome = await chain.run_passdbs(self.passdbs, request, None)
+        outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
         if outcome.result is PassdbResult.OK and outcome.lookup is not None:
             fields = dict(request.passdb_fields)
             if outcome.lookup.password is not None:
@@ -300,3 +304,10 @@ class AuthEngine:
         cuid, self.next_cuid = self.next_cuid, self.next_cuid + 1
         return cuid
 
+
+
+def flush_cache(engine: AuthEngine, users: tuple[str, ...]) -> int:
+    """CACHE-FLUSH: how many entries were dropped (0 without a cache, as Dovecot answers)."""
+    if engine.cache is None:
+        return 0
+    return engine.cache.flush(engine.normalize(u) or u for u in users)

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Awaitable, Callable
 
 from cote.auth import workerclient
-from cote.auth.engine import AuthEngine, Reply, UserdbAnswer
+from cote.auth.engine import AuthEngine, Reply, UserdbAnswer, flush_cache
 from cote.auth.penalty import PenaltyClient, checksum
 from cote.auth.protocol import auth_client as ac
 from cote.auth.protocol import auth_master as am
@@ -221,7 +221,8 @@ class MasterConnection:
                 self.writer.write(am.ServerConnection.list_user(event.id, name))
             self.writer.write(am.ServerConnection.list_done(event.id))
         elif isinstance(event, am.CacheFlush):
-            self.writer.write(am.ServerConnection.cache_flushed(event.id, 0))
+            self.writer.write(am.ServerConnection.cache_flushed(
+                event.id, flush_cache(self.engine, event.users)))
 
     async def _user_reply(self, request_id: int, request: AuthRequest) -> None:
         answer, fields, log = await self.engine.userdb(request)

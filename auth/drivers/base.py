@@ -34,6 +34,9 @@ class UserdbLookup:
 
 class PassdbDriver(abc.ABC):
     name: str
+    # The request variables its answer depends on (a % template): set by slow drivers (SQL,
+    # LDAP) so the auth cache may keep their answers; None (fast drivers): never cached.
+    cache_key: str | None = None
 
     def __init__(self, args: str) -> None:
         self.args = args
@@ -44,6 +47,7 @@ class PassdbDriver(abc.ABC):
 
 class UserdbDriver(abc.ABC):
     name: str
+    cache_key: str | None = None  # as for PassdbDriver
 
     def __init__(self, args: str) -> None:
         self.args = args

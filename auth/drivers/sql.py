@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from cote.auth.cache import cache_key_template
 from cote.auth.drivers import sqlbackends
 from cote.auth.drivers.base import (
     DriverError,
@@ -106,6 +107,7 @@ class SqlPassdb(PassdbDriver):
     def __init__(self, args: str) -> None:
         super().__init__(args)
         self.db = SqlDatabase.shared(args)
+        self.cache_key = cache_key_template(self.db.settings["password_query"])
 
     async def lookup(self, request: AuthRequest) -> PassdbLookup:
         db = self.db
@@ -126,6 +128,7 @@ class SqlUserdb(UserdbDriver):
     def __init__(self, args: str) -> None:
         super().__init__(args)
         self.db = SqlDatabase.shared(args)
+        self.cache_key = cache_key_template(self.db.settings["user_query"])
 
     async def lookup(self, request: AuthRequest) -> UserdbLookup:
         result = await self.db.run("user_query", request)

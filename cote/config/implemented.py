@@ -48,7 +48,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     # auth daemon
     "auth_mechanisms", "auth_verbose", "auth_failure_delay", "auth_username_format",
     "auth_username_chars", "auth_username_translation", "auth_default_realm", "auth_realms",
-    "auth_anonymous_username",
+    "auth_anonymous_username", "auth_cache_size", "auth_cache_ttl", "auth_cache_negative_ttl",
     # login part 2 (proxying, PROXY protocol, limits)
     "haproxy_trusted_networks", "haproxy_timeout", "login_proxy_max_disconnect_delay",
     "passdb/driver", "passdb/args", "passdb/default_fields", "passdb/override_fields",
