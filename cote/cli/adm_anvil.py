@@ -251,12 +251,14 @@ def cmd_kick(args: Sequence[str], base_dir: str, out: Output) -> int:
     if not kicked:
         out.write("no users kicked\n")
         return EX_NOTFOUND
-    names = "".join(u + " " for u in sorted(set(kicked)))
+    # doveadm prints the names through its print stream, which reaches stdout before the
+    # printf() lines around them: the same order here
+    out.format("".join(u + " " for u in sorted(set(kicked))))
     if warn:
         out.write("warning: other connections would also be kicked from following users:\n")
     else:
         out.write("kicked connections from the following users:\n")
-    out.write(names + "\n")
+    out.write("\n")
     if warn:
         out.write("Use the '-f' option to enforce the disconnect.\n")
     return 0

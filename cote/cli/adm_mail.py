@@ -202,8 +202,7 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
     try:
         user, job = _parse(list(words))
     except UsageError as e:
-        sys.stderr.write(f"Fatal: {e}\n" if e.code != EX_USAGE or str(e).startswith("expunge")
-                         else f"Error: {e}\n")
+        sys.stderr.write(f"Fatal: {e}\n")
         return e.code
     socket_name = overrides.get("auth_socket_path") or str(cfg.get("auth_socket_path"))
     try:
@@ -253,6 +252,7 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
     _, status = os.waitpid(pid, 0)
     out.printer = None
     out.plain = []
+    out.formatted = []
     out.forced = None
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else EX_TEMPFAIL
 

@@ -210,6 +210,11 @@ class Output:
         self.forced = forced
         self.printer: Printer | None = Printer(forced) if forced else None
         self.plain: list[str] = []
+        self.formatted: list[str] = []
+
+    def format(self, text: str) -> None:
+        """Text of doveadm's ``formatted`` printer (kick's ``%{result} ``): the print stream."""
+        self.formatted.append(text)
 
     def init(self, default: str) -> Printer:
         """The command's formatter: the ``-f`` one, else the command's default."""
@@ -221,10 +226,10 @@ class Output:
         self.plain.append(text)
 
     def finish(self) -> str:
-        text = ""
+        text = "".join(self.formatted)
         if self.printer is not None:
             self.printer.flush()
-            text = self.printer.text
+            text += self.printer.text
         return text + "".join(self.plain)
 
     def emit(self) -> None:
