@@ -146,8 +146,8 @@ def _deliver(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool
     try:
         drop_privileges(user, cfg)
         mailbox = choose_mailbox(cfg, user, args.mailbox,
-                                 lambda text: log.info(_line(cfg, spool, env, text)))
-        deliver(user, spool, b"", mailbox, mail_fsync=str(cfg.get("mail_fsync")))
+                                 lambda text: log.info(_line(cfg, spool, env, text)), "lda")
+        deliver(cfg, user, spool, b"", mailbox, service="lda")
     except QuotaExceeded as e:
         log.info(_line(cfg, spool, env, f"save failed to {args.mailbox}: {e}"))
         if cfg.get("quota_full_tempfail"):

@@ -42,7 +42,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "pop3_enable_last", "pop3_logout_format", "pop3_client_workarounds",
     # delivery (lmtp, cote-lda)
     "recipient_delimiter", "lmtp_add_received_header", "quota_full_tempfail",
-    "lmtp_save_to_detail_mailbox", "lmtp_hdr_delivery_address",
+    "lmtp_save_to_detail_mailbox", "lmtp_hdr_delivery_address", "lmtp_rcpt_check_quota",
     "deliver_log_format", "lda_mailbox_autocreate", "lda_mailbox_autosubscribe",
     "auth_socket_path",
     # auth daemon

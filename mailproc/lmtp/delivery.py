@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from cote.config import Config
 from cote.mailproc.mailuser import MailUser
-from cote.storage import StorageError, open_storage
+from cote.storage import StorageError
 from cote.storage.message.headers import last_value, read_header
 from cote.storage.message.lineends import SaveLineEnds
 from cote.storage.message.searchkeys import decode_words
+from cote.storage.namespaces import Namespaces
 
 SPOOL_IN_MEMORY = 1024 * 1024
 
@@ -86,15 +87,22 @@ def trace_headers(env: Envelope, trace_id: str, *, delivered_to: str | None,
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
+def user_mailboxes(cfg: Config, user: MailUser, service: str) -> Namespaces:
+    """The user's namespaces as a delivery sees them (quota with the delivery grace)."""
+    return Namespaces.from_config(cfg, user.fields, user=user.user,
+                                  mail_location=user.mail_location, home=user.home,
+                                  delivery=True, service=service)
+
+
 def choose_mailbox(cfg: Config, user: MailUser, wanted: str,
-                   note: Callable[[str], None]) -> str:
+                   note: Callable[[str], None], service: str = "lmtp") -> str:
     """The mailbox a delivery goes to: ``wanted`` if it exists (or may be created with
     ``lda_mailbox_autocreate``), else INBOX, as Dovecot's LDA and LMTP do (``note`` gets the
     log line for the fallback)."""
     if wanted == "INBOX":
         return wanted
     with acting_as(user):
-        mailboxes = open_storage(user.mail_location, home=user.home)
+        mailboxes = user_mailboxes(cfg, user, service)
         try:
             if mailboxes.exists(wanted):
                 return wanted
@@ -149,15 +157,26 @@ def acting_as(user: MailUser) -> Iterator[None]:
         os.setgroups([])
 
 
-def deliver(user: MailUser, spool: Spool, head: bytes, mailbox: str = "INBOX",
-            mail_fsync: str = "optimized") -> int:
-    """Append to the user's mailbox; returns the new UID. Raises StorageError."""
+def deliver(cfg: Config, user: MailUser, spool: Spool, head: bytes, mailbox: str = "INBOX", *,
+            service: str = "lmtp") -> int:
+    """Append to the user's mailbox; returns the new UID. Raises StorageError (QuotaExceeded
+    when the user's quota refuses it)."""
     with acting_as(user):
-        mailboxes = open_storage(user.mail_location, home=user.home, mail_fsync=mail_fsync)
+        mailboxes = user_mailboxes(cfg, user, service)
         try:
             with mailboxes.open_for_append(mailbox) as box:
                 source = _Joined(head, spool.file)
                 return box.append(source, internal_date=time.time())  # type: ignore[arg-type]
+        finally:
+            mailboxes.close()
+
+
+def over_quota(cfg: Config, user: MailUser) -> bool:
+    """lmtp_rcpt_check_quota: is the user already over quota (refuse at RCPT)?"""
+    with acting_as(user):
+        mailboxes = user_mailboxes(cfg, user, "lmtp")
+        try:
+            return mailboxes.quota is not None and mailboxes.quota.is_over("INBOX")
         finally:
             mailboxes.close()
 

@@ -28,6 +28,7 @@ from cote.mailproc.lmtp.delivery import (
     choose_mailbox,
     deliver,
     log_values,
+    over_quota,
     trace_headers,
 )
 from cote.mailproc.lmtp.paths import Address
@@ -65,9 +66,9 @@ class LmtpSettings:
         self.userdb_socket = os.path.join(base_dir, str(cfg.get("auth_socket_path")))
         self.add_received = bool(cfg.get("lmtp_add_received_header"))
         self.quota_tempfail = bool(cfg.get("quota_full_tempfail"))
-        self.mail_fsync = str(cfg.get("mail_fsync"))
         self.log_format = compile_template(str(cfg.get("deliver_log_format")))
         self.detail_mailbox = bool(cfg.get("lmtp_save_to_detail_mailbox"))
+        self.rcpt_check_quota = bool(cfg.get("lmtp_rcpt_check_quota"))
         self.hdr_address = str(cfg.get("lmtp_hdr_delivery_address"))  # final|original|none
 
     def detail(self, address: Address) -> str | None:
@@ -161,6 +162,16 @@ class LmtpConnection:
             self.log.error(f"<{address}>: userdb lookup failed: {e}")
             return self.proto.recipient_checked(
                 False, reply(451, "4.3.0", f"<{address}> Temporary internal error"))
+        if self.settings.rcpt_check_quota:
+            try:
+                full = over_quota(self.settings.cfg, user)
+            except StorageError as e:
+                self.log.error(f"<{address}>: quota check failed: {e}")
+                full = False
+            if full:
+                code, status = (452, "4.2.2") if self.settings.quota_tempfail else (552, "5.2.2")
+                return self.proto.recipient_checked(False, reply(
+                    code, status, f"<{address}> Quota exceeded (mailbox for user is full)"))
         detail = self.settings.detail(address) if self.settings.detail_mailbox else None
         self.users.append(Recipient(user, detail, original_recipient(event.params)))
         return self.proto.recipient_checked(True)
@@ -202,7 +213,7 @@ class LmtpConnection:
             if rcpt.detail:
                 mailbox = choose_mailbox(self.settings.cfg, user, rcpt.detail,
                                          lambda text: log.info(self._log_line(env, text)))
-            deliver(user, self.spool, head, mailbox, mail_fsync=self.settings.mail_fsync)
+            deliver(self.settings.cfg, user, self.spool, head, mailbox)
         except QuotaExceeded as e:
             log.info(self._log_line(env, f"save failed to {mailbox}: {e}"))
             if self.settings.quota_tempfail:
