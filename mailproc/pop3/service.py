@@ -22,7 +22,8 @@ from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, res
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, UidlFormatError
 from cote.mailproc.pop3.server import serve
 from cote.mailproc.userdb import UserdbError, UserNotFound, confirm_login
-from cote.storage import StorageError, open_storage
+from cote.storage import StorageError
+from cote.storage.namespaces import Namespaces
 
 HANDOFF_TIMEOUT = 30.0
 
@@ -96,8 +97,9 @@ def _answer(conn: socket.socket, reply: HandoffReply) -> None:
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket, pipelined: bytes,
                     log: Logger) -> int:
     try:
-        mailboxes = open_storage(user.mail_location, home=user.home,
-                                 mail_fsync=str(cfg.get("mail_fsync")))
+        mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
+                                           mail_location=user.mail_location, home=user.home,
+                                           service="pop3")
         with mailboxes.open("INBOX") as inbox:
             maildrop = Maildrop(inbox, Pop3Settings.from_config(cfg))
 
