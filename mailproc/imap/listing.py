@@ -36,10 +36,26 @@ def run_list(s: Session, args: C.List) -> R.Reply:
     w = s.writer
     if args.lsub:
         for pattern in args.patterns:
-            for info in s.mailboxes.list(_pattern(args.reference, pattern, sep),
-                                         subscribed=True):
+            full = _pattern(args.reference, pattern, sep)
+            found = s.mailboxes.list(full, subscribed=True)
+            for info in found:
                 attrs = {a for a in info.attributes if a == "\\Noselect" or a in _SPECIAL}
                 w.write(R.list_line(_ordered(attrs), sep, info.name, lsub=True))
+            # RFC 3501 6.3.9: with "%", a parent of subscribed names that is not subscribed
+            # itself is listed \Noselect
+            listed = {info.name for info in found}
+            match = compile_pattern(full, sep)
+            parents: list[str] = []
+            for sub in s.mailboxes.subscriptions():
+                if match(sub):
+                    continue
+                parts = sub.split(sep)
+                for k in range(1, len(parts)):
+                    parent = sep.join(parts[:k])
+                    if parent not in listed and parent not in parents and match(parent):
+                        parents.append(parent)
+            for parent in parents:
+                w.write(R.list_line(["\\Noselect"], sep, parent, lsub=True))
         return s.ok("LSUB")
     if len(args.patterns) == 1 and args.patterns[0] == "" and not args.extended:
         w.write(R.list_line(["\\Noselect"], sep, ""))

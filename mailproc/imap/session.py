@@ -152,8 +152,6 @@ class Session:
         self.flags_reported: set[int] = set()
         self.pending_fetches: dict[int, bytes] = {}
         self.unreported_flags: set[int] = set()
-        self.uid_in_updates = True
-        """False when a UID STORE was ignored (read-only): Dovecot's updates then lack UID."""
         """UIDs whose flags ``refresh_flags`` took in but no response has shown yet."""
         """STORE's FETCH lines by index, written with the flag updates (``_command``)."""
         """UIDs whose new flags STORE already sent (not repeated as flag updates)."""
@@ -279,7 +277,6 @@ class Session:
             self.reply(cmd.tag, R.bad(f"Unknown command {name}"), started)
             return
         self.flags_reported = set()
-        self.uid_in_updates = True
         if name in ("FETCH", "STORE") and self.box is not None:
             # they work on current flags; SEARCH, SORT and THREAD on the view's (Dovecot)
             self.unreported_flags.update(self.refresh_flags())
@@ -302,8 +299,7 @@ class Session:
             self.unreported_flags.update(self.refresh_flags())
         if reply.status != "BAD" and (self.unreported_flags or self.pending_fetches):
             # (after a BAD, Dovecot reports them with the next command)
-            self.report_flag_updates(uid=cmd.uid and name in ("FETCH", "STORE") and
-                                     self.uid_in_updates)
+            self.report_flag_updates(uid=False)
         if self.box is not None and (cmd.uid or name not in NO_EXPUNGE_COMMANDS) and \
                 name not in NO_SYNC_COMMANDS and \
                 name not in ("SELECT", "EXAMINE", "LOGOUT"):
@@ -385,7 +381,8 @@ class Session:
 
     def report_flag_updates(self, *, uid: bool) -> None:
         """``* n FETCH (FLAGS …)`` for changes taken in by ``refresh_flags`` (except for
-        messages STORE reports itself) merged with STORE's own, in sequence order."""
+        messages STORE reports itself) merged with STORE's own, in sequence order. Dovecot
+        writes these updates without UID (unless QRESYNC is on), UID commands included."""
         box = self.box
         lines = self.pending_fetches
         self.pending_fetches = {}

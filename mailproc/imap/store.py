@@ -26,7 +26,6 @@ def run_store(s: Session, args: C.Store, *, uid: bool) -> R.Reply:
     register_keywords(s, list(args.flags))
     if s.readonly:
         s.send_keywords_if_new()
-        s.uid_in_updates = False
         return R.ok("Store ignored with read-only mailbox")
     if args.unchangedsince is not None:
         s.enable_condstore()
