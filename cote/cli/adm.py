@@ -1,13 +1,19 @@
-"""``coteadm``: administer a running cote (doveadm's master commands, over the control socket).
+"""``coteadm``: doveadm's admin commands for cote (same flags, output formats and exit codes).
 
-    coteadm [-c FILE] stop
-    coteadm [-c FILE] reload
-    coteadm [-c FILE] service status [<service> ...]
-    coteadm [-c FILE] process status [<service> ...]
-    coteadm [-c FILE] log errors          (recent warnings and errors kept by the log service)
+    coteadm [-c FILE] [-o key=value] [-f flow|tab|table|pager|json] <command> ...
 
-Tables are printed like doveadm's: a header line, then one row per item, columns separated by
-spaces and padded.
+    pw [-l] [-s scheme] [-p password] [-u user] [-r rounds] [-t hash] [-V]    (cote.cli.adm_pw)
+    auth test|login|lookup|cache flush ..., user [-a socket] [-f field] [-u] <user|mask>...
+                                                                          (cote.cli.adm_auth)
+    who [-1] [mask] [ip/bits], kick [-f] <mask>, penalty [ip/bits]       (cote.cli.adm_anvil)
+    mailbox list|status|create|delete|rename -u user ..., fetch -u user <fields> <query>,
+    expunge -u user <query>                       (cote.cli.adm_mail, run as the mail user)
+    stop, reload, service status [<service>...], process status [<service>...]  (master)
+    log errors|reopen|find
+
+The master commands go over the control socket (``$base_dir/master``) and print padded tables
+(one header line, one row per item); the others are checked against Debian's doveadm on the
+same config in tests/adm. Output formatters: ``cote.cli.adm_print``.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ PROG = "coteadm"
 EX_FATAL = 89
 EX_USAGE = 64
 EX_TEMPFAIL = 75
-USAGE = (f"usage: {PROG} [-c <config file>] stop | reload | service status [<service>...] | "
-         "process status [<service>...] | log errors\n")
+USAGE = (f"usage: {PROG} [-c <config file>] [-o key=value] [-f <formatter>] <command> [<args>]\n"
+         "  pw | auth test|login|lookup|cache flush | user | who | kick | penalty |\n"
+         "  mailbox list|status|create|delete|rename | fetch | expunge |\n"
+         "  stop | reload | service status | process status | log errors|reopen|find\n")
 
 SERVICE_COLUMNS = ("name", "process_count", "process_avail", "process_limit", "client_limit",
                    "process_min_avail", "throttle_secs", "listening")
@@ -110,9 +118,10 @@ def _log_command(words: list[str], base_dir: str, cfg: Config | None) -> int:
         pid_path = os.path.join(base_dir, "master.pid")
         try:
             with open(pid_path, encoding="ascii") as f:
-                os.kill(int(f.read().strip()), signal.SIGUSR1)
-        except (OSError, ValueError) as e:
-            sys.stderr.write(f"Fatal: kill(master, SIGUSR1) failed: {e}\n")
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGUSR1)
+        except (OSError, ValueError):
+            sys.stderr.write(f"Fatal: Dovecot is not running (read from {pid_path})\n")
             return EX_TEMPFAIL
         return 0
     if sub == "find":
