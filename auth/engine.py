@@ -163,6 +163,7 @@ class AuthEngine:
                 else mech.credentials(result, None)
         if isinstance(step, VerifyPlain):
             password = step.password
+            request.password = password
 
             async def verify(found: PassdbLookup, db: chain.Database) -> PassdbResult:
                 return await self._verify_password(found, password, request, db)
@@ -221,12 +222,17 @@ class AuthEngine:
         fields += list(step.fields)
         if request.original_user and request.original_user != request.user:
             fields.append(("original_user", request.original_user))
+        proxying = "proxy" in request.passdb_fields or "proxy_maybe" in request.passdb_fields
+        if proxying and "pass" not in request.passdb_fields and request.password is not None:
+            fields.append(("pass", request.password.decode("utf-8", "surrogateescape")))
+        request.password = None
         if step.final is not None:
             fields.append(("resp", base64.b64encode(step.final).decode("ascii")))
         request.authenticated = True
         return Reply("ok", user=request.user, fields=tuple(fields))
 
     async def _failed(self, step: Failure, request: AuthRequest) -> Reply:
+        request.password = None
         if step.log:
             self._verbose(request, request.mechanism.lower(), step.log)
         if self.failure_delay > 0 and step.code != "temp_fail":

@@ -29,6 +29,9 @@ class AuthRequest:
     userdb_fields: dict[str, str | None] = field(default_factory=dict)
     master_user: str | None = None
     authenticated: bool = False
+    # The plaintext password while the request runs, for passdbs that proxy (Dovecot sends it
+    # on as pass= so the login process can log in to the backend); never kept afterwards.
+    password: bytes | None = None
 
     def values(self, password: str | None = None) -> dict[str, str | None]:
         """``%`` variables for templates (args paths, default/override fields, queries)."""

@@ -192,7 +192,7 @@ class MasterConnection:
                                f"{event.client_pid}")
                 self.writer.write(am.ServerConnection.notfound(event.id))
                 return
-            await self._user_reply(event.id, request)
+            await self._user_reply(event.id, request, login=True)
         elif isinstance(event, am.UserLookup):
             name = self.engine.normalize(event.user)
             if name is None:
@@ -224,8 +224,11 @@ class MasterConnection:
             self.writer.write(am.ServerConnection.cache_flushed(
                 event.id, flush_cache(self.engine, event.users)))
 
-    async def _user_reply(self, request_id: int, request: AuthRequest) -> None:
+    async def _user_reply(self, request_id: int, request: AuthRequest, *,
+                          login: bool = False) -> None:
         answer, fields, log = await self.engine.userdb(request)
+        if login and request.mechanism:
+            fields = {**fields, "auth_mech": request.mechanism}  # as Dovecot's REQUEST reply
         if answer == UserdbAnswer.NOTFOUND:
             self.writer.write(am.ServerConnection.notfound(request_id))
         elif answer == UserdbAnswer.FAIL:
