@@ -346,7 +346,7 @@ class Session:
         self.unreported_flags = set()
         seqs = sorted(s for s in (box.seq_of(u) for u in changed) if s is not None)
         for seq in seqs:
-            w.write(self.flags_fetch(seq - 1, uid=uid))
+            w.write(self.flags_fetch(seq - 1, uid=False))  # no UID, as Dovecot
         if changes.new:
             self.recent.update(box.recent_uids() if not self.readonly else peek_recent(box))
             w.write(R.exists(len(box)))
