@@ -211,7 +211,13 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
         sys.stderr.write(f"doveadm({user}): Error: User doesn't exist\n")
         return EX_NOUSER
     except UserdbError as e:
-        sys.stderr.write(f"doveadm({user}): Error: auth-master: userdb lookup({user}): {e}\n")
+        cause = e.__cause__
+        text = (f"connect({os.path.join(base_dir, socket_name)}) failed: "
+                f"{cause.strerror or cause}" if isinstance(cause, OSError) else str(e))
+        sys.stderr.write(f"doveadm({user})<{os.getpid()}><>: Error: auth-master: userdb "
+                         f"lookup({user}): {text}\n"
+                         f"doveadm({user}): Error: User lookup failed: Internal error occurred. "
+                         "Refer to server log for more information.\n")
         return EX_TEMPFAIL
     fields = dict(reply.fields)
     if "mail" not in fields and "mail_location" in overrides:
@@ -267,7 +273,9 @@ def _user_opts(args: list[str], spec: str) -> tuple[dict[str, str], list[str]]:
         raise UsageError(f"invalid option -- '{e.opt}'") from None
     values = dict(opts)
     if "-u" not in values:
-        raise UsageError("-u <user> is required (-A and -F are not supported by coteadm)")
+        if not os.environ.get("USER"):
+            raise UsageError("USER environment is missing and -u option not used")
+        values["-u"] = os.environ["USER"]
     return values, rest
 
 
@@ -334,7 +342,7 @@ def _status_fields(text: str, total: bool) -> list[str]:
             wanted |= set(TOTAL_FIELDS if total else STATUS_FIELDS)
         elif name in STATUS_FIELDS:
             if total and name not in TOTAL_FIELDS:
-                raise UsageError(f"Status field {name} can't be used with -t", EX_TEMPFAIL)
+                raise UsageError(f"Status field {name} can't be used with -t")
             wanted.add(name)
         else:
             raise UsageError(f"Unknown status field: {name}", EX_USAGE)

@@ -34,14 +34,16 @@ class Pair:
     dovecot: DovecotOracle
     cote: CoteServer
 
-    def doveadm(self, *args: str, stdin: str | None = None) -> Result:
+    def doveadm(self, *args: str, stdin: str | None = None,
+                env: dict[str, str] | None = None) -> Result:
         p = subprocess.run([DOVEADM, "-c", str(self.dovecot.config_path), *args],
-                           capture_output=True, text=True, input=stdin, timeout=60)
+                           capture_output=True, text=True, input=stdin, timeout=60, env=env)
         return Result(p.returncode, _norm(p.stdout), _norm(p.stderr))
 
-    def coteadm(self, *args: str, stdin: str | None = None) -> Result:
+    def coteadm(self, *args: str, stdin: str | None = None,
+                env: dict[str, str] | None = None) -> Result:
         p = subprocess.run([str(COTEADM), "-c", str(self.cote.config_path), *args],
-                           capture_output=True, text=True, input=stdin, timeout=60)
+                           capture_output=True, text=True, input=stdin, timeout=60, env=env)
         return Result(p.returncode, _norm(p.stdout), _norm(p.stderr))
 
 

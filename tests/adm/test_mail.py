@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.adm.conftest import Pair
@@ -38,6 +40,13 @@ def test_list(stored: Pair) -> None:
     ("mailbox", "status", "-u", "user1", "messages", "Nope"),
     ("mailbox", "status", "-u", "user1", "bogus", "INBOX"),
     ("mailbox", "list", "-u", "nouser"),
+    ("-o", "base_dir=/nonexistent", "mailbox", "list", "-u", "user1"),
+    ("mailbox", "status", "-u", "user1", "-t", "uidnext", "INBOX"),
+    ("mailbox", "list", "-u", "user1", "-s"),
+    ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "savedbefore", "1d"),
+    ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "SEEN"),
+    ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "before", "2020-01-01"),
+    ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "since", "2020-01-01", "UID", "1:2"),
     ("fetch", "-u", "user1", "uid hdr.subject size.virtual", "mailbox", "INBOX", "ALL"),
     ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "UID", "2:3"),
     ("fetch", "-u", "user1", "seq uid", "mailbox", "INBOX", "2"),
@@ -49,6 +58,13 @@ def test_list(stored: Pair) -> None:
 ])
 def test_same_as_doveadm(stored: Pair, args: tuple[str, ...]) -> None:
     assert stored.coteadm(*args) == stored.doveadm(*args)
+
+
+def test_user_missing(stored: Pair) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "USER"}
+    ours = stored.coteadm("mailbox", "list", env=env)
+    theirs = stored.doveadm("mailbox", "list", env=env)
+    assert ours == theirs and ours.rc == 64
 
 
 def test_status_of_several(stored: Pair) -> None:
