@@ -429,11 +429,17 @@ def _change(ns: Namespaces, sub: str, names: list[str], subscribe: bool) -> int:
     return rc
 
 
+_FLAG_ORDER = ((flagbits.ANSWERED, "\\Answered"), (flagbits.FLAGGED, "\\Flagged"),
+               (flagbits.DELETED, "\\Deleted"), (flagbits.SEEN, "\\Seen"),
+               (flagbits.DRAFT, "\\Draft"))
+
+
 def _flags_text(bits: int, keywords: Sequence[str], recent: bool) -> str:
-    names = flagbits.system_names(bits)
-    names += [keywords[i] for i in flagbits.keyword_indexes(bits) if i < len(keywords)]
+    """IMAP's order, as doveadm prints it: system flags, \\Recent, then keywords."""
+    names = [name for bit, name in _FLAG_ORDER if bits & bit]
     if recent:
         names.append("\\Recent")
+    names += [keywords[i] for i in flagbits.keyword_indexes(bits) if i < len(keywords)]
     return " ".join(names)
 
 
@@ -446,13 +452,15 @@ def _fetch(ns: Namespaces, out: Output, user: str, fields: list[str], *, mailbox
                                        if "\\Noselect" not in i.attributes]
     for name in boxes:
         try:
+            recent_count = ns.status(name).recent
             box = ns.open(name, readonly=True)
         except MailboxNotFound:
             continue
         try:
             box.sync()
             uids = search(box, criteria or ["all"])
-            recent = set(box.recent_uids())
+            # a read-only view claims no \Recent; the recent ones are the newest UIDs
+            recent = set(box.uids[len(box.uids) - recent_count:]) if recent_count else set()
             details = {d.uid: d for d in box.details(uids)} if uids else {}
             seqs = {u: i + 1 for i, u in enumerate(box.uids)}
             for uid in uids:

@@ -20,6 +20,8 @@ def stored(pair: Pair) -> Pair:
                          stdin=f"Subject: {subject}\nFrom: a@example.com\n\nbody {subject}\n")
         assert r.rc == 0, r.err
     assert pair.doveadm("mailbox", "create", "-u", "user1", "Work", "Work.Sub").rc == 0
+    assert pair.doveadm("flags", "add", "-u", "user1", "\\Seen \\Flagged $Label1", "mailbox",
+                        "INBOX", "UID", "2").rc == 0
     return pair
 
 
@@ -49,6 +51,12 @@ def test_list(stored: Pair) -> None:
     ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "since", "2020-01-01", "UID", "1:2"),
     ("fetch", "-u", "user1", "uid hdr.subject size.virtual", "mailbox", "INBOX", "ALL"),
     ("fetch", "-u", "user1", "uid", "mailbox", "INBOX", "UID", "2:3"),
+    ("fetch", "-u", "user1", "uid flags seq", "mailbox", "INBOX", "ALL"),
+    ("fetch", "-u", "user1", "uid flags", "mailbox", "INBOX", "FLAGGED"),
+    ("fetch", "-u", "user1", "user mailbox uid size.physical date.saved", "mailbox", "INBOX",
+     "ALL"),
+    ("-f", "json", "fetch", "-u", "user1", "uid date.received.unixtime hdr.from", "mailbox",
+     "INBOX", "ALL"),
     ("fetch", "-u", "user1", "seq uid", "mailbox", "INBOX", "2"),
     ("-f", "tab", "fetch", "-u", "user1", "uid hdr.subject", "mailbox", "INBOX", "UNSEEN"),
     ("fetch", "-u", "user1", "uid", "mailbox", "Nope", "ALL"),
