@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import getopt
+import json
 import os
 import re
 import sys
@@ -24,7 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from email.parser import BytesHeaderParser
 
-from cote.cli.adm_print import HIDE_TITLE, Output
+from cote.cli.adm_auth import AuthConnError, MasterClient
+from cote.cli.adm_print import HIDE_TITLE, Output, Printer
 from cote.config import Config
 from cote.mailproc.mailuser import MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
@@ -197,6 +199,72 @@ def search(box: Mailbox, criteria: Sequence[str]) -> list[int]:
 # -- running as the user ------------------------------------------------------------------------
 
 
+class RecordingPrinter(Printer):
+    """A child's printer: records headers and values for the parent to replay."""
+
+    def __init__(self, kind: str, events: list[list[object]]) -> None:
+        super().__init__(kind)
+        self.events = events
+
+    def header(self, key: str, title: str | None = None, flags: int = 0) -> None:
+        self.events.append(["header", key, title, flags])
+
+    def value(self, value: str) -> None:
+        self.events.append(["value", value])
+
+
+class RecordingOutput(Output):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.events: list[list[object]] = []
+
+    def init(self, default: str) -> Printer:
+        if self.printer is None:
+            self.events.append(["init", default])
+            self.printer = RecordingPrinter(default, self.events)
+        return self.printer
+
+    def write(self, text: str) -> None:
+        self.events.append(["write", text])
+
+
+class Replay:
+    """Feeds the children's events into the real output, adding ``username`` with -A."""
+
+    def __init__(self, out: Output, all_users: bool) -> None:
+        self.out = out
+        self.all_users = all_users
+        self.printer: Printer | None = None
+        self.headers_done = False
+        self.columns = 0
+
+    def user(self, user: str, events: list[list[object]]) -> None:
+        seen_header = False
+        index = 0
+        for event in events:
+            kind = event[0]
+            if kind == "init":
+                self.printer = self.out.init(str(event[1]))
+            elif kind == "header" and self.printer is not None:
+                seen_header = True
+                if self.headers_done:
+                    continue
+                if self.all_users and self.columns == 0:
+                    self.printer.header("username", "Username", HIDE_TITLE)
+                self.printer.header(str(event[1]), None if event[2] is None else str(event[2]),
+                                    int(str(event[3])))
+                self.columns += 1
+            elif kind == "value" and self.printer is not None:
+                if self.all_users and index % self.columns == 0:
+                    self.printer.value(user)
+                self.printer.value(str(event[1]))
+                index += 1
+            elif kind == "write":
+                self.out.write(str(event[1]))
+        if seen_header:
+            self.headers_done = True
+
+
 def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: str,
         out: Output) -> int:
     try:
@@ -205,15 +273,37 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
         sys.stderr.write(f"Fatal: {e}\n")
         return e.code
     socket_name = overrides.get("auth_socket_path") or str(cfg.get("auth_socket_path"))
+    socket_path = os.path.join(base_dir, socket_name)
+    replay = Replay(out, user is None)
+    if user is not None:
+        return _run_user(user, job, cfg, overrides, socket_path=socket_path,
+                         replay=replay)
+    client = MasterClient(socket_path)
     try:
-        reply = lookup_user(os.path.join(base_dir, socket_name), user, {"service": "doveadm"})
+        users = list(client.list_users({"user": "*", "service": "doveadm"}))
+    except (OSError, AuthConnError) as e:
+        sys.stderr.write(f"Error: auth-master: userdb list: {e}\nFatal: user listing failed\n")
+        return EX_TEMPFAIL
+    finally:
+        client.close()
+    rc = 0
+    for name in users:
+        rc = _run_user(name, job, cfg, overrides, socket_path=socket_path,
+                        replay=replay) or rc
+    return rc
+
+
+def _run_user(user: str, job: Job, cfg: Config, overrides: dict[str, str], *,
+              socket_path: str, replay: Replay) -> int:
+    try:
+        reply = lookup_user(socket_path, user, {"service": "doveadm"})
     except UserNotFound:
         sys.stderr.write(f"doveadm({user}): Error: User doesn't exist\n")
         return EX_NOUSER
     except UserdbError as e:
         cause = e.__cause__
-        text = (f"connect({os.path.join(base_dir, socket_name)}) failed: "
-                f"{cause.strerror or cause}" if isinstance(cause, OSError) else str(e))
+        text = (f"connect({socket_path}) failed: {cause.strerror or cause}"
+                if isinstance(cause, OSError) else str(e))
         sys.stderr.write(f"doveadm({user})<{os.getpid()}><>: Error: auth-master: userdb "
                          f"lookup({user}): {text}\n"
                          f"doveadm({user}): Error: User lookup failed: Internal error occurred. "
@@ -230,9 +320,12 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
     _CURRENT_USER[0] = user
     sys.stdout.flush()
     sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(read_fd)
         rc = EX_TEMPFAIL
+        recorder = RecordingOutput()
         try:
             drop_privileges(mail_user, cfg)
             if mail_user.home and os.path.isdir(mail_user.home):
@@ -241,7 +334,7 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
                                         mail_location=mail_user.mail_location,
                                         home=mail_user.home, service="doveadm")
             try:
-                rc = job(ns, out, reply.user)
+                rc = job(ns, recorder, reply.user)
             finally:
                 ns.close()
         except (MailUserError, StorageError, OSError) as e:
@@ -251,15 +344,20 @@ def run(words: Sequence[str], cfg: Config, overrides: dict[str, str], base_dir: 
             rc = e.code
         finally:
             try:
-                out.emit()
+                with os.fdopen(write_fd, "w", encoding="utf-8") as pipe:
+                    json.dump(recorder.events, pipe)
                 sys.stderr.flush()
             finally:
                 os._exit(rc)
+    os.close(write_fd)
+    with os.fdopen(read_fd, encoding="utf-8") as pipe:
+        data = pipe.read()
     _, status = os.waitpid(pid, 0)
-    out.printer = None
-    out.plain = []
-    out.formatted = []
-    out.forced = None
+    try:
+        events = json.loads(data) if data else []
+    except ValueError:
+        events = []
+    replay.user(reply.user, events)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else EX_TEMPFAIL
 
 
@@ -272,35 +370,38 @@ def _user_opts(args: list[str], spec: str) -> tuple[dict[str, str], list[str]]:
     except getopt.GetoptError as e:
         raise UsageError(f"invalid option -- '{e.opt}'") from None
     values = dict(opts)
-    if "-u" not in values:
+    if "-A" in values:
+        values["-u"] = ""
+    elif "-u" not in values:
         if not os.environ.get("USER"):
             raise UsageError("USER environment is missing and -u option not used")
         values["-u"] = os.environ["USER"]
     return values, rest
 
 
-def _parse(words: list[str]) -> tuple[str, Job]:
+def _parse(words: list[str]) -> tuple[str | None, Job]:
     head = words[0]
     if head == "mailbox":
         sub = words[1] if len(words) > 1 else ""
         args = words[2:]
         if sub == "list":
-            values, rest = _user_opts(args, "u:7s8")
-            return values["-u"], lambda ns, out, u: _list(ns, out, rest, "-s" in values)
+            values, rest = _user_opts(args, "Au:7s8")
+            return values["-u"] or None, lambda ns, out, u: _list(ns, out, rest, "-s" in values)
         if sub == "status":
-            values, rest = _user_opts(args, "u:t")
+            values, rest = _user_opts(args, "Au:t")
             if len(rest) < 2:
                 raise UsageError("mailbox status: Missing fields or mailbox")
             fields = _status_fields(rest[0], "-t" in values)
-            return values["-u"], lambda ns, out, u: _status(ns, out, fields, rest[1:],
+            return values["-u"] or None, lambda ns, out, u: _status(ns, out, fields, rest[1:],
                                                            "-t" in values)
         if sub in ("create", "delete", "rename"):
-            values, rest = _user_opts(args, "u:s" + ("rZ" if sub == "delete" else "g:"))
+            values, rest = _user_opts(args, "Au:s" + ("rZ" if sub == "delete" else "g:"))
             if not rest or (sub == "rename" and len(rest) != 2):
                 raise UsageError(f"mailbox {sub}: Missing mailbox name")
-            return values["-u"], lambda ns, out, u: _change(ns, sub, rest, "-s" in values)
+            return values["-u"] or None, lambda ns, out, u: _change(
+                ns, sub, rest, "-s" in values)
         raise UsageError(f"Unknown command 'mailbox {sub}'")
-    values, rest = _user_opts(words[1:], "u:")
+    values, rest = _user_opts(words[1:], "Au:")
     if head == "fetch":
         if not rest:
             raise UsageError("fetch: Missing fields")
@@ -310,14 +411,14 @@ def _parse(words: list[str]) -> tuple[str, Job]:
                 sys.stderr.write(FETCH_HELP + "\n")
                 raise UsageError(f"Unknown fetch field: {name}", EX_TEMPFAIL)
         mailbox, criteria = parse_query(rest[1:])
-        return values["-u"], lambda ns, out, u: _fetch(ns, out, u, fields, mailbox=mailbox,
-                                                               criteria=criteria)
+        return values["-u"] or None, lambda ns, out, u: _fetch(
+            ns, out, u, fields, mailbox=mailbox, criteria=criteria)
     mailbox, criteria = parse_query(rest)
     if not criteria:
         raise UsageError("expunge: To avoid accidents, each branch in search query must "
                          "contain something else besides MAILBOX (e.g. just add \"all\" if "
                          "you want everything)")
-    return values["-u"], lambda ns, out, u: _expunge(ns, mailbox, criteria)
+    return values["-u"] or None, lambda ns, out, u: _expunge(ns, mailbox, criteria)
 
 
 def _list(ns: Namespaces, out: Output, masks: list[str], subscribed: bool) -> int:

@@ -27,6 +27,7 @@ def stored(pair: Pair) -> Pair:
 
 def test_list(stored: Pair) -> None:
     for args in (("mailbox", "list", "-u", "user1"), ("mailbox", "list", "-u", "user1", "W*"),
+                 ("mailbox", "list", "-A"), ("-f", "tab", "mailbox", "list", "-A"),
                  ("-f", "tab", "mailbox", "list", "-u", "user1")):
         ours, theirs = stored.coteadm(*args), stored.doveadm(*args)
         assert (ours.rc, lines(ours.out), ours.err) == (theirs.rc, lines(theirs.out), theirs.err)
@@ -42,6 +43,11 @@ def test_list(stored: Pair) -> None:
     ("mailbox", "status", "-u", "user1", "messages", "Nope"),
     ("mailbox", "status", "-u", "user1", "bogus", "INBOX"),
     ("mailbox", "list", "-u", "nouser"),
+    ("mailbox", "status", "-A", "messages unseen", "INBOX"),
+    ("-f", "tab", "mailbox", "status", "-A", "messages", "INBOX"),
+    ("-f", "pager", "mailbox", "status", "-A", "messages", "INBOX"),
+    ("-f", "json", "mailbox", "status", "-A", "messages", "INBOX"),
+    ("fetch", "-A", "uid flags", "mailbox", "INBOX", "ALL"),
     ("-o", "base_dir=/nonexistent", "mailbox", "list", "-u", "user1"),
     ("mailbox", "status", "-u", "user1", "-t", "uidnext", "INBOX"),
     ("mailbox", "list", "-u", "user1", "-s"),
