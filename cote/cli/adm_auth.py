@@ -23,7 +23,8 @@ from cote.auth.protocol import auth_master
 from cote.auth.protocol.escape import join_line, split_line
 from cote.cli.adm_print import Output
 from cote.config import Config
-from cote.mailproc.mailuser import MailUserError, resolve
+from cote.mailproc.mailuser import MailUserError, resolve, variables
+from cote.variables import VariableError, expand
 
 EX_USAGE = 64
 EX_NOUSER = 67
@@ -436,8 +437,12 @@ def cmd_user(args: Sequence[str], cfg: Config, overrides: dict[str, str], base_d
     values, info, masks = parsed
     show_field = values.get("-f")
     userdb_only = "-u" in values
-    if "-e" in values:
-        sys.stderr.write("Error: -e is not supported by coteadm\n")
+    expand_field = values.get("-e")
+    if expand_field is not None and userdb_only:
+        sys.stderr.write("Error: -e can't be used with -u\n")
+        return EX_USAGE
+    if expand_field is not None and show_field is not None:
+        sys.stderr.write("Error: -e can't be used with -f\n")
         return EX_USAGE
     socket_name = overrides.get("auth_socket_path") or str(cfg.get("auth_socket_path"))
     path = values.get("-a") or os.path.join(base_dir, socket_name)
@@ -459,7 +464,7 @@ def cmd_user(args: Sequence[str], cfg: Config, overrides: dict[str, str], base_d
                 return EX_TEMPFAIL
             return 0
         printer = None
-        if not userdb_only and show_field is None:
+        if not userdb_only and show_field is None and expand_field is None:
             printer = out.init("tab")
             printer.header("field")
             printer.header("value")
@@ -472,7 +477,7 @@ def cmd_user(args: Sequence[str], cfg: Config, overrides: dict[str, str], base_d
                                   out=out)
             else:
                 ret = _user_mail(client, cfg, overrides, user=user, info=info,
-                                 show_field=show_field, out=out)
+                                 show_field=show_field, expand_field=expand_field, out=out)
             if ret < 0:
                 rc = EX_TEMPFAIL
             elif ret == 0:
@@ -483,7 +488,8 @@ def cmd_user(args: Sequence[str], cfg: Config, overrides: dict[str, str], base_d
 
 
 def _user_mail(client: MasterClient, cfg: Config, overrides: dict[str, str], *, user: str,
-               info: AuthInfo, show_field: str | None, out: Output) -> int:
+               info: AuthInfo, show_field: str | None, expand_field: str | None = None,
+               out: Output) -> int:
     params = dict(info.params)
     try:
         event = client.ask(lambda i: client.codec.user(i, user, params))
@@ -501,13 +507,22 @@ def _user_mail(client: MasterClient, cfg: Config, overrides: dict[str, str], *, 
         return -1
     if not isinstance(event, auth_master.UserReply):
         text = f"\nuserdb lookup: user {user} doesn't exist\n"
-        if show_field is None:
+        if show_field is None and expand_field is None:
             out.write(text)
         else:
             sys.stderr.write(text)
         return 0
     rows = _mail_fields(cfg, overrides, requested=user, user=event.user,
                         fields=dict(event.fields), service=params.get("service", "doveadm"))
+    if expand_field is not None:
+        home = dict(rows).get("home") or None
+        values = variables(event.user, home, params.get("service", "doveadm"))
+        try:
+            out.write(expand(expand_field, values,
+                             fields={"userdb": dict(event.fields)}) + "\n")
+        except VariableError as e:
+            sys.stderr.write(f"Error: Failed to expand {expand_field}: {e}\n")
+        return 1
     if show_field is None:
         assert out.printer is not None
         for key, value in rows:
