@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from email.parser import BytesHeaderParser
 
+from cote import mutf7
 from cote.cli.adm_auth import AuthConnError, MasterClient
 from cote.cli.adm_print import HIDE_TITLE, Output, Printer
 from cote.config import Config
@@ -386,7 +387,8 @@ def _parse(words: list[str]) -> tuple[str | None, Job]:
         args = words[2:]
         if sub == "list":
             values, rest = _user_opts(args, "Au:7s8")
-            return values["-u"] or None, lambda ns, out, u: _list(ns, out, rest, "-s" in values)
+            return values["-u"] or None, lambda ns, out, u: _list(
+                ns, out, rest, subscribed="-s" in values, utf7="-7" in values)
         if sub == "status":
             values, rest = _user_opts(args, "Au:t")
             if len(rest) < 2:
@@ -399,7 +401,7 @@ def _parse(words: list[str]) -> tuple[str | None, Job]:
             if not rest or (sub == "rename" and len(rest) != 2):
                 raise UsageError(f"mailbox {sub}: Missing mailbox name")
             return values["-u"] or None, lambda ns, out, u: _change(
-                ns, sub, rest, "-s" in values)
+                ns, sub, rest, subscribe="-s" in values, recursive="-r" in values)
         raise UsageError(f"Unknown command 'mailbox {sub}'")
     values, rest = _user_opts(words[1:], "Au:")
     if head == "fetch":
@@ -421,7 +423,8 @@ def _parse(words: list[str]) -> tuple[str | None, Job]:
     return values["-u"] or None, lambda ns, out, u: _expunge(ns, mailbox, criteria)
 
 
-def _list(ns: Namespaces, out: Output, masks: list[str], subscribed: bool) -> int:
+def _list(ns: Namespaces, out: Output, masks: list[str], *, subscribed: bool,
+          utf7: bool = False) -> int:
     printer = out.init("flow")
     printer.header("mailbox", "mailbox", HIDE_TITLE)
     names: list[str] = []
@@ -431,7 +434,7 @@ def _list(ns: Namespaces, out: Output, masks: list[str], subscribed: bool) -> in
                     not subscribed or "\\NonExistent" not in info.attributes):
                 names.append(info.name)
     for name in names:
-        printer.value(name)
+        printer.value(mutf7.encode(name) if utf7 else name)
     return 0
 
 
@@ -497,7 +500,8 @@ def ns_user(ns: Namespaces) -> str:
     return _CURRENT_USER[0]
 
 
-def _change(ns: Namespaces, sub: str, names: list[str], subscribe: bool) -> int:
+def _change(ns: Namespaces, sub: str, names: list[str], *, subscribe: bool,
+            recursive: bool = False) -> int:
     rc = 0
     user = _CURRENT_USER[0]
     if sub == "rename":
@@ -512,6 +516,13 @@ def _change(ns: Namespaces, sub: str, names: list[str], subscribe: bool) -> int:
                              f"{e}\n")
             return _code(e)
         return 0
+    if sub == "delete" and recursive:
+        expanded: list[str] = []
+        for name in names:
+            sep = ns.separator_of(name)
+            children = [i.name for i in ns.list(name + sep + "*")]
+            expanded += [*sorted(children, key=lambda n: -n.count(sep)), name]
+        names = expanded
     for name in names:
         try:
             if sub == "create":

@@ -81,6 +81,20 @@ def test_user_missing(stored: Pair) -> None:
     assert ours == theirs and ours.rc == 64
 
 
+def test_list_utf7_and_recursive_delete(stored: Pair) -> None:
+    assert stored.doveadm("mailbox", "create", "-u", "user1", "Ünï", "P.Q", "P.Q.R").rc == 0
+    for args in (("mailbox", "list", "-u", "user1", "-7"),
+                 ("mailbox", "list", "-u", "user1", "-8")):
+        ours, theirs = stored.coteadm(*args), stored.doveadm(*args)
+        assert (ours.rc, lines(ours.out), ours.err) == (theirs.rc, lines(theirs.out), theirs.err)
+    assert "&ANw-n&AO8-" in stored.coteadm("mailbox", "list", "-u", "user1", "-7").out
+    ours = stored.coteadm("mailbox", "delete", "-u", "user1", "-r", "P")
+    assert ours.rc == 68 and "Can't delete mailbox P: Mailbox doesn't exist: P" in ours.err
+    listed = stored.doveadm("mailbox", "list", "-u", "user1").out.split()
+    assert "P.Q" not in listed and "P.Q.R" not in listed and "Ünï" in listed
+    assert stored.coteadm("mailbox", "delete", "-u", "user1", "Ünï").rc == 0
+
+
 def test_status_of_several(stored: Pair) -> None:
     args = ("mailbox", "status", "-u", "user1", "uidnext messages", "INBOX", "Work")
     ours, theirs = stored.coteadm(*args), stored.doveadm(*args)
