@@ -1,10 +1,10 @@
 """A login process's asyncio client for anvil (docs/process-contract.md, section 9).
 
 The login process asks anvil how many sessions a user has from an IP (``LOOKUP
-<service>/<ip>/<user>``) before it lets one more in (``mail_max_userip_connections``), and
-registers the sessions whose lifetime it sees itself (TLS relays) with ``CONNECT`` and
-``DISCONNECT``. The socket is the one the master connected for this process (``ctx.anvil``);
-requests are serialised, because anvil answers in order on one connection.
+<service>/<ip>/<user>``) before it lets one more in (``mail_max_userip_connections``); the
+mail processes register the sessions themselves (``cote.mailproc.anvilreg``). The socket is
+the one the master connected for this process (``ctx.anvil``); requests are serialised,
+because anvil answers in order on one connection.
 """
 
 from __future__ import annotations
@@ -66,11 +66,3 @@ class AnvilClient:
         if not answer.isdigit():
             raise AnvilUnavailable(f"invalid LOOKUP answer: {answer!r}")
         return int(answer)
-
-    async def connect(self, pid: int, key: str) -> None:
-        async with self.lock:
-            await self._send(f"CONNECT\t{pid}\t{key}")
-
-    async def disconnect(self, pid: int, key: str) -> None:
-        async with self.lock:
-            await self._send(f"DISCONNECT\t{pid}\t{key}")

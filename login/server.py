@@ -686,28 +686,11 @@ class LoginConnection(asyncio.Protocol):
         self.frontend.succeeded()
         self.settings.log.info(self._log_line("Login", success.user, str(reply.mail_pid)))
         if facts.tls:
-            # This relay lives as long as the session: count it for mail_max_userip_connections.
-            key = ident(self.settings.protocol, facts.remote_ip, success.user)
-            registered = await self._anvil_call("connect", reply.mail_pid, key)
-            try:
-                await self._relay(ours)
-            finally:
-                if registered:
-                    await self._anvil_call("disconnect", reply.mail_pid, key)
+            # The mail process registered the session with anvil; this relay carries it.
+            await self._relay(ours)
         else:
             # The mail process owns the client now; drop our descriptor without shutdown.
             self.transport.abort()
-
-    async def _anvil_call(self, what: str, pid: int, key: str) -> bool:
-        anvil = self.settings.anvil
-        if anvil is None:
-            return False
-        try:
-            await (anvil.connect(pid, key) if what == "connect" else anvil.disconnect(pid, key))
-        except AnvilUnavailable as e:
-            self.settings.log.error(f"anvil: {e}")
-            return False
-        return True
 
     async def _send_handoff(self, message: HandoffRequest, fd: int) -> HandoffReply:
         loop = asyncio.get_running_loop()

@@ -28,6 +28,8 @@ from cote.storage.pattern import compile_pattern, normalize_inbox
 from cote.storage.quota.policy import DEFAULT_BASE_DIR, Quota
 from cote.variables import VariableError, expand, user_values
 
+CHILD_ATTRIBUTES = frozenset({"\\HasChildren", "\\HasNoChildren"})
+
 
 class NamespaceError(StorageError):
     def __init__(self, message: str) -> None:
@@ -238,9 +240,12 @@ class Namespaces(MailboxList):
             names = {r.name for r in rows}
             if subscribed:
                 # auto = subscribe mailboxes are subscribed before they exist
-                rows += [MailboxInfo(n, frozenset({"\\Subscribed",
-                                                   *ns.auto[n].special_use.split()}))
-                         for n in self._auto_subscribed(ns) if n not in names]
+                missing = [n for n in self._auto_subscribed(ns) if n not in names]
+                existing = {r.name: r.attributes for r in ns.list.list("*")} if missing else {}
+                for n in missing:
+                    attrs = {"\\Subscribed", *ns.auto[n].special_use.split()}
+                    attrs |= existing.get(n, frozenset({"\\HasNoChildren"})) & CHILD_ATTRIBUTES
+                    rows.append(MailboxInfo(n, frozenset(attrs)))
             else:
                 for name, mb in ns.auto.items():
                     if name not in names:

@@ -22,6 +22,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "login_log_format", "login_log_format_elements", "mail_log_prefix",
     # login
     "login_greeting", "login_trusted_networks", "disable_plaintext_auth",
+    "mail_max_userip_connections",
     "ssl", "ssl_cert", "ssl_key", "ssl_key_password", "ssl_ca", "ssl_min_protocol",
     "ssl_cipher_list", "ssl_prefer_server_ciphers", "ssl_dh", "verbose_ssl",
     # service { } and listeners

@@ -20,7 +20,8 @@ import sys
 from cote.config import ConfigError, load
 from cote.log import Logger
 from cote.mailproc.pop3.__main__ import StderrLogger, drop_privileges
-from cote.storage import StorageError, open_storage
+from cote.storage import MailboxList, StorageError, open_storage
+from cote.storage.namespaces import Namespaces
 from cote.variables import VariableError, expand, user_values
 
 from .connection import Connection
@@ -84,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     drop_privileges(args.uid, args.gid)
     try:
-        mailboxes = open_storage(location, home=args.home,
-                                 config=cfg.get if cfg is not None else None,
-                                 separator=settings.separator,
-                                 special_use=dict(settings.special_use))
+        mailboxes: MailboxList
+        if cfg is not None:  # namespaces and quota as the imap service opens them
+            mailboxes = Namespaces.from_config(cfg, {}, user=args.user, mail_location=location,
+                                               home=args.home, service="imap")
+        else:
+            mailboxes = open_storage(location, home=args.home)
         autocreate(mailboxes, settings)
     except StorageError as e:
         log.error(f"Couldn't open mail storage: {e}")

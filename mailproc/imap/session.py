@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
+from cote import imapwire
 from cote.log import Logger
 from cote.storage import flags as F
 from cote.storage.api import Mailbox, MailboxList, SyncChanges
@@ -486,7 +487,9 @@ class Session:
         return self.ok("ID")
 
     def cmd_namespace(self, cmd: ev.Command) -> R.Reply:
-        self.writer.write(R.namespace([("", self.separator)]))
+        data = getattr(self.mailboxes, "namespace_data", None)
+        self.writer.write(R.namespace(*data()) if data is not None
+                          else R.namespace([("", self.separator)]))
         return self.ok("NAMESPACE")
 
     def cmd_idle(self, cmd: ev.Command) -> None:
@@ -503,18 +506,40 @@ class Session:
         self.sync_and_report(uid=False)
         self._synced = False
 
-    # -- QUOTA (imap_quota plugin; no quota roots until storage has quota) ---------------
-    @staticmethod
-    def cmd_getquotaroot(cmd: ev.Command) -> R.Reply:
-        if not cmd.args:
-            return R.bad("Error in IMAP command GETQUOTAROOT: Missing arguments")
-        return R.ok("No quota")
+    # -- QUOTA (imap_quota plugin; the roots are storage's Quota, built from plugin { }) ----
+    def _quota_lines(self, root: str) -> bytes | None:
+        quota = getattr(self.mailboxes, "quota", None)
+        resources = quota.resources(root) if quota is not None else None
+        if resources is None:
+            return None
+        items = " ".join(f"{r.name} {r.usage} {r.limit}" for r in resources)
+        return b"* QUOTA " + imapwire.astring(root.encode()) + b" (" + items.encode() + b")\r\n"
 
-    @staticmethod
-    def cmd_getquota(cmd: ev.Command) -> R.Reply:
-        if not cmd.args:
+    def cmd_getquotaroot(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args if isinstance(cmd.args, list) else []
+        mailbox = C.astring(args[0]) if len(args) == 1 else None
+        if mailbox is None:
+            return R.bad("Error in IMAP command GETQUOTAROOT: Missing arguments")
+        quota = getattr(self.mailboxes, "quota", None)
+        roots = quota.roots_for(mailbox.decode("utf-8", "replace")) if quota is not None else []
+        if not roots:
+            return R.ok("No quota")
+        self.writer.write(b"* QUOTAROOT " + imapwire.astring(mailbox) + b"".join(
+            b" " + imapwire.astring(r.encode()) for r in roots) + b"\r\n")
+        for root in roots:
+            self.writer.write(self._quota_lines(root) or b"")
+        return self.ok("GETQUOTAROOT")
+
+    def cmd_getquota(self, cmd: ev.Command) -> R.Reply:
+        args = cmd.args if isinstance(cmd.args, list) else []
+        root = C.astring(args[0]) if len(args) == 1 else None
+        if root is None:
             return R.bad("Error in IMAP command GETQUOTA: Missing arguments")
-        return R.no("Quota root doesn't exist")
+        lines = self._quota_lines(root.decode("utf-8", "replace"))
+        if lines is None:
+            return R.no("Quota root doesn't exist")
+        self.writer.write(lines)
+        return self.ok("GETQUOTA")
 
     @staticmethod
     def cmd_setquota(cmd: ev.Command) -> R.Reply:

@@ -145,3 +145,24 @@ def test_failed_logins_penalise_their_ip_only(cote: CoteServer) -> None:
     assert penalties.get("127.0.0.2", 0) >= 2
     assert penalties.get("127.0.0.1", 0) == 0
     bad.close()
+
+
+def test_userip_limit_counts_plaintext_sessions(cote: CoteServer) -> None:
+    """Without TLS the login process keeps nothing of the session: the mail process that
+    took it over is what anvil counts."""
+    first = imaplib.IMAP4("127.0.0.1", cote.ports["imap"])
+    first.login("u2", "p2")
+    second = imaplib.IMAP4("127.0.0.1", cote.ports["imap"])
+    with pytest.raises(imaplib.IMAP4.error) as refused:
+        second.login("u2", "p2")
+    assert str(refused.value) == f"b'[LIMIT] {LIMIT_TEXT}'"
+    second.shutdown()
+    pop = poplib.POP3("127.0.0.1", cote.ports["pop3"])
+    pop.user("u2")
+    assert pop.pass_("p2").startswith(b"+OK")  # counted per protocol, as Dovecot does
+    pop.quit()
+    first.logout()
+    time.sleep(0.5)
+    again = imaplib.IMAP4("127.0.0.1", cote.ports["imap"])
+    assert again.login("u2", "p2")[0] == "OK"
+    again.logout()

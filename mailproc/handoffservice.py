@@ -1,0 +1,142 @@
+"""What the imap and pop3 services share: taking one hand-off from a login process.
+
+Both start as root (warm, from the master's fork), take one hand-off on a ``login/<proto>``
+socket, ask the auth daemon to confirm the login (auth-master REQUEST: nothing the login
+process says about who the user is is believed), answer the login process, register the
+session with anvil and only then, as the user, serve mail. One process never serves two
+users. The protocol-specific part is the ``serve`` callback.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+from collections.abc import Callable
+
+from cote.config import Config
+from cote.handoff import MAX_MESSAGE, HandoffError, HandoffReply, HandoffRequest
+from cote.ipc import ServiceContext
+from cote.log import Logger, mail_log_prefix
+from cote.mailproc.anvilreg import register_session
+from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
+from cote.mailproc.userdb import UserdbError, UserNotFound, confirm_login
+
+HANDOFF_TIMEOUT = 30.0
+
+#: serve(cfg, user, client, request, log) -> exit code; runs as the user
+ServeMail = Callable[[Config, MailUser, socket.socket, HandoffRequest, Logger], int]
+
+
+def receive_handoff(conn: socket.socket) -> tuple[HandoffRequest, socket.socket]:
+    """Read the hand-off line and the client's socket that came with it."""
+    conn.settimeout(HANDOFF_TIMEOUT)
+    data, fds = b"", []
+    while not data.endswith(b"\n"):
+        chunk, new_fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 2)
+        fds += new_fds
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_MESSAGE:
+            break
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise HandoffError(f"expected one client socket, got {len(fds)}")
+    client = socket.socket(fileno=fds[0])
+    try:
+        return HandoffRequest.decode(data), client
+    except HandoffError:
+        client.close()
+        raise
+
+
+def _answer(conn: socket.socket, reply: HandoffReply) -> None:
+    try:
+        conn.sendall(reply.encode())
+    except OSError:
+        pass
+    conn.close()
+
+
+def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service: str,
+                  serve: ServeMail, *, failure_reason: str, failure_line: bytes) -> int:
+    """Take one hand-off on ``conn`` and serve its client. ``failure_reason`` goes back to
+    the login process when the user cannot be confirmed; ``failure_line`` to the client when
+    the process cannot become the user."""
+    try:
+        request, client = receive_handoff(conn)
+    except (OSError, HandoffError) as e:
+        ctx.log.error(f"Invalid hand-off from a login process: {e}")
+        return 1
+    try:
+        reply = confirm_login(os.path.join(ctx.base_dir, "auth-master"),
+                              auth_pid=request.auth_pid, client_pid=request.client_pid,
+                              client_id=request.auth_id, cookie=bytes.fromhex(request.cookie))
+        extra = {"session": request.session, "remote_ip": request.remote_ip,
+                 "local_ip": request.local_ip, "pid": str(os.getpid())}
+        user = resolve(cfg, reply.user, reply.fields, service, extra)
+    except (UserdbError, UserNotFound, MailUserError, ValueError) as e:
+        ctx.log.error(f"Login for {request.user} could not be confirmed: {e}")
+        _answer(conn, HandoffReply(False, reason=failure_reason))
+        client.close()
+        return 1
+    _answer(conn, HandoffReply(True, mail_pid=os.getpid()))
+    log = ctx.log.with_prefix(mail_log_prefix(cfg, {
+        "service": service, "user": user.user, "pid": str(os.getpid()),
+        "session": request.session}))
+    ctx.set_title(f"{user.user} {request.remote_ip}")
+    registration = register_session(ctx.anvil, service, request.remote_ip, user.user)
+    try:
+        drop_privileges(user, cfg)
+        return serve(cfg, user, client, request, log)
+    except MailUserError as e:
+        log.error(str(e))
+        try:
+            client.sendall(failure_line)
+        except OSError:
+            pass
+        client.close()
+        return 1
+    finally:
+        registration.close()
+
+
+def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_reason: str,
+                failure_line: bytes) -> int:
+    """The master's entry point for a mail service: wait for one hand-off, serve it, exit."""
+    ctx.install_default_signals()
+    cfg = ctx.config.lookup(protocol=service)
+    sockets: list[socket.socket] = [lst.sock for lst in ctx.listeners
+                                    if lst.kind == "unix" and lst.sock is not None]
+    if not sockets:
+        ctx.log.error(f"{service} service has no unix_listener (e.g. login/{service})")
+        return 1
+    for sock in sockets:
+        # Shared with the service's other processes: whoever loses an accept race must get
+        # EAGAIN and go back to select (watching the master-death pipe), not block.
+        sock.setblocking(False)
+    ctx.status.report(ctx.available())
+    while ctx.accepting:
+        readable, _, _ = select.select([*(s.fileno() for s in sockets),
+                                        ctx.master_death_fd], [], [])
+        if ctx.master_death_fd in readable:
+            return 0
+        for sock in sockets:
+            if sock.fileno() not in readable:
+                continue
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another process of the service took it
+            conn.setblocking(True)
+            ctx.client_connected()
+            ctx.stop_accepting()
+            with conn:
+                code = serve_handoff(ctx, cfg, conn, service, serve,
+                                     failure_reason=failure_reason,
+                                     failure_line=failure_line)
+            ctx.client_disconnected()
+            return code
+    return 0
