@@ -24,14 +24,13 @@ def compile_pattern(pattern: str, separator: str) -> Callable[[str], bool]:
     def match(name: str) -> bool:
         if regex.match(name):
             return True
-        if name[:inbox_len].upper() == "INBOX" and name[:inbox_len] != "INBOX":
+        # the pattern may spell INBOX in another case: only INBOX itself and its children
+        # (``INBOX<sep>...``) are then compared with the pattern's spelling of INBOX
+        if name[:inbox_len] != "INBOX" or (len(name) > inbox_len and name[inbox_len:inbox_len + 1]
+                                           != separator):
             return False
-        # the pattern may spell INBOX in another case: compare with INBOX normalised
         head = pattern[:inbox_len]
-        if head.upper() == "INBOX" and (len(name) == inbox_len or name[inbox_len:inbox_len + 1]
-                                        == separator):
-            return bool(regex.match(head + name[inbox_len:]))
-        return False
+        return head.upper() == "INBOX" and bool(regex.match(head + name[inbox_len:]))
 
     return match
 
