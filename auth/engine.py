@@ -288,10 +288,8 @@ class AuthEngine:
     async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None]]:
         outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
         if outcome.result is PassdbResult.OK and outcome.lookup is not None:
-            fields = dict(request.passdb_fields)
-            if outcome.lookup.password is not None:
-                fields["password"] = outcome.lookup.password
-            return UserdbAnswer.FOUND, fields
+            # extra fields only: Dovecot never sends the stored password over this socket
+            return UserdbAnswer.FOUND, dict(request.passdb_fields)
         if outcome.result is PassdbResult.INTERNAL_FAILURE:
             return UserdbAnswer.FAIL, {}
         return UserdbAnswer.NOTFOUND, {}
