@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import imaplib
 import re
-import signal
-import socket
-import subprocess
 import time
+
+import pytest
 
 from tests.adm.conftest import Pair
 
@@ -23,19 +22,15 @@ def test_who_kick_with_a_client(pair: Pair) -> None:
     assert pair.coteadm("kick", "user1") == pair.doveadm("kick", "user1")
     assert pair.coteadm("kick").rc == pair.doveadm("kick").rc == 64
 
-    # cote's imap processes do not report plaintext sessions to anvil yet, so the cote side
-    # registers a real process (a sleeper standing in for the mail process) with its anvil,
-    # as a mail process would; Dovecot gets a real IMAP session.
-    sleeper = subprocess.Popen(["sleep", "60"])
-    anvil = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    anvil.connect(str(pair.cote.socket_path("anvil")))
-    anvil.sendall(f"VERSION\tanvil\t1\t0\nCONNECT\t{sleeper.pid}\timap/127.0.0.1/user1\n"
-                  .encode())
+    # Both sides get a real IMAP session: the mail process registers it with anvil.
+    ours = imaplib.IMAP4("127.0.0.1", pair.cote.ports["imap"])
     theirs = imaplib.IMAP4("127.0.0.1", pair.dovecot.ports["imap"])
     try:
+        ours.login("user1", "pass1")
         theirs.login("user1", "pass1")
         deadline = time.monotonic() + 5
-        while "user1" not in pair.doveadm("who").out and time.monotonic() < deadline:
+        while not ("user1" in pair.doveadm("who").out and "user1" in pair.coteadm("who").out) \
+                and time.monotonic() < deadline:
             time.sleep(0.1)
         pids = re.compile(r"\b\d{2,}\b")
         for args in (("who",), ("who", "-1"), ("-f", "tab", "who"), ("who", "user*"),
@@ -49,16 +44,21 @@ def test_who_kick_with_a_client(pair: Pair) -> None:
         c, d = pair.coteadm("kick", "user1"), pair.doveadm("kick", "user1")
         assert (c.rc, c.out, c.err) == (d.rc, d.out, d.err)
         assert c.rc == 0 and "user1" in c.out
-        assert sleeper.wait(5) == -signal.SIGTERM
+        # the kicked mail process is gone: the client's connection is closed
+        with pytest.raises((imaplib.IMAP4.abort, OSError, EOFError)):
+            for _ in range(50):
+                ours.noop()
+                time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while "user1" in pair.coteadm("who").out and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "user1" not in pair.coteadm("who").out  # anvil forgot the session
     finally:
-        anvil.close()
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
-        try:
-            theirs.logout()
-        except (imaplib.IMAP4.abort, OSError, EOFError):
-            pass
+        for client in (ours, theirs):
+            try:
+                client.logout()
+            except (imaplib.IMAP4.abort, OSError, EOFError):
+                pass
 
 
 def test_penalty_after_failed_login(pair: Pair) -> None:
