@@ -60,8 +60,10 @@ class MaildirList(MailboxList):
         self.special_use = dict(special_use or {})
         self.create_inbox = create_inbox
         os.makedirs(loc.root, mode=0o700, exist_ok=True)
-        mode = os.stat(loc.root).st_mode & 0o777
-        self.dir_mode = mode or 0o700
+        # as Dovecot: everything below the root gets the root's permissions (setgid
+        # included), files without the x bits, whatever the process umask
+        mode = os.stat(loc.root).st_mode & 0o2777
+        self.dir_mode = mode if mode & 0o777 else 0o700
         self.file_mode = (mode & 0o666) or 0o600
         self.uidvalidity_dir = loc.control_root
         self.subscriptions_path = os.path.join(loc.control_root, subsfile.NAME)
@@ -142,16 +144,43 @@ class MaildirList(MailboxList):
         return out
 
     # -- create / delete / rename -------------------------------------------------------
+    def makedirs(self, path: str) -> None:
+        """``os.makedirs`` giving every directory it creates (parents too) ``dir_mode``:
+        ``os.makedirs`` gives parents 0777 and both are cut by the umask."""
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path)
+        if parent and parent != path:
+            self.makedirs(parent)
+        try:
+            os.mkdir(path, self.dir_mode)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            return
+        os.chmod(path, self.dir_mode)
+
+    def create_file(self, path: str, flags: int) -> int:
+        """``os.open(path, O_CREAT | flags)`` with ``file_mode`` whatever the umask."""
+        fd = os.open(path, os.O_CREAT | flags, self.file_mode)
+        try:
+            os.fchmod(fd, self.file_mode)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
     def _make_mail_dirs(self, parts: Parts) -> None:
         d = self.layout.mail_dir(parts)
         for sub in ("cur", "new", "tmp"):
-            os.makedirs(os.path.join(d, sub), mode=self.dir_mode, exist_ok=True)
+            self.makedirs(os.path.join(d, sub))
         control = self.layout.control_dir(parts)
         if control != d:
-            os.makedirs(control, mode=self.dir_mode, exist_ok=True)
+            self.makedirs(control)
         if self.loc.layout == "maildir++" and parts != ("INBOX",):
-            os.close(os.open(os.path.join(d, "maildirfolder"), os.O_WRONLY | os.O_CREAT,
-                             self.file_mode))
+            folder_file = os.path.join(d, "maildirfolder")
+            if not os.path.exists(folder_file):
+                os.close(self.create_file(folder_file, os.O_WRONLY))
 
     def create(self, name: str) -> None:
         parts = self._parts(name)
@@ -161,10 +190,10 @@ class MaildirList(MailboxList):
         # a new mailbox gets its UIDVALIDITY at once, as Dovecot's CREATE does
         uidlist_path = os.path.join(self.layout.control_dir(parts), ulfile.NAME)
         if not os.path.exists(uidlist_path):
-            ul = ulfile.Uidlist(uidvalidity=next_uidvalidity(self.uidvalidity_dir),
+            ul = ulfile.Uidlist(uidvalidity=next_uidvalidity(self.uidvalidity_dir, self.file_mode),
                                 guid=ulfile.new_guid())
             tmp = uidlist_path + ".tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+            fd = self.create_file(tmp, os.O_WRONLY | os.O_TRUNC)
             try:
                 os.write(fd, ulfile.format(ul))
                 if self.fsync != "never":
@@ -217,7 +246,7 @@ class MaildirList(MailboxList):
             raise StorageError("Can't rename mailbox under itself.", code="CANNOT")
         pairs = self.layout.rename_map(old_parts, new_parts, existing)
         for src, dst in pairs:
-            os.makedirs(os.path.dirname(dst), mode=self.dir_mode, exist_ok=True)
+            self.makedirs(os.path.dirname(dst))
             os.rename(src, dst)
         if self.loc.control is not None:
             croot = self.loc.control
@@ -225,7 +254,7 @@ class MaildirList(MailboxList):
                 csrc = os.path.join(croot, os.path.relpath(src, self.loc.root))
                 cdst = os.path.join(croot, os.path.relpath(dst, self.loc.root))
                 if os.path.exists(csrc):
-                    os.makedirs(os.path.dirname(cdst), mode=self.dir_mode, exist_ok=True)
+                    self.makedirs(os.path.dirname(cdst))
                     os.rename(csrc, cdst)
         rel = self.layout.relative(old_parts)
         prefix = rel + ("." if self.loc.layout == "maildir++" else "/")

@@ -355,13 +355,13 @@ class MaildirMailbox(Mailbox):
         os.utime(tmp, (now, st.st_mtime))
 
     def _new_uidvalidity(self) -> int:
-        return next_uidvalidity(self.mlist.uidvalidity_dir)
+        return next_uidvalidity(self.mlist.uidvalidity_dir, self.mlist.file_mode)
 
     def _write_uidlist(self, ul: ulfile.Uidlist) -> None:
         if not ul.guid:
             ul.guid = ulfile.new_guid()  # a converted version 1 file gets a mailbox GUID
         tmp = self.uidlist_path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mlist.file_mode)
+        fd = self.mlist.create_file(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, ulfile.format(ul))
             if self.mlist.fsync != "never":
@@ -909,7 +909,7 @@ class MaildirAppend(AppendTransaction):
         base = fn.new_base()
         tmp = os.path.join(self.tmp_dir, base)
         src: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.box.mlist.file_mode)
+        fd = self.box.mlist.create_file(tmp, os.O_WRONLY | os.O_EXCL)
         counter = SizeCounter()
         try:
             while chunk := src.read(_CHUNK):

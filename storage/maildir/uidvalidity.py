@@ -14,8 +14,12 @@ NAME = "dovecot-uidvalidity"
 _RETRIES = 100
 
 
-def _write(path: str, value: int) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+def _write(path: str, value: int, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)  # a new file gets ``mode`` exactly, whatever the umask
+    except FileExistsError:
+        fd = os.open(path, os.O_RDWR)
     try:
         os.pwrite(fd, f"{value:08x}".encode(), 0)
     finally:
@@ -33,7 +37,7 @@ def _rename_marker(path: str, value: int) -> int | None:
     return None
 
 
-def _rescan(root: str, path: str) -> int:
+def _rescan(root: str, path: str, mode: int) -> int:
     prefix = NAME + "."
     best = 0
     try:
@@ -51,18 +55,19 @@ def _rescan(root: str, path: str) -> int:
         try:
             os.close(os.open(f"{path}.{now:08x}", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444))
         except FileExistsError:
-            return _rescan(root, path)
-        _write(path, now)
+            return _rescan(root, path, mode)
+        _write(path, now, mode)
         return now
     taken = _rename_marker(path, best)
     if taken is None:
         return int(time.time())
-    _write(path, taken)
+    _write(path, taken, mode)
     return taken
 
 
-def next_uidvalidity(root: str) -> int:
-    """Take the next UIDVALIDITY from ``root/dovecot-uidvalidity`` (Dovecot's algorithm)."""
+def next_uidvalidity(root: str, mode: int = 0o600) -> int:
+    """Take the next UIDVALIDITY from ``root/dovecot-uidvalidity`` (Dovecot's algorithm);
+    ``mode``: the file's permissions if it is created (Dovecot: the root's, without x)."""
     path = os.path.join(root, NAME)
     try:
         with open(path, "rb") as f:
@@ -71,9 +76,9 @@ def next_uidvalidity(root: str) -> int:
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         value = 0
     if value == 0:
-        return _rescan(root, path)
+        return _rescan(root, path, mode)
     taken = _rename_marker(path, value)
     if taken is None:
-        return _rescan(root, path)
-    _write(path, taken)
+        return _rescan(root, path, mode)
+    _write(path, taken, mode)
     return taken
