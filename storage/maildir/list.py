@@ -36,6 +36,9 @@ from cote.storage.pattern import compile_pattern, normalize_inbox
 
 log = logging.getLogger("cote.storage")
 
+#: index ``meta`` keys of deleted Maildir++ folders that still have children (see ``delete``)
+_DELETED_PARENT = "deleted-parent:"
+
 
 @os_errors_as_storage_errors
 class MaildirList(MailboxList):
@@ -117,6 +120,7 @@ class MaildirList(MailboxList):
             for i in range(1, len(parts)):
                 known.setdefault(parts[:i], None)
         parents = {parts[:-1] for parts in known if len(parts) > 1}
+        deleted_parents = self._deleted_parents()
         subs: set[Parts] = set(self._read_subscriptions()) if subscribed else set()
         if subscribed:
             names: builtins.list[Parts] = [*subs]
@@ -133,7 +137,7 @@ class MaildirList(MailboxList):
                 attrs.add("\\Subscribed")
                 if parts not in known:
                     attrs.add("\\NonExistent")
-            if parts in known and not state:
+            if parts in known and not state and parts not in deleted_parents:
                 attrs.add("\\Noselect")
             if parts in known:
                 attrs.add("\\HasChildren" if parts in parents else "\\HasNoChildren")
@@ -142,6 +146,37 @@ class MaildirList(MailboxList):
                 attrs.update(use.split())
             out.append(MailboxInfo(name, frozenset(attrs)))
         return out
+
+    # -- deleted parents ----------------------------------------------------------------
+    # Dovecot's DELETE of a Maildir++ folder with children removes its directory, mail and
+    # all, but its mailbox list index keeps the folder's record as it was: LIST goes on
+    # showing "(\\HasChildren) a" without \\Noselect (in later sessions too) although
+    # SELECT, STATUS and DELETE of "a" answer that it does not exist. The record goes when
+    # the last child does (a new child then brings "a" back as \\Noselect) or "a" is
+    # created again. cote keeps such names in its index to list them the same way.
+    def _deleted_parents(self) -> set[Parts]:
+        if self.loc.layout != "maildir++":
+            return set()
+        rows = self.index.db.execute("SELECT key FROM meta WHERE substr(key, 1, ?) = ?",
+                                     (len(_DELETED_PARENT), _DELETED_PARENT)).fetchall()
+        return {tuple(key[len(_DELETED_PARENT):].split("\t")) for (key,) in rows}
+
+    def _set_deleted_parent(self, parts: Parts, deleted: bool) -> None:
+        key = _DELETED_PARENT + "\t".join(parts)  # validate() forbids control characters
+        with self.index.write() as db:
+            if deleted:
+                db.execute("INSERT OR REPLACE INTO meta VALUES(?, 1)", (key,))
+            else:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def _forget_childless_deleted_parents(self) -> None:
+        deleted = self._deleted_parents()
+        if not deleted:
+            return
+        existing = self._existing()
+        for parts in deleted:
+            if not any(p[: len(parts)] == parts and p != parts for p in existing):
+                self._set_deleted_parent(parts, False)
 
     # -- create / delete / rename -------------------------------------------------------
     def makedirs(self, path: str) -> None:
@@ -187,6 +222,8 @@ class MaildirList(MailboxList):
         if self._selectable(parts):
             raise MailboxExists(name)
         self._make_mail_dirs(parts)
+        if parts in self._deleted_parents():
+            self._set_deleted_parent(parts, False)
         # a new mailbox gets its UIDVALIDITY at once, as Dovecot's CREATE does
         uidlist_path = os.path.join(self.layout.control_dir(parts), ulfile.NAME)
         if not os.path.exists(uidlist_path):
@@ -231,7 +268,10 @@ class MaildirList(MailboxList):
             shutil.rmtree(trash, ignore_errors=True)
             if control != self.layout.mail_dir(parts):
                 shutil.rmtree(control, ignore_errors=True)
+            if has_children:
+                self._set_deleted_parent(parts, True)
         self.index.forget(self.layout.relative(parts), exact=self.layout.relative(parts))
+        self._forget_childless_deleted_parents()
 
     def rename(self, old: str, new: str) -> None:
         old_parts, new_parts = self._parts(old), self._parts(new)
@@ -259,6 +299,7 @@ class MaildirList(MailboxList):
         rel = self.layout.relative(old_parts)
         prefix = rel + ("." if self.loc.layout == "maildir++" else "/")
         self.index.forget(prefix, exact=rel)
+        self._forget_childless_deleted_parents()
 
     # -- subscriptions ------------------------------------------------------------------
     def _read_subscriptions(self) -> builtins.list[Parts]:

@@ -3,15 +3,19 @@ Maildir++ folder that has children (against Dovecot), and the modes of new folde
 
 from __future__ import annotations
 
+import imaplib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cote.storage import MailboxNotFound
 from cote.storage.index import NAME as INDEX_NAME
 from cote.storage.maildir.list import MaildirList
 from cote.storage.pattern import compile_pattern
+from tests.support.dovecot import DovecotOracle
 from tests.support.env import remove_dir, server_dir
 
 
@@ -78,3 +82,72 @@ def test_new_folders_get_the_mode_of_the_root_whatever_the_umask(home: Path,
     for rel, mode in modes.items():
         if not (root / rel).is_dir() and "dovecot-uidvalidity." not in rel:
             assert mode == file_mode, rel
+
+
+def _dovecot_list(imap: imaplib.IMAP4, pattern: str) -> dict[str, set[str]]:
+    typ, lines = imap.list('""', pattern)
+    assert typ == "OK"
+    out: dict[str, set[str]] = {}
+    for line in lines:
+        if not isinstance(line, bytes):
+            continue
+        m = re.match(rb'\(([^)]*)\) "\." "?([^"]*)"?', line)
+        assert m, line
+        out[m.group(2).decode()] = set(m.group(1).decode().split())
+    return out
+
+
+def _cote_list(ml: MaildirList, pattern: str) -> dict[str, set[str]]:
+    return {i.name: set(i.attributes) for i in ml.list(pattern)}
+
+
+@pytest.mark.oracle
+def test_delete_of_a_maildirpp_folder_with_children_lists_like_dovecot(home: Path) -> None:
+    """Dovecot 2.3 (Maildir++, default mailbox_list_index=yes) removes ``.a`` entirely, yet
+    its list index keeps ``a`` as a selectable parent: LIST shows ``(\\HasChildren) a``,
+    no ``\\Noselect``, in later sessions too, while SELECT/STATUS/DELETE of ``a`` say it does
+    not exist; ``a`` disappears with its last child and comes back ``\\Noselect``."""
+    steps: list[tuple[str, str]] = [
+        ("create", "a"), ("create", "a.b"), ("create", "x.y.z"), ("append", "a"),
+        ("delete", "a"), ("list", ""), ("relogin", ""), ("list", ""),
+        ("delete", "a.b"), ("list", ""), ("create", "a.c"), ("list", ""),
+        ("create", "m"), ("create", "m.n"), ("delete", "m"), ("create", "m"), ("list", ""),
+        ("delete", "m"), ("list", ""),
+    ]
+    patterns = ("*", "%", "a", "a.%", "m")
+    with DovecotOracle(users={"user1": "pass1"}) as dc:
+        imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+        imap.login("user1", "pass1")
+        ml = MaildirList(f"maildir:{home}/Maildir")
+        for op, name in steps:
+            if op == "create":
+                assert imap.create(name)[0] == "OK"
+                ml.create(name)
+            elif op == "append":
+                assert imap.append(name, None, None, b"Subject: x\r\n\r\n.\r\n")[0] == "OK"
+                ml.open(name).append(b"Subject: x\r\n\r\n.\r\n")
+            elif op == "delete":
+                assert imap.delete(name)[0] == "OK"
+                ml.delete(name)
+            elif op == "relogin":
+                imap.logout()
+                imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+                imap.login("user1", "pass1")
+                ml.close()
+                ml = MaildirList(f"maildir:{home}/Maildir")
+            else:
+                for pattern in patterns:
+                    assert _cote_list(ml, pattern) == _dovecot_list(imap, pattern), \
+                        (pattern, steps)
+                for box in ("a", "m"):
+                    dovecot_has = imap.status(box, "(MESSAGES)")[0] == "OK"
+                    assert ml.exists(box) is dovecot_has, box
+        # the deleted parent's mail and directory are gone on both sides
+        dovecot_dirs = {p.name for p in dc.user_maildir("user1").iterdir() if p.is_dir()}
+        cote_dirs = {p.name for p in (home / "Maildir").iterdir() if p.is_dir()}
+        assert cote_dirs == dovecot_dirs
+        assert imap.delete("a")[0] == "NO"
+        with pytest.raises(MailboxNotFound):
+            ml.delete("a")
+        imap.logout()
+        ml.close()
