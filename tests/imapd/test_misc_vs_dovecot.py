@@ -47,8 +47,8 @@ SCRIPT = [
     "FETCH * (BODYSTRUCTURE)", "SEARCH BODY café", "SEARCH TEXT soft",
     "SEARCH CHARSET UTF-8 TEXT café", "SEARCH FOO", "FETCH 1 (FOO)", "STORE 1 FOO (\\Seen)",
     "COPY 1 INBOX", "MOVE 1 Sent", "FETCH 1:* UID", "UNSELECT", "CLOSE",
-    # (after DELETE of a Maildir++ folder with children Dovecot keeps it selectable, cote's
-    # storage lists it as \Noselect: reported to storage, not compared here)
+    # (LIST after DELETE of a Maildir++ folder with children is compared in
+    # tests/storage/test_maildir_fixes_list.py, each server on its own store)
     "CREATE Sent.Sub.Deep", 'LIST "" Sent*', "DELETE Sent",
     "RENAME INBOX Foo", "RENAME Nope Foo",
 ]
