@@ -172,6 +172,7 @@ def replace_file(target: str, content: bytes, *, mode: int = 0o600, fsync: bool 
             pass
     lock.acquire(content=content, nonblock=nonblock)
     try:
+        os.fchmod(lock.fd, mode)  # exactly ``mode``: the umask must not narrow a shared store
         try:
             old_mtime = os.stat(target).st_mtime
         except FileNotFoundError:

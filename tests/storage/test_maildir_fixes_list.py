@@ -70,6 +70,7 @@ def test_new_folders_get_the_mode_of_the_root_whatever_the_umask(home: Path,
         ml.create("a.b")
         ml.create("c")
         ml.open("c").append(b"Subject: x\r\n\r\n.\r\n")
+        ml.subscribe("c")  # subscriptions: written through a dotlock and renamed
         ml.close()
     finally:
         os.umask(old)
