@@ -112,11 +112,13 @@ class ClientConnection:
                     event.mechanism, event.initial_response, request,
                     final_resp_ok="final-resp-ok" in event.flags, cuid=self.cuid,
                     responses=responses):
-                self._send(event.id, reply, request)
                 if penalised and reply.kind != "cont" and reply.code != "temp_fail":
+                    # before the answer, as Dovecot: a client that retries at once must
+                    # already meet the penalty
                     await self.penalty.record(
                         request.remote_ip, failed=reply.kind == "fail",
                         check=checksum(request.user, event.initial_response or b""))
+                self._send(event.id, reply, request)
         except Exception as e:  # a bug must fail this request, not the daemon
             self.log.error(f"auth request {event.id} failed: {type(e).__name__}: {e}")
             self.writer.write(self.codec.fail(event.id, code="temp_fail"))
