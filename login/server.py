@@ -655,6 +655,10 @@ class LoginConnection(asyncio.Protocol):
         assert self.transport is not None
         handshake = self.server.auth.handshake
         facts = self.facts
+        if not facts.tls:
+            # What the client sends from now on is the mail process's to read (it may answer
+            # the login before we hear back from it): leave it in the socket.
+            self.transport.pause_reading()
         pipelined = self.frontend.take_buffered() + self.early
         self.early = b""
         message = HandoffRequest(
@@ -680,6 +684,8 @@ class LoginConnection(asyncio.Protocol):
             if relay_end is not None:
                 relay_end.close()
         if not reply.ok:
+            if not facts.tls:
+                self.transport.resume_reading()
             self._auth_done(self.frontend.failed(reply.reason or None, temporary=True))
             return
         self.handed_off = True
@@ -720,6 +726,9 @@ class LoginConnection(asyncio.Protocol):
         client = self.transport
         relay = _ClientToMail(client, writer, self)
         client.set_protocol(relay)
+        if self.early:  # what the client sent while the hand-off was under way
+            writer.write(self.early)
+            self.early = b""
         try:
             while True:
                 try:
