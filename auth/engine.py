@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import fnmatch
 import hmac
 import os
@@ -76,6 +77,9 @@ class AuthEngine:
         self.mechanisms: list[MechanismInfo] = advertised(names)
         self.cookie = os.urandom(16)
         self.logins: dict[tuple[int, int], PendingLogin] = {}
+        # pids of the connected login processes (clients of a login socket) and how many
+        # connections each has: a REQUEST naming another pid is answered with a bare FAIL
+        self.login_clients: collections.Counter[int] = collections.Counter()
         self.failure_delay = float(cfg.get("auth_failure_delay"))
         self.verbose = bool(cfg.get("auth_verbose"))
         self.username_format = compile_template(str(cfg.get("auth_username_format")))
@@ -258,9 +262,17 @@ class AuthEngine:
     # -- the login registry (for REQUEST) ------------------------------------------------------
     def remember_login(self, client_pid: int, request_id: int, request: AuthRequest) -> None:
         now = time.monotonic()
-        for key in [k for k, v in self.logins.items() if v.expires < now]:
-            del self.logins[key]
-        self.logins[(client_pid, request_id)] = PendingLogin(request, now + LOGIN_REQUEST_TTL)
+        # Entries are kept in insertion order and share one TTL, so the expired ones are at
+        # the front: drop them from there (a scan of every entry made each OK cost O(n)).
+        logins = self.logins
+        while logins:
+            oldest = next(iter(logins))
+            if logins[oldest].expires >= now:
+                break
+            del logins[oldest]
+        key = (client_pid, request_id)
+        logins.pop(key, None)  # a reused id goes to the back with its new expiry
+        logins[key] = PendingLogin(request, now + LOGIN_REQUEST_TTL)
 
     def take_login(self, client_pid: int, request_id: int, cookie_hex: str
                    ) -> AuthRequest | None:

@@ -37,6 +37,8 @@ def listener_protocol(name: str) -> str:
         return "userdb"
     if "token" in base:
         return "token"
+    if base == "login" or base.endswith("-login"):
+        return "login"  # login processes' socket: their logins wait for a mail process's REQUEST
     return "client"
 
 
@@ -53,9 +55,12 @@ class ClientConnection:
     """One auth-client connection (a login process, Postfix, Exim)."""
 
     def __init__(self, engine: AuthEngine, writer: asyncio.StreamWriter, log: Logger,
-                 penalty: PenaltyClient) -> None:
+                 penalty: PenaltyClient, *, login_requests: bool = True) -> None:
         self.engine = engine
         self.writer = writer
+        # As Dovecot: only logins made on a login socket are kept for auth-master REQUEST;
+        # Postfix's and other clients' successes are forgotten at once.
+        self.login_requests = login_requests
         self.log = log
         self.penalty = penalty
         self.codec = ac.ServerConnection([m.name for m in engine.mechanisms])
@@ -74,6 +79,8 @@ class ClientConnection:
         for event in self.codec.feed(data):
             if isinstance(event, ac.ClientPid):
                 self.client_pid = event.pid
+                if self.login_requests:
+                    self.engine.login_clients[event.pid] += 1
             elif isinstance(event, ac.AuthBegin):
                 self._begin(event)
             elif isinstance(event, ac.AuthContinue):
@@ -129,7 +136,7 @@ class ClientConnection:
         if reply.kind == "cont":
             self.writer.write(self.codec.cont(request_id, reply.challenge))
         elif reply.kind == "ok":
-            if self.client_pid:
+            if self.client_pid and self.login_requests:
                 self.engine.remember_login(self.client_pid, request_id, request)
             self.writer.write(self.codec.ok(request_id, reply.user, reply.fields))
         else:
@@ -147,6 +154,10 @@ class ClientConnection:
         for task in self.tasks.values():
             task.cancel()
         self.tasks.clear()
+        if self.login_requests and self.client_pid:
+            self.engine.login_clients[self.client_pid] -= 1
+            if self.engine.login_clients[self.client_pid] <= 0:
+                del self.engine.login_clients[self.client_pid]
 
 
 class MasterConnection:
@@ -188,10 +199,16 @@ class MasterConnection:
                 self.writer.write(am.ServerConnection.fail(event.id, "REQUEST needs the "
                                                                      "auth-master socket"))
                 return
-            request = self.engine.take_login(event.client_pid, event.client_id, event.cookie)
-            if request is None:
+            if event.client_pid not in self.engine.login_clients:
+                # no login process of that pid is connected (Dovecot answers a bare FAIL)
                 self.log.error(f"Master requested auth for nonexistent client "
                                f"{event.client_pid}")
+                self.writer.write(am.ServerConnection.fail(event.id))
+                return
+            request = self.engine.take_login(event.client_pid, event.client_id, event.cookie)
+            if request is None:
+                self.log.error(f"Master request {event.client_pid}.{event.client_id} "
+                               f"not found")
                 self.writer.write(am.ServerConnection.notfound(event.id))
                 return
             await self._user_reply(event.id, request, login=True)
@@ -249,8 +266,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  engine: AuthEngine, log: Logger, *, protocol: str, owner_uid: int,
                  penalty: PenaltyClient) -> None:
     conn: ClientConnection | MasterConnection
-    if protocol == "client":
-        conn = ClientConnection(engine, writer, log, penalty)
+    if protocol in ("client", "login"):
+        conn = ClientConnection(engine, writer, log, penalty, login_requests=protocol == "login")
     else:
         uid = peer_uid(writer)
         restricted = None if protocol == "master" or uid in (None, 0, owner_uid) else uid

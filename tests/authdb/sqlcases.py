@@ -177,6 +177,18 @@ def test_login_request_gets_prefetched_userdb(pair: Pair, user: str, password: s
     assert ours == theirs
 
 
+def test_logins_on_the_client_socket_cannot_be_requested(pair: Pair) -> None:
+    # Postfix's kind of socket: its successes are not kept for auth-master REQUEST (and
+    # so cost no memory), in Dovecot as in cote.
+    d_client, c_client = pair.sockets("auth-client")
+    d_master, c_master = pair.sockets("auth-master")
+    # (a pid no login-socket connection uses: the other tests' 5151 may still be closing)
+    theirs = login_then_request(d_client, d_master, "bob", "bobpw", cpid=6161)
+    ours = login_then_request(c_client, c_master, "bob", "bobpw", cpid=6161)
+    assert ours[0].startswith("OK")
+    assert ours == theirs
+
+
 def test_list_iterates_the_table(pair: Pair) -> None:
     theirs_path, ours_path = pair.sockets("auth-master")
     ours = list_users(ours_path)
@@ -224,3 +236,4 @@ def test_database_outage_fails_fast_and_recovers(pair: Pair, outage: Outage | No
             break
         time.sleep(0.2)
     assert reply.startswith("OK"), reply
+

@@ -131,16 +131,16 @@ def user_lookup(path: str, user: str) -> str:
         c.close()
 
 
-def login_then_request(client_path: str, master_path: str, user: str, password: str
-                       ) -> tuple[str, str]:
+def login_then_request(client_path: str, master_path: str, user: str, password: str,
+                       cpid: int = 5151) -> tuple[str, str]:
     """PLAIN login, then the mail process's REQUEST for it: (OK/FAIL line, USER line)."""
-    c, cookie = client(client_path, cpid=5151)
+    c, cookie = client(client_path, cpid=cpid)
     try:
         c.send(*plain(user, password))
         reply = c.line()
         m = master(master_path)
         try:
-            m.send("REQUEST", "9", "5151", "1", cookie)
+            m.send("REQUEST", "9", str(cpid), "1", cookie)
             return reply, m.line()
         finally:
             m.close()
