@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import fnmatch
 import hmac
 import os
@@ -77,9 +76,6 @@ class AuthEngine:
         self.mechanisms: list[MechanismInfo] = advertised(names)
         self.cookie = os.urandom(16)
         self.logins: dict[tuple[int, int], PendingLogin] = {}
-        # pids of the connected login processes (clients of a login socket) and how many
-        # connections each has: a REQUEST naming another pid is answered with a bare FAIL
-        self.login_clients: collections.Counter[int] = collections.Counter()
         self.failure_delay = float(cfg.get("auth_failure_delay"))
         self.verbose = bool(cfg.get("auth_verbose"))
         self.username_format = compile_template(str(cfg.get("auth_username_format")))

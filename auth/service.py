@@ -79,8 +79,6 @@ class ClientConnection:
         for event in self.codec.feed(data):
             if isinstance(event, ac.ClientPid):
                 self.client_pid = event.pid
-                if self.login_requests:
-                    self.engine.login_clients[event.pid] += 1
             elif isinstance(event, ac.AuthBegin):
                 self._begin(event)
             elif isinstance(event, ac.AuthContinue):
@@ -154,10 +152,6 @@ class ClientConnection:
         for task in self.tasks.values():
             task.cancel()
         self.tasks.clear()
-        if self.login_requests and self.client_pid:
-            self.engine.login_clients[self.client_pid] -= 1
-            if self.engine.login_clients[self.client_pid] <= 0:
-                del self.engine.login_clients[self.client_pid]
 
 
 class MasterConnection:
@@ -199,16 +193,10 @@ class MasterConnection:
                 self.writer.write(am.ServerConnection.fail(event.id, "REQUEST needs the "
                                                                      "auth-master socket"))
                 return
-            if event.client_pid not in self.engine.login_clients:
-                # no login process of that pid is connected (Dovecot answers a bare FAIL)
-                self.log.error(f"Master requested auth for nonexistent client "
-                               f"{event.client_pid}")
-                self.writer.write(am.ServerConnection.fail(event.id))
-                return
             request = self.engine.take_login(event.client_pid, event.client_id, event.cookie)
             if request is None:
-                self.log.error(f"Master request {event.client_pid}.{event.client_id} "
-                               f"not found")
+                self.log.error(f"Master requested auth for nonexistent client "
+                               f"{event.client_pid}")
                 self.writer.write(am.ServerConnection.notfound(event.id))
                 return
             await self._user_reply(event.id, request, login=True)
