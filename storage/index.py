@@ -69,9 +69,14 @@ class BoxState(NamedTuple):
 class Index:
     """The SQLite index file of one user; one connection per process."""
 
-    def __init__(self, path: str, *, file_mode: int = 0o600) -> None:
+    def __init__(self, path: str, *, file_mode: int = 0o600, dir_mode: int = 0o700,
+                 gid: int = -1) -> None:
         self.path = path
         self._depth = 0
+        self.dir_mode = dir_mode
+        # like Dovecot's index files: the mail root's mode and group, not the umask's
+        # (SQLite gives -wal/-shm the database file's mode, and its owner when root)
+        self.gid = gid
         try:
             self.db = self._open(file_mode)
         except sqlite3.DatabaseError:
@@ -87,8 +92,14 @@ class Index:
 
     def _open(self, file_mode: int) -> sqlite3.Connection:
         if self.path != ":memory:" and not os.path.exists(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode))
+            os.makedirs(os.path.dirname(self.path) or ".", mode=self.dir_mode, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode)
+            try:
+                os.fchmod(fd, file_mode)
+                if self.gid != -1:
+                    os.fchown(fd, -1, self.gid)
+            finally:
+                os.close(fd)
         db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                              check_same_thread=False)
         try:

@@ -36,6 +36,18 @@ from cote.storage.pattern import compile_pattern, normalize_inbox
 
 log = logging.getLogger("cote.storage")
 
+
+def create_gid(root: str) -> int:
+    """The group new files under ``root`` are given, by Dovecot's rule
+    (``mailbox_list_get_permissions``): -1 (keep the process's) when the root is setgid (the
+    kernel inherits it), when group and other have the same rights, or when the process is
+    already in that group; the root's group otherwise."""
+    st = os.stat(root)
+    if st.st_mode & 0o2000 or (st.st_mode & 0o070) >> 3 == st.st_mode & 0o007 \
+            or st.st_gid == os.getegid():
+        return -1
+    return st.st_gid
+
 #: index ``meta`` keys of deleted Maildir++ folders that still have children (see ``delete``)
 _DELETED_PARENT = "deleted-parent:"
 
@@ -71,9 +83,10 @@ class MaildirList(MailboxList):
         self.uidvalidity_dir = loc.control_root
         self.subscriptions_path = os.path.join(loc.control_root, subsfile.NAME)
         try:
-            os.makedirs(loc.index_root, mode=0o700, exist_ok=True)
+            self.makedirs(loc.index_root)
             self.index = Index(os.path.join(loc.index_root, INDEX_NAME),
-                               file_mode=self.file_mode)
+                               file_mode=self.file_mode, dir_mode=self.dir_mode,
+                               gid=create_gid(loc.root))
         except (OSError, sqlite3.Error) as e:
             # like Dovecot with an unwritable index dir: keep the index in memory
             log.warning("index %s not usable (%s): using an in-memory index", loc.index_root, e)
