@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from cote.storage import MailboxList, MaildirList
 from cote.storage.errors import QuotaExceeded, StorageError
+from cote.storage.index import NAME as INDEX_NAME
 from cote.storage.quota import maildirsize as mdsize
 from cote.storage.quota.rules import RootSettings, merge_settings, parse_roots
 from cote.storage.quota.warning import send_warning
@@ -30,6 +33,12 @@ log = logging.getLogger("cote.storage")
 
 DEFAULT_BASE_DIR = "/run/dovecot"
 MAX_SIZE_MESSAGE = "Mail size is larger than the maximum size allowed by server configuration"
+
+
+def wildcard_match_icase(value: str, mask: str) -> bool:
+    """Dovecot's ``wildcard_match_icase``: ``*`` any run, ``?`` one character, no classes."""
+    pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in mask)
+    return re.fullmatch(pattern, value, re.IGNORECASE | re.DOTALL) is not None
 
 
 class QuotaResource(NamedTuple):
@@ -49,6 +58,7 @@ class QuotaRoot:
     def __init__(self, settings: RootSettings, mailboxes: MailboxList) -> None:
         self.settings = settings
         self.mailboxes = mailboxes
+        self.over_flag_checked = False
 
     @property
     def name(self) -> str:
@@ -141,6 +151,42 @@ class MaildirsizeRoot(QuotaRoot):
         return m.total_bytes + delta_bytes, m.total_count + delta_count
 
 
+class DirsizeRoot(QuotaRoot):
+    """Dovecot's ``dirsize``: the sum of the sizes of every file under the mail root (and an
+    mbox INBOX kept elsewhere); storage only, no message count. cote's own index files are
+    left out (Dovecot's ``dovecot.index*`` in the same tree are counted, as Dovecot does)."""
+
+    def limits(self) -> tuple[int, int]:
+        return self.settings.default_limits()[0], 0
+
+    def _paths(self) -> list[str]:
+        loc = getattr(self.mailboxes, "loc", None)
+        root = getattr(loc, "root", None) or getattr(self.mailboxes, "root", None)
+        paths = [str(root)] if root else []
+        inbox = getattr(self.mailboxes, "inbox_path", None)
+        if inbox and root and not str(inbox).startswith(str(root).rstrip("/") + "/"):
+            paths.append(str(inbox))
+        return paths
+
+    def count(self) -> tuple[int, int]:
+        total = 0
+        for path in self._paths():
+            if os.path.isfile(path):
+                total += os.stat(path).st_size
+                continue
+            for top, _dirs, files in os.walk(path):
+                for f in files:
+                    if f.startswith(INDEX_NAME):
+                        continue
+                    try:
+                        st = os.lstat(os.path.join(top, f))
+                    except FileNotFoundError:
+                        continue  # expunged or renamed meanwhile
+                    if stat.S_ISREG(st.st_mode):
+                        total += st.st_size
+        return total, 0
+
+
 class Quota:
     """A user's quota roots (``QuotaPolicy`` for the storage; data for GETQUOTA/ROOT)."""
 
@@ -181,8 +227,13 @@ class Quota:
                     # Dovecot writes the file when the user first logs in
                     root.recalculate(root.limits())
                 self.roots.append(root)
+            elif s.backend == "dirsize":
+                self.roots.append(DirsizeRoot(s, mailboxes))
             else:
                 self.roots.append(QuotaRoot(s, mailboxes))
+        for each in self.roots:
+            if not each.settings.over_flag_lazy:
+                self.check_over_flag(each)
 
     def for_delivery(self) -> Quota:
         """The same quota with LDA/LMTP's grace for the last mail."""
@@ -195,7 +246,8 @@ class Quota:
     def _limits(root: QuotaRoot, mailbox: str) -> tuple[int, int]:
         if root.settings.default_rule() is None and isinstance(root, MaildirsizeRoot):
             return root.limits()  # the limits written in an existing maildirsize
-        return root.settings.limits_for(mailbox)
+        limits = root.settings.limits_for(mailbox)
+        return (limits[0], 0) if isinstance(root, DirsizeRoot) else limits
 
     # -- QuotaPolicy ----------------------------------------------------------------------
     def check(self, mailbox: str, add_bytes: int, add_count: int) -> None:
@@ -274,6 +326,30 @@ class Quota:
     def _send(self, command: Sequence[str]) -> None:
         send_warning(command, self.base_dir)
 
+    # -- quota_over_flag ------------------------------------------------------------------
+    def check_over_flag(self, root: QuotaRoot) -> None:
+        """Dovecot's ``quota_over_flag`` check, once per session and root: when the userdb's
+        flag (matched against ``quota_over_flag_value``, a case-insensitive wildcard) says
+        "over" and the usage is under every limit, or the other way round, run
+        ``quota_over_script`` with the flag's value appended. Done when the namespaces are
+        opened, or with ``quota_over_flag_lazy_check`` when the usage is first asked for."""
+        s = root.settings
+        if not s.over_script or s.over_flag_value is None or root.over_flag_checked:
+            return
+        root.over_flag_checked = True
+        flagged = s.over_flag is not None and wildcard_match_icase(s.over_flag,
+                                                                   s.over_flag_value)
+        b_lim, c_lim = root.limits()
+        try:
+            used_b, used_c = root.usage() if b_lim or c_lim else (0, 0)
+        except OSError as e:
+            log.error("quota: Quota lookup failed - can't verify quota_over_flag: %s", e)
+            return
+        over = bool((b_lim and used_b >= b_lim) or (c_lim and used_c >= c_lim))
+        if over != flagged:
+            command = self._expand(s.over_script)
+            self.on_warning(command + ([s.over_flag] if s.over_flag is not None else []))
+
     # -- GETQUOTAROOT / GETQUOTA ----------------------------------------------------------
     def _visible(self, root: QuotaRoot) -> bool:
         if "hidden" in root.settings.args:
@@ -289,6 +365,7 @@ class Quota:
         """GETQUOTA data for a root (None: no such root)."""
         for r in self.roots:
             if r.name == root_name and self._visible(r):
+                self.check_over_flag(r)
                 b_lim, c_lim = r.limits()
                 used_b, used_c = r.usage()
                 out = []

@@ -78,6 +78,11 @@ class RootSettings:
     vsizes: bool = False
     max_mail_size: int = 0
     exceeded_message: str = "Quota exceeded (mailbox for user is full)"
+    # quota_over_flag: the script to run when the userdb's flag and the real state disagree
+    over_script: tuple[str, ...] = ()
+    over_flag_value: str | None = None  # the wildcard mask meaning "over"
+    over_flag: str | None = None  # the user's flag (a userdb field)
+    over_flag_lazy: bool = False
 
     @property
     def enforcing(self) -> bool:
@@ -273,7 +278,7 @@ def parse_roots(settings: Mapping[str, str]) -> list[RootSettings]:
         backend, _, rest = value.strip().partition(":")
         name, _, argtext = rest.partition(":")
         args = tuple(a for a in argtext.split(":") if a)
-        if backend not in ("maildir", "count"):
+        if backend not in ("maildir", "count", "dirsize"):
             raise QuotaConfigError(f"Unknown quota backend: {backend}")
         # root 1 reads quota_rule…, root N quotaN_rule… (Dovecot's naming)
         prefix = "quota" if i == 0 else f"quota{i + 1}"
@@ -292,6 +297,12 @@ def parse_roots(settings: Mapping[str, str]) -> list[RootSettings]:
         msg = settings.get("quota_exceeded_message")
         if msg:
             root = replace(root, exceeded_message=msg)
+        script = settings.get(f"{prefix}_over_script")
+        if script is not None:
+            root = replace(root, over_script=tuple(script.split()),
+                           over_flag_value=settings.get(f"{prefix}_over_flag_value"),
+                           over_flag=settings.get(f"{prefix}_over_flag"),
+                           over_flag_lazy=_bool(settings.get(f"{prefix}_over_flag_lazy_check")))
         if backend == "count" and not root.vsizes:
             raise QuotaConfigError("quota count backend requires quota_vsizes=yes")
         roots.append(root)
