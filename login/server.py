@@ -53,6 +53,7 @@ from cote.login.proxy import (
     proxy_target,
 )
 from cote.login.proxy_session import BackendFailure, backend_login
+from cote.login.tlsconfig import ClientCert, client_certificate, sni_name
 
 HANDOFF_TIMEOUT = 30.0
 CLOSE_GRACE = 1.0  # seconds a closed connection may take to flush before it is aborted
@@ -143,6 +144,8 @@ class LoginServerSettings:
     anvil: AnvilClient | None = None
     max_userip_connections: int = 0  # mail_max_userip_connections (0: unlimited)
     login_proxy_max_disconnect_delay: float = 0.0
+    client_cert_field: str | None = None  # ssl_verify_client_cert: the cert_username field
+    require_client_cert: bool = False  # auth_ssl_require_client_cert (for disconnect lines)
 
 
 def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -314,6 +317,8 @@ class LoginConnection(asyncio.Protocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.last_activity = self.started
+        self.client_cert: ClientCert | None = None  # after TLS with ssl_verify_client_cert
+        self.local_name: str | None = None  # the SNI name the client asked for
 
     # -- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -453,6 +458,11 @@ class LoginConnection(asyncio.Protocol):
             return False
         self.transport = new
         self.facts = dataclasses.replace(self.facts, tls=True, secured=True)
+        ssl_object = new.get_extra_info("ssl_object")
+        self.local_name = sni_name(ssl_object)
+        field = self.settings.client_cert_field
+        if field is not None and isinstance(ssl_object, ssl.SSLObject):
+            self.client_cert = client_certificate(ssl_object, field)
         return True
 
     async def _start_tls(self) -> None:
@@ -475,6 +485,13 @@ class LoginConnection(asyncio.Protocol):
         flags = ["secured"] if facts.secured else []
         if facts.tls:
             params["ssl_cipher"] = "TLS"
+        cert = self.client_cert
+        if cert is not None and cert.valid:  # Dovecot's request fields for EXTERNAL
+            flags.append("valid-client-cert")
+            if cert.username is not None:
+                params["cert_username"] = cert.username
+        if self.local_name:
+            params["local_name"] = self.local_name
         try:
             request = await self.server.auth.start(action.mechanism, params=params, flags=flags,
                                                    initial_response=action.initial_response)
@@ -776,7 +793,12 @@ class LoginConnection(asyncio.Protocol):
             user = self.auth_user or (self.frontend.user if self.frontend else None)
             self.settings.log.info(self._log_line(f"Disconnected: {reason}", user))
             return
-        if self.proxy_auth_failed:
+        cert = self.client_cert
+        if self.settings.require_client_cert and self.facts.tls and (
+                cert is None or not cert.valid):
+            detail = "client sent an invalid cert" if cert is not None and cert.presented \
+                else "client didn't send a cert"
+        elif self.proxy_auth_failed:
             detail = "proxy dest auth failed"
         elif self.auth_successes:
             detail = f"internal failure, {self.auth_successes} successful auths"

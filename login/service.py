@@ -26,7 +26,7 @@ from cote.login.server import (
     networks,
     trusted_networks,
 )
-from cote.login.tlsconfig import server_context
+from cote.login.tlsconfig import ServerTls, server_tls
 
 FactoryBuilder = Callable[[Config, bool], FrontendFactory]
 
@@ -34,16 +34,19 @@ FactoryBuilder = Callable[[Config, bool], FrontendFactory]
 def prepare_tls(config: Config, protocol: str) -> dict[str, Any]:
     """The master's pre-fork step for a login service (``prepare`` in the process contract):
     certificates and keys are read as root, before the chroot, and again on every reload."""
-    return {"tls": server_context(config.lookup(protocol=protocol))}
+    return {"tls": server_tls(config, protocol)}
 
 
 def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginServerSettings:
     chrooted = bool(ctx.settings.get("chroot")) if ctx.settings is not None else False
     root = "/" if chrooted else os.path.join(ctx.base_dir, "login")
-    tls = ctx.extra["tls"] if "tls" in ctx.extra else server_context(cfg)
+    tls = ctx.extra["tls"] if "tls" in ctx.extra else server_tls(ctx.config, protocol)
+    assert tls is None or isinstance(tls, ServerTls)
     return LoginServerSettings(
         protocol=protocol, auth_socket=os.path.join(root, "login"),
-        mail_socket=os.path.join(root, protocol), tls=tls,
+        mail_socket=os.path.join(root, protocol), tls=tls.context if tls else None,
+        client_cert_field=tls.username_field if tls and tls.verify_client else None,
+        require_client_cert=bool(cfg.get("auth_ssl_require_client_cert")),
         trusted_networks=trusted_networks(cfg), formatter=login_formatter(cfg), log=ctx.log,
         haproxy_trusted_networks=networks(str(cfg.get("haproxy_trusted_networks"))),
         haproxy_timeout=float(cfg.get("haproxy_timeout")), anvil=AnvilClient(ctx.anvil),
