@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import hashlib
 import os
 import tempfile
 import time
@@ -19,8 +20,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cote.config import Config
+from cote.mailproc.lmtp.journal import (
+    Journal,
+    delivery_key,
+    open_journal,
+    pending_base,
+    transaction_id,
+)
 from cote.mailproc.mailuser import MailUser
 from cote.storage import StorageError
+from cote.storage.api import Mailbox
 from cote.storage.message.headers import last_value, read_header
 from cote.storage.message.lineends import SaveLineEnds
 from cote.storage.message.searchkeys import decode_words
@@ -37,15 +46,18 @@ class Spool:
         self.file = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)  # noqa: SIM115
         self._line_ends = SaveLineEnds()
         self.size = 0
+        self.digest = hashlib.sha256()  # of the stored bytes, for the delivery journal
 
     def write(self, data: bytes) -> None:
         out = self._line_ends.feed(data)
         self.file.write(out)
+        self.digest.update(out)
         self.size += len(out)
 
     def finish(self) -> None:
         out = self._line_ends.finish()
         self.file.write(out)
+        self.digest.update(out)
         self.size += len(out)
 
     def header_fields(self) -> list[tuple[bytes, bytes]]:
@@ -157,18 +169,48 @@ def acting_as(user: MailUser) -> Iterator[None]:
         os.setgroups([])
 
 
+def journal_key(spool: Spool, sender: str, recipient: str) -> str | None:
+    """The delivery journal's key for this transaction and recipient, or None when the
+    client gave the transaction no identity (no ``id`` in the topmost Received header)."""
+    txid = transaction_id(spool.header_fields())
+    if txid is None:
+        return None
+    return delivery_key(recipient, sender, txid, spool.digest.digest())
+
+
 def deliver(cfg: Config, user: MailUser, spool: Spool, head: bytes, mailbox: str = "INBOX", *,
-            service: str = "lmtp") -> int:
-    """Append to the user's mailbox; returns the new UID. Raises StorageError (QuotaExceeded
-    when the user's quota refuses it)."""
+            service: str = "lmtp", key: str | None = None) -> int | None:
+    """Append to the user's mailbox; returns the new UID, or None when the journal shows that
+    an earlier attempt of this transaction (``key``) already saved it. Raises StorageError
+    (QuotaExceeded when the user's quota refuses it)."""
     with acting_as(user):
         mailboxes = user_mailboxes(cfg, user, service)
         try:
             with mailboxes.open_for_append(mailbox) as box:
-                source = _Joined(head, spool.file)
-                return box.append(source, internal_date=time.time())  # type: ignore[arg-type]
+                journal = open_journal(box, str(cfg.get("mail_fsync"))) if key else None
+                try:
+                    return _append(box, _Joined(head, spool.file), journal, key)
+                finally:
+                    if journal is not None:
+                        journal.close()
         finally:
             mailboxes.close()
+
+
+def _append(box: Mailbox, source: _Joined, journal: Journal | None, key: str | None
+            ) -> int | None:
+    if journal is None or key is None:
+        return box.append(source, internal_date=time.time())  # type: ignore[arg-type]
+    if journal.already_saved(key):
+        return None
+    with box.begin_append() as tx:
+        tx.add(source, internal_date=time.time())  # type: ignore[arg-type]
+        base = pending_base(tx)
+        if base is not None:
+            journal.record_pending(key, base)
+        uid = tx.commit()[0]
+    journal.mark_done(key)
+    return uid
 
 
 def over_quota(cfg: Config, user: MailUser) -> bool:

@@ -27,6 +27,7 @@ from cote.mailproc.lmtp.delivery import (
     Spool,
     choose_mailbox,
     deliver,
+    journal_key,
     log_values,
     over_quota,
     trace_headers,
@@ -213,7 +214,8 @@ class LmtpConnection:
             if rcpt.detail:
                 mailbox = choose_mailbox(self.settings.cfg, user, rcpt.detail,
                                          lambda text: log.info(self._log_line(env, text)))
-            deliver(self.settings.cfg, user, self.spool, head, mailbox)
+            key = journal_key(self.spool, env.sender, str(address))
+            uid = deliver(self.settings.cfg, user, self.spool, head, mailbox, key=key)
         except QuotaExceeded as e:
             log.info(self._log_line(env, f"save failed to {mailbox}: {e}"))
             if self.settings.quota_tempfail:
@@ -222,7 +224,11 @@ class LmtpConnection:
         except (StorageError, OSError) as e:
             log.error(self._log_line(env, f"save failed to {mailbox}: {e}"))
             return reply(451, "4.2.0", f"<{address}> Temporary internal error")
-        log.info(self._log_line(env, f"saved mail to {mailbox}"))
+        if uid is None:
+            log.info(self._log_line(env, f"already saved to {mailbox} by an earlier attempt of "
+                                         "this transaction (delivery journal), not saved again"))
+        else:
+            log.info(self._log_line(env, f"saved mail to {mailbox}"))
         return saved_reply(address, delivery_id)
 
     def _log_line(self, env: Envelope, message: str) -> str:
