@@ -11,6 +11,15 @@ parent, and shows ``auto = create|subscribe`` mailboxes before they exist (creat
 opened, as Dovecot does; ``subscribe`` ones count as subscribed). NAMESPACE's data come from
 :meth:`Namespaces.namespace_data` (hidden namespaces left out).
 
+Shared namespaces whose prefix names another user (``type = shared``, ``prefix =
+shared/%%u/``, ``location = maildir:%%h/Maildir``) are templates: a name under the prefix is
+resolved through ``user_lookup`` (a callable the mail process passes: username -> that user's
+userdb fields, ``home`` and ``mail``; None when there is no such user), the location is
+expanded with the other user's variables, and that user's mailboxes are opened as a
+namespace of their own for the rest of the session. The file system decides access (as
+Dovecot without the acl plugin). As in Dovecot, LIST shows only the users accessed in this
+session (there is no list of users to iterate without ``acl_shared_dict``).
+
 The mail processes call :meth:`Namespaces.from_config` instead of ``open_storage``; it also
 builds the user's quota (``mail_plugins = quota``) and keeps it in ``.quota``.
 """
@@ -18,17 +27,25 @@ builds the user's quota (``mail_plugins = quota``) and keeps it in ``.quota``.
 from __future__ import annotations
 
 import builtins
+import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cote.storage import open_storage
 from cote.storage.api import Mailbox, MailboxInfo, MailboxList, QuotaPolicy
 from cote.storage.errors import InvalidName, MailboxNotFound, StorageError
+from cote.storage.location import parse_location
 from cote.storage.pattern import compile_pattern, normalize_inbox
 from cote.storage.quota.policy import DEFAULT_BASE_DIR, Quota
 from cote.variables import VariableError, expand, user_values
 
+log = logging.getLogger("cote.storage")
+
 CHILD_ATTRIBUTES = frozenset({"\\HasChildren", "\\HasNoChildren"})
+
+#: username -> that user's userdb fields (``home``, ``mail``…), None for an unknown user
+UserLookup = Callable[[str], Mapping[str, str] | None]
 
 
 class NamespaceError(StorageError):
@@ -76,6 +93,66 @@ class Namespace:
         return name in self.auto
 
 
+class SharedTemplate:
+    """A ``type = shared`` namespace whose prefix holds ``%u``: one namespace per other user,
+    opened when a name under its prefix is first used."""
+
+    def __init__(self, settings: NamespaceSettings, prefix: str, location: str,
+                 open_user: Callable[[NamespaceSettings, str], MailboxList | None]) -> None:
+        self.settings = settings
+        self.prefix = prefix  # with %u etc. still in it: "shared/%u/"
+        self.location = location
+        self.separator = settings.separator or "/"
+        self.static = prefix.split("%", 1)[0]  # "shared/"
+        self._open_user = open_user
+        self.users: dict[str, Namespace | None] = {}  # None: looked up and not found
+
+    def user_of(self, vname: str) -> str | None:
+        if not vname.startswith(self.static):
+            return None
+        user = vname[len(self.static):].split(self.separator, 1)[0]
+        return user or None
+
+    def namespace(self, user: str) -> Namespace | None:
+        if user not in self.users:
+            prefix = expand(self.prefix, {"user": user, **_user_part(user)})
+            settings = replace(self.settings, prefix=prefix)
+            backend = self._open_user(settings, user)
+            self.users[user] = Namespace(settings, backend) if backend is not None else None
+        return self.users[user]
+
+
+def _user_part(user: str) -> dict[str, str | None]:
+    values = user_values(user)
+    return {"username": values["username"], "domain": values["domain"]}
+
+
+def _shared_opener(location: str, *, home: str | None,
+                   config: Callable[[str], object] | None,
+                   lookup: UserLookup | None
+                   ) -> Callable[[NamespaceSettings, str], MailboxList | None]:
+    """How a shared template opens another user's mailboxes (None: no such user/store)."""
+
+    def open_user(settings: NamespaceSettings, user: str) -> MailboxList | None:
+        fields = lookup(user) if lookup is not None else None
+        if fields is None:
+            return None
+        values: dict[str, str | None] = user_values(user)
+        values["home"] = fields.get("home")
+        try:
+            expanded = expand(location, values)
+            root = parse_location(expanded, home).root
+            if not os.path.isdir(root):
+                return None  # never create another user's store
+            return open_storage(expanded, home=home, separator=settings.separator or None,
+                                config=config, create_inbox=False, user=user)
+        except (VariableError, StorageError, OSError) as e:
+            log.warning("shared namespace %s: user %s: %s", settings.name, user, e)
+            return None
+
+    return open_user
+
+
 def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -107,8 +184,10 @@ def settings_from_config(cfg: object) -> list[NamespaceSettings]:
 class Namespaces(MailboxList):
     """Every namespace of a user behind one ``MailboxList`` (names carry the prefixes)."""
 
-    def __init__(self, namespaces: Sequence[Namespace]) -> None:
+    def __init__(self, namespaces: Sequence[Namespace],
+                 shared: Sequence[SharedTemplate] = ()) -> None:
         self.namespaces = [ns for ns in namespaces if not ns.settings.disabled]
+        self.shared = list(shared)
         if not self.namespaces:
             raise NamespaceError("no namespaces")
         inbox = [ns for ns in self.namespaces if ns.settings.inbox]
@@ -127,11 +206,23 @@ class Namespaces(MailboxList):
                       home: str | None, variables: Mapping[str, str | None] | None = None,
                       config: Callable[[str], object] | None = None,
                       quota: QuotaPolicy | None = None,
-                      user: str | None = None) -> Namespaces:
+                      user: str | None = None,
+                      user_lookup: UserLookup | None = None) -> Namespaces:
         namespaces = []
+        shared = []
         for s in settings:
             if s.disabled:
                 continue
+            if s.type == "shared" and "%" in s.prefix:
+                try:
+                    prefix = expand(s.prefix, dict(variables or {}))
+                    location = expand(s.location or mail_location, dict(variables or {}))
+                except VariableError as e:
+                    raise NamespaceError(f"{s.name}: {e}") from e
+                if "%" in prefix:
+                    shared.append(SharedTemplate(s, prefix, location, _shared_opener(
+                        location, home=home, config=config, lookup=user_lookup)))
+                    continue
             location = mail_location
             if s.location:
                 try:
@@ -152,13 +243,14 @@ class Namespaces(MailboxList):
             attach = getattr(quota, "attach", None) if s.inbox else None
             if attach is not None:
                 attach(backend)
-        return cls(namespaces)
+        return cls(namespaces, shared)
 
     @classmethod
     def from_config(cls, cfg: object, user_fields: Mapping[str, str] | None = None, *,
                     user: str, mail_location: str, home: str | None,
                     quota: QuotaPolicy | None = None, with_quota: bool = True,
-                    delivery: bool = False, service: str = "imap") -> Namespaces:
+                    delivery: bool = False, service: str = "imap",
+                    user_lookup: UserLookup | None = None) -> Namespaces:
         """What a mail process opens for a logged-in user (``mail_location`` expanded; pass
         the protocol's config view). With ``with_quota`` and ``mail_plugins`` naming
         ``quota``, the user's :class:`~cote.storage.quota.Quota` (``plugin { }`` overridden
@@ -178,13 +270,24 @@ class Namespaces(MailboxList):
             quota = built
         ns = cls.from_settings(settings_from_config(cfg), mail_location=mail_location,
                                home=home, variables=values, config=getter, quota=quota,
-                               user=user)
+                               user=user, user_lookup=user_lookup)
         ns.quota = built
         return ns
 
     # -- names ----------------------------------------------------------------------------
     def find(self, vname: str) -> tuple[Namespace, str]:
         """The namespace of a name and the name inside it."""
+        for t in self.shared:
+            other = t.user_of(vname)
+            if other is None:
+                continue
+            uns = t.namespace(other)
+            if uns is None:
+                raise MailboxNotFound(vname)
+            rest = vname[len(uns.prefix):] if vname.startswith(uns.prefix) else ""
+            if not rest:
+                raise InvalidName("Namespace prefix is not a mailbox")
+            return uns, normalize_inbox(rest, uns.separator)
         ns = self.inbox_ns
         if ns is not None:
             n = normalize_inbox(vname, ns.separator)
@@ -218,20 +321,24 @@ class Namespaces(MailboxList):
         for ns in self.namespaces:
             if not ns.settings.hidden:
                 groups.setdefault(ns.settings.type, []).append((ns.prefix, ns.separator))
+        for t in self.shared:
+            if not t.settings.hidden:
+                groups["shared"].append((t.static, t.separator))
         return groups["private"], groups["shared"], groups["public"]
 
     # -- list -----------------------------------------------------------------------------
-    def _listed(self, ns: Namespace, pattern: str) -> bool:
-        if ns.settings.list in ("yes", "children") and not ns.settings.hidden:
+    @staticmethod
+    def _listed(settings: NamespaceSettings, prefix: str, pattern: str) -> bool:
+        if settings.list in ("yes", "children") and not settings.hidden:
             return True
         # unlisted namespaces answer only patterns that spell out their prefix
-        return bool(ns.prefix) and pattern.startswith(ns.prefix)
+        return bool(prefix) and pattern.startswith(prefix)
 
     def list(self, pattern: str = "*", *, subscribed: bool = False
              ) -> builtins.list[MailboxInfo]:
         out: builtins.list[MailboxInfo] = []
         for ns in self.namespaces:
-            if not self._listed(ns, pattern):
+            if not self._listed(ns.settings, ns.prefix, pattern):
                 continue
             match = compile_pattern(pattern, ns.separator)
             rows = ns.list.list("*", subscribed=subscribed)
@@ -263,6 +370,36 @@ class Namespaces(MailboxList):
                 v = ns.vname(r.name)
                 if match(v):
                     out.append(MailboxInfo(v, r.attributes))
+        if not subscribed:  # shared namespaces keep no subscriptions of their own
+            for t in self.shared:
+                if self._listed(t.settings, t.static, pattern):
+                    out += self._list_shared(t, pattern)
+        return out
+
+    def _list_shared(self, t: SharedTemplate, pattern: str) -> builtins.list[MailboxInfo]:
+        """The users opened in this session, as Dovecot lists them: ``shared`` as a
+        \\Noselect parent, each user's prefix (its INBOX) and the user's other mailboxes;
+        a user that was asked for and not found as a \\Noselect leaf."""
+        if not t.users:
+            return []
+        match = compile_pattern(pattern, t.separator)
+        top = t.static[: -len(t.separator)] if t.static.endswith(t.separator) else t.static
+        out = [MailboxInfo(top, frozenset({"\\Noselect", "\\HasChildren"}))] \
+            if top and match(top) else []
+        for user, ns in t.users.items():
+            if ns is None:
+                name = t.static + user
+                if match(name):
+                    out.append(MailboxInfo(name, frozenset({"\\Noselect",
+                                                            "\\HasNoChildren"})))
+                continue
+            rows = [r for r in ns.list.list("*") if r.name != "INBOX"]
+            name = ns.prefix[: -len(ns.separator)]
+            if match(name):
+                kids = "\\HasChildren" if rows else "\\HasNoChildren"
+                out.append(MailboxInfo(name, frozenset({kids})))
+            out += [MailboxInfo(ns.vname(r.name), r.attributes) for r in rows
+                    if match(ns.vname(r.name))]
         return out
 
     def _auto_subscribed(self, ns: Namespace) -> builtins.list[str]:
@@ -331,3 +468,7 @@ class Namespaces(MailboxList):
     def close(self) -> None:
         for ns in self.namespaces:
             ns.list.close()
+        for t in self.shared:
+            for uns in t.users.values():
+                if uns is not None:
+                    uns.list.close()

@@ -1,0 +1,155 @@
+"""Shared namespaces (``prefix = shared/%%u/``): other users' mailboxes through a userdb
+lookup hook, against Dovecot configured the same way on the same files."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from cote.config import load
+from cote.storage import InvalidName, MailboxNotFound
+from cote.storage.namespaces import Namespaces
+from tests.storage2.conftest import as_vmail
+from tests.storage2.test_namespaces import parse_list
+from tests.support.dovecot import DovecotOracle, dovecot_available
+
+SHARED = r"""
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+namespace shared {
+  type = shared
+  separator = /
+  prefix = shared/%%u/
+  location = maildir:%%h/Maildir:INDEXPVT=~/Maildir/shared/%%u
+  subscriptions = no
+  list = children
+}
+"""
+USERS = {"user1": "pw", "bob": "pw", "carol": "pw"}
+PATTERNS = ("*", "%", "shared/*", "shared/%", "shared/%/%")
+FLAGS_RE = re.compile(rb"UID (\d+) FLAGS \(([^)]*)\)")
+
+
+@pytest.fixture(scope="module")
+def shared_dovecot() -> Iterator[DovecotOracle]:
+    if not dovecot_available():
+        pytest.skip("Dovecot is not installed")
+    dc = DovecotOracle(users=USERS, extra_conf=SHARED, mail_location="maildir:~/Maildir")
+    dc.start()
+    try:
+        for user in ("bob", "carol"):  # their stores exist (Dovecot creates them at login)
+            m = login(dc, user)
+            m.select("INBOX")
+            if user == "bob":
+                m.create("Work")
+                m.create("Work/Sub")
+                for i in range(3):
+                    m.append("INBOX", None, None, b"Subject: m%d\r\n\r\nbody\r\n" % i)
+                m.select("INBOX")
+                m.store("1", "+FLAGS", "(\\Flagged \\Seen)")
+                m.store("3", "+FLAGS", "(\\Draft)")
+            m.logout()
+        yield dc
+    finally:
+        dc.cleanup()
+
+
+def login(dc: DovecotOracle, user: str) -> imaplib.IMAP4:
+    m = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+    m.login(user, USERS[user])
+    return m
+
+
+def home(dc: DovecotOracle, user: str) -> Path:
+    return dc.dir / "home" / user
+
+
+def open_cote(dc: DovecotOracle) -> Namespaces:
+    def lookup(user: str) -> Mapping[str, str] | None:
+        return {"home": str(home(dc, user))} if user in USERS else None
+
+    return Namespaces.from_config(load(str(dc.config_path)), {}, user="user1",
+                                  home=str(home(dc, "user1")),
+                                  mail_location=f"maildir:{home(dc, 'user1')}/Maildir",
+                                  user_lookup=lookup)
+
+
+def dovecot_flags(m: imaplib.IMAP4) -> dict[int, set[str]]:
+    out = {}
+    for line in m.fetch("1:*", "(UID FLAGS)")[1]:
+        assert isinstance(line, bytes)
+        hit = FLAGS_RE.search(line)
+        assert hit, line
+        out[int(hit.group(1))] = set(hit.group(2).decode().split())
+    return out
+
+
+def test_other_users_mailboxes_like_dovecot(shared_dovecot: DovecotOracle) -> None:
+    dc = shared_dovecot
+    m = login(dc, "user1")
+    want: dict[str, object] = {"namespace": m.namespace()[1][0]}
+    want["before"] = {p: parse_list(m.list('""', p)[1]) for p in PATTERNS}
+    assert m.select("shared/bob/INBOX")[0] == "OK"
+    want["flags"] = dovecot_flags(m)
+    m.close()
+    want["status"] = m.status("shared/bob/Work", "(MESSAGES UIDNEXT)")[1][0]
+    assert m.select("shared/nobody/INBOX")[0] == "NO"
+    assert m.select("shared/carol/INBOX")[0] == "OK"
+    want["after"] = {p: parse_list(m.list('""', p)[1]) for p in PATTERNS}
+    m.logout()
+
+    with as_vmail():
+        ns = open_cote(dc)
+        try:
+            personal, other, public = ns.namespace_data()
+            assert (personal, other, public) == ([("", "/")], [("shared/", "/")], [])
+            assert want["namespace"] == b'(("" "/")) (("shared/" "/")) NIL'
+            got_before = {p: {i.name: i.attributes for i in ns.list(p)} for p in PATTERNS}
+            with ns.open("shared/bob/INBOX") as box:
+                flags = {uid: set(box.flag_names(f))
+                         for uid, f in zip(box.uids, box.flags, strict=True)}
+            st = ns.status("shared/bob/Work")
+            with pytest.raises(MailboxNotFound):
+                ns.open("shared/nobody/INBOX")
+            with pytest.raises(InvalidName):
+                ns.open("shared/bob")
+            ns.open("shared/carol/INBOX").close()
+            got_after = {p: {i.name: i.attributes for i in ns.list(p)} for p in PATTERNS}
+            assert ns.list("*", subscribed=True) == []  # subscriptions = no
+        finally:
+            ns.close()
+    assert got_before == want["before"]
+    assert got_after == want["after"]
+    assert want["status"] == f"shared/bob/Work (MESSAGES {st.messages} UIDNEXT {st.uidnext})" \
+        .encode()
+    # INDEXPVT keeps \Seen private in Dovecot (user1 does not see bob's \Seen); cote shares
+    # every flag (docs/storage.md): the same answers apart from that one flag
+    assert want["flags"] == {1: {"\\Flagged"}, 2: set(), 3: {"\\Draft"}}
+    assert flags == {1: {"\\Flagged", "\\Seen"}, 2: set(), 3: {"\\Draft"}}
+
+
+def test_changes_through_the_shared_namespace_reach_the_owner(
+        shared_dovecot: DovecotOracle) -> None:
+    dc = shared_dovecot
+    with as_vmail():
+        ns = open_cote(dc)
+        try:
+            ns.create("shared/bob/FromUser1")
+            with ns.open("shared/bob/INBOX") as box:
+                box.store([box.uids[1]], "+", ["\\Answered"])
+                uid2 = box.uids[1]
+        finally:
+            ns.close()
+    m = login(dc, "bob")
+    names = parse_list(m.list('""', "*")[1])
+    m.select("INBOX")
+    flags = dovecot_flags(m)
+    m.logout()
+    assert "FromUser1" in names
+    assert "\\Answered" in flags[uid2]
