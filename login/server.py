@@ -474,7 +474,7 @@ class LoginConnection(asyncio.Protocol):
             return
         self.frontend.tls_started()
         self.busy = False
-        self._perform([])
+        self._perform(self.frontend.resume())  # ManageSieve re-sends its capabilities
 
     # -- authentication -------------------------------------------------------------------------
     async def _authenticate(self, action: Authenticate) -> None:
