@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
+from cote.mailproc.lmtp.concurrency import DeliveryCounter
 from cote.mailproc.lmtp.delivery import (
     Envelope,
     Spool,
@@ -59,8 +60,9 @@ def new_session_id() -> str:
 
 
 class LmtpSettings:
-    def __init__(self, cfg: Config, base_dir: str) -> None:
+    def __init__(self, cfg: Config, base_dir: str, anvil: socket.socket | None = None) -> None:
         self.cfg = cfg
+        self.concurrency = DeliveryCounter(anvil, int(str(cfg.get("lmtp_user_concurrency_limit"))))
         self.hostname = str(cfg.get("hostname")) or socket.gethostname()
         self.greeting = str(cfg.get("login_greeting"))
         self.delimiter = str(cfg.get("recipient_delimiter"))
@@ -115,6 +117,7 @@ class LmtpConnection:
         self.spool: Spool | None = None
         self.sender = ""
         self.users: list[Recipient] = []
+        self.counted: list[str] = []  # users registered with anvil for this transaction
         self.out: list[bytes] = []
         self.closed = False
 
@@ -138,7 +141,9 @@ class LmtpConnection:
                 if self.spool is not None:
                     self.spool.write(event.data)
             elif isinstance(event, DataEnd):
-                self._handle(self.proto.delivered(self._deliver_all(event)))
+                results = self._deliver_all(event)
+                self._end_counted()
+                self._handle(self.proto.delivered(results))
             elif isinstance(event, Close):
                 self.closed = True
 
@@ -148,6 +153,12 @@ class LmtpConnection:
         self.spool = Spool()
         self.sender = str(event.sender) if event.sender is not None else ""
         self.users = []
+        self._end_counted()
+
+    def _end_counted(self) -> None:
+        for name in self.counted:
+            self.settings.concurrency.end(name)
+        self.counted = []
 
     def _check(self, event: CheckRecipient) -> list[Event]:
         address = event.address
@@ -163,6 +174,9 @@ class LmtpConnection:
             self.log.error(f"<{address}>: userdb lookup failed: {e}")
             return self.proto.recipient_checked(
                 False, reply(451, "4.3.0", f"<{address}> Temporary internal error"))
+        if not self.settings.concurrency.try_begin(user.user):
+            return self.proto.recipient_checked(False, reply(
+                451, "4.3.0", f"<{address}> Too many concurrent deliveries for user"))
         if self.settings.rcpt_check_quota:
             try:
                 full = over_quota(self.settings.cfg, user)
@@ -170,11 +184,14 @@ class LmtpConnection:
                 self.log.error(f"<{address}>: quota check failed: {e}")
                 full = False
             if full:
+                self.settings.concurrency.end(user.user)
                 code, status = (452, "4.2.2") if self.settings.quota_tempfail else (552, "5.2.2")
                 return self.proto.recipient_checked(False, reply(
                     code, status, f"<{address}> Quota exceeded (mailbox for user is full)"))
         detail = self.settings.detail(address) if self.settings.detail_mailbox else None
         self.users.append(Recipient(user, detail, original_recipient(event.params)))
+        if self.settings.concurrency.limit > 0:
+            self.counted.append(user.user)
         return self.proto.recipient_checked(True)
 
     def _deliver_all(self, event: DataEnd) -> list[bytes]:
@@ -246,6 +263,7 @@ class LmtpConnection:
         return "RCPT TO" if t.recipients else "MAIL FROM"
 
     def close(self) -> None:
+        self._end_counted()
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -285,7 +303,7 @@ async def serve(ctx: ServiceContext) -> None:
     loop = asyncio.get_running_loop()
     ctx.install_asyncio_handlers(loop)
     cfg = ctx.config.lookup(protocol="lmtp")
-    settings = LmtpSettings(cfg, ctx.base_dir)
+    settings = LmtpSettings(cfg, ctx.base_dir, ctx.anvil)
     log = ctx.log.with_prefix(f"lmtp({os.getpid()}): ")
     done = asyncio.Event()
     servers: list[asyncio.AbstractServer] = []
