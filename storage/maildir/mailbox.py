@@ -75,6 +75,14 @@ class Scan(NamedTuple):
     slots: list[str | None]
 
 
+class Pop3Source(NamedTuple):
+    """A message's POP3 facts from the uidlist (see :meth:`MaildirMailbox.pop3_sources`)."""
+
+    base: str
+    guid: str
+    fast_size: int | None
+
+
 class SizeCounter:
     """Counts octets and bare LFs of a stream fed in chunks: vsize = size + bare LFs."""
 
@@ -626,6 +634,52 @@ class MaildirMailbox(Mailbox):
                     if fld[:1] == "P" and len(fld) > 1:
                         out[uid] = fld[1:]
         return out
+
+    def pop3_sources(self, uids: Sequence[int]) -> dict[int, Pop3Source]:
+        """What POP3 needs from the uidlist without opening messages: the file-name base
+        (``%f``), the GUID (``%g``: a stored ``G`` field, else the base, as Dovecot) and the
+        size ``pop3_fast_size_lookups`` gives (W= in the name or the uidlist, else S=, else
+        None: the file must be read)."""
+        ul = self._read_uidlist()
+        if ul is None:
+            return {}
+        wanted = set(uids)
+        out: dict[int, Pop3Source] = {}
+        for uid, ext, base in zip(ul.uids, ul.exts, ul.bases, strict=True):
+            if uid not in wanted:
+                continue
+            guid = base
+            physical, vsize = fn.sizes(base)
+            for fld in ext.split():
+                if fld[:1] == "G" and len(fld) > 1:
+                    guid = fld[1:]
+                elif fld[:1] == "W" and fld[1:].isdigit() and vsize is None:
+                    vsize = int(fld[1:])
+            out[uid] = Pop3Source(base, guid, vsize if vsize is not None else physical)
+        return out
+
+    def save_pop3_uidls(self, uidls: dict[int, str]) -> None:
+        """``pop3_save_uidl``: keep UIDLs sent to clients as ``P`` fields in the uidlist (the
+        whole file is rewritten under its lock, as Dovecot does to change a record)."""
+        if not uidls or self.readonly:
+            return
+        with self._lock():
+            ul = self._read_uidlist()
+            if ul is None:
+                return
+            changed = False
+            for i, uid in enumerate(ul.uids):
+                uidl = uidls.get(uid)
+                if uidl is None:
+                    continue
+                fields = [f for f in ul.exts[i].split() if f[:1] != "P"]
+                fields.append("P" + uidl)
+                ext = " ".join(fields)
+                if ext != ul.exts[i]:
+                    ul.exts[i] = ext
+                    changed = True
+            if changed:
+                self._write_uidlist(ul)
 
     # -- message bytes ------------------------------------------------------------------
     def _locate(self, fname: str) -> str | None:
