@@ -46,6 +46,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "lmtp_save_to_detail_mailbox", "lmtp_hdr_delivery_address", "lmtp_rcpt_check_quota",
     "deliver_log_format", "lda_mailbox_autocreate", "lda_mailbox_autosubscribe",
     "lmtp_user_concurrency_limit",
+    "lda_original_recipient_header",
     "auth_socket_path",
     # auth daemon
     "auth_mechanisms", "auth_verbose", "auth_failure_delay", "auth_username_format",

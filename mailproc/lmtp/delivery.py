@@ -36,6 +36,8 @@ from cote.storage.message.searchkeys import decode_words
 from cote.storage.namespaces import Namespaces
 
 SPOOL_IN_MEMORY = 1024 * 1024
+# Failures to open the wanted mailbox after which Dovecot saves to INBOX instead.
+FALLBACK_CODES = frozenset({"CANNOT", "NONEXISTENT", "ALREADYEXISTS", "NOPERM"})
 
 
 class Spool:
@@ -110,7 +112,8 @@ def choose_mailbox(cfg: Config, user: MailUser, wanted: str,
                    note: Callable[[str], None], service: str = "lmtp") -> str:
     """The mailbox a delivery goes to: ``wanted`` if it exists (or may be created with
     ``lda_mailbox_autocreate``), else INBOX, as Dovecot's LDA and LMTP do (``note`` gets the
-    log line for the fallback)."""
+    log line for the fallback). A name the store refuses (``Auto/X`` with a ``.`` separator)
+    falls back too; only a temporary failure is raised."""
     if wanted == "INBOX":
         return wanted
     with acting_as(user):
@@ -123,9 +126,14 @@ def choose_mailbox(cfg: Config, user: MailUser, wanted: str,
                 if cfg.get("lda_mailbox_autosubscribe"):
                     mailboxes.subscribe(wanted)
                 return wanted
+            reason = f"Mailbox doesn't exist: {wanted}"
+        except StorageError as e:
+            if e.code not in FALLBACK_CODES:
+                raise
+            reason = e.message
         finally:
             mailboxes.close()
-    note(f"save failed to open mailbox {wanted}: Mailbox doesn't exist: {wanted}")
+    note(f"save failed to open mailbox {wanted}: {reason}")
     return "INBOX"
 
 

@@ -54,10 +54,12 @@ def count(dc: DovecotOracle, user: str, mailbox: str) -> int:
 @pytest.mark.parametrize(("args", "folder", "message"), [
     (["-d", "user1", "-f", "bob@x.example"], "", MESSAGE),
     (["-d", "user1", "-m", "Missing"], "", MESSAGE),
+    (["-d", "user1", "-m", "Bad/Name", "-o", "lda_mailbox_autocreate=yes"], "", MESSAGE),
     (["-d", "user1", "-m", "Folder", "-a", "alias@x.example"], ".Folder", MESSAGE),
     (["-d", "user2"], "", b"From bob@x.example  Sat Nov 21 10:00:00 2026\n" + MESSAGE),
     (["-d", "user2"], "", b"Subject: cr\r\n\r\nlone\rcr\r\nlast line ends in CR\r"),
-], ids=["inbox", "missing folder falls back to INBOX", "existing folder", "mbox From_ line",
+], ids=["inbox", "missing folder falls back to INBOX", "invalid name falls back to INBOX",
+        "existing folder", "mbox From_ line",
         "lone and final CR"])
 def test_delivery_matches_dovecot_lda(dovecot: DovecotOracle, args: list[str], folder: str,
                                       message: bytes) -> None:
@@ -91,3 +93,30 @@ def test_dovecot_reads_what_cote_lda_delivered(dovecot: DovecotOracle) -> None:
     before = count(dovecot, "user1", "Folder")
     assert run(COTE_LDA, dovecot, ["-d", "user1", "-m", "Folder"]).returncode == 0
     assert count(dovecot, "user1", "Folder") == before + 1
+
+
+def subscriptions(dc: DovecotOracle, user: str) -> list[str]:
+    path = dc.user_maildir(user) / "subscriptions"
+    return path.read_text().split("\n") if path.exists() else []
+
+
+def test_missing_folder_is_created_and_subscribed_with_autocreate(dovecot: DovecotOracle) -> None:
+    """lda_mailbox_autocreate / lda_mailbox_autosubscribe: each program gets its own new
+    folder; both are created, subscribed and hold the same bytes."""
+    opts = ["-o", "lda_mailbox_autocreate=yes", "-o", "lda_mailbox_autosubscribe=yes"]
+    theirs = run(DOVECOT_LDA, dovecot, ["-d", "user2", "-m", "Auto.Theirs", *opts])
+    ours = run(COTE_LDA, dovecot, ["-d", "user2", "-m", "Auto.Ours", *opts])
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr) == (0, b"")
+    their_file = stored(dovecot, "user2", ".Auto.Theirs")[-1]
+    our_file = stored(dovecot, "user2", ".Auto.Ours")[-1]
+    assert our_file.read_bytes() == their_file.read_bytes()
+    subscribed = subscriptions(dovecot, "user2")
+    assert "Auto\tTheirs" in subscribed and "Auto\tOurs" in subscribed
+    assert count(dovecot, "user2", "Auto.Ours") == 1
+    # Without autosubscribe the folder is created but not subscribed (as dovecot-lda).
+    opts = ["-o", "lda_mailbox_autocreate=yes"]
+    assert run(DOVECOT_LDA, dovecot, ["-d", "user2", "-m", "Plain1", *opts]).returncode == 0
+    assert run(COTE_LDA, dovecot, ["-d", "user2", "-m", "Plain2", *opts]).returncode == 0
+    subscribed = subscriptions(dovecot, "user2")
+    assert "Plain1" not in subscribed and "Plain2" not in subscribed
+    assert count(dovecot, "user2", "Plain2") == 1

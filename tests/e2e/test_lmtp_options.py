@@ -14,7 +14,12 @@ from tests.e2e.test_lmtp_delivery import SESSION, converse, normalise
 from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
 
-CONF = "lmtp_save_to_detail_mailbox = yes\nlmtp_hdr_delivery_address = original\n"
+CONF = """\
+lmtp_save_to_detail_mailbox = yes
+lmtp_hdr_delivery_address = original
+lda_original_recipient_header = X-Original-To
+hostname = mx.options.example
+"""
 
 
 @dataclass
@@ -63,4 +68,24 @@ def test_detail_mailbox_and_original_recipient_match_dovecot(pair: Pair, rcpt: s
     host = theirs.split(b" ", 2)[1]
     assert SESSION.sub(mask, ours).replace(ours.split(b" ", 2)[1], host) == SESSION.sub(mask, theirs)
     theirs_file, ours_file = newest(pair.dovecot, folder, 2)
+    assert normalise(ours_file) == normalise(theirs_file)
+
+
+@pytest.mark.parametrize("rcpt", ["<user1>", "<user1> ORCPT=rfc822;orcpt@example.com"],
+                         ids=["from the header", "ORCPT wins"])
+def test_original_recipient_header_and_hostname_match_dovecot(pair: Pair, rcpt: str) -> None:
+    """lda_original_recipient_header: Dovecot 2.3 takes the original recipient from it for
+    Sieve only; the trace headers still follow ORCPT (none: no Delivered-To with ``original``).
+    ``hostname`` is the name in the greeting and in the Received header."""
+    body = (b"X-Original-To: Alias Name <alias@example.com>, other@example.com\r\n"
+            b"Subject: orig\r\n\r\nbody\r\n.\r\n")
+    lines = [b"LHLO c\r\nMAIL FROM:<s@example.com>\r\n", f"RCPT TO:{rcpt}\r\n".encode(),
+             b"DATA\r\n", body, b"QUIT\r\n"]
+    theirs = converse(socket.create_connection(("127.0.0.1", pair.dovecot.ports["lmtp"])), lines)
+    ours = converse(socket.create_connection(("127.0.0.1", pair.cote.ports["lmtp"])), lines)
+    assert theirs.startswith(b"220 mx.options.example ")
+    mask = rb"\1ID\3 Saved"
+    assert SESSION.sub(mask, ours) == SESSION.sub(mask, theirs)
+    theirs_file, ours_file = newest(pair.dovecot, "", 2)
+    assert b"by mx.options.example with LMTP" in theirs_file
     assert normalise(ours_file) == normalise(theirs_file)
