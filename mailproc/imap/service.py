@@ -12,14 +12,17 @@ CAPABILITY, in the hand-off's ``imap_tag``/``imap_capability_sent``). One proces
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+from collections.abc import Callable, Mapping
 
 from cote.config import Config
 from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger
 from cote.mailproc.handoffservice import run_service
-from cote.mailproc.mailuser import MailUser
+from cote.mailproc.mailuser import MailUser, MailUserError, resolve
+from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
 from cote.storage import StorageError
 from cote.storage.namespaces import Namespaces
 
@@ -38,13 +41,32 @@ def login_reply(request: HandoffRequest, settings: ImapSettings) -> bytes:
     return R.tagged(tag, "OK", "Logged in", R.capability_code(settings.capability))
 
 
+def userdb_lookup(cfg: Config, log: Logger) -> Callable[[str], Mapping[str, str] | None]:
+    """Shared namespaces' ``%%u``/``%%h``: another user's home and mail location from an
+    auth-userdb USER lookup (the process already runs as the user: auth-master is root's)."""
+    path = os.path.join(str(cfg.get("base_dir")), "auth-userdb")
+
+    def lookup(name: str) -> Mapping[str, str] | None:
+        try:
+            reply = lookup_user(path, name, {"service": "imap"})
+            other = resolve(cfg, reply.user, reply.fields, "imap")
+        except UserNotFound:
+            return None
+        except (UserdbError, MailUserError) as e:
+            log.error(f"shared namespace: userdb lookup for {name} failed: {e}")
+            return None
+        return {**reply.fields, "home": other.home or "", "mail": other.mail_location}
+
+    return lookup
+
+
 def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: HandoffRequest,
                 log: Logger) -> int:
     settings = ImapSettings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
-                                           service="imap")
+                                           service="imap", user_lookup=userdb_lookup(cfg, log))
         autocreate(mailboxes, settings)
     except StorageError as e:
         log.error(f"Couldn't open mail storage: {e}")
