@@ -15,6 +15,7 @@ from cote.storage import InvalidName, MailboxNotFound
 from cote.storage.namespaces import Namespaces
 from tests.storage2.conftest import as_vmail
 from tests.storage2.test_namespaces import parse_list
+from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle, dovecot_available
 
 SHARED = r"""
@@ -153,3 +154,39 @@ def test_changes_through_the_shared_namespace_reach_the_owner(
     m.logout()
     assert "FromUser1" in names
     assert "\\Answered" in flags[uid2]
+
+
+def imap_answers(port: int) -> dict[str, object]:
+    """What user1 sees of bob's mailboxes over IMAP (the same script for both servers)."""
+    m = imaplib.IMAP4("127.0.0.1", port)
+    m.login("user1", USERS["user1"])
+    out: dict[str, object] = {"namespace": m.namespace()[1][0]}
+    out["list before"] = parse_list(m.list('""', "shared/*")[1])
+    out["select"] = m.select("shared/bob/INBOX")
+    out["fetch"] = m.fetch("1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1]
+    flags = dovecot_flags(m)
+    out["flags 2:3"] = {uid: f for uid, f in flags.items() if uid != 1}
+    out["flags 1"] = flags[1]
+    m.close()
+    out["list after"] = parse_list(m.list('""', "shared/*")[1])
+    out["list all"] = parse_list(m.list('""', "*")[1])
+    out["nobody"] = m.select("shared/nobody/INBOX")[0]
+    m.logout()
+    return out
+
+
+def test_imap_through_a_cote_master_like_dovecot(shared_dovecot: DovecotOracle) -> None:
+    dc = shared_dovecot
+    want = imap_answers(dc.ports["imap"])
+    cote = CoteServer(mail_location="maildir:~/Maildir", passwd_file=dc.dir / "users",
+                      protocols="imap", extra_conf=SHARED)
+    cote.start()
+    try:
+        got = imap_answers(cote.ports["imap"])
+    finally:
+        cote.cleanup()
+    assert want["list after"] and "shared/bob/Work" in want["list after"]  # type: ignore
+    # \Seen is private to each user in Dovecot (INDEXPVT); cote shares it (docs/storage.md)
+    assert (want.pop("flags 1"), got.pop("flags 1")) == ({"\\Flagged"}, {"\\Flagged", "\\Seen"})
+    for key in want:
+        assert (key, got[key]) == (key, want[key])
