@@ -1,0 +1,67 @@
+"""The asyncio side of a ManageSieve mail session: bytes between a socket and the session.
+
+One process serves one user, so the session's storage calls may block. The reply to the
+login (``OK "Logged in."``) is written here, then what the client pipelined behind its
+AUTHENTICATE (carried by the hand-off) is handled before the socket is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from cote.log import Logger
+from cote.mailproc.managesieve import wire
+from cote.mailproc.managesieve.session import LOGGED_IN, Session
+from cote.variables import VariableError, compile_template
+
+READ_CHUNK = 65536
+
+
+async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session,
+                log: Logger, *, pipelined: bytes = b"", max_line: int = wire.MAX_LINE,
+                logout_format: str = "bytes=%i/%o") -> str:
+    """Run one session to its end; returns the disconnect reason (for the log line)."""
+    parser = wire.Parser(max_line)
+    bytes_in = len(pipelined)
+    bytes_out = len(LOGGED_IN)
+    writer.write(LOGGED_IN)
+    reason = "Connection closed"
+    pending = pipelined
+    try:
+        while not session.logged_out:
+            data = pending or await reader.read(READ_CHUNK)
+            if not pending:
+                bytes_in += len(data)
+            pending = b""
+            if not data:
+                break
+            for item in parser.feed(data):
+                outcome = session.handle(item)
+                for line in outcome.log:
+                    log.info(line)
+                for line in outcome.errors:
+                    log.error(line)
+                writer.write(outcome.reply)
+                bytes_out += len(outcome.reply)
+                if outcome.logout:
+                    reason = "Too long argument" if outcome.reply.startswith(b"BYE") \
+                        else "Logged out"
+                    break
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        reason = "Connection closed"
+    finally:
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+    try:
+        detail = compile_template(logout_format).expand({"input": str(bytes_in),
+                                                         "output": str(bytes_out),
+                                                         "i": str(bytes_in),
+                                                         "o": str(bytes_out)})
+    except VariableError as e:
+        detail = f"(managesieve_logout_format: {e})"
+    log.info(f"Disconnected: {reason} {detail}")
+    return reason

@@ -1,0 +1,199 @@
+"""The authenticated ManageSieve session (RFC 5804 section 2) as a sans-IO machine.
+
+Parsed command lines in, reply bytes and log lines out; the script storage is Pigeonhole's
+file layout (:mod:`.storage`), PUTSCRIPT and CHECKSCRIPT run the checker
+(:mod:`.sieve_syntax`). Texts and response codes are Pigeonhole 0.5's, compared in the
+differential tests. Storage calls block: one process serves one user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from cote.mailproc.managesieve import wire
+from cote.mailproc.managesieve.capability import Capabilities
+from cote.mailproc.managesieve.sieve_syntax import check
+from cote.mailproc.managesieve.storage import ScriptError, ScriptStorage, valid_name
+from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String, Word
+
+LOGGED_IN = wire.ok("Logged in.")
+INTERNAL_ERROR = "Internal error occurred. Refer to server log for more information."
+
+
+@dataclass(slots=True)
+class Outcome:
+    reply: bytes
+    log: list[str] = field(default_factory=list)  # Info lines ("Failed to ...")
+    errors: list[str] = field(default_factory=list)  # Error lines
+    logout: bool = False
+
+
+class _ArgError(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class Session:
+    def __init__(self, storage: ScriptStorage, capabilities: Capabilities,
+                 max_compile_errors: int = 5) -> None:
+        self.storage = storage
+        self.capabilities = capabilities
+        self.max_compile_errors = max_compile_errors or 5
+        self.logged_out = False
+
+    def handle(self, item: Line | BadLine) -> Outcome:
+        if isinstance(item, BadLine):
+            if item.too_long:
+                self.logged_out = True
+                return Outcome(wire.bye("Too long argument."), logout=True)
+            return Outcome(wire.no("Error in MANAGESIEVE command received by server."))
+        name = item.name
+        handler = self._handlers.get(name)
+        if handler is None:
+            shown = name or "received by server"
+            return Outcome(wire.no(f"Error in MANAGESIEVE command {shown}: Unknown command."
+                                   if name else f"Error in MANAGESIEVE command {shown}."))
+        try:
+            return handler(self, item.args)
+        except _ArgError as e:
+            return Outcome(wire.no(f"Error in MANAGESIEVE command {name}: {e.text}"))
+        except ScriptError as e:
+            return Outcome(wire.no(e.text, e.code), log=[self._failure(name, item.args, e)])
+        except OSError as e:
+            return Outcome(wire.no(INTERNAL_ERROR, "TRYLATER"),
+                           errors=[f"{name} failed: {e}"])
+
+    @staticmethod
+    def _failure(name: str, args: tuple[Word, ...], e: ScriptError) -> str:
+        script = args[0].text() if args and isinstance(args[0], String) else ""
+        what = {"PUTSCRIPT": "store script", "GETSCRIPT": "retrieve script",
+                "DELETESCRIPT": "delete script", "SETACTIVE": "activate script",
+                "RENAMESCRIPT": "rename script", "HAVESPACE": "check space for script"}
+        return f"Failed to {what.get(name, name.lower())} `{script}': {e.text}"
+
+    # -- argument shapes ---------------------------------------------------------------------
+    @staticmethod
+    def _none(args: tuple[Word, ...]) -> None:
+        if args:
+            raise _ArgError("Too many arguments.")
+
+    @staticmethod
+    def _strings(args: tuple[Word, ...], count: int, *, short: str = "Missing arguments."
+                 ) -> list[String]:
+        if not args:
+            raise _ArgError("Missing arguments.")
+        if len(args) < count:
+            raise _ArgError(short)
+        if len(args) > count:
+            raise _ArgError("Too many command arguments.")
+        if not all(isinstance(a, String) for a in args):
+            raise _ArgError("Invalid arguments.")
+        return [a for a in args if isinstance(a, String)]
+
+    # -- commands ----------------------------------------------------------------------------
+    def _capability(self, args: tuple[Word, ...]) -> Outcome:
+        self._none(args)
+        block = b"".join(self.capabilities.lines(None, False))
+        return Outcome(block + wire.ok("Capability completed."))
+
+    def _noop(self, args: tuple[Word, ...]) -> Outcome:
+        if not args:
+            return Outcome(wire.ok("NOOP Completed"))
+        if len(args) > 1:
+            raise _ArgError("Too many arguments.")
+        if not isinstance(args[0], String):
+            return Outcome(wire.no("Invalid echo tag."))
+        return Outcome(b"OK (TAG " + wire.string(args[0].value) + b') "Done"\r\n')
+
+    def _logout(self, args: tuple[Word, ...]) -> Outcome:
+        self._none(args)
+        self.logged_out = True
+        return Outcome(wire.ok("Logout completed."), logout=True)
+
+    def _listscripts(self, args: tuple[Word, ...]) -> Outcome:
+        self._none(args)
+        active = self.storage.active()
+        lines = [wire.string(n) + (b" ACTIVE" if n == active else b"") + b"\r\n"
+                 for n in self.storage.names()]
+        return Outcome(b"".join(lines) + wire.ok("Listscripts completed."))
+
+    def _compile_errors(self, script: bytes) -> bytes | None:
+        errors = check(script, self.max_compile_errors)
+        if not errors:
+            return None
+        return wire.no("".join(line + "\r\n" for line in errors))
+
+    def _putscript(self, args: tuple[Word, ...]) -> Outcome:
+        name, script = self._strings(args, 2, short="Invalid arguments.")
+        if not valid_name(name.text()):
+            raise ScriptError(f"Invalid Sieve script name `{name.text()}'.")
+        if not script.value:
+            return Outcome(wire.no("Cannot upload empty script."))
+        self.storage.check_quota(name.text(), len(script.value))
+        refused = self._compile_errors(script.value)
+        if refused is not None:
+            return Outcome(refused)
+        self.storage.put(name.text(), script.value)
+        return Outcome(wire.ok("PUTSCRIPT completed."))
+
+    def _checkscript(self, args: tuple[Word, ...]) -> Outcome:
+        (script,) = self._strings(args, 1, short="Invalid arguments.")
+        if not script.value:
+            return Outcome(wire.no("Cannot upload empty script."))
+        self.storage.check_size(len(script.value))
+        refused = self._compile_errors(script.value)
+        return Outcome(refused or wire.ok("Script checked successfully."))
+
+    def _getscript(self, args: tuple[Word, ...]) -> Outcome:
+        (name,) = self._strings(args, 1)
+        data = self.storage.get(name.text())
+        return Outcome(b"{%d}\r\n" % len(data) + data + b"\r\n" +
+                       wire.ok("Getscript completed."))
+
+    def _setactive(self, args: tuple[Word, ...]) -> Outcome:
+        (name,) = self._strings(args, 1)
+        if not name.value:
+            if self.storage.deactivate():
+                return Outcome(wire.ok("Active script is now deactivated."))
+            return Outcome(wire.ok("No scripts currently active."))
+        if not self.storage.activate(name.text()):
+            return Outcome(wire.ok("Script is already active."))
+        return Outcome(wire.ok("Setactive completed."))
+
+    def _deletescript(self, args: tuple[Word, ...]) -> Outcome:
+        (name,) = self._strings(args, 1)
+        self.storage.delete(name.text())
+        return Outcome(wire.ok("Deletescript completed."))
+
+    def _renamescript(self, args: tuple[Word, ...]) -> Outcome:
+        old, new = self._strings(args, 2)
+        self.storage.rename(old.text(), new.text())
+        return Outcome(wire.ok("Renamescript completed."))
+
+    def _havespace(self, args: tuple[Word, ...]) -> Outcome:
+        if len(args) < 2:
+            raise _ArgError("Missing arguments." if not args else "Invalid arguments.")
+        if len(args) > 2:
+            raise _ArgError("Too many command arguments.")
+        name, size_word = args
+        if not isinstance(name, String):
+            raise _ArgError("Invalid arguments.")
+        if not valid_name(name.text()):
+            return Outcome(wire.no("Invalid script name."))
+        size = wire.number(size_word) if isinstance(size_word, Atom) else None
+        if size is None:
+            return Outcome(wire.no("Invalid scriptsize argument."))
+        if size == 0:
+            return Outcome(wire.no("Cannot upload empty script."))
+        self.storage.check_quota(name.text(), size)
+        return Outcome(wire.ok("Putscript would succeed."))
+
+    _handlers: ClassVar[dict[str, Callable[[Session, tuple[Word, ...]], Outcome]]] = {
+        "CAPABILITY": _capability, "NOOP": _noop, "LOGOUT": _logout,
+        "LISTSCRIPTS": _listscripts, "PUTSCRIPT": _putscript, "CHECKSCRIPT": _checkscript,
+        "GETSCRIPT": _getscript, "SETACTIVE": _setactive, "DELETESCRIPT": _deletescript,
+        "RENAMESCRIPT": _renamescript, "HAVESPACE": _havespace,
+    }
