@@ -12,11 +12,12 @@ from bench.scenarios.pop3 import Pop3Bench
 from bench.scenarios.search import Search
 from bench.scenarios.select_large import SelectLarge
 from bench.scenarios.startup import Startup
+from bench.scenarios.storage import StorageBench
 
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
     for cls in (ImapMixed, Login, Auth, SelectLarge, Search, Pop3Bench, LmtpBench, IdleMemory,
-                Startup)
+                Startup, StorageBench)
 }
 
 __all__ = ["SCENARIOS", "Options", "Scenario"]
