@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from cote.auth import schemes
 from cote.auth.cache import AuthCache
 from cote.auth.drivers import (
     PASSDB_DRIVERS,
@@ -30,6 +31,9 @@ from cote.auth.request import AuthRequest, apply_fields
 from cote.config import Config, Section
 from cote.variables import VariableError
 
+# How a password a passdb checked itself is kept in the auth cache (Dovecot keeps SHA1;
+# cote a salted hash, still cheap to check).
+CACHED_SCHEME = "SSHA512"
 ACTIONS = ("return", "return-ok", "return-fail", "continue", "continue-ok", "continue-fail")
 
 
@@ -99,6 +103,12 @@ def _cache_key(kind: str, index: int, driver: PassdbDriver | UserdbDriver,
         return None
 
 
+def _negative_expired(cache: AuthCache | None, db: Database, index: int,
+                      request: AuthRequest) -> bool:
+    key = _cache_key("passdb", index, db.driver, request)
+    return cache is None or key is None or cache.negative_expired(key)
+
+
 def _cacheable(result: PassdbResult) -> bool:
     return result in (PassdbResult.OK, PassdbResult.USER_UNKNOWN)
 
@@ -114,35 +124,94 @@ async def _lookup_passdb(db: Database, index: int, request: AuthRequest,
         if isinstance(cached, PassdbLookup):
             return dataclasses.replace(cached, fields=dict(cached.fields)), True
     found = await db.driver.lookup(request)
-    if cache is not None and key is not None and _cacheable(found.result):
-        size = len(found.password or "") + sum(len(k) + len(v or "")
-                                                for k, v in found.fields.items())
-        cache.put(key, dataclasses.replace(found, fields=dict(found.fields)),
-                  negative=found.result is PassdbResult.USER_UNKNOWN, user=request.user,
-                  size=size)
+    if cache is not None and key is not None:
+        if found.result is PassdbResult.INTERNAL_FAILURE:
+            stale = cache.stale(key)
+            if isinstance(stale, PassdbLookup):
+                return dataclasses.replace(stale, fields=dict(stale.fields)), True
+        elif _cacheable(found.result):
+            _put_passdb(cache, key, found, request)
     return found, False
+
+
+def _put_passdb(cache: AuthCache, key: tuple[str, int, str], found: PassdbLookup,
+                request: AuthRequest) -> None:
+    size = len(found.password or "") + sum(len(k) + len(v or "")
+                                            for k, v in found.fields.items())
+    cache.put(key, dataclasses.replace(found, fields=dict(found.fields)),
+              negative=found.result is PassdbResult.USER_UNKNOWN, user=request.user, size=size)
+
+
+async def _authenticate(db: Database, index: int, request: AuthRequest, password: bytes, *,
+                        cache: AuthCache | None, verify: Verify | None) -> PassdbLookup:
+    """A passdb that checks the password itself (PAM, LDAP auth_bind), through the auth
+    cache when it has a cache key: as Dovecot, a success is kept with a hash of the password
+    that worked (checked against later logins), an unknown user as a negative entry; a
+    password the entry does not know asks the database again, and when the database fails
+    an entry, even expired, answers."""
+    driver = db.driver
+    assert isinstance(driver, PlaintextPassdb)
+    key = _cache_key("passdb", index, driver, request) if cache is not None else None
+    if cache is None or key is None:
+        return await driver.authenticate(request, password)
+
+    async def from_entry(entry: object) -> PassdbLookup | None:
+        if not isinstance(entry, PassdbLookup):
+            return None
+        copy = dataclasses.replace(entry, fields=dict(entry.fields))
+        if copy.result is not PassdbResult.OK or copy.password is None:
+            return copy
+        if verify is not None:
+            result = await verify(copy, db)
+        else:
+            result = PassdbResult.OK if schemes.verify(copy.password, password) \
+                else PassdbResult.PASSWORD_MISMATCH
+        copy.password = None
+        copy.result = result
+        return copy
+
+    cached = await from_entry(cache.get(key))
+    if cached is not None and cached.result is not PassdbResult.PASSWORD_MISMATCH:
+        return cached
+    found = await driver.authenticate(request, password)
+    if found.result is PassdbResult.INTERNAL_FAILURE:
+        fallback = cached or await from_entry(cache.stale(key))
+        if fallback is None or (fallback.result is PassdbResult.PASSWORD_MISMATCH
+                                and cache.negative_expired(key)):
+            return found
+        return fallback
+    if _cacheable(found.result):
+        entry = dataclasses.replace(found, fields=dict(found.fields))
+        if found.result is PassdbResult.OK and found.password is None:
+            entry.password = schemes.generate(CACHED_SCHEME, password)
+        _put_passdb(cache, key, entry, request)
+    return found
 
 
 async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verify | None,
                       password: bytes | None = None,
-                      cache: AuthCache | None = None) -> PassdbOutcome:
+                      cache: AuthCache | None = None, *, masters: bool = False
+                      ) -> PassdbOutcome:
     """Authenticate through the chain. ``verify`` checks a found password (None for lookups
     that only need the user to exist, such as PASS from the master socket); ``password`` is
     the plaintext for databases that check it themselves (PAM, LDAP auth_bind). With a
     ``cache``, databases that have a cache key answer from it (Dovecot's auth cache: a cached
-    password that does not match is looked up again, so a changed password works at once)."""
+    password that does not match is looked up again, so a changed password works at once).
+    ``masters`` runs the ``master = yes`` passdbs instead (they only serve master logins)."""
     success = False
     last = PassdbOutcome(PassdbResult.USER_UNKNOWN, None, None)
     for index, db in enumerate(chain):
-        if db.master:
-            continue  # master passdbs only serve "user*master" logins
+        if db.master != masters:
+            continue  # master passdbs only serve "user*master" logins, and only them
         if (db.skip == "authenticated" and success) or \
                 (db.skip == "unauthenticated" and not success):
             continue
         assert isinstance(db.driver, PassdbDriver)
         checks_itself = cached = False
-        if password is not None and isinstance(db.driver, PlaintextPassdb):
-            found = await db.driver.authenticate(request, password)
+        if password is not None and isinstance(db.driver, PlaintextPassdb) and \
+                db.driver.checks_password:
+            found = await _authenticate(db, index, request, password, cache=cache,
+                                          verify=verify)
             checks_itself = True
         else:
             found, cached = await _lookup_passdb(db, index, request, cache)
@@ -155,10 +224,14 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                 result = await verify(found, db)
                 if result is PassdbResult.PASSWORD_MISMATCH and cached:
                     # The password may have changed since it was cached: ask the database.
-                    found, _ = await _lookup_passdb(db, index, request, cache, fresh=True)
+                    found, stale = await _lookup_passdb(db, index, request, cache, fresh=True)
                     result = found.result
                     if result is PassdbResult.OK:
                         result = await verify(found, db)
+                    if stale and result is PassdbResult.PASSWORD_MISMATCH and \
+                            _negative_expired(cache, db, index, request):
+                        # the database failed and the entry is too old to say "mismatch"
+                        result = PassdbResult.INTERNAL_FAILURE
         if result is PassdbResult.OK:
             # Only a passing database's fields count (Dovecot: a wrong password imports none;
             # a credentials lookup passes here, so a mechanism failing afterwards, e.g.
@@ -200,6 +273,11 @@ async def _lookup_userdb(db: Database, index: int, request: AuthRequest,
         if isinstance(cached, UserdbLookup):
             return dataclasses.replace(cached, fields=dict(cached.fields))
     found = await db.driver.lookup(request)
+    if cache is not None and key is not None and \
+            found.result is PassdbResult.INTERNAL_FAILURE:
+        stale = cache.stale(key)  # the database failed: an expired entry answers
+        if isinstance(stale, UserdbLookup):
+            return dataclasses.replace(stale, fields=dict(stale.fields))
     if cache is not None and key is not None and _cacheable(found.result):
         size = sum(len(k) + len(v or "") for k, v in found.fields.items())
         cache.put(key, dataclasses.replace(found, fields=dict(found.fields)),

@@ -86,6 +86,9 @@ class AuthEngine:
         self.default_realm = str(cfg.get("auth_default_realm"))
         self.realms = tuple(str(cfg.get("auth_realms")).split())
         self.anonymous_username = str(cfg.get("auth_anonymous_username"))
+        self.master_separator = str(cfg.get("auth_master_user_separator"))[:1]
+        self.username_from_cert = bool(cfg.get("auth_ssl_username_from_cert"))
+        self.require_client_cert = bool(cfg.get("auth_ssl_require_client_cert"))
         self.start_time = time.time()
         self.next_cuid = 1
         size = int(cfg.get("auth_cache_size"))
@@ -123,11 +126,15 @@ class AuthEngine:
             return
         # disable_plaintext_auth is the login processes' to enforce: Dovecot 2.3's auth daemon
         # accepts plaintext mechanisms from any auth client (checked against it).
+        if self.require_client_cert and not request.valid_client_cert:
+            yield Reply("fail", reason="Client didn't present valid SSL certificate")
+            return
+        cert_username = request.cert_username if self.username_from_cert else None
         try:
             mech = create(info.name, MechanismContext(
                 service=request.service, final_resp_ok=final_resp_ok, realms=self.realms,
                 anonymous_username=self.anonymous_username, connect_uid=cuid,
-                start_time=self.start_time))
+                start_time=self.start_time, cert_username=cert_username))
         except UnknownMechanism:
             yield Reply("fail", reason="Unsupported authentication mechanism")
             return
@@ -149,18 +156,70 @@ class AuthEngine:
 
     async def _passdb_step(self, mech: Mechanism, step: VerifyPlain | LookupCredentials,
                            request: AuthRequest) -> Step:
-        user = self.normalize(step.user)
+        name, login_user = step.user, step.authzid
+        sep = self.master_separator
+        if sep and sep in name:
+            # "user*master": the master user's password logs in as user (an authzid wins)
+            wanted, _, name = name.partition(sep)
+            login_user = login_user or wanted
+        given = name
+        if self.username_from_cert and request.cert_username is not None:
+            # As Dovecot: the certificate's name overrides the one the mechanism gave
+            # (EXTERNAL gives none), still translated and checked like any name.
+            given = "" if request.mechanism == "EXTERNAL" else name
+            name, request.cert_login = request.cert_username, True
+        user = self.normalize(name)
         if user is None:
-            self._verbose(request, "passdb", f"Invalid username: {step.user}")
-            return mech.verified(PassdbResult.USER_UNKNOWN) if isinstance(step, VerifyPlain) \
-                else mech.credentials(PassdbResult.USER_UNKNOWN, None)
-        request.original_user = step.user
+            self._verbose(request, "passdb", f"Invalid username: {name}")
+            return self._answer(mech, step, PassdbResult.USER_UNKNOWN)
+        request.original_user = given
         request.user = user
-        if step.authzid and step.authzid != step.user:
-            self._verbose(request, "passdb", "Attempted master login with no master passdbs")
-            result = PassdbResult.USER_UNKNOWN
-            return mech.verified(result) if isinstance(step, VerifyPlain) \
-                else mech.credentials(result, None)
+        if login_user:
+            if not any(db.master for db in self.passdbs):
+                self._verbose(request, "passdb", "Attempted master login with no master passdbs")
+                return self._answer(mech, step, PassdbResult.USER_UNKNOWN)
+            target = self.normalize(login_user)
+            if target is None:
+                self._verbose(request, "passdb", f"Invalid username: {login_user}")
+                return self._answer(mech, step, PassdbResult.USER_UNKNOWN)
+            request.master_lookup = True
+            try:
+                answer = await self._run_passdbs(mech, step, request, masters=True)
+            finally:
+                request.master_lookup = False
+            if answer[0] is not PassdbResult.OK:
+                return self._answer(mech, step, answer[0])
+            # As Dovecot: the master user is now logged in as the wanted user.
+            request.master_user, request.user = user, target
+            self._verbose(None, "", f"Master user logging in as {target}")
+            if self._master_passes(answer[1]):
+                request.passdb_fields.clear()
+                outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
+                self._log_internal(request, outcome)
+                if outcome.result is not PassdbResult.OK:
+                    result = PassdbResult.INTERNAL_FAILURE if \
+                        outcome.result is PassdbResult.INTERNAL_FAILURE else \
+                        PassdbResult.AUTHZ_FAILED
+                    return self._answer(mech, step, result)
+            return self._answer(mech, step, PassdbResult.OK, answer[2])
+        return self._answer(mech, step, *(await self._run_passdbs(mech, step, request))[::2])
+
+    @staticmethod
+    def _master_passes(outcome: chain.PassdbOutcome | None) -> bool:
+        return outcome is not None and outcome.database is not None and outcome.database.pass_
+
+    @staticmethod
+    def _answer(mech: Mechanism, step: VerifyPlain | LookupCredentials, result: PassdbResult,
+                data: bytes | None = None) -> Step:
+        if isinstance(step, VerifyPlain):
+            return mech.verified(result)
+        return mech.credentials(result, data if result is PassdbResult.OK else None)
+
+    async def _run_passdbs(self, mech: Mechanism, step: VerifyPlain | LookupCredentials,
+                           request: AuthRequest, *, masters: bool = False
+                           ) -> tuple[PassdbResult, chain.PassdbOutcome | None, bytes | None]:
+        """Verify the password (or fetch the credentials the mechanism asked for) through the
+        normal or the master passdbs: (result, the chain's outcome, credentials)."""
         if isinstance(step, VerifyPlain):
             password = step.password
             request.password = password
@@ -168,23 +227,25 @@ class AuthEngine:
             async def verify(found: PassdbLookup, db: chain.Database) -> PassdbResult:
                 return await self._verify_password(found, password, request, db)
 
-            outcome = await chain.run_passdbs(self.passdbs, request, verify, password, self.cache)
+            outcome = await chain.run_passdbs(self.passdbs, request, verify, password,
+                                              self.cache, masters=masters)
             self._log_internal(request, outcome)
-            return mech.verified(outcome.result)
-        outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
+            return outcome.result, outcome, None
+        outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
+                                          masters=masters)
         self._log_internal(request, outcome)
         if outcome.result is not PassdbResult.OK or outcome.lookup is None:
-            return mech.credentials(outcome.result, None)
+            return outcome.result, outcome, None
         found = outcome.lookup
         if found.password is None:
-            return mech.credentials(PassdbResult.SCHEME_NOT_AVAILABLE, None)
+            return PassdbResult.SCHEME_NOT_AVAILABLE, outcome, None
         try:
             data = schemes.credentials(found.password, step.scheme, user=request.user,
                                        default_scheme=found.default_scheme)
         except schemes.SchemeError as e:
             self._verbose(request, outcome.database, str(e))
-            return mech.credentials(PassdbResult.SCHEME_NOT_AVAILABLE, None)
-        return mech.credentials(PassdbResult.OK, data)
+            return PassdbResult.SCHEME_NOT_AVAILABLE, outcome, None
+        return PassdbResult.OK, outcome, data
 
     def _log_internal(self, request: AuthRequest, outcome: chain.PassdbOutcome) -> None:
         """Backend errors are logged whatever auth_verbose says, as Dovecot does."""
@@ -213,15 +274,17 @@ class AuthEngine:
         return PassdbResult.OK
 
     def _succeeded(self, step: Success, request: AuthRequest) -> Reply:
-        if not request.original_user:
+        if not request.original_user and not request.cert_login:
             # Mechanisms that never consult the passdb (ANONYMOUS, EXTERNAL) name the user.
             request.user = step.user
         fields: list[tuple[str, str | None]] = [
             (k, v) for k, v in request.passdb_fields.items()
             if k not in ("nopassword", "password", "user")]
         fields += list(step.fields)
-        if request.original_user and request.original_user != request.user:
+        if _shows_original(request, request.user):
             fields.append(("original_user", request.original_user))
+        if request.master_user:
+            fields.append(("auth_user", request.master_user))
         proxying = "proxy" in request.passdb_fields or "proxy_maybe" in request.passdb_fields
         if proxying and "pass" not in request.passdb_fields and request.password is not None:
             fields.append(("pass", request.password.decode("utf-8", "surrogateescape")))
@@ -241,18 +304,26 @@ class AuthEngine:
         user = request.user or step.user or ""
         fields = [(k, v) for k, v in request.passdb_fields.items()
                   if k not in ("nopassword", "password", "user")]
-        if request.original_user and request.original_user != user:
+        code = step.code
+        if code == "authz_fail":  # Dovecot sends this one after user=, with the master's name
+            fields.insert(0, ("code", code))
+            code = None
+        if _shows_original(request, user):
             fields.append(("original_user", request.original_user))
-        return Reply("fail", user=user, fields=tuple(fields), code=step.code,
-                     reason=step.reason)
+        elif step.user == "" and not request.user:
+            # An empty login name (PLAIN's "\0\0pw"): Dovecot names it, empty, twice.
+            fields = [("user", ""), ("original_user", ""), *fields]
+        if request.master_user:
+            fields.append(("auth_user", request.master_user))
+        return Reply("fail", user=user, fields=tuple(fields), code=code, reason=step.reason)
 
-    def _verbose(self, request: AuthRequest, source: object, text: str,
+    def _verbose(self, request: AuthRequest | None, source: object, text: str,
                  error: bool = False) -> None:
         if not (self.verbose or error):
             return
         name = source if isinstance(source, str) else \
             (source.driver.name if isinstance(source, chain.Database) else "auth")
-        line = f"{name}({request.log_name()}): {text}"
+        line = f"{name}({request.log_name()}): {text}" if request is not None else text
         (self.log.error if error else self.log.info)(line)
 
     # -- the login registry (for REQUEST) ------------------------------------------------------
@@ -316,6 +387,12 @@ class AuthEngine:
         cuid, self.next_cuid = self.next_cuid, self.next_cuid + 1
         return cuid
 
+
+
+def _shows_original(request: AuthRequest, user: str) -> bool:
+    """Dovecot adds original_user= when the login name differs from the final one (an empty
+    one too, after a certificate named the user)."""
+    return request.original_user != user and (bool(request.original_user) or request.cert_login)
 
 
 def flush_cache(engine: AuthEngine, users: tuple[str, ...]) -> int:

@@ -28,6 +28,12 @@ class AuthRequest:
     passdb_fields: dict[str, str | None] = field(default_factory=dict)  # None: a bare key
     userdb_fields: dict[str, str | None] = field(default_factory=dict)
     master_user: str | None = None
+    master_lookup: bool = False  # the master passdbs are checking the master user now
+    # From the login process: the TLS client certificate was valid (``valid-client-cert``)
+    # and the ``ssl_cert_username_field`` it carried (``cert_username=``).
+    valid_client_cert: bool = False
+    cert_username: str | None = None
+    cert_login: bool = False  # the certificate's name replaced the mechanism's
     authenticated: bool = False
     # The plaintext password while the request runs, for passdbs that proxy (Dovecot sends it
     # on as pass= so the login process can log in to the backend); never kept afterwards.
@@ -57,6 +63,8 @@ class AuthRequest:
     def log_name(self) -> str:
         """``user,rip,<session>`` as Dovecot's auth_verbose lines show a request."""
         parts = [self.user, self.remote_ip] if self.remote_ip else [self.user]
+        if self.master_lookup:
+            parts.append("master")
         if self.session:
             parts.append(f"<{self.session}>")
         return ",".join(parts)

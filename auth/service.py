@@ -99,7 +99,9 @@ class ClientConnection:
         request = AuthRequest("", service=event.service, local_ip=p.get("lip", ""),
                               remote_ip=p.get("rip", ""), local_port=p.get("lport", ""),
                               remote_port=p.get("rport", ""), session=p.get("session", ""),
-                              secured=event.secured)
+                              secured=event.secured,
+                              valid_client_cert="valid-client-cert" in event.flags,
+                              cert_username=p.get("cert_username"))
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.responses[event.id] = queue
         self.tasks[event.id] = asyncio.get_running_loop().create_task(
@@ -234,8 +236,12 @@ class MasterConnection:
     async def _user_reply(self, request_id: int, request: AuthRequest, *,
                           login: bool = False) -> None:
         answer, fields, log = await self.engine.userdb(request)
+        if login and request.master_user:
+            fields = {**fields, "master_user": request.master_user}
         if login and request.mechanism:
             fields = {**fields, "auth_mech": request.mechanism}  # as Dovecot's REQUEST reply
+        if login and request.master_user:
+            fields = {**fields, "auth_user": request.master_user}
         if answer == UserdbAnswer.NOTFOUND:
             self.writer.write(am.ServerConnection.notfound(request_id))
         elif answer == UserdbAnswer.FAIL:

@@ -43,6 +43,9 @@ class PassdbResult(enum.Enum):
     PASS_EXPIRED = "pass_expired"  # noqa: S105
     INTERNAL_FAILURE = "internal_failure"
     SCHEME_NOT_AVAILABLE = "scheme_not_available"
+    # A master user authenticated but may not log in as the wanted user (pass = yes and the
+    # normal passdbs do not know that user): Dovecot's ``code=authz_fail``.
+    AUTHZ_FAILED = "authz_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ FAIL_CODES = {
     PassdbResult.INTERNAL_FAILURE: "temp_fail",
     PassdbResult.USER_DISABLED: "user_disabled",
     PassdbResult.PASS_EXPIRED: "pass_expired",
+    PassdbResult.AUTHZ_FAILED: "authz_fail",
 }
 
 

@@ -52,11 +52,12 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "auth_mechanisms", "auth_verbose", "auth_failure_delay", "auth_username_format",
     "auth_username_chars", "auth_username_translation", "auth_default_realm", "auth_realms",
     "auth_anonymous_username", "auth_cache_size", "auth_cache_ttl", "auth_cache_negative_ttl",
+    "auth_master_user_separator", "auth_ssl_require_client_cert", "auth_ssl_username_from_cert",
     # login part 2 (proxying, PROXY protocol, limits)
     "haproxy_trusted_networks", "haproxy_timeout", "login_proxy_max_disconnect_delay",
     "passdb/driver", "passdb/args", "passdb/default_fields", "passdb/override_fields",
     "passdb/deny", "passdb/skip", "passdb/result_success", "passdb/result_failure",
-    "passdb/result_internalfail",
+    "passdb/result_internalfail", "passdb/master", "passdb/pass",
     "userdb/driver", "userdb/args", "userdb/default_fields", "userdb/override_fields",
     "userdb/skip", "userdb/result_success", "userdb/result_failure", "userdb/result_internalfail",
 })

@@ -12,14 +12,16 @@ from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
 
 
-def login_then_request(base: Path, user: str) -> tuple[str, str]:
+def login_then_request(base: Path, user: str, resp: bytes | None = None) -> tuple[str, str]:
+    """The OK of a PLAIN login (``resp``, by default ``user`` with password ``p``) and the
+    auth-master REQUEST reply for it."""
     c = LineClient(str(base / "login/login"))
     c.send("VERSION", "1", "2")
     c.send("CPID", "4242")
     handshake = c.until("DONE")
     cookie = next(x for x in handshake if x.startswith("COOKIE")).split("\t")[1]
     c.send("AUTH", "7", "PLAIN", "service=imap", "secured", "lip=127.0.0.1", "rip=127.0.0.1",
-           "resp=" + b64(f"\0{user}\0p".encode()))
+           "resp=" + b64(resp if resp is not None else f"\0{user}\0p".encode()))
     ok = c.line()
     m = LineClient(str(base / "auth-master"))
     m.send("VERSION", "1", "0")
