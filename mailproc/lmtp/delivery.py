@@ -30,7 +30,7 @@ from cote.mailproc.lmtp.journal import (
 from cote.mailproc.mailuser import MailUser
 from cote.storage import StorageError
 from cote.storage.api import Mailbox
-from cote.storage.message.headers import last_value, read_header
+from cote.storage.message.headers import read_header
 from cote.storage.message.lineends import SaveLineEnds
 from cote.storage.message.searchkeys import decode_words
 from cote.storage.namespaces import Namespaces
@@ -48,6 +48,7 @@ class Spool:
         self.file = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)  # noqa: SIM115
         self._line_ends = SaveLineEnds()
         self.size = 0
+        self.lines = 0  # LF count: the CRLF (virtual) size is size + lines
         self.digest = hashlib.sha256()  # of the stored bytes, for the delivery journal
 
     def write(self, data: bytes) -> None:
@@ -55,12 +56,14 @@ class Spool:
         self.file.write(out)
         self.digest.update(out)
         self.size += len(out)
+        self.lines += out.count(b"\n")
 
     def finish(self) -> None:
         out = self._line_ends.finish()
         self.file.write(out)
         self.digest.update(out)
         self.size += len(out)
+        self.lines += out.count(b"\n")
 
     def header_fields(self) -> list[tuple[bytes, bytes]]:
         self.file.seek(0)
@@ -231,18 +234,38 @@ def over_quota(cfg: Config, user: MailUser) -> bool:
             mailboxes.close()
 
 
-def log_values(spool: Spool, env: Envelope, message: str) -> dict[str, str | None]:
-    """The ``deliver_log_format`` variables."""
+def _first(fields: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    return next((v for k, v in fields if k.lower() == name), None)
+
+
+def _address(value: bytes | None) -> str:
+    """The first address of a header (Dovecot logs ``%f`` as ``local@domain`` only)."""
+    if value is None:
+        return ""
+    text = " ".join(value.decode("utf-8", "surrogateescape").split())
+    return next((a for _, a in email.utils.getaddresses([text]) if a), "")
+
+
+def log_values(spool: Spool, env: Envelope, message: str, head: bytes = b""
+               ) -> dict[str, str | None]:
+    """The ``deliver_log_format`` variables, short and long names (Dovecot 2.3's table;
+    sizes are the stored message's, trace headers ``head`` included: LF line ends for ``%p``,
+    CRLF for ``%w``)."""
     fields = spool.header_fields()
-    msgid = last_value(fields, b"message-id")
-    subject = last_value(fields, b"subject")
-    sender = last_value(fields, b"from")
-    return {
-        "m": msgid.decode("utf-8", "replace") if msgid else "unspecified",
-        "s": decode_words(subject) if subject else "",
-        "f": decode_words(sender) if sender else "",
-        "e": env.sender, "p": str(spool.size), "$": message,
+    msgid = _first(fields, b"message-id")
+    subject = _first(fields, b"subject")
+    values: dict[str, str | None] = {
+        "msgid": msgid.decode("utf-8", "replace").strip() if msgid else "unspecified",
+        "subject": decode_words(subject).strip() if subject else "",
+        "from": _address(_first(fields, b"from")),
+        "from_envelope": env.sender, "size": str(len(head) + spool.size),
+        "vsize": str(len(head) + head.count(b"\n") + spool.size + spool.lines),
     }
+    short = {"m": "msgid", "s": "subject", "f": "from", "e": "from_envelope", "p": "size",
+             "w": "vsize"}
+    values.update({k: values[v] for k, v in short.items()})
+    values["$"] = message
+    return values
 
 
 __all__ = ["Envelope", "Spool", "StorageError", "deliver", "log_values", "trace_headers"]

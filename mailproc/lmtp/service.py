@@ -230,27 +230,28 @@ class LmtpConnection:
         try:
             if rcpt.detail:
                 mailbox = choose_mailbox(self.settings.cfg, user, rcpt.detail,
-                                         lambda text: log.info(self._log_line(env, text)))
+                                         lambda text: log.info(self._log_line(env, head, text)))
             key = journal_key(self.spool, env.sender, str(address))
             uid = deliver(self.settings.cfg, user, self.spool, head, mailbox, key=key)
         except QuotaExceeded as e:
-            log.info(self._log_line(env, f"save failed to {mailbox}: {e}"))
+            log.info(self._log_line(env, head, f"save failed to {mailbox}: {e}"))
             if self.settings.quota_tempfail:
                 return reply(452, "4.2.2", f"<{address}> {e}")
             return reply(552, "5.2.2", f"<{address}> {e}")
         except (StorageError, OSError) as e:
-            log.error(self._log_line(env, f"save failed to {mailbox}: {e}"))
+            log.error(self._log_line(env, head, f"save failed to {mailbox}: {e}"))
             return reply(451, "4.2.0", f"<{address}> Temporary internal error")
         if uid is None:
-            log.info(self._log_line(env, f"already saved to {mailbox} by an earlier attempt of "
-                                         "this transaction (delivery journal), not saved again"))
+            log.info(self._log_line(env, head, f"already saved to {mailbox} by an earlier "
+                                    "attempt of this transaction (delivery journal), "
+                                    "not saved again"))
         else:
-            log.info(self._log_line(env, f"saved mail to {mailbox}"))
+            log.info(self._log_line(env, head, f"saved mail to {mailbox}"))
         return saved_reply(address, delivery_id)
 
-    def _log_line(self, env: Envelope, message: str) -> str:
+    def _log_line(self, env: Envelope, head: bytes, message: str) -> str:
         assert self.spool is not None
-        values: Mapping[str, str | None] = log_values(self.spool, env, message)
+        values: Mapping[str, str | None] = log_values(self.spool, env, message, head)
         try:
             return self.settings.log_format.expand(values)
         except VariableError:
