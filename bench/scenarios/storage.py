@@ -19,6 +19,7 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import store
@@ -33,55 +34,53 @@ WARM_PAUSE = 2.0
 PER_FOLDER = 3
 
 
+def cached(key: str, build: Callable[[Path], None]) -> Path:
+    """The template ``key`` under ``bench.store``'s cache, built once by ``build(dir)``."""
+    final = store.CACHE_ROOT / key
+    if (final / ".complete").exists():
+        return final
+    store.CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    building = store.CACHE_ROOT / f".{key}.{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    build(building)
+    (building / ".complete").touch()
+    try:
+        os.rename(building, final)
+    except OSError:  # another process built it first
+        shutil.rmtree(building, ignore_errors=True)
+    return final
+
+
 def folders_template(count: int, seed: int) -> Path:
     """A Maildir++ store with ``count`` folders of ``PER_FOLDER`` small messages (cached)."""
     vmail = mail_user()
-    key = f"storage-folders-g{store.GENERATOR_VERSION}-s{seed}-f{count}"
-    final = store.CACHE_ROOT / key
-    if (final / ".complete").exists():
-        return final
-    store.CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    building = store.CACHE_ROOT / f".{key}.{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    store.write_mailbox(building, seed, 1, "small", vmail.pw_uid, vmail.pw_gid)
-    for i in range(count):
-        folder = building / f".folder{i:04d}"
-        store.write_mailbox(folder, seed + i, PER_FOLDER, "small", vmail.pw_uid, vmail.pw_gid,
-                            new_fraction=0.0)
-        (folder / "maildirfolder").touch()
-        os.chown(folder / "maildirfolder", vmail.pw_uid, vmail.pw_gid)
-    (building / ".complete").touch()
-    try:
-        os.rename(building, final)
-    except OSError:
-        shutil.rmtree(building, ignore_errors=True)
-    return final
+
+    def build(root: Path) -> None:
+        store.write_mailbox(root, seed, 1, "small", vmail.pw_uid, vmail.pw_gid)
+        for i in range(count):
+            folder = root / f".folder{i:04d}"
+            store.write_mailbox(folder, seed + i, PER_FOLDER, "small", vmail.pw_uid,
+                                vmail.pw_gid, new_fraction=0.0)
+            (folder / "maildirfolder").touch()
+            os.chown(folder / "maildirfolder", vmail.pw_uid, vmail.pw_gid)
+
+    return cached(f"storage-folders-g{store.GENERATOR_VERSION}-s{seed}-f{count}", build)
 
 
 def big_template(size: int, seed: int) -> Path:
-    """A Maildir whose INBOX holds one generated message of about ``size`` bytes."""
+    """A Maildir whose INBOX holds one generated message of about ``size`` bytes (cached)."""
     vmail = mail_user()
-    key = f"storage-big-g{store.GENERATOR_VERSION}-s{seed}-b{size}"
-    final = store.CACHE_ROOT / key
-    if (final / ".complete").exists():
-        return final
-    store.CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    building = store.CACHE_ROOT / f".{key}.{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    for sub in ("", "cur", "new", "tmp"):
-        (building / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chown(building / sub, vmail.pw_uid, vmail.pw_gid)
-    message = store.MessageGenerator(seed, "realistic").message(0, size=size)
-    name = store.maildir_name(0, message.date, message.data, "S")
-    path = building / "cur" / name
-    path.write_bytes(message.data)
-    os.chown(path, vmail.pw_uid, vmail.pw_gid)
-    (building / ".complete").touch()
-    try:
-        os.rename(building, final)
-    except OSError:
-        shutil.rmtree(building, ignore_errors=True)
-    return final
+
+    def build(root: Path) -> None:
+        for sub in ("", "cur", "new", "tmp"):
+            (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chown(root / sub, vmail.pw_uid, vmail.pw_gid)
+        message = store.MessageGenerator(seed, "realistic").message(0, size=size)
+        path = root / "cur" / store.maildir_name(0, message.date, message.data, "S")
+        path.write_bytes(message.data)
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+
+    return cached(f"storage-big-g{store.GENERATOR_VERSION}-s{seed}-b{size}", build)
 
 
 async def session(server: Server, user: str) -> Imap:
