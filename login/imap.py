@@ -216,7 +216,11 @@ class ImapFrontend:
         if temporary:
             text = reason or "Temporary authentication failure."
             return [Reply(response.tagged(self.tag, "NO", text, "UNAVAILABLE"))]
-        return [Reply(response.tagged(self.tag, "NO", reason or "Authentication failed.",
+        if reason:  # the passdb's reason (Dovecot: an ALERT unless it has its own code)
+            if reason.startswith("["):
+                return [Reply(f"{self.tag} NO {reason}\r\n".encode())]
+            return [Reply(response.tagged(self.tag, "NO", reason, "ALERT"))]
+        return [Reply(response.tagged(self.tag, "NO", "Authentication failed.",
                                       "AUTHENTICATIONFAILED"))]
 
     def succeeded(self) -> None:
