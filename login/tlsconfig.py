@@ -168,6 +168,8 @@ def _context(cfg: Config) -> ssl.SSLContext:
             raise TlsConfigError(f"ssl_dh: {e}") from e
     if cfg.get("ssl_prefer_server_ciphers"):
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:  # Python's server contexts prefer their own order unless told otherwise
+        ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     options = str(cfg.get("ssl_options")).split()
     if "no_compression" in options:
         ctx.options |= ssl.OP_NO_COMPRESSION
