@@ -25,6 +25,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "mail_max_userip_connections",
     "ssl", "ssl_cert", "ssl_key", "ssl_key_password", "ssl_ca", "ssl_min_protocol",
     "ssl_cipher_list", "ssl_prefer_server_ciphers", "ssl_dh", "verbose_ssl",
+    "ssl_curve_list", "ssl_verify_client_cert", "ssl_require_crl", "ssl_cert_username_field",
     # service { } and listeners
     "service/chroot", "service/client_limit", "service/drop_priv_before_exec",
     "service/executable", "service/extra_groups", "service/group", "service/idle_kill",
