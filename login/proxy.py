@@ -42,6 +42,8 @@ class ProxyTarget:
     maybe: bool = False  # proxy_maybe: log in locally if the target is this server
     ttl: int = DEFAULT_TTL
     hostip: str = ""  # the host's address, given so that no DNS lookup is needed
+    not_trusted: bool = False  # proxy_not_trusted: do not forward the client's facts
+    source_ip: str = ""  # source_ip: connect from this local address
 
     @property
     def address(self) -> str:
@@ -106,7 +108,9 @@ def proxy_target(fields: Mapping[str, str], *, protocol: str, user: str,
     return ProxyTarget(host=host, port=port, user=fields.get("destuser") or user,
                        password=fields.get("pass", password or ""),
                        master=fields.get("master", ""), ssl=ssl, starttls=starttls,
-                       timeout=timeout, maybe=maybe, ttl=ttl, hostip=fields.get("hostip", ""))
+                       timeout=timeout, maybe=maybe, ttl=ttl, hostip=fields.get("hostip", ""),
+                       not_trusted="proxy_not_trusted" in fields,
+                       source_ip=fields.get("source_ip", ""))
 
 
 def plaintext_password(mechanism: str, responses: list[bytes]) -> str | None:
@@ -272,7 +276,7 @@ class ImapBackendLogin(_LineMachine):
 
     def _login(self) -> list[BackendEvent]:
         out = b""
-        if self.id_capable:
+        if self.id_capable and not self.target.not_trusted:
             c = self.client
             out += (b'I ID ("x-session-id" ' + imap_quote(c.session)
                     + b' "x-originating-ip" ' + imap_quote(c.remote_ip)
@@ -305,7 +309,7 @@ class Pop3BackendLogin(_LineMachine):
         if self.state == "banner":
             if not line.startswith(b"+OK"):
                 return self.finish(_invalid(line, "Invalid banner"))
-            self.xclient = line.startswith(b"+OK [XCLIENT]")
+            self.xclient = line.startswith(b"+OK [XCLIENT]") and not self.target.not_trusted
             if self.target.starttls:
                 self.state = "stls"
                 return [Send(b"STLS\r\n")]

@@ -61,7 +61,8 @@ async def backend_login(target: ProxyTarget, dialogue: ImapBackendLogin | Pop3Ba
             target.address, target.port,
             ssl=context if context is not None and not target.starttls else None,
             server_hostname=target.host if context is not None and not target.starttls
-            else None), target.timeout)
+            else None, local_addr=(target.source_ip, 0) if target.source_ip else None),
+            target.timeout)
     except (OSError, ssl.SSLError) as e:
         secs = int(time.monotonic() - started)
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
