@@ -27,7 +27,8 @@ from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
 from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String
 
-# The fourth bad command in a row gets BYE instead of NO (as Dovecot's login processes).
+# The third bad command of a connection gets BYE instead of NO (Pigeonhole's login; good
+# commands in between do not reset the count).
 MAX_BAD_COMMANDS = 3
 COMMAND_ERROR = "Error in MANAGESIEVE command received by server."
 
@@ -69,6 +70,7 @@ class ManageSieveLogin:
         self.mechanism: str | None = None
         self.user: str | None = None
         self.bad_response = False  # the log's "(sent invalid base64 in response)"
+        self.responses = 0  # SASL responses in the current exchange
 
     # -- capability --------------------------------------------------------------------------
     def usable_mechanisms(self) -> list[str]:
@@ -107,7 +109,7 @@ class ManageSieveLogin:
 
     def _bad(self, reply: bytes | None = None) -> list[Action]:
         self.bad_commands += 1
-        if self.bad_commands > MAX_BAD_COMMANDS:
+        if self.bad_commands >= MAX_BAD_COMMANDS:
             self.state = State.DONE
             return [Reply(wire.bye("Too many invalid MANAGESIEVE commands.")),
                     Disconnect("Too many invalid commands.")]
@@ -137,7 +139,9 @@ class ManageSieveLogin:
     def _starttls(self, args: tuple[wire.Word, ...]) -> list[Action]:
         if args:
             return self._bad()
-        if not self.settings.tls_available or self.settings.tls_active:
+        if self.settings.tls_active:
+            return [Reply(wire.no("TLS is already active."))]
+        if not self.settings.tls_available:
             return [Reply(wire.no("TLS support isn't enabled."))]
         return [Reply(wire.ok("Begin TLS negotiation now.")), StartTls()]
 
@@ -159,9 +163,26 @@ class ManageSieveLogin:
             initial = _decode_b64(raw)
             if initial is None:
                 self.bad_response = True
-                return self._bad(wire.no("Invalid base64 data in initial response"))
+                return [Reply(wire.no("Invalid base64 data in initial response"))]
         self.state = State.AUTHENTICATING
+        self.responses = 0
+        self._note_user(initial)
         return [Authenticate(mech.name, initial)]
+
+    def _note_user(self, response: bytes | None) -> None:
+        """The user name for log lines, as Dovecot logs it even when auth fails: PLAIN's
+        authentication identity, LOGIN's first answer."""
+        if response is None:
+            return
+        self.responses += 1
+        name: bytes | None = None
+        if self.mechanism == "PLAIN":
+            parts = response.split(b"\0")
+            name = parts[1] if len(parts) == 3 else None
+        elif self.mechanism == "LOGIN" and self.responses == 1:
+            name = response
+        if name:
+            self.user = name.decode("utf-8", "replace")
 
     _handlers: ClassVar[dict[str, Callable[[ManageSieveLogin, tuple[wire.Word, ...]],
                                            list[Action]]]] = {
@@ -186,6 +207,7 @@ class ManageSieveLogin:
             self.bad_response = True
             return [AuthCancel(), Reply(wire.no("Invalid base64 in response"))]
         self.state = State.AUTHENTICATING
+        self._note_user(decoded)
         return [AuthContinue(decoded)]
 
     # -- auth daemon answers -----------------------------------------------------------------
