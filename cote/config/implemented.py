@@ -42,6 +42,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     # pop3
     "pop3_uidl_format", "pop3_delete_type", "pop3_deleted_flag", "pop3_no_flag_updates",
     "pop3_enable_last", "pop3_logout_format", "pop3_client_workarounds",
+    "pop3_lock_session", "pop3_save_uidl", "pop3_reuse_xuidl", "pop3_fast_size_lookups",
     # delivery (lmtp, cote-lda)
     "recipient_delimiter", "lmtp_add_received_header", "quota_full_tempfail",
     "lmtp_save_to_detail_mailbox", "lmtp_hdr_delivery_address", "lmtp_rcpt_check_quota",

@@ -19,8 +19,8 @@ import sys
 
 from cote.config import ConfigError, load
 from cote.log import LEVEL_LETTER, LEVELS, Logger
-from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, UidlFormatError
-from cote.mailproc.pop3.server import serve
+from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, SessionLocked, UidlFormatError
+from cote.mailproc.pop3.server import refuse_locked, serve
 from cote.storage import StorageError, open_storage
 from cote.variables import VariableError, expand, user_values
 
@@ -93,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     drop_privileges(args.uid, args.gid)
     try:
         mailboxes = open_storage(location, home=args.home)
-        with mailboxes.open("INBOX") as inbox:
-            maildrop = Maildrop(inbox, settings)
+        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
             asyncio.run(run_stdio(maildrop, log))
+    except SessionLocked:
+        refuse_locked(sys.stdout.buffer.write, settings, log)
+        sys.stdout.buffer.flush()
+        return EX_TEMPFAIL
     except UidlFormatError as e:
         log.error(str(e))
         sys.stdout.buffer.write(b"-ERR [SYS/PERM] Invalid pop3_uidl_format setting\r\n")

@@ -1,31 +1,47 @@
 """A user's POP3 maildrop: the INBOX as POP3 sees it, and the UPDATE state's commit.
 
-POP3 numbers the messages of INBOX as they were at login; sizes are RFC822.SIZE (CRLF), UIDLs
-come from ``pop3_uidl_format`` and are computed once per session. At QUIT the deletions become
-expunges (or a flag, with ``pop3_deleted_flag``) and RETRieved messages get ``\\Seen`` — in one
-step, after the client asked for it, never on a dropped connection.
+POP3 numbers the messages of INBOX as they were at login; sizes are RFC822.SIZE (CRLF), or
+with ``pop3_fast_size_lookups`` what the file name tells (W=, else S=). UIDLs are computed when
+the client asks, in Dovecot's order of preference: a saved ``P`` field, the X-UIDL header
+(``pop3_reuse_xuidl``), ``pop3_uidl_format``. At QUIT the deletions become expunges (or a flag,
+with ``pop3_deleted_flag``) and RETRieved messages get ``\\Seen`` — in one step, after the client
+asked for it, never on a dropped connection. UIDLs sent are saved (``pop3_save_uidl``) at the
+end of any session or after 10 s of idling: when Dovecot commits its transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from types import TracebackType
+from typing import Any, BinaryIO
 
 from cote.config import Config
-from cote.mailproc.pop3.session import Pop3Session
+from cote.mailproc.pop3.session import Pop3Session, UidlError
 from cote.storage import Mailbox
 from cote.storage import flags as F
-from cote.variables import VariableError, compile_template
+from cote.storage.dotlock import Dotlock, LockTimeout
+from cote.variables import Template, VariableError, compile_template
 
 DEFAULT_UIDL_FORMAT = "%08Xu%08Xv"
 DEFAULT_LOGOUT_FORMAT = "top=%t/%p, retr=%r/%b, del=%d/%m, size=%s"
-# pop3_uidl_format variables cote can compute from the storage interface today.
-UIDL_VARIABLES = {"u": "uid", "v": "uidvalidity"}
+# pop3_uidl_format variables (Dovecot's pop3_get_uid): short and long names.
+UIDL_VARIABLES = {"u": "uid", "v": "uidvalidity", "m": "md5", "f": "filename", "g": "guid"}
+# Dovecot's POP3 session lock: in the INBOX namespace's index root, held for the session,
+# waited for 10 s, stale after 5 minutes (or at once when its process is gone).
+SESSION_LOCK = "dovecot-pop3-session"
+SESSION_LOCK_WAIT = 10.0
+SESSION_LOCK_STALE = 300.0
+XUIDL_HEADER_MAX = 1 << 20  # a header longer than this is not searched for X-UIDL
 
 
 class UidlFormatError(ValueError):
-    """pop3_uidl_format names a variable cote cannot provide (yet)."""
+    """pop3_uidl_format names a variable Dovecot does not know."""
+
+
+class SessionLocked(Exception):
+    """``pop3_lock_session``: another POP3 session holds this maildrop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +53,10 @@ class Pop3Settings:
     enable_last: bool = False
     logout_format: str = DEFAULT_LOGOUT_FORMAT
     workarounds: frozenset[str] = frozenset()  # pop3_client_workarounds
+    lock_session: bool = False
+    save_uidl: bool = False
+    reuse_xuidl: bool = False
+    fast_size_lookups: bool = False
 
     @classmethod
     def from_config(cls, cfg: Config) -> Pop3Settings:
@@ -49,6 +69,10 @@ class Pop3Settings:
             enable_last=bool(view.get("pop3_enable_last")),
             logout_format=str(view.get("pop3_logout_format")),
             workarounds=frozenset(str(view.get("pop3_client_workarounds")).split()),
+            lock_session=bool(view.get("pop3_lock_session")),
+            save_uidl=bool(view.get("pop3_save_uidl")),
+            reuse_xuidl=bool(view.get("pop3_reuse_xuidl")),
+            fast_size_lookups=bool(view.get("pop3_fast_size_lookups")),
         )
 
     @property
@@ -60,9 +84,25 @@ class Pop3Settings:
 
 
 class Maildrop:
+    """The INBOX as one POP3 session sees it; a context manager (it may hold the session
+    lock, released by :meth:`close`)."""
+
     def __init__(self, mailbox: Mailbox, settings: Pop3Settings) -> None:
         self.mailbox = mailbox
         self.settings = settings
+        self.lock: Dotlock | None = None
+        self.template = compile_template(settings.uidl_format)
+        self.keys = _template_keys(self.template)
+        self._check_format()
+        if settings.lock_session:
+            self.lock = lock_session(mailbox)
+        try:
+            self._read(mailbox, settings)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, mailbox: Mailbox, settings: Pop3Settings) -> None:
         mailbox.sync()
         uids = list(mailbox.uids)
         hidden = 0
@@ -75,31 +115,121 @@ class Maildrop:
         self.hidden = hidden
         details = mailbox.details(uids)
         self.sizes = [d.vsize for d in details]
-        # UIDLs kept from a migration (dovecot-uidlist's P field) win over the format.
-        migrated = mailbox.pop3_uidls(uids)
-        formatted = self._uidls([u for u in uids if u not in migrated], mailbox.uidvalidity)
-        rest = iter(formatted)
-        self.uidls = [migrated[u] if u in migrated else next(rest) for u in uids]
+        self._sources: dict[int, Any] | None = None
+        if settings.fast_size_lookups:
+            # Dovecot: the virtual size if known without reading (W=), else the physical
+            # size (S=), else it reads the message after all.
+            sources = self.sources()
+            self.sizes = [s if (s := getattr(sources.get(d.uid), "fast_size", None)) is not None
+                          else d.vsize for d in details]
+        # UIDLs kept in dovecot-uidlist (P fields: migrated or saved) are permanent.
+        self.permanent = mailbox.pop3_uidls(uids)
+        self._uidls: dict[int, str] = {}
+        self.unsaved: dict[int, str] = {}  # pop3_save_uidl: sent, not yet in the uidlist
 
-    def _uidls(self, uids: Sequence[int], uidvalidity: int) -> list[str]:
+    def __enter__(self) -> Maildrop:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _check_format(self) -> None:
+        values = {k: "0" for k in UIDL_VARIABLES}
+        values.update({v: "0" for v in UIDL_VARIABLES.values()})
         try:
-            template = compile_template(self.settings.uidl_format)
+            self.template.expand(values)
         except VariableError as e:
             raise UidlFormatError(f"pop3_uidl_format: {e}") from e
-        out = []
-        validity = str(uidvalidity)
-        for uid in uids:
-            try:
-                out.append(template.expand({"u": str(uid), "uid": str(uid), "v": validity,
-                                            "uidvalidity": validity}))
-            except VariableError as e:
-                known = ", ".join(f"%{k}" for k in UIDL_VARIABLES)
-                raise UidlFormatError(
-                    f"pop3_uidl_format: {e} (cote supports {known} so far)") from e
-        return out
+        if not self.keys:
+            raise UidlFormatError("Invalid pop3_uidl_format")  # Dovecot: no UIDL key at all
+
+    def sources(self) -> dict[int, Any]:
+        """Maildir's file-name facts per UID (empty for storages without file names)."""
+        if self._sources is None:
+            lookup: Callable[[list[int]], dict[int, Any]] | None = getattr(
+                self.mailbox, "pop3_sources", None)
+            self._sources = lookup(self.uids) if lookup is not None else {}
+        return self._sources
+
+    def uidl(self, index: int) -> str:
+        """The UIDL of message ``index`` (0-based), computed once; raises UidlError."""
+        uid = self.uids[index]
+        found = self.permanent.get(uid) or self._uidls.get(uid)
+        if found is not None:
+            return found
+        value = self._x_uidl(index) if self.settings.reuse_xuidl else None
+        if value is None:
+            value = self._formatted(uid)
+        self._uidls[uid] = value
+        if self.settings.save_uidl:
+            self.unsaved[uid] = value
+        return value
+
+    def _formatted(self, uid: int) -> str:
+        values = {"u": str(uid), "v": str(self.mailbox.uidvalidity)}
+        if "m" in self.keys:
+            # Dovecot keeps a header MD5 only for mbox (from its sync); Maildir has none.
+            raise UidlError("UIDL: Header MD5 not found "
+                            "(pop3_uidl_format=%m not supported by storage?)")
+        src = self.sources().get(uid)
+        if "f" in self.keys:
+            if src is None:
+                raise UidlError("UIDL: File name not found "
+                                "(pop3_uidl_format=%f not supported by storage?)")
+            values["f"] = src.base
+        if "g" in self.keys:
+            if src is None:
+                raise UidlError("UIDL: Message GUID not found "
+                                "(pop3_uidl_format=%g not supported by storage?)")
+            values["g"] = src.guid
+        values.update({long: values[k] for k, long in UIDL_VARIABLES.items() if k in values})
+        return self.template.expand(values)
+
+    def _x_uidl(self, index: int) -> str | None:
+        """The first X-UIDL header's value as Dovecot's mail_get_first_header gives it:
+        leading blanks dropped, continuation lines kept after a LF; None without one."""
+        with self.open(index) as f:
+            header = _read_header(f)
+        lines = header.split(b"\n")
+        found: list[bytes] | None = None
+        for line in lines:
+            line = line.removesuffix(b"\r")
+            if found is not None:
+                if line[:1] in (b" ", b"\t"):
+                    found.append(line)
+                    continue
+                break
+            name, colon, value = line.partition(b":")
+            if colon and name.rstrip(b" \t").lower() == b"x-uidl":
+                found = [value.lstrip(b" \t")]
+        if found is None:
+            return None
+        return b"\n".join(found).decode("utf-8", "surrogateescape")
+
+    def idle(self) -> None:
+        """Called when the client idles (10 s) and after commands: Dovecot commits its
+        transaction then (saved UIDLs become visible) and keeps the session lock fresh."""
+        if self.lock is not None:
+            self.lock.touch()
+
+    def save_uidls(self) -> None:
+        if not self.unsaved:
+            return
+        save: Callable[[dict[int, str]], None] | None = getattr(
+            self.mailbox, "save_pop3_uidls", None)
+        if save is not None:
+            save(self.unsaved)
+            self.permanent.update(self.unsaved)
+        self.unsaved = {}
 
     def session(self) -> Pop3Session:
-        return Pop3Session(self.sizes, self.uidls, enable_last=self.settings.enable_last)
+        return Pop3Session(self.sizes, self.uidl, enable_last=self.settings.enable_last)
 
     def open(self, index: int) -> BinaryIO:
         return self.mailbox.open_message(self.uids[index])
@@ -107,6 +237,7 @@ class Maildrop:
     def commit(self, session: Pop3Session) -> int:
         """The UPDATE state: apply deletions and \\Seen; returns how many were expunged."""
         deleted = [self.uids[i] for i in sorted(session.deleted)]
+        self.save_uidls()
         if not self.settings.no_flag_updates:
             seen = [self.uids[i] for i in sorted(session.seen - session.deleted)]
             if seen:
@@ -120,20 +251,7 @@ class Maildrop:
         return len(self.mailbox.expunge(deleted))
 
     def logout_values(self, session: Pop3Session, bytes_in: int, bytes_out: int) -> dict[str, str]:
-        s = session.stats
-        values = {
-            "i": bytes_in, "o": bytes_out, "t": s.top_count, "p": s.top_bytes,
-            "r": s.retr_count, "b": s.retr_bytes, "d": s.deleted_count,
-            "m": len(self.sizes), "s": session.total_size, "u": self.mailbox.uidvalidity,
-        }
-        long_names = {"i": "input", "o": "output", "t": "top_count", "p": "top_bytes",
-                      "r": "retr_count", "b": "retr_bytes", "d": "deleted_count",
-                      "m": "message_count", "s": "message_bytes", "u": "uidvalidity"}
-        out = {k: str(v) for k, v in values.items()}
-        out.update({long_names[k]: str(v) for k, v in values.items()})
-        out["deleted_bytes"] = str(s.deleted_bytes)
-        out["expunged"] = str(s.expunged)
-        return out
+        return logout_values(session, bytes_in, bytes_out, self.mailbox.uidvalidity)
 
     def _flag_bit(self, name: str) -> int:
         bit = F.system_bit(name)
@@ -143,3 +261,67 @@ class Maildrop:
             return F.keyword_bit(self.mailbox.keywords.index(name))
         except ValueError:
             return 0  # a keyword nobody set yet: no message carries it
+
+
+def _template_keys(template: Template) -> set[str]:
+    """The pop3_uidl_format variables (short names) a template uses."""
+    names = {v: k for k, v in UIDL_VARIABLES.items()}
+    keys = set()
+    for part in template._parts:  # the parsed parts are the only record of the variables
+        short = getattr(part, "short", None)
+        key = getattr(part, "key", None)
+        if short in UIDL_VARIABLES:
+            keys.add(short)
+        elif key in names:
+            keys.add(names[key])
+    return keys
+
+
+def _read_header(f: BinaryIO) -> bytes:
+    """The message's header (up to the empty line), at most XUIDL_HEADER_MAX bytes."""
+    data = b""
+    while len(data) < XUIDL_HEADER_MAX:
+        chunk = f.read(8192)
+        if not chunk:
+            break
+        start = max(0, len(data) - 3)
+        data += chunk
+        for sep in (b"\n\n", b"\n\r\n"):
+            end = data.find(sep, start)
+            if end >= 0:
+                return data[:end + 1]
+    return data
+
+
+def lock_session(mailbox: Mailbox) -> Dotlock:
+    """Take Dovecot's POP3 session lock for this maildrop; raises SessionLocked."""
+    loc = getattr(getattr(mailbox, "mlist", None), "loc", None)
+    root = getattr(loc, "index_root", None) or getattr(mailbox, "path", None)
+    if not isinstance(root, str):
+        raise SessionLocked("no directory for the POP3 session lock")
+    lock = Dotlock(os.path.join(root, SESSION_LOCK), timeout=SESSION_LOCK_WAIT,
+                   stale_timeout=SESSION_LOCK_STALE, mode=0o600)
+    try:
+        lock.acquire()
+    except LockTimeout as e:
+        raise SessionLocked(str(e)) from e
+    return lock
+
+
+def logout_values(session: Pop3Session, bytes_in: int, bytes_out: int,
+                  uidvalidity: int) -> dict[str, str]:
+    """``pop3_logout_format``'s variables, short and long names."""
+    s = session.stats
+    values = {
+        "i": bytes_in, "o": bytes_out, "t": s.top_count, "p": s.top_bytes,
+        "r": s.retr_count, "b": s.retr_bytes, "d": s.deleted_count,
+        "m": len(session.sizes), "s": session.total_size, "u": uidvalidity,
+    }
+    long_names = {"i": "input", "o": "output", "t": "top_count", "p": "top_bytes",
+                  "r": "retr_count", "b": "retr_bytes", "d": "deleted_count",
+                  "m": "message_count", "s": "message_bytes", "u": "uidvalidity"}
+    out = {k: str(v) for k, v in values.items()}
+    out.update({long_names[k]: str(v) for k, v in values.items()})
+    out["deleted_bytes"] = str(s.deleted_bytes)
+    out["expunged"] = str(s.expunged)
+    return out

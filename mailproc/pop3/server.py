@@ -8,15 +8,21 @@ dot-stuffing encoder; RETR of a 50 MB message never holds it in memory.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from cote.log import Logger
 from cote.mailproc.pop3 import wire
-from cote.mailproc.pop3.maildrop import Maildrop
-from cote.mailproc.pop3.session import Pop3Session, Reply, SendMessage, Update
+from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, logout_values
+from cote.mailproc.pop3.session import Disconnect, Pop3Session, Reply, SendMessage, Update
+from cote.storage import StorageError
 from cote.variables import VariableError, compile_template
 
 READ_CHUNK = 65536
 LOGGED_IN = b"+OK Logged in.\r\n"
+# Dovecot commits the session's transaction when the client idles this long (saved UIDLs
+# become visible to other sessions then).
+COMMIT_IDLE_SECS = 10.0
+LOCKED = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
 
 
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, maildrop: Maildrop,
@@ -31,7 +37,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
     pending = pipelined
     try:
         while not session.quitting:
-            data = pending or await reader.read(READ_CHUNK)
+            data = pending or await _read(reader, maildrop)
             pending = b""
             if not data:
                 break
@@ -45,6 +51,11 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                     out.write(action.data)
                 elif isinstance(action, SendMessage):
                     await _send_message(out, maildrop, session, action)
+                elif isinstance(action, Disconnect):
+                    out.write(action.data)
+                    log.error(action.error)
+                    reason = action.reason
+                    break
                 else:
                     assert isinstance(action, Update)
                     reason = _commit(out, maildrop, session, log)
@@ -58,8 +69,35 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
         except ConnectionError:
             pass
         writer.close()
+        # Dovecot commits the session's transaction on any disconnect: UIDLs sent are saved
+        # even without QUIT (deletions and \\Seen are not).
+        try:
+            maildrop.save_uidls()
+        except (OSError, StorageError) as e:
+            log.error(f"Failed to save POP3 UIDLs: {e}")
     log.info(f"Disconnected: {reason} {_logout_text(maildrop, session, bytes_in, out.count)}")
     return reason
+
+
+async def _read(reader: asyncio.StreamReader, maildrop: Maildrop) -> bytes:
+    """The next input; every 10 s of silence the maildrop commits what it has pending."""
+    maildrop.idle()
+    while True:
+        try:
+            return await asyncio.wait_for(reader.read(READ_CHUNK), COMMIT_IDLE_SECS)
+        except TimeoutError:
+            maildrop.save_uidls()
+            maildrop.idle()
+
+
+def refuse_locked(sock_send: Callable[[bytes], object], settings: Pop3Settings,
+                  log: Logger) -> None:
+    """``pop3_lock_session``: another session holds the maildrop (Dovecot's reply and log)."""
+    sock_send(LOCKED)
+    empty = Pop3Session([], [])
+    values = logout_values(empty, 0, len(LOCKED), 0)
+    log.info(f"Disconnected: Couldn't lock POP3 session "
+             f"{_expand_logout(settings.logout_format, values)}")
 
 
 class Counter:
@@ -108,7 +146,11 @@ def _commit(out: Counter, maildrop: Maildrop, session: Pop3Session, log: Logger)
 
 def _logout_text(maildrop: Maildrop, session: Pop3Session, bytes_in: int, bytes_out: int) -> str:
     values = maildrop.logout_values(session, bytes_in, bytes_out)
+    return _expand_logout(maildrop.settings.logout_format, values)
+
+
+def _expand_logout(template: str, values: dict[str, str]) -> str:
     try:
-        return compile_template(maildrop.settings.logout_format).expand(values)
+        return compile_template(template).expand(values)
     except VariableError as e:
         return f"(pop3_logout_format: {e})"

@@ -18,26 +18,29 @@ from cote.ipc import ServiceContext
 from cote.log import Logger
 from cote.mailproc.handoffservice import run_service
 from cote.mailproc.mailuser import MailUser
-from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, UidlFormatError
-from cote.mailproc.pop3.server import serve
+from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, SessionLocked, UidlFormatError
+from cote.mailproc.pop3.server import refuse_locked, serve
 from cote.storage import StorageError
 from cote.storage.namespaces import Namespaces
 
 
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
                     request: HandoffRequest, log: Logger) -> int:
+    settings = Pop3Settings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
                                            service="pop3")
-        with mailboxes.open("INBOX") as inbox:
-            maildrop = Maildrop(inbox, Pop3Settings.from_config(cfg))
+        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
 
             async def session() -> None:
                 reader, writer = await asyncio.open_connection(sock=client)
                 await serve(reader, writer, maildrop, log, pipelined=request.pipelined)
 
             asyncio.run(session())
+    except SessionLocked:
+        refuse_locked(client.sendall, settings, log)
+        return 1
     except UidlFormatError as e:
         log.error(str(e))
         client.sendall(b"-ERR [SYS/PERM] Invalid pop3_uidl_format setting\r\n")

@@ -40,7 +40,21 @@ class Update:
     deleted: tuple[int, ...]
 
 
-Action = Reply | SendMessage | Update
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Send ``data`` and close: a UIDL could not be computed (``error`` is for the log)."""
+
+    data: bytes
+    error: str
+    reason: str = "POP3 UIDLs couldn't be listed"
+
+
+Action = Reply | SendMessage | Update | Disconnect
+
+
+class UidlError(Exception):
+    """A message's UIDL cannot be computed (e.g. ``%m`` where the storage has no header MD5);
+    ``str(e)`` is the log line. Dovecot disconnects the client."""
 
 
 class ArgError(Exception):
@@ -63,7 +77,9 @@ class Stats:
 @dataclass
 class Pop3Session:
     sizes: Sequence[int]
-    uidls: Sequence[str]
+    #: the UIDLs, or a function computing one (0-based index) when asked: UIDLs that need
+    #: the message (X-UIDL) or may fail are only computed for the UIDL command, as Dovecot
+    uidls: Sequence[str] | Callable[[int], str]
     enable_last: bool = False
     deleted: set[int] = field(default_factory=set)
     seen: set[int] = field(default_factory=set)  # RETRed (or TOPped to the end), for \\Seen
@@ -72,7 +88,7 @@ class Pop3Session:
     quitting: bool = False
 
     def __post_init__(self) -> None:
-        if len(self.sizes) != len(self.uidls):
+        if not callable(self.uidls) and len(self.sizes) != len(self.uidls):
             raise ValueError("sizes and uidls differ in length")
         self.total_size = sum(self.sizes)
 
@@ -111,10 +127,28 @@ class Pop3Session:
 
     def _uidl(self, args: str) -> Action:
         if not args:
-            lines = [f"{i + 1} {u}" for i, u in enumerate(self.uidls) if i not in self.deleted]
+            lines = []
+            for i in range(len(self.sizes)):
+                if i in self.deleted:
+                    continue
+                try:
+                    lines.append(f"{i + 1} {self._uidl_of(i)}")
+                except UidlError as e:  # Dovecot: the lines sent so far, then it hangs up
+                    self.quitting = True
+                    partial = "".join(f"{line}\r\n" for line in lines)
+                    return Disconnect(wire.ok() + wire.dot_stuff_lines(
+                        partial.encode("utf-8", "surrogateescape")), str(e))
             return Reply(wire.multiline(wire.ok(), lines))
         index = self._single_message(args)
-        return Reply(wire.ok(f"{index + 1} {self.uidls[index]}"))
+        try:
+            return Reply(wire.ok(f"{index + 1} {self._uidl_of(index)}"))
+        except UidlError as e:
+            self.quitting = True
+            return Disconnect(b"", str(e))
+
+    def _uidl_of(self, index: int) -> str:
+        uidls = self.uidls
+        return uidls(index) if callable(uidls) else uidls[index]
 
     def _retr(self, args: str) -> Action:
         index = self._single_message(args)

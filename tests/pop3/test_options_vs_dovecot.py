@@ -1,0 +1,369 @@
+"""POP3 options that change UIDLs, sizes and locking, against Dovecot on the same Maildir.
+
+Messages are written straight into ``new/`` with fixed file names (sizes in the name or not,
+LF line ends, X-UIDL headers of every shape), so both servers see byte-identical stores. cote
+runs as ``python -m cote.mailproc.pop3 -c <the oracle's dovecot.conf>``: the same settings.
+Where a session changes the store (``pop3_save_uidl``), the Maildir is snapshotted and each
+server runs the session on the same snapshot; the resulting ``dovecot-uidlist`` bytes must be
+equal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pop3.test_service_vs_dovecot import Client
+from tests.support.dovecot import DovecotOracle
+from tests.support.env import chown_tree, mail_user
+
+FILES = {
+    "new/1700000000.M1P1.host,S=41": b"Subject: a\nX-UIDL:   spaced value  \n\nb\nc\n",
+    "new/1700000001.M2P1.host": b"Subject: b\nX-UIDL: first\nx-uidl: second\n\nb\n",
+    "new/1700000002.M3P1.host,S=36,W=41": b"Subject: c\nX-UIDL:\n folded\n\nb\n",
+    "new/1700000003.M4P1.host": b"Subject: d\r\nX-Uidl: \r\n\r\nb\r\n",
+    "new/1700000004.M5P1.host,S=43": b"Subject: e\nX-UIDLS: not this\n\nX-UIDL: body\n",
+    "new/1700000005.M6P1.host,S=34,W=37": b"Subject: f\r\nFrom: x\r\n\r\nline\nline\n\n",
+    "cur/1700000006.M7P1.host,S=17:2,S": b"Subject: g\n\nseen\n",
+}
+READS = ["STAT", "LIST", "LIST 1", "LIST 2", "RETR 1", "TOP 3 0", "RETR 6", "LIST"]
+
+
+def make_store(extra_conf: str) -> DovecotOracle:
+    dc = DovecotOracle(users={"popuser": "secret"}, extra_conf=extra_conf).start()
+    md = dc.user_maildir("popuser")
+    for sub in ("new", "cur", "tmp"):
+        (md / sub).mkdir(parents=True, exist_ok=True)
+    for name, data in FILES.items():
+        (md / name).write_bytes(data)
+    vmail = mail_user()
+    chown_tree(dc.dir / "mail", vmail.pw_uid, vmail.pw_gid)
+    return dc
+
+
+def store(extra_conf: str) -> Iterator[DovecotOracle]:
+    dc = make_store(extra_conf)
+    yield dc
+    dc.cleanup()
+
+
+def dovecot_pop3(dc: DovecotOracle) -> tuple[Client, bytes]:
+    c = Client(socket.create_connection(("127.0.0.1", dc.ports["pop3"]), timeout=30))
+    c.line()
+    c.command("USER popuser")
+    return c, c.command("PASS secret")
+
+
+def cote_pop3(dc: DovecotOracle) -> tuple[Client, bytes, subprocess.Popen[bytes]]:
+    ours, theirs = socket.socketpair()
+    vmail = mail_user()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cote.mailproc.pop3", "-u", "popuser",
+         "-c", str(dc.config_path), "--mail", f"maildir:{dc.user_maildir('popuser')}",
+         "--uid", str(vmail.pw_uid), "--gid", str(vmail.pw_gid)],
+        stdin=theirs, stdout=theirs, stderr=subprocess.PIPE)
+    theirs.close()
+    ours.settimeout(30)
+    c = Client(ours)
+    return c, c.line(), proc
+
+
+def finish(proc: subprocess.Popen[bytes]) -> str:
+    _, err = proc.communicate(timeout=20)
+    return err.decode()
+
+
+def end(theirs: Client, ours: Client, proc: subprocess.Popen[bytes]) -> str:
+    theirs.close()
+    ours.close()
+    return finish(proc)
+
+
+def snapshot(dc: DovecotOracle) -> Path:
+    md = dc.user_maildir("popuser")
+    copy = dc.dir / "snapshot"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(md, copy, symlinks=True)
+    return copy
+
+
+def restore(dc: DovecotOracle, copy: Path) -> None:
+    md = dc.user_maildir("popuser")
+    shutil.rmtree(md)
+    shutil.copytree(copy, md, symlinks=True)
+    vmail = mail_user()
+    chown_tree(md, vmail.pw_uid, vmail.pw_gid)
+
+
+def uidlist(dc: DovecotOracle) -> bytes:
+    return (dc.user_maildir("popuser") / "dovecot-uidlist").read_bytes()
+
+
+def log_line(dc: DovecotOracle, needle: str) -> str:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [x for x in dc.log_path.read_text().splitlines() if needle in x]
+        if found:
+            return found[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"Dovecot logged no {needle!r}")
+
+
+def logouts(dc: DovecotOracle) -> int:
+    return sum(1 for x in dc.log_path.read_text().splitlines()
+               if "pop3(" in x and "Disconnected:" in x)
+
+
+def wait_for_logouts(dc: DovecotOracle, count: int) -> None:
+    """Until ``count`` pop3 sessions logged out and their processes are gone: Dovecot logs
+    the logout before it commits the session's changes, so the log alone is too early."""
+    deadline = time.monotonic() + 10
+    while logouts(dc) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError("Dovecot's pop3 did not log out")
+        time.sleep(0.05)
+    pids = re.findall(r"pop3-login: Info: Login: .*mpid=(\d+)", dc.log_path.read_text())
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                    break
+            except FileNotFoundError:
+                break
+            time.sleep(0.05)
+
+
+def error_lines(text: str) -> list[str]:
+    return [x.split(": Error: ", 1)[1] for x in text.splitlines() if ": Error: " in x]
+
+
+@pytest.fixture(scope="module")
+def xuidl_store() -> Iterator[DovecotOracle]:
+    yield from store("pop3_reuse_xuidl = yes\npop3_fast_size_lookups = yes\n")
+
+
+@pytest.mark.oracle
+def test_reuse_xuidl_and_fast_sizes_answer_like_dovecot(xuidl_store: DovecotOracle) -> None:
+    ours, hello, proc = cote_pop3(xuidl_store)  # cote first: it sees the store before Dovecot
+    assert hello == b"+OK Logged in.\r\n", finish(proc)
+    theirs, ok = dovecot_pop3(xuidl_store)
+    assert ok == b"+OK Logged in.\r\n"
+    for command in ["UIDL", "UIDL 3", "UIDL 4", *READS]:
+        assert ours.command(command) == theirs.command(command), command
+    listing = theirs.command("LIST")
+    assert b"\r\n1 41\r\n" in listing  # S= without W=: the physical size, LF line ends and all
+    uidls = theirs.command("UIDL")
+    assert b"\r\n1 spaced value  \r\n" in uidls and b"\r\n2 first\r\n" in uidls
+    end(theirs, ours, proc)
+
+
+@pytest.fixture(scope="module")
+def names_store() -> Iterator[DovecotOracle]:
+    yield from store("pop3_uidl_format = %f_%08Xv_%g_%u\n")
+
+
+@pytest.mark.oracle
+def test_file_name_and_guid_uidls_after_dovecot_saw_the_store(names_store: DovecotOracle) -> None:
+    theirs, _ = dovecot_pop3(names_store)  # Dovecot first: it builds the uidlist
+    their_uidls = theirs.command("UIDL")
+    theirs.command("QUIT")
+    theirs.close()
+    wait_for_logouts(names_store, 1)  # its last uidlist write (W= sizes) is done
+    assert b" 1700000002.M3P1.host,S=36,W=41_" in their_uidls
+    # A GUID stored in the uidlist (as dsync writes it) wins over the file name for %g.
+    path = names_store.user_maildir("popuser") / "dovecot-uidlist"
+    lines = path.read_text().splitlines()
+    head, _, name = lines[2].partition(" :")
+    lines[2] = f"{head} G0123456789abcdef0123456789abcdef :{name}"
+    path.write_text("\n".join(lines) + "\n")
+    theirs, _ = dovecot_pop3(names_store)
+    ours, _, proc = cote_pop3(names_store)
+    for command in ["UIDL", "UIDL 2", "UIDL 7", *READS]:
+        assert ours.command(command) == theirs.command(command), command
+    assert b"_0123456789abcdef0123456789abcdef_2\r\n" in ours.command("UIDL")
+    end(theirs, ours, proc)
+
+
+@pytest.fixture(scope="module")
+def md5_store() -> Iterator[DovecotOracle]:
+    yield from store("pop3_uidl_format = %u-%m\n")
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("command", ["UIDL", "UIDL 2"])
+def test_header_md5_fails_on_maildir_as_in_dovecot(md5_store: DovecotOracle,
+                                                   command: str) -> None:
+    """Dovecot keeps header MD5s only for mbox: on Maildir, %m hangs up at UIDL."""
+    theirs, _ = dovecot_pop3(md5_store)
+    ours, _, proc = cote_pop3(md5_store)
+    assert ours.command("STAT") == theirs.command("STAT")
+    reply = theirs.command(command)
+    assert ours.command(command) == reply
+    assert reply in (b"+OK\r\n", b"")
+    assert ours.line() == theirs.line() == b""  # both closed the connection
+    err = finish(proc)
+    theirs.close()
+    ours.close()
+    log_line(md5_store, "couldn't be listed")
+    assert error_lines(err) == error_lines(md5_store.log_path.read_text())[-1:]
+    assert "Disconnected: POP3 UIDLs couldn't be listed top=0/0" in err
+
+
+@pytest.fixture(scope="module")
+def save_store() -> Iterator[DovecotOracle]:
+    dc = make_store("pop3_save_uidl = yes\npop3_reuse_xuidl = yes\n")
+    theirs, _ = dovecot_pop3(dc)  # the uidlist exists before the snapshots
+    theirs.command("QUIT")
+    theirs.close()
+    wait_for_logouts(dc, 1)
+    yield dc
+    dc.cleanup()
+
+
+SAVE_SESSIONS = [
+    ["UIDL 2", "UIDL 5", "QUIT"],
+    ["UIDL", "RETR 1", "QUIT"],
+    ["UIDL 3", "DELE 4", "UIDL", "QUIT"],
+    ["UIDL", "NOOP"],  # no QUIT: nothing is saved
+]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("commands", SAVE_SESSIONS, ids=lambda c: "+".join(c))
+def test_save_uidl_writes_the_uidlist_dovecot_writes(save_store: DovecotOracle,
+                                                     commands: list[str]) -> None:
+    before = snapshot(save_store)
+    done = logouts(save_store)
+    theirs, _ = dovecot_pop3(save_store)
+    their_replies = [theirs.command(c) for c in commands]
+    theirs.close()
+    wait_for_logouts(save_store, done + 1)
+    their_uidlist = uidlist(save_store)
+    their_files = sorted(os.listdir(save_store.user_maildir("popuser") / "cur"))
+    restore(save_store, before)
+    ours, _, proc = cote_pop3(save_store)
+    our_replies = [ours.command(c) for c in commands]
+    ours.close()
+    finish(proc)
+    assert our_replies == their_replies
+    assert uidlist(save_store) == their_uidlist
+    assert sorted(os.listdir(save_store.user_maildir("popuser") / "cur")) == their_files
+    if commands[-1] == "QUIT":
+        assert b" P" in their_uidlist
+    restore(save_store, before)
+
+
+def reconfigure(dc: DovecotOracle, extra_conf: str) -> None:
+    dc.extra_conf = extra_conf
+    dc.write_config()
+    dc.doveadm("reload")
+
+
+@pytest.mark.oracle
+def test_saved_uidls_survive_a_format_change(save_store: DovecotOracle) -> None:
+    before = snapshot(save_store)
+    try:
+        reconfigure(save_store, "pop3_save_uidl = yes\n")
+        ours, _, proc = cote_pop3(save_store)
+        sent = ours.command("UIDL")
+        ours.command("QUIT")
+        ours.close()
+        finish(proc)
+        assert b" 00000007" in sent
+        reconfigure(save_store, "pop3_save_uidl = yes\npop3_uidl_format = %f\n")
+        done = logouts(save_store)
+        theirs, _ = dovecot_pop3(save_store)
+        ours, _, proc = cote_pop3(save_store)
+        assert ours.command("UIDL") == theirs.command("UIDL") == sent
+        theirs.close()
+        wait_for_logouts(save_store, done + 1)
+        ours.close()
+        finish(proc)
+    finally:
+        reconfigure(save_store, "pop3_save_uidl = yes\npop3_reuse_xuidl = yes\n")
+        restore(save_store, before)
+
+
+@pytest.fixture(scope="module")
+def lock_store() -> Iterator[DovecotOracle]:
+    yield from store("pop3_lock_session = yes\n")
+
+
+def in_thread(fn: object) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+    assert callable(fn)
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    return t, out
+
+
+@pytest.mark.oracle
+def test_lock_session_refuses_like_dovecot_both_ways(lock_store: DovecotOracle) -> None:
+    """The two servers share Dovecot's lock file: each refuses while the other holds it."""
+    holder, _ = dovecot_pop3(lock_store)
+    lock = lock_store.user_maildir("popuser") / "dovecot-pop3-session.lock"
+    assert lock.exists()
+    # Both wait Dovecot's 10 s for the lock, so the two refusals run side by side.
+    t1, theirs = in_thread(lambda: dovecot_pop3(lock_store))
+    t2, ours = in_thread(lambda: cote_pop3(lock_store))
+    t1.join(30)
+    t2.join(30)
+    (their_client, their_reply), = theirs  # type: ignore[misc]
+    (our_client, our_reply, proc), = ours  # type: ignore[misc]
+    assert their_reply == b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
+    assert our_reply == their_reply
+    err = finish(proc)
+    their_log = log_line(lock_store, "Couldn't lock POP3 session")
+    our_log = [x for x in err.splitlines() if "Disconnected:" in x][-1]
+    assert our_log.split("Disconnected: ")[1] == their_log.split("Disconnected: ")[1]
+    their_client.close()
+    our_client.close()
+    holder.command("QUIT")
+    holder.close()
+
+    ours_holder, hello, proc = cote_pop3(lock_store)
+    assert hello == b"+OK Logged in.\r\n"
+    assert lock.read_text() == f"{proc.pid}:{socket.gethostname()}"
+    _, reply = dovecot_pop3(lock_store)
+    assert reply == b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
+    ours_holder.command("QUIT")
+    ours_holder.close()
+    finish(proc)
+    assert not lock.exists()
+
+
+@pytest.mark.oracle
+def test_lock_is_released_when_the_session_process_is_killed(lock_store: DovecotOracle) -> None:
+    ours, hello, proc = cote_pop3(lock_store)
+    assert hello == b"+OK Logged in.\r\n"
+    assert ours.command("STAT").startswith(b"+OK 7 ")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    lock = lock_store.user_maildir("popuser") / "dovecot-pop3-session.lock"
+    assert lock.exists()  # left behind, but its process is gone: stale at once
+    theirs, reply = dovecot_pop3(lock_store)
+    assert reply == b"+OK Logged in.\r\n"
+    theirs.command("QUIT")
+    theirs.close()
+    # Dovecot's session killed the same way: cote takes over at once too.
+    holder, reply = dovecot_pop3(lock_store)
+    assert reply == b"+OK Logged in.\r\n"
+    owner = int(lock.read_text().split(":")[0])
+    os.kill(owner, signal.SIGKILL)
+    holder.close()
+    ours, hello, proc = cote_pop3(lock_store)
+    assert hello == b"+OK Logged in.\r\n"
+    ours.command("QUIT")
+    ours.close()
+    finish(proc)
