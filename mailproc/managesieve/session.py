@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
-from cote.mailproc.managesieve.sieve_syntax import check
+from cote.mailproc.managesieve.sieve_syntax import compile_report
 from cote.mailproc.managesieve.storage import ScriptError, ScriptStorage, valid_name
 from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String, Word
 
@@ -120,32 +120,31 @@ class Session:
                  for n in self.storage.names()]
         return Outcome(b"".join(lines) + wire.ok("Listscripts completed."))
 
-    def _compile_errors(self, script: bytes) -> bytes | None:
-        errors = check(script, self.max_compile_errors)
-        if not errors:
-            return None
-        return wire.no("".join(line + "\r\n" for line in errors))
+    def _compile(self, script: bytes, done: str, prefix: str = "") -> bytes:
+        """NO with the compiler's errors, or OK (WARNINGS), or OK ``done``; PUTSCRIPT's
+        lines start with the script's name, as Pigeonhole's."""
+        report = compile_report(script, self.max_compile_errors)
+        if report.errors:
+            return wire.no("".join(prefix + line + "\r\n" for line in report.errors))
+        if report.warnings:
+            return wire.ok("".join(prefix + line + "\r\n" for line in report.warnings),
+                           "WARNINGS")
+        return wire.ok(done)
 
     def _putscript(self, args: tuple[Word, ...]) -> Outcome:
         name, script = self._strings(args, 2, short="Invalid arguments.")
         if not valid_name(name.text()):
             raise ScriptError(f"Invalid Sieve script name `{name.text()}'.")
-        if not script.value:
-            return Outcome(wire.no("Cannot upload empty script."))
         self.storage.check_quota(name.text(), len(script.value))
-        refused = self._compile_errors(script.value)
-        if refused is not None:
-            return Outcome(refused)
-        self.storage.put(name.text(), script.value)
-        return Outcome(wire.ok("PUTSCRIPT completed."))
+        reply = self._compile(script.value, "PUTSCRIPT completed.", f"{name.text()}: ")
+        if reply.startswith(b"OK"):
+            self.storage.put(name.text(), script.value)
+        return Outcome(reply)
 
     def _checkscript(self, args: tuple[Word, ...]) -> Outcome:
         (script,) = self._strings(args, 1, short="Invalid arguments.")
-        if not script.value:
-            return Outcome(wire.no("Cannot upload empty script."))
         self.storage.check_size(len(script.value))
-        refused = self._compile_errors(script.value)
-        return Outcome(refused or wire.ok("Script checked successfully."))
+        return Outcome(self._compile(script.value, "Script checked successfully."))
 
     def _getscript(self, args: tuple[Word, ...]) -> Outcome:
         (name,) = self._strings(args, 1)

@@ -57,7 +57,7 @@ _NUMBER = re.compile(r"[0-9]+([KkMmGg]?)")
 _MULTIPLIER = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str, warnings: list[str] | None = None) -> list[Token]:
     tokens: list[Token] = []
     pos, line, n = 0, 1, len(text)
     while pos < n:
@@ -69,6 +69,9 @@ def tokenize(text: str) -> list[Token]:
             pos += 1
         elif c == "#":
             end = text.find("\n", pos)
+            if end < 0 and warnings is not None:
+                warnings.append(f"line {line}: warning: no newline (CRLF) at end of hash "
+                                "comment at end of file.")
             pos = n if end < 0 else end
         elif text.startswith("/*", pos):
             end = text.find("*/", pos + 2)
@@ -524,15 +527,34 @@ class Validator:
         self.shape("test", spec, test)
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Pigeonhole-shaped message lines: ``errors`` empty means the script is valid."""
+
+    errors: list[str]
+    warnings: list[str]
+
+
 def check(script: bytes, max_errors: int = MAX_ERRORS) -> list[str]:
     """Pigeonhole-shaped error lines for ``script``; an empty list when it is valid."""
+    return compile_report(script, max_errors).errors
+
+
+def compile_report(script: bytes, max_errors: int = MAX_ERRORS) -> Report:
+    """The errors and warnings Pigeonhole's compiler would report; never raises."""
+    warnings: list[str] = []
+    errors = _errors(script, max_errors, warnings)
+    return Report(errors, [] if errors else warnings)
+
+
+def _errors(script: bytes, max_errors: int, warnings: list[str]) -> list[str]:
     try:
         text = script.decode("utf-8")
     except UnicodeDecodeError as e:
         line = script[:e.start].count(b"\n") + 1
         return [f"line {line}: error: invalid UTF-8 in script.", "error: parse failed."]
     try:
-        commands = Parser(tokenize(text)).script()
+        commands = Parser(tokenize(text, warnings)).script()
     except SieveError as e:
         return [f"line {e.line}: error: {e.message}.", "error: parse failed."]
     except RecursionError:

@@ -1,0 +1,199 @@
+"""The managesieve mail process answers as Pigeonhole's does, on the same stored scripts.
+
+Each session runs on Dovecot and on cote, starting from the same (emptied) home, and every
+reply must be equal; then each server must list and return what the other stored, the
+layout on disk being Pigeonhole's (``~/sieve/NAME.sieve``, ``~/.dovecot.sieve`` a relative
+symlink to the active one).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.managesieve.support import Pair, SieveClient, plain, server_pair
+from tests.support.dovecot import dovecot_available
+
+pytestmark = pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")
+
+USER = "user1"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    with server_pair() as p:
+        yield p
+
+
+def login(pair: Pair, server: str, user: str = USER, password: str = "pass1") -> SieveClient:
+    client = SieveClient(pair.ports[server])
+    reply = client.command(f'AUTHENTICATE "PLAIN" "{plain(user, password)}"\r\n'.encode())
+    assert reply == b'OK "Logged in."\r\n', (server, reply)
+    return client
+
+
+def literal(data: bytes) -> bytes:
+    return b"{%d+}\r\n" % len(data) + data
+
+
+def replay(pair: Pair, commands: list[bytes]) -> list[bytes]:
+    """The session on each server from an empty home; asserts equal replies."""
+    transcripts = []
+    for server in ("dovecot", "cote"):
+        pair.reset_home(USER)
+        client = login(pair, server)
+        try:
+            transcripts.append([listing(c, client.command(c)) for c in commands])
+        finally:
+            client.close()
+    for command, theirs, ours in zip(commands, *transcripts, strict=True):
+        assert ours == theirs, command
+    return transcripts[1]
+
+
+def listing(command: bytes, reply: bytes) -> bytes:
+    """LISTSCRIPTS in name order: Pigeonhole lists in directory order."""
+    if not command.startswith(b"LISTSCRIPTS\r\n"):
+        return reply
+    *names, done = reply.splitlines(keepends=True)
+    return b"".join(sorted(names)) + done
+
+
+KEEP = b"keep;\r\n"
+FILEINTO = b'require "fileinto";\r\nif header :contains "subject" "x" {\r\n' \
+           b'  fileinto "Junk";\r\n}\r\n'
+
+
+
+def test_lifecycle(pair: Pair) -> None:
+    out = replay(pair, [
+        b"CAPABILITY\r\n",
+        b"LISTSCRIPTS\r\n",
+        b'PUTSCRIPT "first" ' + literal(KEEP) + b"\r\n",
+        b'PUTSCRIPT "second" "discard;"\r\n',
+        b'PUTSCRIPT "filter" {%d}\r\n' % len(FILEINTO) + FILEINTO + b"\r\n",
+        b"LISTSCRIPTS\r\n",
+        b'SETACTIVE "second"\r\n',
+        b'SETACTIVE "second"\r\n',
+        b"LISTSCRIPTS\r\n",
+        b'GETSCRIPT "filter"\r\n',
+        b'GETSCRIPT "nope"\r\n',
+        b'DELETESCRIPT "second"\r\n',
+        b'RENAMESCRIPT "second" "active"\r\n',
+        b"LISTSCRIPTS\r\n",
+        b'RENAMESCRIPT "first" "filter"\r\n',
+        b'RENAMESCRIPT "nope" "other"\r\n',
+        b'DELETESCRIPT "first"\r\n',
+        b'SETACTIVE ""\r\n',
+        b'SETACTIVE ""\r\n',
+        b'DELETESCRIPT "active"\r\n',
+        b'SETACTIVE "nope"\r\n',
+        b"LISTSCRIPTS\r\n",
+        b'NOOP "x"\r\n',
+        b"LOGOUT\r\n",
+    ])
+    assert out[0].startswith(b'"IMPLEMENTATION"') and b'"MAXREDIRECTS" "4"' in out[0]
+    assert out[11] == b'NO (ACTIVE) "Cannot delete the active Sieve script."\r\n'
+    assert out[13] == b'"active" ACTIVE\r\n"filter"\r\n"first"\r\nOK "Listscripts completed."\r\n'
+
+
+def test_quota_and_havespace(pair: Pair) -> None:
+    big = b"keep;" + b"#" * 993 + b"\r\n"  # 1000 octets: under the 1k script limit
+    out = replay(pair, [
+        b'HAVESPACE "a" 100\r\n',
+        b'HAVESPACE "a" 1025\r\n',
+        b'HAVESPACE "a" 0\r\n',
+        b'HAVESPACE "a" x\r\n',
+        b'HAVESPACE "a/b" 1\r\n',
+        b'PUTSCRIPT "a" ' + literal(big) + b"\r\n",
+        b'PUTSCRIPT "b" ' + literal(big) + b"\r\n",
+        b'HAVESPACE "c" 100\r\n',
+        b'HAVESPACE "b" 1000\r\n',
+        b'PUTSCRIPT "c" "keep;"\r\n',
+        b'PUTSCRIPT "d" "keep;"\r\n',
+        b'DELETESCRIPT "b"\r\n',
+        b'PUTSCRIPT "c" "keep;"\r\n',
+        b'PUTSCRIPT "d" "keep;"\r\n',
+        b'PUTSCRIPT "e" "keep;"\r\n',
+        b'HAVESPACE "f" 1\r\n',
+        b'PUTSCRIPT "f" "keep;"\r\n',
+        b'PUTSCRIPT "big" ' + literal(big + b"#" * 100) + b"\r\n",
+    ])
+    assert out[1] == b'NO (QUOTA/MAXSIZE) "Script is too large (max 1024 bytes)."\r\n'
+    assert out[7].startswith(b"NO (QUOTA/MAXSTORAGE)")
+    assert out[15].startswith(b"NO (QUOTA/MAXSCRIPTS)")
+
+
+def test_checkscript_and_compile_errors(pair: Pair) -> None:
+    out = replay(pair, [
+        b'CHECKSCRIPT "keep;"\r\n',
+        b'CHECKSCRIPT "keep"\r\n',
+        b'CHECKSCRIPT "foo;"\r\n',
+        b'CHECKSCRIPT ' + literal(b'require ["fileinto", "bar"];\r\nfileinto "x";\r\n') + b"\r\n",
+        b'PUTSCRIPT "bad" ' + literal(b"keep;\r\nfoo;\r\n") + b"\r\n",
+        b'PUTSCRIPT "bad" ' + literal(b"if true {\r\n  keep;\r\n") + b"\r\n",
+        b'PUTSCRIPT "empty" ""\r\n',
+        b'CHECKSCRIPT ""\r\n',
+        b'PUTSCRIPT "warn" "keep; # no newline"\r\n',
+        b'CHECKSCRIPT "keep; # no newline"\r\n',
+        b"LISTSCRIPTS\r\n",
+    ])
+    assert out[4] == b"NO {117}\r\nbad: line 2: error: unknown command 'foo' (only reported " \
+                     b"once at first occurrence).\r\nbad: error: validation failed.\r\n\r\n"
+
+
+def test_argument_errors(pair: Pair) -> None:
+    replay(pair, [
+        b"FOO\r\n",
+        b"STARTTLS\r\n",
+        b'AUTHENTICATE "PLAIN"\r\n',
+        b"UNAUTHENTICATE\r\n",
+        b'PUTSCRIPT "a" "keep;" x\r\n',
+        b'PUTSCRIPT "a"\r\n',
+        b"PUTSCRIPT a x\r\n",
+        b"GETSCRIPT x\r\n",
+        b"GETSCRIPT\r\n",
+        b"LISTSCRIPTS x\r\n",
+        b"CAPABILITY x\r\n",
+        b'PUTSCRIPT "x/y" "keep;"\r\n',
+        b'PUTSCRIPT "" "keep;"\r\n',
+        b'DELETESCRIPT ""\r\n',
+        'PUTSCRIPT "é" "keep;"\r\n'.encode(),
+        b"LISTSCRIPTS\r\n",
+        b"LOGOUT x\r\n",
+    ])
+
+
+def _store(pair: Pair, server: str, name: str, script: bytes) -> None:
+    client = login(pair, server)
+    try:
+        assert client.command(b'PUTSCRIPT "%s" ' % name.encode() + literal(script)
+                              + b"\r\n") == b'OK "PUTSCRIPT completed."\r\n'
+        assert client.command(b'SETACTIVE "%s"\r\n' % name.encode()).startswith(b"OK")
+    finally:
+        client.close()
+
+
+def _read(pair: Pair, server: str, name: str) -> tuple[bytes, bytes]:
+    client = login(pair, server)
+    try:
+        return (client.command(b"LISTSCRIPTS\r\n"),
+                client.command(b'GETSCRIPT "%s"\r\n' % name.encode()))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("writer", "reader"), [("cote", "dovecot"), ("dovecot", "cote")])
+def test_each_reads_the_others_scripts(pair: Pair, writer: str, reader: str) -> None:
+    pair.reset_home(USER)
+    _store(pair, writer, "spam", FILEINTO)
+    _store(pair, writer, "plain", KEEP)
+    listing, script = _read(pair, reader, "spam")
+    assert listing == b'"plain" ACTIVE\r\n"spam"\r\nOK "Listscripts completed."\r\n' or \
+        listing == b'"spam"\r\n"plain" ACTIVE\r\nOK "Listscripts completed."\r\n'
+    assert script == b"{%d}\r\n" % len(FILEINTO) + FILEINTO + b"\r\nOK \"Getscript completed.\"\r\n"
+    home = pair.home(USER)
+    assert os.readlink(home / ".dovecot.sieve") == "sieve/plain.sieve"
+    assert (home / "sieve" / "spam.sieve").read_bytes() == FILEINTO
