@@ -49,6 +49,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "deliver_log_format", "lda_mailbox_autocreate", "lda_mailbox_autosubscribe",
     "lmtp_user_concurrency_limit",
     "lda_original_recipient_header",
+    "lmtp_proxy",
     "auth_socket_path",
     # auth daemon
     "auth_mechanisms", "auth_verbose", "auth_failure_delay", "auth_username_format",

@@ -46,6 +46,15 @@ from cote.mailproc.lmtp.protocol import (
     reply,
     saved_reply,
 )
+from cote.mailproc.lmtp.proxy import (
+    Backend,
+    BackendError,
+    BackendSession,
+    ProxyTarget,
+    last_line,
+    pass_lookup,
+    proxy_target,
+)
 from cote.mailproc.mailuser import MailUser, MailUserError, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
 from cote.storage import QuotaExceeded, StorageError
@@ -73,6 +82,7 @@ class LmtpSettings:
         self.detail_mailbox = bool(cfg.get("lmtp_save_to_detail_mailbox"))
         self.rcpt_check_quota = bool(cfg.get("lmtp_rcpt_check_quota"))
         self.hdr_address = str(cfg.get("lmtp_hdr_delivery_address"))  # final|original|none
+        self.proxy = bool(cfg.get("lmtp_proxy"))
 
     def detail(self, address: Address) -> str | None:
         """The +detail of the recipient's local part (for lmtp_save_to_detail_mailbox)."""
@@ -106,18 +116,40 @@ def original_recipient(params: tuple[tuple[str, str | None], ...]) -> str | None
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ProxiedRecipient:
+    target: ProxyTarget
+    session: BackendSession
+    original: str | None
+
+
+def param_text(params: tuple[tuple[str, str | None], ...]) -> str:
+    """ESMTP parameters as they are written after a path (`` KEY=VALUE``...)."""
+    return "".join(f" {k}" if v is None else f" {k}={v}" for k, v in params)
+
+
+def received_only(head: bytes) -> bytes:
+    """The Received header of a trace head (what an LMTP proxy adds in front)."""
+    at = head.find(b"Received:")
+    return head[at:] if at >= 0 else b""
+
+
 class LmtpConnection:
-    def __init__(self, settings: LmtpSettings, log: Logger, peer: str, local: str) -> None:
+    def __init__(self, settings: LmtpSettings, log: Logger, peer: str, local: str,
+                 local_port: int = 0) -> None:
         self.settings = settings
         self.log = log
         self.peer = peer
         self.local = local
+        self.local_port = local_port
         self.session_id = new_session_id()
         self.proto = LmtpProtocol(settings.hostname, settings.greeting)
         self.spool: Spool | None = None
         self.sender = ""
-        self.users: list[Recipient] = []
+        self.users: list[Recipient | ProxiedRecipient] = []
         self.counted: list[str] = []  # users registered with anvil for this transaction
+        self.mail_from = ""  # the client's MAIL argument, for proxied recipients' backends
+        self.backends: dict[Backend, BackendSession] = {}
         self.out: list[bytes] = []
         self.closed = False
 
@@ -143,6 +175,7 @@ class LmtpConnection:
             elif isinstance(event, DataEnd):
                 results = self._deliver_all(event)
                 self._end_counted()
+                self._end_backends()
                 self._handle(self.proto.delivered(results))
             elif isinstance(event, Close):
                 self.closed = True
@@ -152,8 +185,15 @@ class LmtpConnection:
             self.spool.close()
         self.spool = Spool()
         self.sender = str(event.sender) if event.sender is not None else ""
+        self.mail_from = f"FROM:<{self.sender}>{param_text(event.params)}"
         self.users = []
         self._end_counted()
+        self._end_backends()
+
+    def _end_backends(self) -> None:
+        for session in self.backends.values():
+            session.close()
+        self.backends = {}
 
     def _end_counted(self) -> None:
         for name in self.counted:
@@ -164,6 +204,17 @@ class LmtpConnection:
         address = event.address
         name = self.settings.lookup_name(address)
         params = {"service": "lmtp", "lip": self.local, "rip": self.peer}
+        if self.settings.proxy:
+            try:
+                fields = pass_lookup(self.settings.userdb_socket, name, params)
+            except UserdbError as e:
+                self.log.error(f"<{address}>: passdb lookup failed: {e}")
+                return self.proto.recipient_checked(
+                    False, reply(451, "4.3.0", f"<{address}> Temporary internal error"))
+            local = (self.local, self.local_port) if self.local_port else None
+            target = proxy_target(fields, str(address), local) if fields else None
+            if target is not None:
+                return self._proxy_rcpt(event, target)
         try:
             found = lookup_user(self.settings.userdb_socket, name, params)
             user = resolve(self.settings.cfg, found.user, found.fields, "lmtp",
@@ -194,6 +245,55 @@ class LmtpConnection:
             self.counted.append(user.user)
         return self.proto.recipient_checked(True)
 
+    def _proxy_rcpt(self, event: CheckRecipient, target: ProxyTarget) -> list[Event]:
+        """RCPT on the recipient's backend; its reply is the client's."""
+        address = event.address
+        session = self.backends.get(target.backend)
+        try:
+            if session is None:
+                session = BackendSession(target.backend, self.settings.hostname)
+                try:
+                    session.start(self.mail_from)
+                except BackendError:
+                    session.close()
+                    raise
+                self.backends[target.backend] = session
+            answer = session.rcpt(target, param_text(event.params))
+        except BackendError as e:
+            self.log.error(f"<{address}>: proxy to {target.backend} failed: {e}")
+            return self.proto.recipient_checked(False, reply(
+                451, "4.4.0", f"<{address}> Failed to connect to remote server"))
+        if not answer.startswith(b"2"):
+            return self.proto.recipient_checked(False, answer)
+        self.users.append(ProxiedRecipient(target, session, original_recipient(event.params)))
+        return self.proto.recipient_checked(True)
+
+    def _proxy_data(self, head: bytes) -> dict[int, bytes]:
+        """Send the message to every backend; the backend's reply per proxied recipient
+        (keyed by the recipient's position)."""
+        assert self.spool is not None
+        replies: dict[int, bytes] = {}
+        for session in self.backends.values():
+            positions = [i for i, r in enumerate(self.users)
+                         if isinstance(r, ProxiedRecipient) and r.session is session]
+            if not positions:
+                continue
+            try:
+                answers = session.data(received_only(head), self.spool.file)
+            except BackendError as e:
+                self.log.error(f"proxy to {session.backend} failed: {e}")
+                answers = [b""] * len(positions)
+            replies.update(zip(positions, answers, strict=True))
+        return replies
+
+    def _proxied_reply(self, address: Address, rcpt: ProxiedRecipient, delivery_id: str,
+                       answer: bytes) -> bytes:
+        if not answer:
+            return reply(451, "4.4.0", f"<{address}> Lost connection to remote server")
+        self.log.info(f"rcpt {address}: <{delivery_id}>: Sent message to <{rcpt.target.rcpt}> "
+                      f"at {rcpt.target.backend}: {last_line(answer)}")
+        return saved_reply(address, delivery_id) if answer.startswith(b"2") else answer
+
     def _deliver_all(self, event: DataEnd) -> list[bytes]:
         assert self.spool is not None
         self.spool.finish()
@@ -203,14 +303,22 @@ class LmtpConnection:
         shared_head = None if single else trace_headers(
             env, self.proto.transaction_trace_id(self.session_id), delivered_to=None,
             for_address=None, add_received=self.settings.add_received)
+        heads = [shared_head or self._own_head(env, address, rcpt,
+                                               self.proto.delivery_id(self.session_id, i))
+                 for i, (address, rcpt) in enumerate(zip(event.recipients, self.users,
+                                                         strict=True))]
+        proxied = self._proxy_data(heads[0]) if self.backends else {}
         results = []
         for i, (address, rcpt) in enumerate(zip(event.recipients, self.users, strict=True)):
             delivery_id = self.proto.delivery_id(self.session_id, i)
-            head = shared_head or self._own_head(env, address, rcpt, delivery_id)
-            results.append(self._deliver_one(env, address, rcpt, delivery_id, head))
+            if isinstance(rcpt, ProxiedRecipient):
+                results.append(self._proxied_reply(address, rcpt, delivery_id,
+                                                   proxied.get(i, b"")))
+            else:
+                results.append(self._deliver_one(env, address, rcpt, delivery_id, heads[i]))
         return results
 
-    def _own_head(self, env: Envelope, address: Address, rcpt: Recipient,
+    def _own_head(self, env: Envelope, address: Address, rcpt: Recipient | ProxiedRecipient,
                   delivery_id: str) -> bytes:
         """A single recipient's trace headers, per lmtp_hdr_delivery_address."""
         final, mode = str(address), self.settings.hdr_address
@@ -265,6 +373,7 @@ class LmtpConnection:
 
     def close(self) -> None:
         self._end_counted()
+        self._end_backends()
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -276,7 +385,7 @@ async def handle_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     local = writer.get_extra_info("sockname")
     rip = peer[0] if isinstance(peer, tuple) else ""
     lip = local[0] if isinstance(local, tuple) else ""
-    conn = LmtpConnection(settings, log, rip, lip)
+    conn = LmtpConnection(settings, log, rip, lip, local[1] if isinstance(local, tuple) else 0)
     log.info(f"Connect from {rip or 'local'}")
     reason = "Connection closed"
     try:
