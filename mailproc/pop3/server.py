@@ -15,6 +15,7 @@ from cote.mailproc.pop3 import wire
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, logout_values
 from cote.mailproc.pop3.session import Disconnect, Pop3Session, Reply, SendMessage, Update
 from cote.storage import StorageError
+from cote.storage.errors import MessageGone
 from cote.variables import VariableError, compile_template
 
 READ_CHUNK = 65536
@@ -120,8 +121,13 @@ async def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
     quirks = maildrop.settings.workarounds
     encoder = wire.MessageEncoder(action.body_lines, no_nuls="outlook-no-nuls" in quirks,
                                   add_eoh="oe-ns-eoh" in quirks)
+    try:
+        f = maildrop.open(action.index)
+    except MessageGone:  # expunged by another session (IMAP) since this one began
+        out.write(wire.err(f"Message {action.index + 1} expunged."))
+        return
     out.write(action.status)
-    with maildrop.open(action.index) as f:
+    with f:
         while not encoder.done:
             chunk = f.read(READ_CHUNK)
             if not chunk:
