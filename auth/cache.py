@@ -5,7 +5,8 @@ Only drivers with a cache key are cached, as in Dovecot: SQL and LDAP derive the
 passwd-file and static are fast and never cached. Entries are the database's answer — the
 stored password and fields, or "no such user" (negative) — and the password is still checked
 per login: a cached password that does not match is looked up again, so a changed password
-works at once. Size is accounted approximately, least recently used entries go first.
+works at once. When the database fails (down, timed out), the entry is used even if expired.
+Size is accounted approximately, least recently used entries go first.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class _Entry:
     expires: float
     size: int
     user: str
+    created: float = 0.0
 
 
 class AuthCache:
@@ -54,13 +56,25 @@ class AuthCache:
     def get(self, key: tuple[str, int, str]) -> Any:
         entry = self.entries.get(key)
         if entry is None or entry.expires <= self.clock():
-            if entry is not None:
-                self._drop(key)
+            # An expired entry stays (until pushed out) for stale(): Dovecot answers from it
+            # when the database fails.
             self.misses += 1
             return None
         self.entries.move_to_end(key)
         self.hits += 1
         return entry.value
+
+    def stale(self, key: tuple[str, int, str]) -> Any:
+        """The entry even past its TTL: used only when the database lookup failed (Dovecot:
+        "Falling back to expired data from cache")."""
+        entry = self.entries.get(key)
+        return None if entry is None else entry.value
+
+    def negative_expired(self, key: tuple[str, int, str]) -> bool:
+        """Whether the entry is older than the negative TTL: Dovecot then no longer answers
+        a password mismatch from it (the database must say so)."""
+        entry = self.entries.get(key)
+        return entry is None or entry.created + self.negative_ttl <= self.clock()
 
     def put(self, key: tuple[str, int, str], value: Any, *, negative: bool, user: str,
             size: int) -> None:
@@ -70,7 +84,8 @@ class AuthCache:
         if key in self.entries:
             self._drop(key)
         cost = size + len(key[2]) + ENTRY_OVERHEAD
-        self.entries[key] = _Entry(value, self.clock() + ttl, cost, user)
+        now = self.clock()
+        self.entries[key] = _Entry(value, now + ttl, cost, user, now)
         self.used += cost
         while self.used > self.limit and self.entries:
             self._drop(next(iter(self.entries)))

@@ -14,6 +14,7 @@ connection of its own.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 
 from cote.auth import schemes
+from cote.auth.cache import cache_key_template
 from cote.auth.drivers import ldapconf
 from cote.auth.drivers.base import DriverError, PassdbLookup, UserdbDriver, UserdbLookup
 from cote.auth.drivers.fields import passdb_row, userdb_row
@@ -238,12 +240,26 @@ def _failure(e: Exception) -> tuple[PassdbResult, str]:
     return PassdbResult.INTERNAL_FAILURE, str(e)
 
 
+def ldap_cache_key(settings: dict[str, str], which: str) -> str | None:
+    """Dovecot's cache key for an LDAP passdb/userdb: the request variables of ``base``,
+    ``{which}_attrs`` and ``{which}_filter`` (``%{ldap:…}`` are the entry's, not the
+    request's: left out)."""
+    text = settings["base"] + settings[f"{which}_attrs"] + settings[f"{which}_filter"]
+    return cache_key_template(_LDAP_VARS.sub("", text).replace("%$", ""))
+
+
+_LDAP_VARS = re.compile(r"%\{ldap(?:_multi)?:[^}]*\}")
+
+
 class LdapPassdb(PlaintextPassdb):
     name = "ldap"
 
     def __init__(self, args: str) -> None:
         super().__init__(args)
         self.dir = shared(args)
+        # Without auth_bind the stored password is checked by the chain, as for SQL.
+        self.checks_password = self.dir.auth_bind
+        self.cache_key = ldap_cache_key(self.dir.settings, "pass")
 
     async def _entry(self, request: AuthRequest) -> tuple[str, ldapconf.Entry] | PassdbLookup:
         found = await self.dir.find_one(request, "pass", self.dir.pass_attrs)
@@ -320,6 +336,7 @@ class LdapUserdb(UserdbDriver):
     def __init__(self, args: str) -> None:
         super().__init__(args)
         self.dir = shared(args)
+        self.cache_key = ldap_cache_key(self.dir.settings, "user")
 
     async def lookup(self, request: AuthRequest) -> UserdbLookup:
         found = await self.dir.find_one(request, "user", self.dir.user_attrs)

@@ -12,6 +12,10 @@ from cote.auth.request import AuthRequest
 
 
 class PlaintextPassdb(PassdbDriver):
+    # False: the password can be checked against what ``lookup`` finds (LDAP without
+    # auth_bind), so the chain does that, with the auth cache, as for SQL.
+    checks_password = True
+
     @abc.abstractmethod
     async def authenticate(self, request: AuthRequest, password: bytes) -> PassdbLookup:
         """OK when ``password`` is right (``password`` of the result stays None: verified);
