@@ -47,7 +47,8 @@ class SyncChanges(NamedTuple):
     *previous* view, ascending: send ``* n EXPUNGE`` for them from the highest down (each
     number stays valid), or ascending after subtracting how many were sent before.
     ``new``: how many messages were appended at the end of the view.
-    ``flags_changed``: UIDs (still present) whose flags changed.
+    ``flags_changed``: UIDs (still present) whose flags were changed (also when a later
+    change restored them: Dovecot reports those too).
     ``uidvalidity_changed``: the mailbox was recreated; the session must reselect.
     """
 
@@ -170,6 +171,25 @@ class Mailbox(ABC):
     @abstractmethod
     def recent_uids(self) -> list[int]: ...
 
+    def peek_recent_uids(self) -> list[int]:
+        """The view's messages no session has claimed as \\Recent yet, claiming nothing: what
+        a read-only view (EXAMINE) shows as \\Recent, leaving the flag to the next session
+        that selects the mailbox (RFC 3501 section 2.3.2)."""
+        return self.recent_uids()
+
+    def refresh_flags(self) -> list[int]:
+        """Take in the flags and modseqs other sessions changed, without a sync: no message
+        comes or goes, so sequence numbers stay as the client knows them (IMAP FETCH and
+        STORE work on current flags but may not announce expunges). Returns the UIDs whose
+        flags changed; the next :meth:`sync` does not report them again. A backend that
+        cannot tell cheaply returns [] and leaves the changes to the next sync."""
+        return []
+
+    def expunged_since(self, modseq: int) -> list[int]:
+        """UIDs expunged after ``modseq``, ascending (QRESYNC's ``VANISHED (EARLIER)``);
+        [] from a backend that keeps no expunge history (clients then resync by UID)."""
+        return []
+
     @abstractmethod
     def details(self, uids: Sequence[int]) -> list[MessageDetails]: ...
 
@@ -234,6 +254,11 @@ class Mailbox(ABC):
     @abstractmethod
     def cache_put(self, uid: int, field: str, value: bytes) -> None: ...
 
+    def cache_put_many(self, entries: Iterable[tuple[int, str, bytes]]) -> None:
+        """Several ``cache_put`` at once (a backend with transactions makes it one)."""
+        for uid, field, value in entries:
+            self.cache_put(uid, field, value)
+
     @abstractmethod
     def watch(self) -> ChangeWatcher: ...
 
@@ -290,6 +315,14 @@ class MailboxList(ABC):
         and a backend may skip building the view (Maildir does: Dovecot's deliveries do not
         scan the mailbox either). The default is a normal open."""
         return self.open(name)
+
+    def open_for_saving(self, name: str) -> Mailbox:
+        """A view an IMAP session APPENDs or COPYs into: it may save and tells its
+        uidvalidity and uidnext, but it does not claim the mailbox's \\Recent messages (only
+        SELECT does, as in Dovecot). The default opens read-only and then allows saving."""
+        box = self.open(name, readonly=True)
+        box.readonly = False
+        return box
 
     def status(self, name: str) -> MailboxStatus:
         with self.open(name, readonly=True) as box:

@@ -458,10 +458,17 @@ class Namespaces(MailboxList):
         box.name = name
         return box
 
+    def open_for_saving(self, name: str) -> Mailbox:
+        return self._open_with(name, lambda mlist, inner: mlist.open_for_saving(inner))
+
     def open_for_append(self, name: str) -> Mailbox:
+        return self._open_with(name, lambda mlist, inner: mlist.open_for_append(inner))
+
+    def _open_with(self, name: str, how: Callable[[MailboxList, str], Mailbox]) -> Mailbox:
+        """``how`` opens the box in the namespace's own list; the box keeps the full name."""
         ns, inner = self.find(name)
         self._autocreate(ns, inner)
-        box = ns.list.open_for_append(inner)
+        box = how(ns.list, inner)
         box.name = name
         return box
 

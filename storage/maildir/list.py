@@ -359,7 +359,11 @@ class MaildirList(MailboxList):
         the next session's sync picks the new message up."""
         return self._open(name, readonly=False, sync=False)
 
-    def _open(self, name: str, *, readonly: bool, sync: bool) -> MaildirMailbox:
+    def open_for_saving(self, name: str) -> MaildirMailbox:
+        return self._open(name, readonly=False, sync=True, claim_recent=False)
+
+    def _open(self, name: str, *, readonly: bool, sync: bool,
+              claim_recent: bool = True) -> MaildirMailbox:
         parts = self._parts(name)
         if not self._selectable(parts):
             if parts != ("INBOX",) or not self.create_inbox:
@@ -367,7 +371,8 @@ class MaildirList(MailboxList):
             self._make_mail_dirs(parts)
         elif not os.path.isdir(os.path.join(self.layout.mail_dir(parts), "tmp")):
             self._make_mail_dirs(parts)  # a folder someone made without cur/new/tmp
-        return MaildirMailbox(self, self._name(parts), parts, readonly, sync=sync)
+        return MaildirMailbox(self, self._name(parts), parts, readonly, sync=sync,
+                              claim_recent=claim_recent)
 
     def close(self) -> None:
         self.index.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import time
 from array import array
 from bisect import bisect_left, bisect_right
@@ -118,10 +119,12 @@ class MaildirMailbox(Mailbox):
     rewrite_min_dead = 64
 
     def __init__(self, mlist: MaildirList, name: str, parts: tuple[str, ...],
-                 readonly: bool, *, sync: bool = True) -> None:
+                 readonly: bool, *, sync: bool = True, claim_recent: bool = True) -> None:
         self.mlist = mlist
         self.name = name
         self.readonly = readonly
+        self.claims_recent = claim_recent
+        """False for a view that only saves (``open_for_saving``): SELECT claims \\Recent."""
         layout = mlist.layout
         self.path = layout.mail_dir(parts)
         self.control = layout.control_dir(parts)
@@ -554,7 +557,7 @@ class MaildirMailbox(Mailbox):
             self._view_modseq = state.highestmodseq
         finally:
             db.execute("COMMIT")
-        if not self.readonly:
+        if not self.readonly and self.claims_recent:
             self._claim_recent()
         return SyncChanges(expunged, new, flag_changes, reset, seqs)
 
@@ -573,8 +576,9 @@ class MaildirMailbox(Mailbox):
             seq = self.seq_of(uid)
             if seq is not None:
                 if self.flags[seq - 1] != bits or self.modseqs[seq - 1] != modseq:
-                    if self.flags[seq - 1] != bits:
-                        flag_changes.append(uid)
+                    # changed, even if a later change restored the flags: Dovecot reports
+                    # every message its transaction log shows a flag change for
+                    flag_changes.append(uid)
                     self.flags[seq - 1] = bits
                     self.modseqs[seq - 1] = modseq
             elif not self.uids or uid > self.uids[-1]:
@@ -603,6 +607,34 @@ class MaildirMailbox(Mailbox):
         for lo, hi in self._recent:
             out.extend(self.uids[bisect_left(self.uids, lo) : bisect_right(self.uids, hi)])
         return out
+
+    def peek_recent_uids(self) -> list[int]:
+        state = self.index.box(self.key, create=False)
+        if state is None:
+            return []
+        return list(self.uids[bisect_left(self.uids, state.first_recent_uid):])
+
+    def refresh_flags(self) -> list[int]:
+        if self._view_modseq < 0:
+            return []
+        try:
+            rows = self.index.changed_since(self._box, self._view_modseq)
+        except sqlite3.Error as e:
+            raise StorageError(f"index: {e}") from e
+        out: list[int] = []
+        for uid, stored, modseq in rows:
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue  # new since the view: the next sync announces it
+            bits = bits_from_db(stored)
+            if self.flags[seq - 1] != bits or self.modseqs[seq - 1] != modseq:
+                out.append(uid)  # as ``sync`` reports it
+            self.flags[seq - 1] = bits
+            self.modseqs[seq - 1] = modseq
+        return out
+
+    def expunged_since(self, modseq: int) -> list[int]:
+        return self.index.expunged_since(self._box, modseq)
 
     def status(self) -> MailboxStatus:
         row = self.index.db.execute(
@@ -923,6 +955,11 @@ class MaildirMailbox(Mailbox):
 
     def cache_put(self, uid: int, field: str, value: bytes) -> None:
         self.index.cache_put(self._box, uid, field, value)
+
+    def cache_put_many(self, entries: Iterable[tuple[int, str, bytes]]) -> None:
+        with self.index.write():
+            for uid, field, value in entries:
+                self.index.cache_put(self._box, uid, field, value)
 
     def watch(self) -> ChangeWatcher:
         dirs = [os.path.join(self.path, "new"), os.path.join(self.path, "cur")]
