@@ -141,11 +141,7 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
 def _vanished(s: Session, args: C.Fetch) -> None:
     box = s.box
     assert box is not None and args.changedsince is not None
-    index = getattr(box, "index", None)
-    key = getattr(box, "_box", None)
-    if index is None or key is None:
-        return
-    uids = [u for u in index.expunged_since(key, args.changedsince)
+    uids = [u for u in box.expunged_since(args.changedsince)
             if args.seqset.saved or args.seqset.contains(u, box.uidnext)]
     if uids:
         s.writer.write(R.vanished(SeqSet.from_ints(uids), earlier=True))
@@ -156,6 +152,10 @@ def _one(s: Session, w: R.Writer, i: int, u: int, msg: MessageData, *, items: li
          asked_flags: bool) -> Generator[None, None, bool | R.Reply]:
     box = s.box
     assert box is not None
+    if any(a.name in ("INTERNALDATE", "RFC822.SIZE") for a in items) and u not in details:
+        # expunged by another session since the view was synced: the index forgot it
+        _gone(s, w, i, u, items=items, details=details)
+        return False
     # load what can fail before the first octet of the response
     try:
         for a in items:

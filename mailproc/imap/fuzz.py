@@ -14,6 +14,8 @@ import random
 import sys
 import time
 
+from cote.storage.api import MailboxList
+
 from . import events as ev
 from . import response
 from .commands import Fetch, List, Search, Status
@@ -107,6 +109,80 @@ def fuzz_parser(data: bytes) -> None:
         conn.receive_data(b"")
         _consume(conn, budget, decide)
     conn.data_to_send()
+
+
+SESSION_CORPUS = (
+    b"a SELECT INBOX\r\n", b"b EXAMINE Archive\r\n", b"c FETCH 1:* (FLAGS UID ENVELOPE)\r\n",
+    b"d UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.10> BINARY.SIZE[1])\r\n",
+    b"e FETCH 2 (BODYSTRUCTURE BODY[1.MIME] RFC822.SIZE INTERNALDATE)\r\n",
+    b"f STORE 1:2 +FLAGS (\\Deleted kw1)\r\n", b"g UID STORE 1:* -FLAGS.SILENT (\\Seen)\r\n",
+    b"h SEARCH OR FROM alice NOT SEEN LARGER 10\r\n", b"i UID SEARCH RETURN (MIN COUNT) ALL\r\n",
+    b"j SORT (REVERSE DATE) UTF-8 ALL\r\n", b"k THREAD REFERENCES UTF-8 ALL\r\n",
+    b"l COPY 1:* Archive\r\n", b"m UID MOVE 2 Trash\r\n", b"n EXPUNGE\r\n", b"o CLOSE\r\n",
+    b"p APPEND INBOX (\\Seen) {12+}\r\nSubject: x\r\n\r\n",
+    b"q APPEND Archive {10}\r\nSubject: y\r\n", b"r STATUS INBOX (MESSAGES UNSEEN SIZE)\r\n",
+    b'r2 LIST "" * RETURN (STATUS (MESSAGES))\r\n', b"s CREATE Fz\r\n", b"t DELETE Fz\r\n",
+    b"u RENAME Fz Fy\r\n", b"v IDLE\r\nDONE\r\n", b"w ENABLE QRESYNC\r\n",
+    b"x SELECT INBOX (QRESYNC (1 1 1:5))\r\n", b"y FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
+    b"z SEARCH RETURN (SAVE) SEEN\r\n", b"z2 FETCH $ (UID)\r\n", b"A UNSELECT\r\n",
+    b"B NOOP\r\n", b"C GETQUOTAROOT INBOX\r\n", b"D NAMESPACE\r\n", b"E ID NIL\r\n",
+)
+"""Valid commands a session fuzz run mutates and concatenates (``fuzz_session``)."""
+
+
+class Unanswered(AssertionError):
+    """A tagged command got no tagged response."""
+
+
+def fuzz_session(data: bytes, mailboxes: MailboxList) -> bytes:
+    """Play ``data`` (fed in chunks whose size its first byte picks) through a whole
+    ``Session`` on ``mailboxes``, as ``server.serve`` does but with nothing between the
+    session and the caller: any exception escapes. Returns everything the session wrote;
+    raises ``Unanswered`` when a command that the parser produced got no tagged reply
+    (except an APPEND the stream ended inside)."""
+    from .session import Session  # noqa: PLC0415 - the parser-only fuzz needs no storage
+
+    conn = Connection()
+    session = Session(mailboxes, conn, "fuzz")
+    out = [session.greeting()]
+    tags: list[str] = []
+    step = (data[0] % 61) + 1 if data else 1
+    body = data[1:]
+
+    def run() -> bool:
+        while True:
+            event = conn.next_event()
+            if event is ev.NEED_DATA or event is ev.CLOSED:
+                return event is ev.NEED_DATA
+            if isinstance(event, ev.Command) or (isinstance(event, ev.Bad) and event.tag != "*"):
+                tags.append(event.tag)
+            for _ in session.handle(event):
+                out.append(conn.data_to_send())
+            out.append(conn.data_to_send())
+            if session.logged_out:
+                return False
+
+    try:
+        alive = True
+        for i in range(0, len(body), step):
+            conn.receive_data(body[i:i + step])
+            if not (alive := run()):
+                break
+        if alive and session.idling is not None:
+            conn.receive_data(b"DONE\r\n")
+            run()
+        unfinished = session.unfinished_append()
+        if alive:
+            conn.receive_data(b"")
+            run()
+    finally:
+        session.close()
+    written = b"".join(out)
+    answered = {ln.split(b" ", 1)[0].decode("latin-1") for ln in written.split(b"\r\n")}
+    missing = [t for t in tags if t not in answered and t != unfinished]
+    if missing:
+        raise Unanswered(f"no tagged reply for {missing}")
+    return written
 
 
 def main() -> None:  # pragma: no cover - a developer tool

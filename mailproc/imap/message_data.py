@@ -38,15 +38,7 @@ def flush_cache(box: Mailbox, writes: list[tuple[int, str, bytes]]) -> None:
     """Store queued cache entries, in one write transaction when the backend has one."""
     if not writes:
         return
-    index = getattr(box, "index", None)
-    transaction = getattr(index, "write", None)
-    if transaction is None:
-        for uid, field, value in writes:
-            box.cache_put(uid, field, value)
-    else:
-        with transaction():
-            for uid, field, value in writes:
-                box.cache_put(uid, field, value)
+    box.cache_put_many(writes)
     writes.clear()
 
 

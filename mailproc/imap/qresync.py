@@ -18,14 +18,11 @@ def select_qresync(s: Session, q: QResync) -> None:
     if q.uidvalidity != box.uidvalidity:
         return
     w = s.writer
-    index = getattr(box, "index", None)
-    key = getattr(box, "_box", None)
-    if index is not None and key is not None:
-        gone = index.expunged_since(key, q.modseq)
-        if q.known_uids is not None:
-            gone = [u for u in gone if q.known_uids.contains(u, box.uidnext)]
-        if gone:
-            w.write(R.vanished(SeqSet.from_ints(gone), earlier=True))
+    gone = box.expunged_since(q.modseq)
+    if q.known_uids is not None:
+        gone = [u for u in gone if q.known_uids.contains(u, box.uidnext)]
+    if gone:
+        w.write(R.vanished(SeqSet.from_ints(gone), earlier=True))
     for i, m in enumerate(box.modseqs):
         if m > q.modseq:
             u = box.uids[i]

@@ -54,12 +54,16 @@ class Searcher:
         self.box = box
         self.n = len(box)
         self.now = time.time()
+        self.expunged = False
+        """A message the search had to read was expunged by another session (Dovecot's
+        ``OK [EXPUNGEISSUED]``)."""
 
     def details(self, m: SearchMessage) -> MessageDetails:
         if m.details is None:
             found = self.box.details([m.uid])
             # expunged by another session since the view's last sync: nothing is known
             m.details = found[0] if found else MessageDetails(m.uid, 0, 0, 0.0, 0, 0)
+            self.expunged = self.expunged or not found
         return m.details
 
     def fields(self, m: SearchMessage) -> list[tuple[bytes, bytes]]:
@@ -173,7 +177,7 @@ class Searcher:
                 if self.matches(key, m):
                     out.append(i)
             except (StorageError, OSError):
-                pass
+                self.expunged = True
             finally:
                 data.close()
         return out
@@ -229,7 +233,8 @@ def run_search(s: Session, args: C.Search, *, uid: bool) -> R.Reply:
     if modseq:
         s.enable_condstore()
     register_keywords(s, _keywords_in(args.key))
-    hits = Searcher(s).run(args.key)
+    searcher = Searcher(s)
+    hits = searcher.run(args.key)
     numbers = [box.uids[i] if uid else i + 1 for i in hits]
     max_modseq = max((box.modseqs[i] for i in hits), default=0) if modseq else None
     if args.returns is None:
@@ -237,7 +242,7 @@ def run_search(s: Session, args: C.Search, *, uid: bool) -> R.Reply:
     else:
         esearch(s, args.returns, hits, numbers, uid=uid, max_modseq=max_modseq)
     s.send_keywords_if_new()
-    return s.ok("SEARCH")
+    return s.ok("SEARCH", "EXPUNGEISSUED" if searcher.expunged else None)
 
 
 def esearch(s: Session, returns: tuple[str, ...], hits: list[int], numbers: list[int], *,

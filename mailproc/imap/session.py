@@ -16,7 +16,6 @@ sessions are still taken in and shown there (``refresh_flags``).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterator
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from cote import imapwire
 from cote.log import Logger
 from cote.storage import flags as F
-from cote.storage.api import Mailbox, MailboxList, SyncChanges
+from cote.storage.api import Mailbox, MailboxList, MailboxStatus, SyncChanges
 from cote.storage.errors import MailboxNotFound, StorageError
 
 from . import commands as C
@@ -92,17 +91,15 @@ def autocreate(mailboxes: MailboxList, settings: ImapSettings) -> None:
             continue
 
 
-def peek_recent(box: Mailbox) -> set[int]:
-    """The \\Recent messages an EXAMINE sees without claiming them (RFC 3501: a read-only
-    session does not take the flag away from the next session)."""
-    index, key = getattr(box, "index", None), getattr(box, "key", None)
-    if index is None or key is None:
-        return set(box.recent_uids())
-    state = index.box(key, create=False)
-    if state is None:
-        return set()
-    first = state.first_recent_uid
-    return {u for u in box.uids if u >= first}
+def old_seq(seq: int, expunged_seqs: tuple[int, ...]) -> int:
+    """The sequence number a message had before the expunges ``expunged_seqs`` (old
+    numbers, ascending) that a sync took in."""
+    for gone in expunged_seqs:
+        if gone <= seq:
+            seq += 1
+        else:
+            break
+    return seq
 
 
 @dataclass
@@ -203,10 +200,8 @@ class Session:
 
     def open_for_saving(self, name: str) -> Mailbox:
         """A view to APPEND/COPY into that does not claim the messages' \\Recent flag
-        (only a SELECT does, as in Dovecot): opened read-only, then allowed to save."""
-        box = self.mailboxes.open(name, readonly=True)
-        box.readonly = False
-        return box
+        (only a SELECT does, as in Dovecot)."""
+        return self.mailboxes.open_for_saving(name)
 
     def reply(self, tag: str, r: R.Reply, started: float) -> None:
         took = time.monotonic() - started
@@ -335,6 +330,15 @@ class Session:
             self.logged_out = True
             self.disconnect_reason = "Mailbox UIDVALIDITY changed"
             return
+        self.send_keywords_if_new()
+        changed = set(changes.flags_changed) | self.unreported_flags
+        self.unreported_flags = set()
+        seqs = sorted(s for s in (box.seq_of(u) for u in changed) if s is not None)
+        # as Dovecot: flag updates first, numbered as the client knows the messages (before
+        # the expunges that follow them), then the expunges
+        for seq in seqs:
+            w.write(self.flags_fetch(seq - 1, uid=False,
+                                     shown_seq=old_seq(seq, changes.expunged_seqs)))
         if changes.expunged:
             if "QRESYNC" in self.enabled:
                 w.write(R.vanished(SeqSet.from_ints(changes.expunged)))
@@ -342,14 +346,8 @@ class Session:
                 for seq in reversed(changes.expunged_seqs):
                     w.write(R.expunge(seq))
             self.recent.difference_update(changes.expunged)
-        self.send_keywords_if_new()
-        changed = set(changes.flags_changed) | self.unreported_flags
-        self.unreported_flags = set()
-        seqs = sorted(s for s in (box.seq_of(u) for u in changed) if s is not None)
-        for seq in seqs:
-            w.write(self.flags_fetch(seq - 1, uid=False))  # no UID, as Dovecot
         if changes.new:
-            self.recent.update(box.recent_uids() if not self.readonly else peek_recent(box))
+            self.recent.update(box.recent_uids() if not self.readonly else box.peek_recent_uids())
             w.write(R.exists(len(box)))
         if len(self.recent) != self.reported_recent:
             self.reported_recent = len(self.recent)
@@ -359,26 +357,12 @@ class Session:
         """Take in flag changes other sessions made, without a sync (FETCH, STORE and
         SEARCH may not shift sequence numbers, but Dovecot works on current flags there);
         returns the UIDs whose flags changed, to report after the command."""
-        box = self.box
-        index, key = getattr(box, "index", None), getattr(box, "_box", None)
-        since = getattr(box, "_view_modseq", None)
-        if box is None or index is None or key is None or not isinstance(since, int):
+        if self.box is None:
             return []
         try:
-            rows = index.changed_since(key, since)
-        except (StorageError, sqlite3.Error):
+            return self.box.refresh_flags()
+        except StorageError:
             return []
-        out: list[int] = []
-        for u, stored, modseq in rows:
-            seq = box.seq_of(u)
-            bits = stored if isinstance(stored, int) else int(stored, 16)
-            if seq is None or (box.flags[seq - 1] == bits and box.modseqs[seq - 1] == modseq):
-                continue
-            if box.flags[seq - 1] != bits:
-                out.append(u)
-            box.flags[seq - 1] = bits
-            box.modseqs[seq - 1] = modseq
-        return out
 
     def report_flag_updates(self, *, uid: bool) -> None:
         """``* n FETCH (FLAGS …)`` for changes taken in by ``refresh_flags`` (except for
@@ -397,7 +381,8 @@ class Session:
             self.writer.write(lines[i])
         self.flags_reported = set()
 
-    def flags_fetch(self, index: int, *, uid: bool, silent: bool = False) -> bytes:
+    def flags_fetch(self, index: int, *, uid: bool, silent: bool = False,
+                    shown_seq: int | None = None) -> bytes:
         """``* n FETCH (UID u MODSEQ (m) FLAGS (…))`` for a flag change, as Dovecot writes
         it (UID with UID commands and under QRESYNC, MODSEQ under CONDSTORE)."""
         box = self.box
@@ -409,7 +394,8 @@ class Session:
             items.append(b"MODSEQ (%d)" % box.modseqs[index])
         if not silent:
             items.append(b"FLAGS " + self.flags_of(index))
-        return b"* %d FETCH (" % (index + 1) + b" ".join(items) + b")\r\n"
+        seq = index + 1 if shown_seq is None else shown_seq
+        return b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n"
 
     def all_keywords(self) -> list[str]:
         """The mailbox's keywords, then those only this session named (see search.py)."""
@@ -637,7 +623,8 @@ class Session:
 
     def write_status(self, name: str, items: tuple[str, ...], *, shown: str | None = None
                      ) -> None:
-        st = self.mailboxes.status(name)
+        selected = self.box is not None and self.box.name == name
+        st = self.view_status(items) if selected else self.mailboxes.status(name)
         values: dict[str, int] = {}
         if "HIGHESTMODSEQ" in items and not self.condstore:
             self.enable_condstore()
@@ -645,9 +632,7 @@ class Session:
             if item == "MESSAGES":
                 values[item] = st.messages
             elif item == "RECENT":
-                selected = self.box is not None and self.box.name == name and \
-                    not self.readonly
-                values[item] = st.recent + (len(self.recent) if selected else 0)
+                values[item] = st.recent
             elif item == "UIDNEXT":
                 values[item] = st.uidnext
             elif item == "UIDVALIDITY":
@@ -664,6 +649,20 @@ class Session:
                  "SIZE", "X-SIZE", "DELETED")
         ordered = {k: values[k] for k in order if k in values}
         self.writer.write(R.status(shown or name, ordered))
+
+    def view_status(self, items: tuple[str, ...]) -> MailboxStatus:
+        """STATUS of the selected mailbox answers from the session's view, as Dovecot's:
+        mail another session added or expunged is counted only once EXISTS/EXPUNGE told
+        the client (the pending-updates model; RFC 3501 section 6.3.10 lets STATUS of the
+        selected mailbox be inconsistent with the disk, never with what the client saw)."""
+        box = self.box
+        assert box is not None
+        unseen = sum(1 for bits in box.flags if not bits & F.SEEN)
+        deleted = sum(1 for bits in box.flags if bits & F.DELETED)
+        sized = len(box) and ("SIZE" in items or "X-SIZE" in items)
+        size = sum(d.vsize for d in box.details(box.uids)) if sized else 0
+        return MailboxStatus(len(box), len(self.recent), box.uidnext, box.uidvalidity,
+                             unseen, box.highestmodseq, size, deleted)
 
     # -- SELECT / EXAMINE / CLOSE -----------------------------------------------------------
     def close_box(self) -> None:
@@ -695,7 +694,7 @@ class Session:
             return self.storage_no(e)
         self.box = box
         self.readonly = readonly
-        self.recent = set(box.recent_uids()) if not readonly else peek_recent(box)
+        self.recent = set(box.recent_uids() if not readonly else box.peek_recent_uids())
         self.keyword_count = len(box.keywords)
         w = self.writer
         self.write_flags()
@@ -725,6 +724,9 @@ class Session:
             try:
                 gone = box.expunge()
                 self.stats.expunged += len(gone)
+                # Dovecot syncs the mailbox before closing it: mail that arrived since the
+                # last sync is this session's \Recent (never reported), not the next one's
+                box.sync()
             except StorageError:
                 pass
         self.close_box()
@@ -830,6 +832,10 @@ class Session:
         args = cmd.args
         assert isinstance(args, C.Append)
         self._append = AppendCommand.start(self, cmd.tag, args)
+
+    def unfinished_append(self) -> str | None:
+        """The tag of an APPEND still waiting for its literal data, if any."""
+        return self._append.tag if self._append is not None else None
 
     def _append_event(self, event: ev.Event) -> None:
         if self._append is not None and self._append.event(event):

@@ -97,8 +97,8 @@ def run_copy(s: Session, args: C.Copy, *, uid: bool, move: bool) -> R.Reply:
             dest.close()
         if source is not box:
             source.close()
-    if not pairs:
-        return R.ok("No messages found")
+    if not pairs:  # every one was expunged by another session since the view's sync
+        return R.no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
     pairs.sort()
     code = R.copyuid(validity, _set_in_order([p[0] for p in pairs]),
                      _set_in_order([p[1] for p in pairs]))

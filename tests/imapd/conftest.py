@@ -50,11 +50,17 @@ MESSAGES: list[tuple[str, bytes]] = [
 PAIRS = ("user", "rand", "misc", "exp")
 """Each test that changes mail uses its own pair of users: ``dc<name>`` and ``cote<name>``."""
 USERS = {f"{side}{name}": "secret" for name in PAIRS for side in ("dc", "cote")}
+PASSWORD = "secret"
+
+
+def users_of(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``dc<name>`` and ``cote<name>`` for each pair name, all with ``PASSWORD``."""
+    return {f"{side}{name}": PASSWORD for name in pairs for side in ("dc", "cote")}
 
 
 def fill(dc: DovecotOracle, user: str) -> None:
     imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
-    imap.login(user, USERS[user])
+    imap.login(user, PASSWORD)
     for box in ("Archive", "Archive.2021", "Sent", "Trash"):
         imap.create(box)
     imap.subscribe("Archive")
@@ -68,11 +74,13 @@ def fill(dc: DovecotOracle, user: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[DovecotOracle]:
+def store(request: pytest.FixtureRequest) -> Iterator[DovecotOracle]:
+    """One Dovecot per module; a module may add user pairs of its own (``EXTRA_PAIRS``)."""
     if not dovecot_available():
         pytest.fail("Debian's dovecot-core is not installed")
-    dc = DovecotOracle(users=USERS).start()
-    for user in USERS:
+    users = {**USERS, **users_of(tuple(getattr(request.module, "EXTRA_PAIRS", ())))}
+    dc = DovecotOracle(users=users).start()
+    for user in users:
         fill(dc, user)
     yield dc
     dc.cleanup()
@@ -129,7 +137,7 @@ class Client:
 def dovecot_client(dc: DovecotOracle, user: str = "dcuser") -> Client:
     c = Client(socket.create_connection(("127.0.0.1", dc.ports["imap"]), timeout=20))
     c.line()
-    assert b" OK " in c.command(f"LOGIN {user} {USERS[user]}", "login")
+    assert b" OK " in c.command(f"LOGIN {user} {PASSWORD}", "login")
     return c
 
 
