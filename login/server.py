@@ -170,6 +170,28 @@ def _is_trusted(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return any(addr in net for net in networks)
 
 
+async def _send_fd(sock: socket.socket, data: bytes, fd: int) -> None:
+    """sendmsg with the descriptor on a non-blocking socket: one message on a new
+    connection fits at once; if it does not, wait until the socket is writable (a thread
+    for this cost a thread start per login)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            sent = socket.send_fds(sock, [data], [fd])
+        except BlockingIOError:
+            sent = 0
+        if sent:
+            if sent < len(data):
+                await loop.sock_sendall(sock, data[sent:])
+            return
+        writable = loop.create_future()
+        loop.add_writer(sock.fileno(), writable.set_result, None)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(sock.fileno())
+
+
 class LoginServer:
     def __init__(self, settings: LoginServerSettings, frontend: FrontendFactory) -> None:
         self.settings = settings
@@ -181,6 +203,7 @@ class LoginServer:
         self.sources: list[tuple[socket.socket, bool, bool]] = []
         self.may_accept: Callable[[], bool] = lambda: True
         self.disconnects = DisconnectSpreader(settings.login_proxy_max_disconnect_delay)
+        self._preconnect: asyncio.Task[None] | None = None
 
     def serve(self, listeners: list[tuple[socket.socket, bool, bool]],
               may_accept: Callable[[], bool]) -> None:
@@ -198,7 +221,17 @@ class LoginServer:
                 continue
             sock.setblocking(False)
             self.sources.append((sock, implicit_tls, haproxy))
+        # Connect to auth before the first client (as Dovecot's login processes do): the
+        # greeting waits for the auth handshake (it lists the mechanisms), and a process
+        # forked ahead as a spare has the time now, not when its client is waiting.
+        self._preconnect = asyncio.get_running_loop().create_task(self._connect_auth())
         self.resume_accepting()
+
+    async def _connect_auth(self) -> None:
+        try:
+            await self.auth.connect()
+        except AuthUnavailable:
+            pass  # the first client tries again and logs the error
 
     def resume_accepting(self) -> None:
         """Watch the listeners again (after a client left a full process)."""
@@ -721,7 +754,7 @@ class LoginConnection(asyncio.Protocol):
             sock.setblocking(False)
             await asyncio.wait_for(loop.sock_connect(sock, self.settings.mail_socket),
                                    HANDOFF_TIMEOUT)
-            await loop.run_in_executor(None, socket.send_fds, sock, [message.encode()], [fd])
+            await asyncio.wait_for(_send_fd(sock, message.encode(), fd), HANDOFF_TIMEOUT)
             data = b""
             while not data.endswith(b"\n"):
                 chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), HANDOFF_TIMEOUT)

@@ -20,7 +20,13 @@ from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
 from cote.mailproc.anvilreg import register_session
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
-from cote.mailproc.userdb import UserdbError, UserNotFound, confirm_login
+from cote.mailproc.userdb import (
+    MasterConnection,
+    UserdbError,
+    UserNotFound,
+    confirm_login,
+    connect,
+)
 
 HANDOFF_TIMEOUT = 30.0
 
@@ -61,10 +67,11 @@ def _answer(conn: socket.socket, reply: HandoffReply) -> None:
 
 
 def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service: str,
-                  serve: ServeMail, *, failure_reason: str, failure_line: bytes) -> int:
+                  serve: ServeMail, *, failure_reason: str, failure_line: bytes,
+                  auth_master: MasterConnection | None = None) -> int:
     """Take one hand-off on ``conn`` and serve its client. ``failure_reason`` goes back to
     the login process when the user cannot be confirmed; ``failure_line`` to the client when
-    the process cannot become the user."""
+    the process cannot become the user; ``auth_master``: a connection opened while waiting."""
     try:
         request, client = receive_handoff(conn)
     except (OSError, HandoffError) as e:
@@ -73,7 +80,8 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
     try:
         reply = confirm_login(os.path.join(ctx.base_dir, "auth-master"),
                               auth_pid=request.auth_pid, client_pid=request.client_pid,
-                              client_id=request.auth_id, cookie=bytes.fromhex(request.cookie))
+                              client_id=request.auth_id, cookie=bytes.fromhex(request.cookie),
+                              ready=auth_master)
         extra = {"session": request.session, "remote_ip": request.remote_ip,
                  "local_ip": request.local_ip, "pid": str(os.getpid())}
         user = resolve(cfg, reply.user, reply.fields, service, extra)
@@ -118,6 +126,8 @@ def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_
         # EAGAIN and go back to select (watching the master-death pipe), not block.
         sock.setblocking(False)
     ctx.status.report(ctx.available())
+    # The auth-master handshake is done while waiting, not while the client waits.
+    auth_master = connect(os.path.join(ctx.base_dir, "auth-master"))
     while ctx.accepting:
         readable, _, _ = select.select([*(s.fileno() for s in sockets),
                                         ctx.master_death_fd], [], [])
@@ -136,7 +146,7 @@ def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_
             with conn:
                 code = serve_handoff(ctx, cfg, conn, service, serve,
                                      failure_reason=failure_reason,
-                                     failure_line=failure_line)
+                                     failure_line=failure_line, auth_master=auth_master)
             ctx.client_disconnected()
             return code
     return 0

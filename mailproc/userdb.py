@@ -22,10 +22,15 @@ from cote.auth.protocol.auth_master import (
 )
 
 TIMEOUT = 30.0
+PRECONNECT_TIMEOUT = 2.0  # a spare must not sit out a slow daemon before it can serve
 
 
 class UserdbError(Exception):
     """The auth daemon could not answer (unreachable, broke the protocol, or said FAIL)."""
+
+
+class _Closed(UserdbError):
+    """The daemon closed the connection (e.g. it restarted while a spare process waited)."""
 
 
 class UserNotFound(Exception):
@@ -39,17 +44,24 @@ class UserdbReply:
     auth_pid: int  # the daemon's SPID, to check against the login process's auth server
 
 
-class _Session:
-    def __init__(self, path: str) -> None:
+class MasterConnection:
+    """One auth-master connection with its handshake done."""
+
+    def __init__(self, path: str, handshake_timeout: float = TIMEOUT) -> None:
         self.codec = ClientConnection()
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(TIMEOUT)
+            self.sock.settimeout(handshake_timeout)
             self.sock.connect(path)
             self.sock.sendall(ClientConnection.hello())
         except OSError as e:
             raise UserdbError(f"connect({path}) failed: {e}") from e
-        self.hello = self._until(ServerHello)
+        hello = self._until(ServerHello)
+        if not isinstance(hello, ServerHello):
+            self.sock.close()
+            raise UserdbError("auth-master sent no handshake")
+        self.hello = hello
+        self.sock.settimeout(TIMEOUT)
 
     def _until(self, kind: type) -> object:
         while True:
@@ -58,7 +70,7 @@ class _Session:
             except OSError as e:
                 raise UserdbError(f"auth-master: {e}") from e
             if not data:
-                raise UserdbError("auth-master closed the connection")
+                raise _Closed("auth-master closed the connection")
             for event in self.codec.feed(data):
                 if isinstance(event, Disconnect):
                     raise UserdbError(event.reason)
@@ -66,8 +78,10 @@ class _Session:
                     return event
 
     def ask(self, line: bytes) -> UserdbReply:
-        assert isinstance(self.hello, ServerHello)
-        self.sock.sendall(line)
+        try:
+            self.sock.sendall(line)
+        except OSError as e:
+            raise _Closed(f"auth-master: {e}") from e
         event = self._until(UserReply)
         if isinstance(event, NotFound):
             raise UserNotFound()
@@ -80,12 +94,32 @@ class _Session:
         self.sock.close()
 
 
-def confirm_login(path: str, *, auth_pid: int, client_pid: int, client_id: int,
-                  cookie: bytes) -> UserdbReply:
-    """REQUEST: the userdb reply for a login the auth daemon really accepted."""
-    session = _Session(path)
+def connect(path: str) -> MasterConnection | None:
+    """An auth-master connection with its handshake done, for a process to open while it
+    waits for work (``confirm_login(..., ready=)``); None if the daemon cannot be reached
+    now (the request then connects itself and reports the error)."""
     try:
-        assert isinstance(session.hello, ServerHello)
+        return MasterConnection(path, handshake_timeout=PRECONNECT_TIMEOUT)
+    except UserdbError:
+        return None
+
+
+def confirm_login(path: str, *, auth_pid: int, client_pid: int, client_id: int,
+                  cookie: bytes, ready: MasterConnection | None = None) -> UserdbReply:
+    """REQUEST: the userdb reply for a login the auth daemon really accepted. ``ready``:
+    a connection opened in advance (see ``connect``); if the daemon has closed it
+    meanwhile (restarted), a new one is opened."""
+    if ready is not None and auth_pid and ready.hello.spid == auth_pid:
+        try:
+            return ready.ask(ClientConnection.request(1, client_pid, client_id, cookie))
+        except _Closed:
+            pass
+        finally:
+            ready.close()
+    elif ready is not None:
+        ready.close()
+    session = MasterConnection(path)
+    try:
         if auth_pid and session.hello.spid != auth_pid:
             raise UserdbError(f"auth server pid {session.hello.spid} is not the one the login "
                               f"process authenticated with ({auth_pid})")
@@ -96,7 +130,7 @@ def confirm_login(path: str, *, auth_pid: int, client_pid: int, client_id: int,
 
 def lookup_user(path: str, user: str, params: Mapping[str, str]) -> UserdbReply:
     """USER: the userdb fields of ``user`` (``params``: service=, lip=, rip=, ...)."""
-    session = _Session(path)
+    session = MasterConnection(path)
     try:
         return session.ask(ClientConnection.user(1, user, params))
     finally:
