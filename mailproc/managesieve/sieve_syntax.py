@@ -402,11 +402,30 @@ TAG_EXTENSIONS = {
 }
 
 
+def constant(test: Test) -> bool | None:
+    """The value of a test made only of true, false, not, allof and anyof (else None)."""
+    if test.arguments:
+        return None
+    if test.name in ("true", "false") and not test.tests:
+        return test.name == "true"
+    values = [constant(t) for t in test.tests]
+    if None in values or not values:
+        return None
+    if test.name == "not" and len(values) == 1 and not test.test_list:
+        return not values[0]
+    if test.name == "allof" and test.test_list:
+        return all(values)
+    if test.name == "anyof" and test.test_list:
+        return any(values)
+    return None
+
+
 class Validator:
     def __init__(self) -> None:
         self.errors: list[tuple[int, str]] = []
         self.required: set[str] = set(IMPLICIT)
         self.reported: set[str] = set()
+        self.require_failed = False  # then Pigeonhole checks no command blocks
 
     def error(self, line: int, message: str) -> None:
         self.errors.append((line, message))
@@ -430,11 +449,13 @@ class Validator:
             if name in EXTENSIONS or name in IMPLICIT:
                 self.required.add(name)
             else:
+                self.require_failed = True
                 self.error(cmd.line, f"require command: unknown Sieve capability `{name}'")
 
     def block(self, commands: list[Command], *, top: bool = False) -> None:
         previous: Command | None = None
         preamble = top
+        decided = False  # an earlier branch of this if chain always runs
         for cmd in commands:
             if cmd.name == "require":
                 if not preamble:
@@ -447,10 +468,19 @@ class Validator:
                                                   previous.name not in ("if", "elsif")):
                 self.error(cmd.line, f"the {cmd.name} command must follow an if or elseif "
                                      "command")
-            self.command(cmd)
+            # Pigeonhole drops the blocks it can tell never run (``if false``, branches
+            # after ``if true``) before checking them; so does cote, for the same verdicts.
+            if cmd.name == "if":
+                decided = False
+            value = constant(cmd.tests[0]) if len(cmd.tests) == 1 and not cmd.test_list \
+                else None
+            dead = cmd.name in ("if", "elsif", "else") and (decided or value is False)
+            if cmd.name in ("if", "elsif") and value is True and not dead:
+                decided = True
+            self.command(cmd, skip_block=dead)
             previous = cmd
 
-    def command(self, cmd: Command) -> None:
+    def command(self, cmd: Command, *, skip_block: bool = False) -> None:
         spec = COMMANDS.get(cmd.name)
         if spec is None or (spec.extension and spec.extension not in self.required):
             self.unknown("command", cmd.name, cmd.line)
@@ -462,8 +492,8 @@ class Validator:
         elif not spec.block and cmd.block is not None:
             self.error(cmd.line, f"the {cmd.name} command does not accept a command block")
         # ``if ihave "x" { ... }``: the block may use what the server lacks.
-        if cmd.block is not None and not (cmd.tests and cmd.tests[0].name == "ihave"
-                                          and "ihave" in self.required):
+        if cmd.block is not None and not skip_block and not (
+                cmd.tests and cmd.tests[0].name == "ihave" and "ihave" in self.required):
             self.block(cmd.block)
 
     def unknown(self, kind: str, name: str, line: int) -> None:
@@ -493,7 +523,12 @@ class Validator:
                     self.reported.add(key)
                     self.error(arg.line, f"unknown tagged argument ':{arg.tag}' for the {name} "
                                          f"{kind} (reported only once at first occurrence)")
-                continue
+                # Pigeonhole checks nothing more of this command or test.
+                for test in tests:
+                    self.test(test)
+                return
+            if arg.tag == "comparator" and i < len(arguments):
+                self.comparator(arguments[i])
             tags_seen.add(arg.tag)
             i += params
         low, high = spec.positional
@@ -518,6 +553,10 @@ class Validator:
                              "specified")
         for test in tests:
             self.test(test)
+
+    def comparator(self, arg: Argument) -> None:
+        if arg.kind == "string" and f"comparator-{arg.strings[0]}" not in self.required:
+            self.error(arg.line, f"unknown comparator '{arg.strings[0]}'")
 
     def test(self, test: Test) -> None:
         spec = TESTS.get(test.name)
