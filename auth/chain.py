@@ -245,6 +245,8 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                     request.passdb_fields[key] = value
         last = PassdbOutcome(result, found, db)
         if result in (PassdbResult.USER_DISABLED, PassdbResult.PASS_EXPIRED):
+            if result is PassdbResult.PASS_EXPIRED:
+                request.passdb_fields.setdefault("reason", "Password expired")  # as Dovecot
             return last  # Dovecot: a disabled/expired account ends the chain whatever follows
         action = db.action(result)
         if action == "return-ok":

@@ -5,12 +5,15 @@ process running as root (PAM modules such as pam_unix read /etc/shadow and may b
 [cache_key=…] [service name | %s | *]``: the PAM service is ``dovecot`` unless named,
 ``%s``/``*`` use the login's service (imap, pop3 …). PAM_RHOST is the client's IP and
 PAM_RUSER the user. PAM's account check runs too: an expired account or password fails with
-``pass_expired``. PAM cannot give out passwords, so lookups without a password (auth-master
-PASS, CRAM-MD5) find no usable scheme.
+``pass_expired``. ``max_requests=N`` recycles a worker after N requests; ``cache_key=``
+lets the auth cache keep PAM's successes (a hash of the password) under those variables.
+PAM cannot give out passwords, so lookups without a password (auth-master PASS, CRAM-MD5)
+find no usable scheme.
 """
 
 from __future__ import annotations
 
+from cote.auth.cache import cache_key_template
 from cote.auth.drivers.base import DriverError, PassdbLookup
 from cote.auth.drivers.fields import rename
 from cote.auth.drivers.plaintext import PlaintextPassdb
@@ -43,7 +46,9 @@ class PamPassdb(PlaintextPassdb):
                     raise DriverError(f"pam: max_requests={value!r} is not a number")
                 max_requests = int(value)
             elif eq and key == "cache_key":
-                pass  # for the auth cache; the PAM lookup itself does not use it
+                # PAM's answer depends on what the admin says (e.g. %u%s): the auth cache
+                # keeps logins under these variables, as Dovecot.
+                self.cache_key = cache_key_template(value)
             elif eq:
                 raise DriverError(f"pam: Unknown setting: {key}")
             else:
@@ -72,5 +77,7 @@ class PamPassdb(PlaintextPassdb):
             return PassdbLookup(PassdbResult.OK, None, {"": None}, "PLAIN")
         result = RESULTS.get(reply[1] if len(reply) > 1 else "", PassdbResult.INTERNAL_FAILURE)
         message = reply[2] if len(reply) > 2 else ""
-        fields: dict[str, str | None] = {"reason": message} if self.show_msg and message else {}
-        return PassdbLookup(result, fields=fields, log=message)
+        # failure_show_msg: Dovecot 2.3.19 puts the module's message in its log line only;
+        # the client is never told it (checked with pam_nologin's message). An expired
+        # account or password gets Dovecot's reason=Password expired from the chain.
+        return PassdbLookup(result, log=message)

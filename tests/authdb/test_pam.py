@@ -3,13 +3,16 @@ against Dovecot's, on a throwaway system user and PAM service."""
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from tests.authdb.wire import Pair, b64, converse, plain, start_pair, user_lookup
+from tests.authdb.wire import Pair, b64, converse, master, plain, start_pair, user_lookup
 from tests.support.pamuser import PamUser, pam_available
 
 pytestmark = pytest.mark.skipif(not pam_available(), reason="needs root and /etc/pam.d")
@@ -97,11 +100,10 @@ def test_expired_account_fails_like_dovecot(pair: Pair, account: PamUser) -> Non
     finally:
         account.unexpire()
     assert theirs.startswith("FAIL") and "code=pass_expired" in theirs
-    # cote's auth service orders FAIL's fields differently and sends no reason= yet
-    # (a difference of the daemon's reply, not of the PAM result).
+    # cote's auth service orders FAIL's fields differently (code= first): compared as sets.
     assert ours.startswith("FAIL\t1\t")
-    assert set(ours.split("\t")[2:]) <= set(theirs.split("\t")[2:])
-    assert "code=pass_expired" in ours
+    assert set(ours.split("\t")[2:]) == set(theirs.split("\t")[2:])
+    assert "code=pass_expired" in ours and "reason=Password expired" in ours
 
 
 def test_concurrent_pam_logins_use_several_workers(pair: Pair, account: PamUser) -> None:
@@ -116,3 +118,123 @@ def test_concurrent_pam_logins_use_several_workers(pair: Pair, account: PamUser)
     workers = [x for x in pair.cote.log_text().splitlines() if "auth-worker" in x and
                "rror" in x]
     assert not workers, workers
+
+
+def _worker_pids(pair: Pair) -> set[int]:
+    """cote's auth-worker processes (children of its master) right now."""
+    assert pair.cote.process is not None
+    master_pid = str(pair.cote.process.pid)
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            args = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if stat[1] == master_pid and b"auth-worker" in args:
+            pids.add(int(entry.name))
+    return pids
+
+
+def test_max_requests_recycles_the_worker(pair: Pair, account: PamUser) -> None:
+    """max_requests=3: one after another, 9 logins are served by at least 3 workers (a worker
+    exits after its 3rd request and the next login starts a fresh one)."""
+    _, ours_path = pair.sockets("auth-client")
+    seen: set[int] = set()
+    for _ in range(9):
+        assert converse(ours_path, [plain(account.user, PASSWORD)])[0].startswith("OK")
+        seen |= _worker_pids(pair)
+    assert len(seen) >= 3, seen
+
+
+@pytest.fixture(scope="module")
+def services(account: PamUser) -> Iterator[dict[str, str]]:
+    """Two more PAM services: one that refuses everyone (pam_deny), one whose auth stage
+    fails with pam_nologin's message (a PAM_ERROR_MSG for failure_show_msg)."""
+    nologin = Path(tempfile.mkdtemp(prefix="cote-pam-")) / "nologin"
+    nologin.write_text("Closed for maintenance\n")
+    files = {"deny": "auth required pam_deny.so\naccount required pam_deny.so\n",
+             "nologin": f"auth requisite pam_nologin.so file={nologin}\n"
+                        "auth required pam_unix.so nodelay\naccount required pam_unix.so\n"}
+    names = {kind: f"{account.service}-{kind}" for kind in files}
+    for kind, text in files.items():
+        Path("/etc/pam.d", names[kind]).write_text(text)
+    try:
+        yield names
+    finally:
+        for name in names.values():
+            Path("/etc/pam.d", name).unlink(missing_ok=True)
+        nologin.unlink()
+        nologin.parent.rmdir()
+
+
+@pytest.fixture(scope="module")
+def service_pair(account: PamUser, services: dict[str, str]) -> Iterator[Pair]:
+    """%s (the login's service names the PAM service), failure_show_msg and the auth cache
+    with cache_key=%u%s, in one passdb."""
+    conf = """\
+auth_cache_size = 1M
+auth_cache_ttl = 1 hour
+auth_cache_negative_ttl = 1 hour
+passdb {
+  driver = pam
+  args = failure_show_msg=yes cache_key=%u%s %s
+}
+userdb {
+  driver = passwd
+}
+"""
+    yield from start_pair(conf)
+
+
+def test_service_per_protocol_and_failure_message(service_pair: Pair, account: PamUser,
+                                                  services: dict[str, str]) -> None:
+    """args %s: the AUTH request's service= names the PAM service (imap, pop3, smtp in
+    production; here the test's own services). failure_show_msg=yes: pam_nologin's message
+    is not shown to the client by Dovecot 2.3.19, nor by cote."""
+    steps = {
+        "own service": [plain(account.user, PASSWORD, service=account.service)],
+        "deny service": [plain(account.user, PASSWORD, service=services["deny"])],
+        "nologin service": [plain(account.user, PASSWORD, service=services["nologin"])],
+    }
+    theirs_path, ours_path = service_pair.sockets("auth-client")
+    answers = {}
+    for name, conversation in steps.items():
+        theirs, ours = converse(theirs_path, conversation), converse(ours_path, conversation)
+        assert ours == theirs, name
+        answers[name] = ours[0]
+    assert answers["own service"].startswith("OK")
+    assert answers["deny service"] == answers["nologin service"] == \
+        f"FAIL\t1\tuser={account.user}"
+
+
+def test_cache_key_keeps_pam_logins(service_pair: Pair, account: PamUser) -> None:
+    """cache_key=%u%s: a login that worked is kept; after the password changes in
+    /etc/shadow the old one still works from the cache (and the new one through PAM), until
+    CACHE-FLUSH — Dovecot does the same."""
+    theirs_path, ours_path = service_pair.sockets("auth-client")
+    d_master, c_master = service_pair.sockets("auth-master")
+    svc = account.service
+
+    def run(path: str, master_path: str) -> list[str]:
+        out = [converse(path, [plain(account.user, PASSWORD, service=svc)])[0]]
+        subprocess.run(["chpasswd"], input=f"{account.user}:Changed-1", text=True, check=True)
+        try:
+            out += [converse(path, [plain(account.user, PASSWORD, service=svc)])[0],
+                    converse(path, [plain(account.user, "Changed-1", service=svc)])[0]]
+            m = master(master_path)
+            m.send("CACHE-FLUSH", "5")
+            out.append(m.line())
+            m.close()
+            out.append(converse(path, [plain(account.user, PASSWORD, service=svc)])[0])
+        finally:
+            subprocess.run(["chpasswd"], input=f"{account.user}:{PASSWORD}", text=True,
+                           check=True)
+        return out
+
+    theirs = run(theirs_path, d_master)
+    ours = run(ours_path, c_master)
+    assert ours[0].startswith("OK") and ours[1].startswith("OK"), ours  # old one, cached
+    assert ours[2].startswith("OK") and ours[4].startswith("FAIL"), ours
+    assert ours[:3] + ours[4:] == theirs[:3] + theirs[4:]
+    assert ours[3].startswith("OK\t5\t") and ours[3] != "OK\t5\t0"
