@@ -197,6 +197,15 @@ def test_list_iterates_the_table(pair: Pair) -> None:
     assert ours == list_users(theirs_path)
 
 
+@pytest.mark.parametrize("pattern", ["*", "a*", "*o*", "nobody*"])
+def test_coteadm_user_iterates_like_doveadm(pair: Pair, pattern: str) -> None:
+    """``coteadm user '*'`` lists the users iterate_query gives (and the passwd-file's)."""
+    theirs, ours = pair.admin("user", pattern)
+    assert ours == theirs
+    if pattern == "*":
+        assert {"alice", "bob", "pä"} <= set(ours[1].split()), ours
+
+
 def test_hostile_names_left_the_table_intact(pair: Pair) -> None:
     _, ours_path = pair.sockets("auth-client")
     assert converse(ours_path, [plain("alice", "alicepw")])[0].startswith("OK")

@@ -182,6 +182,15 @@ def test_list_matches_dovecot(lookup_pair: Pair) -> None:
     assert ours == list_users(theirs_path)
 
 
+@pytest.mark.parametrize("pattern", ["*", "a*", "*o*", "nobody*"])
+def test_coteadm_user_iterates_like_doveadm(lookup_pair: Pair, pattern: str) -> None:
+    """``coteadm user '*'``: iterate_filter/iterate_attrs list the directory's users."""
+    theirs, ours = lookup_pair.admin("user", pattern)
+    assert ours == theirs
+    if pattern == "*":
+        assert {"alice", "bob", "carol", "dave"} <= set(ours[1].split()), ours
+
+
 def test_concurrent_lookups(lookup_pair: Pair) -> None:
     _, ours_path = lookup_pair.sockets("auth-master")
     names = ["alice", "bob", "ghost", "dave"] * 10

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from cote.auth.drivers.ldap import ldap_cache_key
+from cote.auth.drivers.ldapconf import SETTINGS
 from tests.authdb.test_ldap import PEOPLE, blocks, conf_ext, directory, person
 from tests.authdb.wire import Pair, converse, master, plain, start_pair, user_lookup
 from tests.support.slapd import SlapdServer, slapd_available, ssha
@@ -166,9 +168,6 @@ def test_ldap_cache_matches_dovecot(server: SlapdServer, pairs: dict[str, Pair])
 
 
 def test_ldap_cache_key_is_the_request_variables() -> None:
-    from cote.auth.drivers.ldap import ldap_cache_key
-    from cote.auth.drivers.ldapconf import SETTINGS
-
     settings = dict(SETTINGS, base=f"ou=%d,{PEOPLE}",
                     pass_attrs="uid=user,=home=%{ldap:homeDirectory}/%n,mail=x=%$@%{rip}",
                     pass_filter="(&(uid=%u)(service=%{service}))")

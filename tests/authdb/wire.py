@@ -6,13 +6,15 @@ from __future__ import annotations
 import base64
 import re
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.cote import CoteServer
-from tests.support.dovecot import DovecotOracle
+from tests.support.dovecot import DOVEADM, DovecotOracle
 
+COTEADM = Path(__file__).resolve().parents[2] / ".venv/bin/coteadm"
 MECHS = "plain login"
 COMMON = (f"auth_mechanisms = {MECHS}\nauth_verbose = yes\nauth_failure_delay = 0\n"
           "auth_username_chars =\n")  # every name reaches the databases
@@ -25,6 +27,16 @@ class Pair:
 
     def sockets(self, name: str) -> tuple[str, str]:
         return str(self.dovecot.base_dir / name), str(self.cote.socket_path(name))
+
+    def admin(self, *args: str) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+        """``doveadm ARGS`` and ``coteadm ARGS`` on each daemon: (rc, stdout, stderr) each."""
+        out = []
+        for tool, conf in ((DOVEADM, self.dovecot.config_path),
+                           (COTEADM, self.cote.config_path)):
+            p = subprocess.run([str(tool), "-c", str(conf), *args], capture_output=True,
+                               text=True, timeout=60)
+            out.append((p.returncode, p.stdout, p.stderr))
+        return out[0], out[1]
 
 
 def start_pair(auth_conf: str) -> Iterator[Pair]:
