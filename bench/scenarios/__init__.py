@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.scenarios.auth import Auth
 from bench.scenarios.base import Options, Scenario
+from bench.scenarios.fetch import FetchEnvelope
 from bench.scenarios.imap_mixed import ImapMixed
 from bench.scenarios.lmtp import LmtpBench
 from bench.scenarios.login import Login
@@ -16,8 +17,8 @@ from bench.scenarios.storage import StorageBench
 
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
-    for cls in (ImapMixed, Login, Auth, SelectLarge, Search, Pop3Bench, LmtpBench, IdleMemory,
-                Startup, StorageBench)
+    for cls in (ImapMixed, Login, Auth, SelectLarge, Search, FetchEnvelope, Pop3Bench,
+                LmtpBench, IdleMemory, Startup, StorageBench)
 }
 
 __all__ = ["SCENARIOS", "Options", "Scenario"]

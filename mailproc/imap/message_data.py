@@ -14,7 +14,9 @@ from typing import BinaryIO
 
 from cote.storage.api import Mailbox
 from cote.storage.message import Part, SortKeys, loads, summarize
-from cote.storage.message.headers import Buffer
+from cote.storage.message.envelope import envelope
+from cote.storage.message.headers import Buffer, read_header
+from cote.storage.message.summary import sort_keys
 
 
 def pack_structure(bodystructure: bytes, body: bytes, parts: bytes) -> bytes:
@@ -100,10 +102,26 @@ class MessageData:
     def cached(self, field: str) -> bytes:
         """``envelope``, ``bodystructure`` or ``body`` (computed and cached when missing)."""
         value = self._local.get(field) or self._from_cache(field)
+        if value is None and field in ("envelope", "sortkeys") and self._parts is None:
+            self._from_header()  # the header is enough: no MIME scan of a 5 MB body
+            value = self._local[field]
         if value is None:
             self._summarize()
             value = self._local[field]
         return value
+
+    def _from_header(self) -> None:
+        """ENVELOPE and the sort keys from the header alone (cold FETCH ENVELOPE reads
+        only headers, as Dovecot does); cached like ``_summarize``'s."""
+        fields, _, _ = read_header(self.buf, 0, len(self.buf))
+        self._local["envelope"] = envelope(fields)
+        self._local["sortkeys"] = json.dumps(list(sort_keys(fields))).encode()
+        writes = [(self.uid, "envelope", self._local["envelope"]),
+                  (self.uid, "sortkeys", self._local["sortkeys"])]
+        if self.pending is not None:
+            self.pending.extend(writes)
+        else:
+            flush_cache(self.box, writes)
 
     @property
     def parts(self) -> tuple[Part, ...]:
