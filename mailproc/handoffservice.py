@@ -68,7 +68,8 @@ def _answer(conn: socket.socket, reply: HandoffReply) -> None:
 
 def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service: str,
                   serve: ServeMail, *, failure_reason: str, failure_line: bytes,
-                  auth_master: MasterConnection | None = None) -> int:
+                  auth_master: MasterConnection | None = None,
+                  log_name: str | None = None) -> int:
     """Take one hand-off on ``conn`` and serve its client. ``failure_reason`` goes back to
     the login process when the user cannot be confirmed; ``failure_line`` to the client when
     the process cannot become the user; ``auth_master``: a connection opened while waiting."""
@@ -91,8 +92,9 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
         client.close()
         return 1
     _answer(conn, HandoffReply(True, mail_pid=os.getpid()))
+    # %s in mail_log_prefix: the master's service name ("managesieve" for protocol sieve)
     log = ctx.log.with_prefix(mail_log_prefix(cfg, {
-        "service": service, "user": user.user, "pid": str(os.getpid()),
+        "service": log_name or service, "user": user.user, "pid": str(os.getpid()),
         "session": request.session}))
     ctx.set_title(f"{user.user} {request.remote_ip}")
     registration = register_session(ctx.anvil, service, request.remote_ip, user.user)
@@ -112,7 +114,7 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
 
 
 def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_reason: str,
-                failure_line: bytes) -> int:
+                failure_line: bytes, log_name: str | None = None) -> int:
     """The master's entry point for a mail service: wait for one hand-off, serve it, exit."""
     ctx.install_default_signals()
     cfg = ctx.config.lookup(protocol=service)
@@ -146,7 +148,8 @@ def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_
             with conn:
                 code = serve_handoff(ctx, cfg, conn, service, serve,
                                      failure_reason=failure_reason,
-                                     failure_line=failure_line, auth_master=auth_master)
+                                     failure_line=failure_line, auth_master=auth_master,
+                                     log_name=log_name)
             ctx.client_disconnected()
             return code
     return 0

@@ -22,7 +22,10 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
                 logout_format: str = "bytes=%i/%o") -> str:
     """Run one session to its end; returns the disconnect reason (for the log line)."""
     parser = wire.Parser(max_line)
-    bytes_in = len(pipelined)
+    # in=: octets parsed, less the last command's line end (Pigeonhole's count: it skips a
+    # line end when it reads the next command)
+    bytes_in = 0
+    pending_eol = 0
     bytes_out = len(LOGGED_IN)
     writer.write(LOGGED_IN)
     reason = "Connection closed"
@@ -30,12 +33,13 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
     try:
         while not session.logged_out:
             data = pending or await reader.read(READ_CHUNK)
-            if not pending:
-                bytes_in += len(data)
             pending = b""
             if not data:
                 break
             for item in parser.feed(data):
+                if isinstance(item, wire.Line):
+                    bytes_in += pending_eol + item.size - item.eol
+                    pending_eol = item.eol
                 outcome = session.handle(item)
                 for line in outcome.log:
                     log.info(line)

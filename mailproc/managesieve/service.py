@@ -84,4 +84,4 @@ def run(ctx: ServiceContext) -> int:
     return run_service(ctx, PROTOCOL, _serve,
                        failure_reason="Internal error occurred. Refer to server log for more "
                                       "information.",
-                       failure_line=b'BYE "Internal error occurred."\r\n')
+                       failure_line=b'BYE "Internal error occurred."\r\n', log_name=SERVICE)

@@ -44,7 +44,8 @@ class Line:
     """One complete command line: its words in order (the first is the command name)."""
 
     words: tuple[Word, ...]
-    size: int  # octets on the wire, for the logout line's in=
+    size: int  # octets on the wire, line end included
+    eol: int = 2  # the line end's octets (CRLF or a bare LF)
 
     @property
     def name(self) -> str:
@@ -110,8 +111,9 @@ class Parser:
         except _Bad as e:
             self._skip_line()
             return BadLine(str(e))
+        eol = 2 if self.buffer[used - 2:used] == b"\r\n" else 1
         del self.buffer[:used]
-        return Line(tuple(words), used)
+        return Line(tuple(words), used, eol)
 
     def take_buffered(self) -> bytes:
         data = bytes(self.buffer)

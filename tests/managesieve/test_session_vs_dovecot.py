@@ -9,6 +9,8 @@ symlink to the active one).
 from __future__ import annotations
 
 import os
+import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -197,3 +199,17 @@ def test_each_reads_the_others_scripts(pair: Pair, writer: str, reader: str) -> 
     home = pair.home(USER)
     assert os.readlink(home / ".dovecot.sieve") == "sieve/plain.sieve"
     assert (home / "sieve" / "spam.sieve").read_bytes() == FILEINTO
+
+
+def test_logout_log_line(pair: Pair) -> None:
+    """``managesieve(user)<pid><session>: Info: Disconnected: Logged out bytes=in/out``."""
+    replay(pair, [b"LISTSCRIPTS\r\n", b'PUTSCRIPT "x" "keep;"\r\n', b"LOGOUT\r\n"])
+    shape = re.compile(r"managesieve\(user1\)<\d+><[^>]+>: Info: Disconnected: Logged out "
+                       r"(bytes=\d+/\d+)")
+    theirs = shape.findall(pair.dovecot.log_path.read_text())
+    deadline = time.monotonic() + 5
+    while len(ours := shape.findall(pair.cote.log_text())) < len(theirs) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    # every session of this module so far, in the same order, with the same counts
+    assert theirs and ours == theirs
