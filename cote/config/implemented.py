@@ -43,6 +43,11 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "pop3_uidl_format", "pop3_delete_type", "pop3_deleted_flag", "pop3_no_flag_updates",
     "pop3_enable_last", "pop3_logout_format", "pop3_client_workarounds",
     "pop3_lock_session", "pop3_save_uidl", "pop3_reuse_xuidl", "pop3_fast_size_lookups",
+    # managesieve (plugin settings read: sieve, sieve_quota_max_scripts,
+    # sieve_quota_max_storage, sieve_max_script_size, sieve_max_redirects)
+    "managesieve_implementation_string", "managesieve_sieve_capability",
+    "managesieve_notify_capability", "managesieve_logout_format",
+    "managesieve_max_compile_errors", "managesieve_max_line_length",
     # delivery (lmtp, cote-lda)
     "recipient_delimiter", "lmtp_add_received_header", "quota_full_tempfail",
     "lmtp_save_to_detail_mailbox", "lmtp_hdr_delivery_address", "lmtp_rcpt_check_quota",
