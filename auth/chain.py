@@ -91,6 +91,8 @@ class PassdbOutcome:
 
 
 Verify = Callable[[PassdbLookup, Database], Awaitable[PassdbResult]]
+# Told each database answer that is not OK (to log it as Dovecot does, per database).
+Report = Callable[[Database, AuthRequest, PassdbLookup | UserdbLookup], None]
 
 
 def _cache_key(kind: str, index: int, driver: PassdbDriver | UserdbDriver,
@@ -190,8 +192,8 @@ async def _authenticate(db: Database, index: int, request: AuthRequest, password
 
 async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verify | None,
                       password: bytes | None = None,
-                      cache: AuthCache | None = None, *, masters: bool = False
-                      ) -> PassdbOutcome:
+                      cache: AuthCache | None = None, *, masters: bool = False,
+                      report: Report | None = None) -> PassdbOutcome:
     """Authenticate through the chain. ``verify`` checks a found password (None for lookups
     that only need the user to exist, such as PASS from the master socket); ``password`` is
     the plaintext for databases that check it themselves (PAM, LDAP auth_bind). With a
@@ -215,6 +217,8 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
             checks_itself = True
         else:
             found, cached = await _lookup_passdb(db, index, request, cache)
+        if report is not None and found.result is not PassdbResult.OK:
+            report(db, request, found)
         result = found.result
         if result is PassdbResult.OK:
             if db.deny:
@@ -289,7 +293,8 @@ async def _lookup_userdb(db: Database, index: int, request: AuthRequest,
 
 
 async def run_userdbs(chain: list[Database], request: AuthRequest,
-                      cache: AuthCache | None = None) -> UserdbLookup:
+                      cache: AuthCache | None = None, *,
+                      report: Report | None = None) -> UserdbLookup:
     """Look the user up through the chain; fields of every database that found it merge."""
     found_any = False
     internal = False
@@ -298,6 +303,8 @@ async def run_userdbs(chain: list[Database], request: AuthRequest,
         if (db.skip == "found" and found_any) or (db.skip == "notfound" and not found_any):
             continue
         found = await _lookup_userdb(db, index, request, cache)
+        if report is not None and found.result is not PassdbResult.OK:
+            report(db, request, found)
         if found.result is PassdbResult.OK:
             apply_fields(request.userdb_fields, db.default_fields, db.override_fields,
                          request, found.fields)

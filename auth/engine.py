@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import fnmatch
+import hashlib
 import hmac
 import os
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from cote.auth import chain, schemes
 from cote.auth.cache import AuthCache
-from cote.auth.drivers import PassdbLookup, UserdbDriver
+from cote.auth.drivers import PassdbLookup, UserdbDriver, UserdbLookup
 from cote.auth.mechanisms import (
     Challenge,
     Failure,
@@ -77,7 +78,10 @@ class AuthEngine:
         self.cookie = os.urandom(16)
         self.logins: dict[tuple[int, int], PendingLogin] = {}
         self.failure_delay = float(cfg.get("auth_failure_delay"))
-        self.verbose = bool(cfg.get("auth_verbose"))
+        self.debug_passwords = bool(cfg.get("auth_debug_passwords"))
+        self.debug = bool(cfg.get("auth_debug")) or self.debug_passwords
+        self.verbose = bool(cfg.get("auth_verbose")) or self.debug
+        self.verbose_passwords = str(cfg.get("auth_verbose_passwords"))
         self.username_format = compile_template(str(cfg.get("auth_username_format")))
         self.username_chars = frozenset(str(cfg.get("auth_username_chars")))
         translation = str(cfg.get("auth_username_translation"))
@@ -110,6 +114,19 @@ class AuthEngine:
             return self.username_format.expand(request.values())
         except VariableError:
             return None
+
+    def _disallowed(self, name: str) -> str | None:
+        """Dovecot's auth_verbose reason for a character auth_username_chars refuses."""
+        if self.translation:
+            name = name.translate(self.translation)
+        if not self.username_chars:
+            return None
+        bad = next((c for c in name if c not in self.username_chars), None)
+        if bad is None:
+            return None
+        shown = "".join(c if c.isprintable() else "?" for c in name)
+        return (f"Username character disallowed by auth_username_chars: "
+                f"0x{ord(bad):02x} (username: {shown})")
 
     # -- SASL conversations ----------------------------------------------------------------
     def mechanism_info(self, name: str) -> MechanismInfo | None:
@@ -168,6 +185,14 @@ class AuthEngine:
             # (EXTERNAL gives none), still translated and checked like any name.
             given = "" if request.mechanism == "EXTERNAL" else name
             name, request.cert_login = request.cert_username, True
+        problem = self._disallowed(name)
+        if problem is not None:
+            # Dovecot names the user "?" in this line and sends the name back as given.
+            request.user = "?"
+            self._verbose(request, request.mechanism.lower(), problem)
+            request.user = request.original_user = name
+            request.show_original = True
+            return self._answer(mech, step, PassdbResult.USER_UNKNOWN)
         user = self.normalize(name)
         if user is None:
             self._verbose(request, "passdb", f"Invalid username: {name}")
@@ -194,8 +219,8 @@ class AuthEngine:
             self._verbose(None, "", f"Master user logging in as {target}")
             if self._master_passes(answer[1]):
                 request.passdb_fields.clear()
-                outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
-                self._log_internal(request, outcome)
+                outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
+                                                  report=self._report)
                 if outcome.result is not PassdbResult.OK:
                     result = PassdbResult.INTERNAL_FAILURE if \
                         outcome.result is PassdbResult.INTERNAL_FAILURE else \
@@ -228,12 +253,11 @@ class AuthEngine:
                 return await self._verify_password(found, password, request, db)
 
             outcome = await chain.run_passdbs(self.passdbs, request, verify, password,
-                                              self.cache, masters=masters)
-            self._log_internal(request, outcome)
+                                              self.cache, masters=masters, report=self._report)
             return outcome.result, outcome, None
+        request.credentials_scheme = step.scheme
         outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
-                                          masters=masters)
-        self._log_internal(request, outcome)
+                                          masters=masters, report=self._report)
         if outcome.result is not PassdbResult.OK or outcome.lookup is None:
             return outcome.result, outcome, None
         found = outcome.lookup
@@ -247,10 +271,49 @@ class AuthEngine:
             return PassdbResult.SCHEME_NOT_AVAILABLE, outcome, None
         return PassdbResult.OK, outcome, data
 
-    def _log_internal(self, request: AuthRequest, outcome: chain.PassdbOutcome) -> None:
-        """Backend errors are logged whatever auth_verbose says, as Dovecot does."""
-        if outcome.result is PassdbResult.INTERNAL_FAILURE and outcome.lookup is not None:
-            self._verbose(request, outcome.database, outcome.lookup.log, error=True)
+    def _report(self, db: chain.Database, request: AuthRequest,
+                found: PassdbLookup | UserdbLookup) -> None:
+        """A database's answer that is not OK, as Dovecot logs it: backend errors whatever
+        auth_verbose says, "unknown user" and the driver's reasons with auth_verbose."""
+        if found.result is PassdbResult.INTERNAL_FAILURE:
+            self._verbose(request, db, found.log, error=True)
+        elif found.log_plain:
+            self._verbose(None, db, found.log)
+        elif found.log == "unknown user":
+            self._verbose(request, db, self._with_password("unknown user", request, db))
+        elif found.log:
+            self._verbose(request, db, found.log)
+
+    def _with_password(self, text: str, request: AuthRequest,
+                       db: chain.Database | None = None) -> str:
+        """auth_verbose_passwords: the given password (or its SHA1, maybe cut) after ``text``
+        (with no password to show Dovecot still adds the space), and whether another passdb
+        follows this one."""
+        mode = self.verbose_passwords
+        if mode in ("", "no"):
+            return text
+        password = request.password
+        if password is None:
+            shown = ""
+        elif mode == "plain":
+            shown = f"(given password: {password.decode('utf-8', 'replace')})"
+        else:
+            digest = hashlib.sha1(password, usedforsecurity=False).hexdigest()
+            _, _, cut = mode.partition(":")
+            if cut.isdigit() and int(cut) > 0:
+                digest = digest[:int(cut)]
+            shown = f"(SHA1 of given password: {digest})"
+        text = f"{text} {shown}"
+        if db is not None and self._next_passdb(db):
+            text += " - trying the next passdb"
+        return text
+
+    def _next_passdb(self, db: chain.Database) -> bool:
+        """Whether a passdb of the same kind (master or not) follows ``db``."""
+        if db not in self.passdbs:
+            return False
+        later = self.passdbs[self.passdbs.index(db) + 1:]
+        return any(other.master == db.master for other in later)
 
     async def _verify_password(self, found: PassdbLookup, password: bytes,
                                request: AuthRequest, db: chain.Database) -> PassdbResult:
@@ -269,7 +332,7 @@ class AuthEngine:
             self._verbose(request, db, str(e), error=True)
             return PassdbResult.INTERNAL_FAILURE
         if not ok:
-            self._verbose(request, db, "Password mismatch")
+            self._verbose(request, db, self._with_password("Password mismatch", request, db))
             return PassdbResult.PASSWORD_MISMATCH
         return PassdbResult.OK
 
@@ -305,9 +368,6 @@ class AuthEngine:
         fields = [(k, v) for k, v in request.passdb_fields.items()
                   if k not in ("nopassword", "password", "user")]
         code = step.code
-        if code == "authz_fail":  # Dovecot sends this one after user=, with the master's name
-            fields.insert(0, ("code", code))
-            code = None
         if _shows_original(request, user):
             fields.append(("original_user", request.original_user))
         elif step.user == "" and not request.user:
@@ -357,7 +417,7 @@ class AuthEngine:
     # -- lookups for the master/userdb sockets ---------------------------------------------------
     async def userdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None], str]:
         """(UserdbAnswer, fields, log text)."""
-        result = await chain.run_userdbs(self.userdbs, request, self.cache)
+        result = await chain.run_userdbs(self.userdbs, request, self.cache, report=self._report)
         if result.result is PassdbResult.OK:
             return UserdbAnswer.FOUND, result.fields, ""
         if result.result is PassdbResult.INTERNAL_FAILURE:
@@ -365,7 +425,8 @@ class AuthEngine:
         return UserdbAnswer.NOTFOUND, {}, result.log
 
     async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None]]:
-        outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache)
+        outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
+                                          report=self._report)
         if outcome.result is PassdbResult.OK and outcome.lookup is not None:
             # extra fields only: Dovecot never sends the stored password over this socket
             return UserdbAnswer.FOUND, dict(request.passdb_fields)
@@ -392,7 +453,8 @@ class AuthEngine:
 def _shows_original(request: AuthRequest, user: str) -> bool:
     """Dovecot adds original_user= when the login name differs from the final one (an empty
     one too, after a certificate named the user)."""
-    return request.original_user != user and (bool(request.original_user) or request.cert_login)
+    return request.show_original or (request.original_user != user and (
+        bool(request.original_user) or request.cert_login))
 
 
 def flush_cache(engine: AuthEngine, users: tuple[str, ...]) -> int:

@@ -34,6 +34,8 @@ class AuthRequest:
     valid_client_cert: bool = False
     cert_username: str | None = None
     cert_login: bool = False  # the certificate's name replaced the mechanism's
+    show_original: bool = False  # send original_user= even when it equals user=
+    credentials_scheme: str = ""  # what a mechanism asked the passdb for (CRAM-MD5 …)
     authenticated: bool = False
     # The plaintext password while the request runs, for passdbs that proxy (Dovecot sends it
     # on as pass= so the login process can log in to the backend); never kept afterwards.

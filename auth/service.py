@@ -235,7 +235,7 @@ class MasterConnection:
 
     async def _user_reply(self, request_id: int, request: AuthRequest, *,
                           login: bool = False) -> None:
-        answer, fields, log = await self.engine.userdb(request)
+        answer, fields, _log = await self.engine.userdb(request)
         if login and request.master_user:
             fields = {**fields, "master_user": request.master_user}
         if login and request.mechanism:
@@ -244,8 +244,7 @@ class MasterConnection:
             fields = {**fields, "auth_user": request.master_user}
         if answer == UserdbAnswer.NOTFOUND:
             self.writer.write(am.ServerConnection.notfound(request_id))
-        elif answer == UserdbAnswer.FAIL:
-            self.log.error(f"userdb({request.user}): {log}")
+        elif answer == UserdbAnswer.FAIL:  # the userdb's error is logged by the engine
             self.writer.write(am.ServerConnection.fail(request_id))
         elif self.restricted_uid is not None and fields.get("uid") != str(self.restricted_uid):
             self.log.warning(f"userdb({request.user}): client doesn't have lookup "

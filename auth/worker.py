@@ -19,6 +19,12 @@ Protocol (lines of TAB-separated fields, values escaped as in Dovecot's auth pro
     auth → worker: SHADOW <id> <user>
     worker → auth: PASS <id> <user> <stored password>  |  NOTFOUND <id>  |  FAIL <id> <why>
 
+    auth → worker: CHECKPASSWORD <id> <command> <user> <password> <KEY=value>...
+                   (command: the checkpassword program, its args and the reply program,
+                    split on spaces as Dovecot does; the KEY=value fields its environment)
+    worker → auth: CHKPW <id> <exit status> <what the program wrote to fd 4> <its pid>
+                   |  FAIL <id> internal_failure <why> (not started, killed, timed out)
+
 A line the worker does not understand gets ``FAIL <id> internal_failure <why>``. After
 ``max_requests`` requests (the PAM passdb's option, sent as ``MAX <n>``) the worker exits
 when its client hangs up, as Dovecot's ``max_requests`` recycles PAM state.
@@ -26,8 +32,12 @@ when its client hangs up, as Dovecot's ``max_requests`` recycles PAM state.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import select
+import signal
 import socket
+import time
 
 from cote.auth import pam
 from cote.auth.protocol.escape import join_line, split_line
@@ -35,6 +45,8 @@ from cote.ipc import ServiceContext
 
 READ_CHUNK = 65536
 SHADOW_PATH = "/etc/shadow"
+CHECKPASSWORD_TIMEOUT = 25.0  # below the auth process's WORKER_TIMEOUT
+CHECKPASSWORD_MAX_OUTPUT = 65536
 
 PAM_RESULTS = {
     pam.PAM_USER_UNKNOWN: "user_unknown",
@@ -79,6 +91,80 @@ def shadow_reply(fields: list[str], path: str = SHADOW_PATH) -> list[str]:
     return ["NOTFOUND", rid]
 
 
+def _high_fd(fd: int) -> int:
+    """A close-on-exec copy of ``fd`` numbered above 4, so dup2 onto 3 and 4 never meets it."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+def run_checkpassword(argv: list[str], data: bytes, env: dict[str, str],
+                      timeout: float = CHECKPASSWORD_TIMEOUT) -> tuple[int, bytes, int] | str:
+    """Run a checkpassword program: ``data`` on its fd 3, what it (its reply program) writes
+    on fd 4 collected; (exit status, output, pid), or why it did not run to its end."""
+    in_r, in_w = map(_high_fd, os.pipe())
+    out_r, out_w = map(_high_fd, os.pipe())
+    try:
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+            (os.POSIX_SPAWN_DUP2, in_r, 3), (os.POSIX_SPAWN_DUP2, out_w, 4)])
+    except OSError as e:
+        for fd in (in_r, in_w, out_r, out_w):
+            os.close(fd)
+        return f"execv({argv[0]}) failed: {e.strerror}"
+    os.close(in_r)
+    os.close(out_w)
+    try:
+        os.write(in_w, data)  # at most 512 bytes: fits the pipe, never blocks
+    except OSError:
+        pass  # the program exited without reading: its status says why
+    os.close(in_w)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([out_r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return f"Child {pid} timed out"
+            chunk = os.read(out_r, 4096)
+            if not chunk:
+                break
+            output += chunk
+            if len(output) > CHECKPASSWORD_MAX_OUTPUT:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return f"Child {pid} wrote too much"
+    finally:
+        os.close(out_r)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"Child {pid} died with signal {os.WTERMSIG(status)}"
+    return os.WEXITSTATUS(status), output, pid
+
+
+def checkpassword_reply(fields: list[str]) -> list[str]:
+    """``CHECKPASSWORD id command user password KEY=value...`` → CHKPW/FAIL fields."""
+    rid = fields[1] if len(fields) > 1 else "0"
+    if len(fields) < 5:
+        return ["FAIL", rid, "internal_failure", "CHECKPASSWORD needs 5 fields"]
+    command, user, password = fields[2:5]
+    argv = [word for word in command.split(" ") if word]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for item in fields[5:]:
+        key, _, value = item.partition("=")
+        env[key] = value
+    data = user.encode("utf-8", "surrogateescape") + b"\0" + \
+        password.encode("utf-8", "surrogateescape") + b"\0\0"
+    if not argv or "\0" in user or "\0" in password:
+        return ["FAIL", rid, "internal_failure", "bad checkpassword request"]
+    result = run_checkpassword(argv, data, env)
+    if isinstance(result, str):
+        return ["FAIL", rid, "internal_failure", result]
+    status, output, pid = result
+    return ["CHKPW", rid, str(status), output.decode("utf-8", "surrogateescape"), str(pid)]
+
+
 def answer(line: bytes) -> bytes:
     fields = split_line(line)
     command = fields[0]
@@ -86,6 +172,8 @@ def answer(line: bytes) -> bytes:
         return join_line(pam_reply(fields))
     if command == "SHADOW":
         return join_line(shadow_reply(fields))
+    if command == "CHECKPASSWORD":
+        return join_line(checkpassword_reply(fields))
     rid = fields[1] if len(fields) > 1 else "0"
     return join_line(["FAIL", rid, "internal_failure", f"unknown command {command!r}"])
 

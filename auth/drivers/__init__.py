@@ -9,6 +9,7 @@ from cote.auth.drivers.base import (
     UserdbDriver,
     UserdbLookup,
 )
+from cote.auth.drivers.checkpassword import CheckpasswordPassdb, CheckpasswordUserdb
 from cote.auth.drivers.ldap import LdapPassdb, LdapUserdb
 from cote.auth.drivers.pam import PamPassdb
 from cote.auth.drivers.passwd_file import PasswdFilePassdb, PasswdFileUserdb
@@ -20,11 +21,12 @@ from cote.auth.drivers.system import PasswdUserdb, ShadowPassdb
 PASSDB_DRIVERS: dict[str, type[PassdbDriver]] = {
     "passwd-file": PasswdFilePassdb, "static": StaticPassdb, "sql": SqlPassdb,
     "ldap": LdapPassdb, "pam": PamPassdb, "shadow": ShadowPassdb,
+    "checkpassword": CheckpasswordPassdb,
 }
 USERDB_DRIVERS: dict[str, type[UserdbDriver]] = {
     "passwd-file": PasswdFileUserdb, "static": StaticUserdb, "sql": SqlUserdb,
     "prefetch": PrefetchUserdb, "ldap": LdapUserdb,
-    "passwd": PasswdUserdb,
+    "passwd": PasswdUserdb, "checkpassword": CheckpasswordUserdb,
 }
 
 __all__ = ["PASSDB_DRIVERS", "USERDB_DRIVERS", "DriverError", "PassdbDriver", "PassdbLookup",

@@ -23,6 +23,7 @@ class PassdbLookup:
     fields: dict[str, str | None] = field(default_factory=dict)
     default_scheme: str = "CRYPT"
     log: str = ""  # auth_verbose reason when not OK ("unknown user", …)
+    log_plain: bool = False  # log ``log`` without the "driver(user,ip)" prefix
 
 
 @dataclass
@@ -30,6 +31,7 @@ class UserdbLookup:
     result: PassdbResult  # OK, USER_UNKNOWN or INTERNAL_FAILURE
     fields: dict[str, str | None] = field(default_factory=dict)
     log: str = ""
+    log_plain: bool = False
 
 
 class PassdbDriver(abc.ABC):

@@ -86,6 +86,7 @@ class _Base:
         self.files: dict[str, PasswdFile] = {}
 
     def find(self, request: AuthRequest) -> Entry | None:
+        """The user's entry; raises MissingFile when a per-user/domain file is absent."""
         try:
             path = request.expand(self.path_template) if "%" in self.path_template \
                 else self.path_template
@@ -95,7 +96,20 @@ class _Base:
         pf = self.files.get(path)
         if pf is None:
             pf = self.files[path] = PasswdFile(path)
-        return pf.current().get(key)
+        try:
+            return pf.current().get(key)
+        except FileNotFoundError:
+            if path == self.path_template:
+                raise
+            del self.files[path]
+            raise MissingFile(path) from None
+
+
+class MissingFile(Exception):
+    """A templated passwd-file that does not exist: Dovecot's user unknown (no error)."""
+
+    def lookup_text(self) -> str:
+        return f"missing passwd file: {self.args[0]}"
 
 
 class PasswdFilePassdb(_Base, PassdbDriver):
@@ -104,6 +118,8 @@ class PasswdFilePassdb(_Base, PassdbDriver):
     async def lookup(self, request: AuthRequest) -> PassdbLookup:
         try:
             entry = self.find(request)
+        except MissingFile as e:
+            return PassdbLookup(PassdbResult.USER_UNKNOWN, log=e.lookup_text(), log_plain=True)
         except OSError as e:
             return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=e.strerror or str(e))
         if entry is None:
@@ -121,6 +137,8 @@ class PasswdFileUserdb(_Base, UserdbDriver):
     async def lookup(self, request: AuthRequest) -> UserdbLookup:
         try:
             entry = self.find(request)
+        except MissingFile as e:
+            return UserdbLookup(PassdbResult.USER_UNKNOWN, log=e.lookup_text(), log_plain=True)
         except OSError as e:
             return UserdbLookup(PassdbResult.INTERNAL_FAILURE, log=e.strerror or str(e))
         if entry is None:

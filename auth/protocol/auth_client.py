@@ -185,10 +185,10 @@ class ServerConnection:
              fields: Mapping[str, str | None] | Iterable[tuple[str, str | None]] = ()) -> bytes:
         self.active.discard(request_id)
         parts = ["FAIL", str(request_id)]
+        if user is not None:  # Dovecot: user= first, then code= (checked against 2.3.19)
+            parts.append(f"user={user}")
         if code is not None:
             parts.append(f"code={code}")
-        if user is not None:
-            parts.append(f"user={user}")
         parts += _fields(fields)
         if reason is not None:
             parts.append(f"reason={reason}")

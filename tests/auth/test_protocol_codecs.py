@@ -112,7 +112,7 @@ def test_cont_cancel_and_replies() -> None:
         ac.Reply(b"FAIL\t1\treason=Authentication request timed out\n")]
     conn.feed(b"AUTH\t2\tPLAIN\tservice=imap\n")
     assert conn.fail(2, user="u1", code="temp_fail", reason="x\ty") == \
-        b"FAIL\t2\tcode=temp_fail\tuser=u1\treason=x\x01ty\n"
+        b"FAIL\t2\tuser=u1\tcode=temp_fail\treason=x\x01ty\n"
 
 
 def test_invalid_base64_fails_the_request_without_disconnecting() -> None:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cote.auth.protocol import auth_client as ac
-from tests.auth.auth_socket import AuthClientSocket, wait_for_socket
+from tests.auth.auth_socket import AuthClientSocket
 from tests.auth.conftest import HASHED, MECHANISMS, PASSWD_EXTRA, USERS, doveadm_hash
 from tests.auth.test_mechanisms_dovecot import CASES, Case, _shape
+from tests.authd.pairs import oracle_pair
 from tests.authd.test_daemon_vs_dovecot import Pair
-from tests.support.cote import CoteServer
-from tests.support.dovecot import DovecotOracle
 
 # The OAuth mechanisms need an oauth2 passdb (tests/authd/test_oauth2.py); these use the rest.
 NAMES = [n for n, c in CASES.items() if c.mechanism not in ("XOAUTH2", "OAUTHBEARER")]
@@ -33,20 +33,14 @@ CONF = (f"auth_mechanisms = {MECHANISMS}\nauth_failure_delay = 0\nauth_verbose =
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    dc = DovecotOracle(users=USERS, passwd_extra=PASSWD_EXTRA)
-    hashed = dc.dir / "hashed-users"
-    hashed.write_text("".join(f"{u}:{doveadm_hash(s, p, u)}\n" for u, (s, p) in HASHED.items()))
-    conf = CONF + f"passdb {{\n  driver = passwd-file\n  args = {hashed}\n}}\n"
-    dc.extra_conf = conf
-    dc.start()
-    wait_for_socket(dc.base_dir / "auth-client")
-    cote = CoteServer(mail_location=f"maildir:{dc.dir}/mail/%u", passwd_file=dc.dir / "users",
-                      protocols="lmtp", auth_mechanisms=MECHANISMS, extra_conf=conf).start()
-    try:
-        yield Pair(dc, cote)
-    finally:
-        cote.cleanup()
-        dc.cleanup()
+    def conf(d: Path) -> str:
+        hashed = d / "hashed-users"
+        hashed.write_text("".join(f"{u}:{doveadm_hash(s, p, u)}\n"
+                                  for u, (s, p) in HASHED.items()))
+        return CONF + f"passdb {{\n  driver = passwd-file\n  args = {hashed}\n}}\n"
+
+    with oracle_pair(USERS, conf, mechanisms=MECHANISMS, passwd_extra=PASSWD_EXTRA) as pair:
+        yield pair
 
 
 def _mask(mechanism: str, fields: dict[str, str]) -> dict[str, str]:
@@ -111,7 +105,7 @@ def test_certificate_user_names_match(pair: Pair, name: str) -> None:
     assert ours == theirs
 
 
-REQUIRE_CONF = ("auth_mechanisms = plain external\nauth_failure_delay = 0\n"
+REQUIRE_CONF = ("auth_failure_delay = 0\n"
                 "auth_ssl_require_client_cert = yes\n")
 # auth_ssl_require_client_cert = yes, auth_ssl_username_from_cert = no.
 REQUIRE_CASES = {
@@ -126,16 +120,9 @@ REQUIRE_CASES = {
 
 @pytest.fixture(scope="module")
 def require_pair() -> Iterator[Pair]:
-    dc = DovecotOracle(users=USERS, passwd_extra=PASSWD_EXTRA, extra_conf=REQUIRE_CONF).start()
-    wait_for_socket(dc.base_dir / "auth-client")
-    cote = CoteServer(mail_location=f"maildir:{dc.dir}/mail/%u", passwd_file=dc.dir / "users",
-                      protocols="lmtp", auth_mechanisms="plain external",
-                      extra_conf=REQUIRE_CONF).start()
-    try:
-        yield Pair(dc, cote)
-    finally:
-        cote.cleanup()
-        dc.cleanup()
+    with oracle_pair(USERS, REQUIRE_CONF, mechanisms="plain external",
+                     passwd_extra=PASSWD_EXTRA) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("name", list(REQUIRE_CASES))

@@ -1,0 +1,79 @@
+"""auth_verbose / auth_verbose_passwords log lines against Dovecot's: the same requests to
+both daemons (same passwd-file), their auth log lines compared after the timestamps.
+
+Covered: success (no line), wrong password, unknown user (passdb and userdb), nologin (no
+line), a disallowed user name character, a CRAM-MD5 mismatch, a failing passdb file (error
+level whatever auth_verbose says), with the given password shown as ``plain`` or as a cut
+``sha1:N`` digest."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.authd.pairs import oracle_pair
+from tests.authd.test_daemon_vs_dovecot import LineClient, Pair, b64, converse
+
+AUTH = ("AUTH", "1", "PLAIN", "service=imap", "secured", "no-penalty", "lip=127.0.0.1",
+        "rip=127.0.0.2", "session=S1")
+LOGINS = [b"\0user1\0pass1", b"\0user1\0wrong", b"\0ghost\0pw", b"\0nolog\0x",
+          b"\0us\x01er\0pw", b"\0nofile\0pw"]
+
+
+@pytest.fixture(scope="module", params=["sha1:6", "plain", "no"])
+def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    # a second passdb that only "nofile" reaches, reading a file that does not exist
+    def conf(d: Path) -> str:
+        return (f"auth_failure_delay = 0\nauth_verbose = yes\n"
+                f"auth_verbose_passwords = {request.param}\n"
+                f"passdb {{\n  driver = passwd-file\n  args = {d}/missing-%n\n"
+                f"  skip = authenticated\n}}\n")
+
+    with oracle_pair({"user1": "pass1", "nolog": "x"}, conf,
+                     mechanisms="plain login cram-md5",
+                     passwd_extra={"nolog": "nologin reason=Try"}) as pair:
+        yield pair
+
+
+def exercise(base: str, master: str) -> list[str]:
+    replies = []
+    for resp in LOGINS:
+        replies += converse(f"{base}/auth-client", [(*AUTH, "resp=" + b64(resp))])
+    replies += converse(f"{base}/auth-client",
+                        [("AUTH", "1", "CRAM-MD5", "service=imap", "secured", "no-penalty")],
+                        cram=("user1", "bad"))
+    c = LineClient(master)
+    c.send("VERSION", "1", "0")
+    c.line()
+    c.line()
+    for n, user in enumerate(("user1", "ghost")):
+        c.send("USER", str(n), user, "service=imap")
+        replies.append(c.line())
+    c.close()
+    return replies
+
+
+def auth_lines(text: str) -> list[str]:
+    return re.findall(r"^\w+ +\d+ [\d:]+ (auth: (?:Info|Error|Warning): .*)$", text, re.M)
+
+
+def test_log_lines_match(pair: Pair) -> None:
+    theirs_replies = exercise(str(pair.dovecot.base_dir),
+                              str(pair.dovecot.base_dir / "auth-master"))
+    ours_replies = exercise(str(pair.cote.base_dir), str(pair.cote.socket_path("auth-master")))
+    deadline = time.monotonic() + 5
+    while True:  # both write through a log process: wait for the last line to arrive
+        theirs = auth_lines(pair.dovecot.log_path.read_text())
+        ours = auth_lines(pair.cote.log_text())
+        if (len(ours) >= len(theirs) and theirs and "ghost" in theirs[-1]) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert ours == theirs
+    assert any("Password mismatch" in x for x in theirs)
+    assert [re.sub(r"\t\S+=\S+$", "", x) for x in ours_replies] == \
+        [re.sub(r"\t\S+=\S+$", "", x) for x in theirs_replies]
