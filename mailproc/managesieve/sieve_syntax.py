@@ -183,12 +183,9 @@ class Test:
 
 
 @dataclass(slots=True)
-class Command:
-    name: str
-    line: int
-    arguments: list[Argument] = field(default_factory=list)
-    tests: list[Test] = field(default_factory=list)
-    test_list: bool = False
+class Command(Test):
+    """A test's shape (name, arguments, sub-tests) plus an optional block."""
+
     block: list[Command] | None = None
 
 
@@ -503,7 +500,7 @@ class Validator:
             self.error(line, f"unknown {kind} '{name}' (only reported once at first "
                              "occurrence)")
 
-    def shape(self, kind: str, spec: Spec, node: Command | Test) -> None:
+    def shape(self, kind: str, spec: Spec, node: Test) -> None:
         name, line, arguments, tests = node.name, node.line, node.arguments, node.tests
         test_list = node.test_list
         positional = 0
