@@ -65,15 +65,17 @@ class Pair:
 
 
 @contextmanager
-def server_pair(users: dict[str, str] | None = None, extra_plugin: str = QUOTA
-                ) -> Iterator[Pair]:
+def server_pair(users: dict[str, str] | None = None, extra_plugin: str = QUOTA,
+                dovecot_extra: str = "") -> Iterator[Pair]:
+    """``dovecot_extra``: config for Dovecot only (e.g. its LMTP running Sieve scripts)."""
     users = users or {"user1": "pass1", "user2": "pass2"}
-    dovecot = DovecotOracle(users=users, protocols="imap pop3 sieve")
+    dovecot = DovecotOracle(users=users, protocols="imap pop3 lmtp sieve")
     ports = {"dovecot": free_port(), "cote": free_port()}
     cote = CoteServer(mail_location=f"maildir:{dovecot.dir}/mail/%u",
                       passwd_file=dovecot.dir / "users", protocols="imap pop3 sieve", tls=True)
     key = cote.cert.parent / "key.pem"
-    dovecot.extra_conf = sieve_conf(ports["dovecot"], cote.cert, key, extra_plugin)
+    dovecot.extra_conf = sieve_conf(ports["dovecot"], cote.cert, key, extra_plugin) + \
+        dovecot_extra
     with cote.config_path.open("a") as f:
         f.write(sieve_conf(ports["cote"], cote.cert, key, extra_plugin))
     try:

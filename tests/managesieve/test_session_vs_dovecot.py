@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import smtplib
 import time
 from collections.abc import Iterator
 
@@ -23,9 +24,18 @@ pytestmark = pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not 
 USER = "user1"
 
 
+# Dovecot's LMTP runs the active script: proof that what cote stores is what delivery reads.
+LMTP_SIEVE = """
+lda_mailbox_autocreate = yes
+protocol lmtp {
+  mail_plugins = $mail_plugins sieve
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    with server_pair() as p:
+    with server_pair(dovecot_extra=LMTP_SIEVE) as p:
         yield p
 
 
@@ -213,3 +223,17 @@ def test_logout_log_line(pair: Pair) -> None:
         time.sleep(0.05)
     # every session of this module so far, in the same order, with the same counts
     assert theirs and ours == theirs
+
+
+def test_dovecot_delivery_runs_the_script_cote_activated(pair: Pair) -> None:
+    pair.reset_home(USER)
+    _store(pair, "cote", "spam", FILEINTO)
+    with smtplib.LMTP("127.0.0.1", pair.dovecot.ports["lmtp"]) as lmtp:
+        for subject in ("x marks", "hello"):
+            lmtp.sendmail("a@example.com", [USER],
+                          f"From: a@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n")
+    maildir = pair.dovecot.user_maildir(USER)
+    junk = list((maildir / ".Junk" / "new").iterdir())
+    inbox = list((maildir / "new").iterdir())
+    assert len(junk) == 1 and b"Subject: x marks" in junk[0].read_bytes()
+    assert len(inbox) == 1 and b"Subject: hello" in inbox[0].read_bytes()
