@@ -122,8 +122,7 @@ class Maildrop:
             sources = self.sources()
             self.sizes = [s if (s := getattr(sources.get(d.uid), "fast_size", None)) is not None
                           else d.vsize for d in details]
-        # UIDLs kept in dovecot-uidlist (P fields: migrated or saved) are permanent.
-        self.permanent = mailbox.pop3_uidls(uids)
+        self._permanent: dict[int, str] | None = None
         self._uidls: dict[int, str] = {}
         self.unsaved: dict[int, str] = {}  # pop3_save_uidl: sent, not yet in the uidlist
 
@@ -156,6 +155,14 @@ class Maildrop:
                 self.mailbox, "pop3_sources", None)
             self._sources = lookup(self.uids) if lookup is not None else {}
         return self._sources
+
+    @property
+    def permanent(self) -> dict[int, str]:
+        """UIDLs kept in dovecot-uidlist (P fields: migrated or saved), read at the first
+        UIDL: sessions that never ask skip the lookup."""
+        if self._permanent is None:
+            self._permanent = self.mailbox.pop3_uidls(self.uids)
+        return self._permanent
 
     def uidl(self, index: int) -> str:
         """The UIDL of message ``index`` (0-based), computed once; raises UidlError."""

@@ -38,6 +38,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
     pending = pipelined
     try:
         while not session.quitting:
+            await out.drain()  # the greeting, or what the last batch of commands wrote
             data = pending or await _read(reader, maildrop)
             pending = b""
             if not data:
@@ -61,7 +62,6 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                     assert isinstance(action, Update)
                     reason = _commit(out, maildrop, session, log)
                     break
-            await out.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         reason = "Connection closed"
     finally:
@@ -81,14 +81,22 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
 
 
 async def _read(reader: asyncio.StreamReader, maildrop: Maildrop) -> bytes:
-    """The next input; every 10 s of silence the maildrop commits what it has pending."""
+    """The next input; every 10 s of silence the maildrop commits what it has pending (a
+    timer, not wait_for: that costs a task per read)."""
     maildrop.idle()
-    while True:
-        try:
-            return await asyncio.wait_for(reader.read(READ_CHUNK), COMMIT_IDLE_SECS)
-        except TimeoutError:
-            maildrop.save_uidls()
-            maildrop.idle()
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+
+    def idle() -> None:
+        maildrop.save_uidls()
+        maildrop.idle()
+        timers[0] = loop.call_later(COMMIT_IDLE_SECS, idle)
+
+    timers.append(loop.call_later(COMMIT_IDLE_SECS, idle))
+    try:
+        return await reader.read(READ_CHUNK)
+    finally:
+        timers[0].cancel()
 
 
 def refuse_locked(sock_send: Callable[[bytes], object], settings: Pop3Settings,
@@ -102,17 +110,23 @@ def refuse_locked(sock_send: Callable[[bytes], object], settings: Pop3Settings,
 
 
 class Counter:
-    """A writer that counts what it sends (the logout line's out=)."""
+    """A writer that counts what it sends (the logout line's out=) and sends what a command
+    batch wrote in one piece at :meth:`drain` (one send() per batch, not one per line)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.count = 0
+        self._pending: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         self.count += len(data)
-        self.writer.write(data)
+        self._pending.append(data)
 
     async def drain(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending.clear()
+            self.writer.write(data)
         await self.writer.drain()
 
 

@@ -25,7 +25,8 @@ from cote.storage.namespaces import Namespaces
 
 
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
-                    request: HandoffRequest, log: Logger) -> int:
+                    request: HandoffRequest, log: Logger, *,
+                    loop: asyncio.AbstractEventLoop | None = None) -> int:
     settings = Pop3Settings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
@@ -37,7 +38,10 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
                 reader, writer = await asyncio.open_connection(sock=client)
                 await serve(reader, writer, maildrop, log, pipelined=request.pipelined)
 
-            asyncio.run(session())
+            if loop is None:
+                asyncio.run(session())
+            else:
+                loop.run_until_complete(session())
     except SessionLocked:
         refuse_locked(client.sendall, settings, log)
         return 1
@@ -55,7 +59,15 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
 
 
 def run(ctx: ServiceContext) -> int:
-    return run_service(ctx, "pop3", _serve_maildrop,
+    # The event loop is made while the process waits for its hand-off (8% of a session's
+    # CPU when made per session, py-spy); the process serves one client, then exits.
+    loop = asyncio.new_event_loop()
+
+    def serve_with_loop(cfg: Config, user: MailUser, client: socket.socket,
+                        request: HandoffRequest, log: Logger) -> int:
+        return _serve_maildrop(cfg, user, client, request, log, loop=loop)
+
+    return run_service(ctx, "pop3", serve_with_loop,
                        failure_reason="Internal error occurred. Refer to server log for more "
                                       "information.",
                        failure_line=b"-ERR [SYS/TEMP] Internal error occurred.\r\n")
