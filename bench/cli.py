@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.authdb import BACKENDS
 from bench.report import Summary
 from bench.scenarios import SCENARIOS, Options
 from bench.servers import SERVERS, Server, ServerUnavailable
@@ -34,6 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int,
                         help="idle-memory: idle connections (default 1000, smoke 20; "
                              "--clients means the same there)")
+    parser.add_argument("--backend", choices=BACKENDS, default="passwd-file",
+                        help="auth: the passdb answering the logins, a real server started "
+                             "for the run (default passwd-file)")
     parser.add_argument("--runs", type=int, help="runs per server (default 3, smoke 1)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="unmeasured seconds before each load phase (default 1, smoke 0)")
@@ -63,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (1 if args.smoke else 3)
     options = Options(seconds=args.seconds, clients=args.clients, runs=runs, smoke=args.smoke,
                       warmup=args.warmup, workers=args.workers, seed=args.seed,
-                      connections=args.connections)
+                      connections=args.connections, backend=args.backend)
     scenario = SCENARIOS[args.scenario](options)
     order = [args.only] if args.only else ["dovecot", "cote"]
     summary = Summary(scenario.name, {
         "runs": runs, "seconds": scenario.seconds() if scenario.timed_load else None,
         "warmup": scenario.warmup(),
         "clients": args.clients, "connections": args.connections, "workers": args.workers,
+        "backend": args.backend,
         "seed": args.seed, "smoke": args.smoke, "servers": order})
 
     note(f"{scenario.name}: preparing the store and users")

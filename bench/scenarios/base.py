@@ -28,6 +28,7 @@ class Options:
     workers: int
     seed: int
     connections: int | None = None  # idle-memory: N connections (default 1000, smoke 20)
+    backend: str = "passwd-file"  # auth: the passdb that answers (bench/authdb.py)
 
 
 class Scenario(ABC):
