@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ DEFAULT_PORTS = {("imap", False): 143, ("imap", True): 993, ("pop3", False): 110
 DEFAULT_TIMEOUT = 30.0  # seconds to connect and log in (proxy_timeout overrides)
 DEFAULT_TTL = 5  # hops a proxied login may take before a loop is assumed
 MAX_BACKEND_LINE = 65536
+# What the backend login can speak (Dovecot 2.3's SASL client has these two for passwords).
+SASL_MECHANISMS = ("PLAIN", "LOGIN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,10 @@ class ProxyTarget:
     hostip: str = ""  # the host's address, given so that no DNS lookup is needed
     not_trusted: bool = False  # proxy_not_trusted: do not forward the client's facts
     source_ip: str = ""  # source_ip: connect from this local address
+    mech: str = ""  # proxy_mech (PLAIN or LOGIN): AUTHENTICATE/AUTH instead of LOGIN/USER+PASS
+    nopipelining: bool = False  # proxy_nopipelining: wait for each backend answer
+    refresh: int = 0  # proxy_refresh: name the user on the proxy-notify fifo every n seconds
+    always: bool = False  # proxy_always: proxy_maybe to ourselves still proxies (no host)
 
     @property
     def address(self) -> str:
@@ -76,7 +83,7 @@ def proxy_target(fields: Mapping[str, str], *, protocol: str, user: str,
         return None
     host = fields.get("host", "") or fields.get("hostip", "")
     if not host:
-        raise ValueError("proxy: host not given")
+        raise ValueError("host not given")
     ssl_value = fields.get("ssl", "")
     starttls_value = fields.get("starttls", "")
     ssl = ""
@@ -87,11 +94,11 @@ def proxy_target(fields: Mapping[str, str], *, protocol: str, user: str,
     elif ssl_value in ("yes", "any-cert"):
         ssl = ssl_value
     elif ssl_value not in ("", "no"):
-        raise ValueError(f"proxy: invalid ssl value: {ssl_value}")
+        raise ValueError(f"invalid ssl value: {ssl_value}")
     port_text = fields.get("port", "")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"proxy: invalid port number {port_text}")
+            raise ValueError(f"invalid port number {port_text}")
         port = int(port_text)
     else:
         port = DEFAULT_PORTS[(protocol, bool(ssl) and not starttls)]
@@ -101,16 +108,26 @@ def proxy_target(fields: Mapping[str, str], *, protocol: str, user: str,
         try:
             timeout = float(timeout_text.removesuffix("s"))
         except ValueError:
-            raise ValueError(f"proxy: invalid proxy_timeout value: {timeout_text}") from None
+            raise ValueError(f"invalid proxy_timeout value: {timeout_text}") from None
     ttl = DEFAULT_TTL
     if fields.get("proxy_ttl", "").isdigit():
         ttl = int(fields["proxy_ttl"])
+    mech = ""
+    if fields.get("proxy_mech"):
+        mech = fields["proxy_mech"].upper()
+        if mech not in SASL_MECHANISMS:
+            raise ValueError(f"Unsupported SASL mechanism {fields['proxy_mech']}")
+    refresh_text = fields.get("proxy_refresh", "")
+    if refresh_text and not refresh_text.isdigit():
+        raise ValueError(f"invalid proxy_refresh value: {refresh_text}")
     return ProxyTarget(host=host, port=port, user=fields.get("destuser") or user,
                        password=fields.get("pass", password or ""),
                        master=fields.get("master", ""), ssl=ssl, starttls=starttls,
                        timeout=timeout, maybe=maybe, ttl=ttl, hostip=fields.get("hostip", ""),
                        not_trusted="proxy_not_trusted" in fields,
-                       source_ip=fields.get("source_ip", ""))
+                       source_ip=fields.get("source_ip", ""), mech=mech,
+                       nopipelining="proxy_nopipelining" in fields,
+                       refresh=int(refresh_text or 0), always="proxy_always" in fields)
 
 
 def plaintext_password(mechanism: str, responses: list[bytes]) -> str | None:
@@ -212,6 +229,46 @@ def imap_quote(value: str) -> bytes:
     return b"{" + str(len(raw)).encode() + b"+}\r\n" + raw
 
 
+class SaslClient:
+    """The client side of PLAIN or LOGIN for the backend login (Dovecot's dsasl roles:
+    the authentication id is the master user when there is one, else the user; the
+    authorization id is always the user)."""
+
+    def __init__(self, target: ProxyTarget) -> None:
+        # A master user logs in on the user's behalf: only SASL can say so (PLAIN by default).
+        self.mech = target.mech or "PLAIN"
+        self.authid = (target.master or target.user).encode("utf-8", "surrogateescape")
+        self.authzid = target.user.encode("utf-8", "surrogateescape")
+        self.password = target.password.encode("utf-8", "surrogateescape")
+        self.steps = 0
+
+    def initial(self) -> bytes:
+        """The initial response (LOGIN has none: it waits for the server's prompts)."""
+        if self.mech == "PLAIN":
+            self.steps = 1
+            return self.authzid + b"\0" + self.authid + b"\0" + self.password
+        return b""
+
+    def step(self, challenge: bytes) -> bytes:
+        """The answer to a server challenge (``+ <base64>``), already decoded."""
+        self.steps += 1
+        if self.mech == "PLAIN":
+            return self.authzid + b"\0" + self.authid + b"\0" + self.password
+        return self.authid if self.steps == 1 else self.password
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data) if data else b"="
+
+
+def _challenge(line: bytes) -> bytes | None:
+    """The decoded challenge of a ``+ <base64>`` line, None when it is not base64."""
+    try:
+        return base64.b64decode(line[2:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 class ImapBackendLogin(_LineMachine):
     """Log in to an IMAP backend on behalf of a client whose login command had ``client_tag``."""
 
@@ -226,17 +283,21 @@ class ImapBackendLogin(_LineMachine):
         self.client = client
         self.state = "banner"
         self.id_capable = False
+        self.sasl_ir = False
+        self.sasl = SaslClient(target) if target.mech or target.master else None
 
     def line(self, line: bytes) -> list[BackendEvent]:
         if self.state == "banner":
             if not line.startswith(b"* OK"):
                 return self.finish(_invalid(line, "Invalid banner"))
             caps = re.search(rb"\[CAPABILITY ([^\]]*)\]", line)
-            self.id_capable = caps is not None and b"ID" in caps.group(1).upper().split()
+            names = caps.group(1).upper().split() if caps is not None else []
+            self.id_capable = b"ID" in names
+            self.sasl_ir = b"SASL-IR" in names
             if self.target.starttls:
                 self.state = "starttls"
                 return [Send(b"S STARTTLS\r\n")]
-            return self._login()
+            return self._after_banner()
         if self.state == "starttls":
             if line.startswith(b"* "):
                 return []
@@ -246,11 +307,20 @@ class ImapBackendLogin(_LineMachine):
             return self.finish(BackendBroken(
                 "Remote server sent invalid input: STARTTLS failed: "
                 + line.decode("utf-8", "replace")))
-        if line.startswith(b"+") and self.state == "auth-continue":
-            self.state = "login"
-            return [Send(self._plain() + b"\r\n")]
-        if line.startswith(b"I ") or line.startswith(b"C ") or line.startswith(b"* ID "):
-            return []  # answers to the ID / CAPABILITY we sent
+        if line.startswith(b"+"):
+            if self.sasl is None or self.state != "authenticate":
+                return []  # a literal's continuation: nothing to answer
+            challenge = _challenge(line)
+            if challenge is None:
+                return self.finish(BackendBroken(
+                    "Server sent invalid base64 data in AUTHENTICATE response"))
+            return [Send(_b64(self.sasl.step(challenge)) + b"\r\n")]
+        if line.startswith(b"I "):
+            if self.state == "id":  # proxy_nopipelining: the login waited for this
+                return [Send(self._login_command())]
+            return []
+        if line.startswith(b"C ") or line.startswith(b"* ID "):
+            return []  # answers to the CAPABILITY / ID we sent
         if line.startswith(b"* "):
             return []  # untagged data before the login answer: the client never asked for it
         if line.startswith(b"L OK"):
@@ -268,13 +338,9 @@ class ImapBackendLogin(_LineMachine):
     def tls_started(self) -> list[BackendEvent]:
         self.state = "capability"
         # The banner's capabilities were pre-TLS; Dovecot's backends keep ID after STARTTLS.
-        return self._login()
+        return self._after_banner()
 
-    def _plain(self) -> bytes:
-        t = self.target
-        return base64.b64encode(f"{t.user}\0{t.master}\0{t.password}".encode())
-
-    def _login(self) -> list[BackendEvent]:
+    def _after_banner(self) -> list[BackendEvent]:
         out = b""
         if self.id_capable and not self.target.not_trusted:
             c = self.client
@@ -285,18 +351,26 @@ class ImapBackendLogin(_LineMachine):
                     + b' "x-connected-port" "' + str(c.local_port).encode()
                     + b'" "x-proxy-ttl" "' + str(max(self.target.ttl - 1, 0)).encode()
                     + b'")\r\n')
-        if not self.target.master:
+            if self.target.nopipelining:
+                self.state = "id"
+                return [Send(out)]
+        return [Send(out + self._login_command())]
+
+    def _login_command(self) -> bytes:
+        if self.sasl is None:
             self.state = "login"
-            out += (b"L LOGIN " + imap_quote(self.target.user) + b" "
+            return (b"L LOGIN " + imap_quote(self.target.user) + b" "
                     + imap_quote(self.target.password) + b"\r\n")
-        else:
-            self.state = "auth-continue"
-            out += b"L AUTHENTICATE PLAIN\r\n"
-        return [Send(out)]
+        self.state = "authenticate"
+        command = b"L AUTHENTICATE " + self.sasl.mech.encode()
+        if self.sasl_ir:
+            command += b" " + _b64(self.sasl.initial())
+        return command + b"\r\n"
 
 
 class Pop3BackendLogin(_LineMachine):
-    """Log in to a POP3 backend (USER/PASS, or AUTH PLAIN for a master user)."""
+    """Log in to a POP3 backend: USER, then PASS once USER was accepted (as Dovecot does), or
+    AUTH with ``proxy_mech`` (and for a master user)."""
 
     def __init__(self, target: ProxyTarget, client: ClientFacts) -> None:
         super().__init__()
@@ -304,6 +378,7 @@ class Pop3BackendLogin(_LineMachine):
         self.client = client
         self.state = "banner"
         self.xclient = False
+        self.sasl = SaslClient(target) if target.mech or target.master else None
 
     def line(self, line: bytes) -> list[BackendEvent]:
         if self.state == "banner":
@@ -324,8 +399,15 @@ class Pop3BackendLogin(_LineMachine):
         if self.state == "xclient":
             if not line.startswith(b"+OK"):
                 return self.finish(_invalid(line, "XCLIENT failed"))
-            self.state = "user" if not self.target.master else "auth"
+            if self.target.nopipelining:  # the login waited for this answer
+                return [Send(self._login_command())]
+            self.state = "user" if self.sasl is None else "auth"
             return []
+        if line.startswith(b"+ ") and self.state == "auth" and self.sasl is not None:
+            challenge = _challenge(line)
+            if challenge is None:
+                return self.finish(BackendBroken("Invalid base64 data in AUTH response"))
+            return [Send(_b64(self.sasl.step(challenge)) + b"\r\n")]
         if not line.startswith(b"+OK"):
             if line.startswith(b"-ERR"):
                 text = line[5:].decode("utf-8", "replace")
@@ -333,7 +415,7 @@ class Pop3BackendLogin(_LineMachine):
             return self.finish(_invalid(line, "Unexpected input"))
         if self.state == "user":
             self.state = "pass"
-            return []
+            return [Send(f"PASS {self.target.password}\r\n".encode("utf-8", "surrogateescape"))]
         return self.finish(LoggedIn(line + b"\r\n"))  # PASS or AUTH answered +OK
 
     def tls_started(self) -> list[BackendEvent]:
@@ -346,18 +428,19 @@ class Pop3BackendLogin(_LineMachine):
             self.state = "xclient"
             out += (f"XCLIENT ADDR={c.remote_ip} PORT={c.remote_port} SESSION={c.session} "
                     f"TTL={max(self.target.ttl - 1, 0)}\r\n").encode()
-        t = self.target
-        if t.master:
-            if not self.xclient:
-                self.state = "auth"
-            plain = base64.b64encode(f"{t.user}\0{t.master}\0{t.password}".encode())
-            out += b"AUTH PLAIN " + plain + b"\r\n"
-        else:
-            if not self.xclient:
-                self.state = "user"
-            out += (f"USER {t.user}\r\n".encode("utf-8", "surrogateescape")
-                    + f"PASS {t.password}\r\n".encode("utf-8", "surrogateescape"))
-        return [Send(out)]
+            if self.target.nopipelining:
+                return [Send(out)]
+        login = self._login_command()
+        if self.xclient:
+            self.state = "xclient"  # the login's answer comes after XCLIENT's
+        return [Send(out + login)]
+
+    def _login_command(self) -> bytes:
+        if self.sasl is None:
+            self.state = "user"
+            return f"USER {self.target.user}\r\n".encode("utf-8", "surrogateescape")
+        self.state = "auth"
+        return b"AUTH " + self.sasl.mech.encode() + b" " + _b64(self.sasl.initial()) + b"\r\n"
 
 
 @dataclass

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 from dataclasses import dataclass
 
+from cote.auth.protocol.escape import escape_bytes
+from cote.log import Logger
 from cote.login.proxy import (
     BackendBroken,
     ImapBackendLogin,
@@ -25,6 +28,63 @@ from cote.login.proxy import (
 )
 
 READ_CHUNK = 65536
+NOTIFY_REOPEN_SECS = 60.0  # after a failed open of the notify fifo, as Dovecot waits
+
+
+class ProxyNotify:
+    """``proxy_refresh=<secs>``: while a client is proxied, its (destination) user name is
+    written to the ``proxy-notify`` fifo every ``secs`` seconds, one tab-escaped line each
+    time, so that whoever reads it (Dovecot's director) knows the user is still active.
+    One descriptor per process, opened on first use without blocking; when nobody reads
+    the fifo the error is logged and the open retried a minute later, as Dovecot 2.3 does."""
+
+    def __init__(self, path: str, log: Logger) -> None:
+        self.path = path
+        self.log = log
+        self.fd: int | None = None
+        self.retry_at = 0.0
+
+    def _open(self) -> bool:
+        if self.fd is not None:
+            return True
+        if time.monotonic() < self.retry_at:
+            return False
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            self.log.error(f"open({self.path}) failed: {e.strerror}")
+            self.retry_at = time.monotonic() + NOTIFY_REOPEN_SECS
+            return False
+        return True
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+    def notify(self, user: str) -> None:
+        line = escape_bytes(user.encode("utf-8", "surrogateescape")) + b"\n"
+        for _ in range(2):  # a reader that went away: reopen once and retry
+            if not self._open():
+                return
+            assert self.fd is not None
+            try:
+                written = os.write(self.fd, line)
+            except OSError as e:
+                self.log.error(f"write({self.path}) failed: {e.strerror}")
+                self._close()
+                continue
+            if written == len(line):
+                return
+            self.log.error(f"write({self.path}) wrote partial update")
+            self._close()
+
+    async def every(self, secs: int, user: str) -> None:
+        """Notify every ``secs`` seconds until cancelled (the proxied session ended)."""
+        while True:
+            await asyncio.sleep(secs)
+            self.notify(user)
 
 
 @dataclass

@@ -52,12 +52,13 @@ from cote.login.proxy import (
     plaintext_password,
     proxy_target,
 )
-from cote.login.proxy_session import BackendFailure, backend_login
+from cote.login.proxy_session import BackendFailure, ProxyNotify, backend_login
 from cote.login.tlsconfig import ClientCert, client_certificate, sni_name
 
 HANDOFF_TIMEOUT = 30.0
 CLOSE_GRACE = 1.0  # seconds a closed connection may take to flush before it is aborted
 RELAY_CHUNK = 65536
+PROXY_FAILURE = "Account is temporarily unavailable."  # any proxying error, as Dovecot says
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ class LoginServerSettings:
     login_proxy_max_disconnect_delay: float = 0.0
     client_cert_field: str | None = None  # ssl_verify_client_cert: the cert_username field
     require_client_cert: bool = False  # auth_ssl_require_client_cert (for disconnect lines)
+    proxy_notify: ProxyNotify | None = None  # proxy_refresh's fifo (login/proxy-notify)
 
 
 def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -585,12 +587,20 @@ class LoginConnection(asyncio.Protocol):
                                   password=plaintext_password(self.frontend.mechanism or "",
                                                               self.sasl_responses))
         except ValueError as e:
-            self.settings.log.error(self._log_line(str(e), success.user))
-            self._auth_done(self.frontend.failed(None, temporary=True))
+            self.settings.log.error(self._log_line(f"proxy({success.user}): {e}", success.user))
+            self._auth_done(self.frontend.failed(PROXY_FAILURE, temporary=True))
             return
         self.sasl_responses = []
-        if target is not None and not (target.maybe and target.is_ourself(
-                self.facts.local_ip, self.facts.local_port)):
+        ourself = target is not None and target.maybe and target.is_ourself(
+            self.facts.local_ip, self.facts.local_port)
+        if target is not None and ourself and target.always:
+            # proxy_always: "self" is this cluster and a director would name the backend;
+            # Dovecot's auth drops the host then, and the login cannot proxy.
+            self.settings.log.error(self._log_line(f"proxy({success.user}): host not given",
+                                                   success.user))
+            self._auth_done(self.frontend.failed(PROXY_FAILURE, temporary=True))
+            return
+        if target is not None and not ourself:
             await self._proxy(success.user, target)
             return
         if await self._too_many_connections(success.user):
@@ -663,8 +673,7 @@ class LoginConnection(asyncio.Protocol):
                 self.settings.log.error(self._log_line(
                     prefix + "Remote server sent invalid input: " + result.log
                     if result.log.startswith("Invalid") else prefix + result.log, user))
-                self._auth_done(self.frontend.failed("Account is temporarily unavailable.",
-                                                     temporary=True))
+                self._auth_done(self.frontend.failed(PROXY_FAILURE, temporary=True))
             return
         if self.transport.is_closing():
             result.writer.close()
@@ -683,10 +692,16 @@ class LoginConnection(asyncio.Protocol):
         backend = (target.host, target.port)
         spreader = self.server.disconnects
         spreader.started(backend)
+        notifier = None
+        if target.refresh > 0 and self.settings.proxy_notify is not None:
+            notifier = asyncio.get_running_loop().create_task(
+                self.settings.proxy_notify.every(target.refresh, target.user))
         try:
             by_client = await self._pump(result.reader, result.writer, keep_client=True)
         finally:
             spreader.ended(backend)
+            if notifier is not None:
+                notifier.cancel()
         idle = int(time.monotonic() - self.last_activity)
         who = "client" if by_client else "server"
         delay = 0.0 if by_client else spreader.delay(backend, time.monotonic())

@@ -19,6 +19,7 @@ from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.log import login_formatter
 from cote.login.anvilclient import AnvilClient
+from cote.login.proxy_session import ProxyNotify
 from cote.login.server import (
     FrontendFactory,
     LoginServer,
@@ -51,7 +52,8 @@ def server_settings(ctx: ServiceContext, cfg: Config, protocol: str) -> LoginSer
         haproxy_trusted_networks=networks(str(cfg.get("haproxy_trusted_networks"))),
         haproxy_timeout=float(cfg.get("haproxy_timeout")), anvil=AnvilClient(ctx.anvil),
         max_userip_connections=int(cfg.get("mail_max_userip_connections")),
-        login_proxy_max_disconnect_delay=float(cfg.get("login_proxy_max_disconnect_delay")))
+        login_proxy_max_disconnect_delay=float(cfg.get("login_proxy_max_disconnect_delay")),
+        proxy_notify=ProxyNotify(os.path.join(root, "proxy-notify"), ctx.log))
 
 
 def raise_fd_limit(client_limit: int) -> None:

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -81,3 +82,15 @@ def both(servers: tuple[Server, Server], proto: str, header: bytes, lines: list[
     assert ours == theirs, (ours, theirs)
     assert our_log == their_log, (our_log, their_log)
     return ours, our_log
+
+
+def backend_login_line(log_path: Path, protocol: str, user: str) -> str:
+    """The backend Dovecot's last ``Login:`` line for ``user`` (waits up to 10 s for it)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [x for x in log_path.read_text().splitlines()
+                 if f"{protocol}-login: Info: Login: user=<{user}>" in x]
+        if lines:
+            return lines[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"no backend login for {user}")

@@ -89,13 +89,54 @@ def test_imap_starttls_master_user_and_refusal() -> None:
 def test_pop3_xclient_and_login() -> None:
     m = Pop3BackendLogin(ProxyTarget("h", 110, "u", "p"), CLIENT)
     assert m.feed(b"+OK [XCLIENT] ready.\r\n") == [Send(
-        b"XCLIENT ADDR=10.0.0.9 PORT=5555 SESSION=sess1 TTL=4\r\nUSER u\r\nPASS p\r\n")]
-    assert m.feed(b"+OK Updated\r\n+OK\r\n") == []
+        b"XCLIENT ADDR=10.0.0.9 PORT=5555 SESSION=sess1 TTL=4\r\nUSER u\r\n")]
+    assert m.feed(b"+OK Updated\r\n+OK\r\n") == [Send(b"PASS p\r\n")]
     assert m.feed(b"+OK Logged in.\r\n") == [LoggedIn(b"+OK Logged in.\r\n")]
     m = Pop3BackendLogin(ProxyTarget("h", 110, "u", "p"), CLIENT)
     m.feed(b"+OK ready.\r\n")
-    assert m.feed(b"+OK\r\n-ERR [AUTH] Authentication failed.\r\n") == [LoginRefused(
-        b"-ERR [AUTH] Authentication failed.\r\n", "[AUTH] Authentication failed.")]
+    assert m.feed(b"+OK\r\n-ERR [AUTH] Authentication failed.\r\n") == [Send(b"PASS p\r\n"),
+        LoginRefused(b"-ERR [AUTH] Authentication failed.\r\n",
+                     "[AUTH] Authentication failed.")]
+
+
+def test_sasl_without_initial_response() -> None:
+    """A backend without SASL-IR gets the PLAIN message at its continuation; LOGIN answers
+    the prompts with the user, then the password; bad base64 is a broken backend."""
+    m = ImapBackendLogin(ProxyTarget("h", 143, "u", "pw", mech="PLAIN"), "d", CLIENT)
+    assert m.feed(b"* OK ready.\r\n") == [Send(b"L AUTHENTICATE PLAIN\r\n")]
+    assert m.feed(b"+ \r\n") == [Send(base64.b64encode(b"u\0u\0pw") + b"\r\n")]
+    m = ImapBackendLogin(ProxyTarget("h", 143, "u", "pw", mech="LOGIN"), "d", CLIENT)
+    assert m.feed(b"* OK [CAPABILITY IMAP4rev1 SASL-IR] ready.\r\n") == [
+        Send(b"L AUTHENTICATE LOGIN =\r\n")]
+    assert m.feed(b"+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n") == [
+        Send(b"dQ==\r\n"), Send(b"cHc=\r\n")]
+    assert m.feed(b"+ !!\r\n") == [BackendBroken(
+        "Server sent invalid base64 data in AUTHENTICATE response")]
+    m2 = Pop3BackendLogin(ProxyTarget("h", 110, "u", "pw", mech="LOGIN", nopipelining=True),
+                          CLIENT)
+    assert m2.feed(b"+OK [XCLIENT] ready.\r\n") == [Send(
+        b"XCLIENT ADDR=10.0.0.9 PORT=5555 SESSION=sess1 TTL=4\r\n")]
+    assert m2.feed(b"+OK\r\n") == [Send(b"AUTH LOGIN =\r\n")]
+    assert m2.feed(b"+ VXNlcm5hbWU6\r\n") == [Send(b"dQ==\r\n")]
+
+
+def test_proxy_fields_parsed() -> None:
+    fields = {"proxy": "", "host": "h", "proxy_mech": "plain", "proxy_nopipelining": "",
+              "proxy_refresh": "30", "proxy_always": ""}
+    target = proxy_target(fields, protocol="imap", user="u", password="p")
+    assert target is not None and (target.mech, target.nopipelining, target.refresh,
+                                   target.always) == ("PLAIN", True, 30, True)
+    for bad, message in (({"proxy_mech": "CRAM-MD5"}, "Unsupported SASL mechanism CRAM-MD5"),
+                         ({"proxy_refresh": "x"}, "invalid proxy_refresh value: x")):
+        with pytest.raises(ValueError, match=message):
+            proxy_target({"proxy": "", "host": "h", **bad}, protocol="imap", user="u",
+                         password="p")
+    # A master user logs in with AUTH PLAIN even without proxy_mech.
+    target = proxy_target({"proxy": "", "host": "h", "master": "m"}, protocol="pop3",
+                          user="u", password="p")
+    assert target is not None
+    assert Pop3BackendLogin(target, CLIENT).feed(b"+OK ready.\r\n") == [
+        Send(b"AUTH PLAIN " + base64.b64encode(b"u\0m\0p") + b"\r\n")]
 
 
 def test_bad_banners() -> None:

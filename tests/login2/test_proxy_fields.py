@@ -7,11 +7,11 @@ from __future__ import annotations
 import imaplib
 import poplib
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.login2.differential import backend_login_line
 from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
 
@@ -44,17 +44,6 @@ def servers() -> Iterator[tuple[DovecotOracle, CoteServer]]:
         backend.cleanup()
 
 
-def backend_login_line(backend: DovecotOracle, protocol: str, user: str) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        lines = [x for x in backend.log_path.read_text().splitlines()
-                 if f"{protocol}-login: Info: Login: user=<{user}>" in x]
-        if lines:
-            return lines[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no backend login for {user}")
-
-
 def test_imap_source_ip_and_forwarded_client(servers: tuple[DovecotOracle, CoteServer]) -> None:
     backend, cote = servers
     for user in ("trusted", "nottrusted"):
@@ -63,12 +52,12 @@ def test_imap_source_ip_and_forwarded_client(servers: tuple[DovecotOracle, CoteS
         conn.logout()
     # Trusted: the backend takes the client's address from ID (the real client, 127.0.0.1)
     # and our session id; not trusted: it sees where the proxy connected from.
-    trusted = backend_login_line(backend, "imap", "trusted")
+    trusted = backend_login_line(backend.log_path, "imap", "trusted")
     assert "rip=127.0.0.1," in trusted, trusted
     ours = cote.wait_for_log("Started proxying to <127.0.0.1>")
     assert any(re.search(r"session=<([^>]+)>", x).group(1) in trusted  # type: ignore[union-attr]
                for x in ours if "proxy(trusted," in x), (ours, trusted)
-    assert "rip=127.0.0.2," in backend_login_line(backend, "imap", "nottrusted")
+    assert "rip=127.0.0.2," in backend_login_line(backend.log_path, "imap", "nottrusted")
 
 
 def test_pop3_source_ip_and_xclient(servers: tuple[DovecotOracle, CoteServer]) -> None:
@@ -80,5 +69,5 @@ def test_pop3_source_ip_and_xclient(servers: tuple[DovecotOracle, CoteServer]) -
         conn.pass_("secret")
         conn.quit()
     assert backend.log_path.read_text().count("pop3-login: Info: Login:") == before + 2
-    assert "rip=127.0.0.1," in backend_login_line(backend, "pop3", "trusted")
-    assert "rip=127.0.0.3," in backend_login_line(backend, "pop3", "nottrusted")
+    assert "rip=127.0.0.1," in backend_login_line(backend.log_path, "pop3", "trusted")
+    assert "rip=127.0.0.3," in backend_login_line(backend.log_path, "pop3", "nottrusted")
