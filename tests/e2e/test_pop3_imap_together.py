@@ -4,14 +4,18 @@ An IMAP session sits SELECTed (polling with NOOP, or in IDLE) while a POP3 sessi
 DELEs and QUITs: IMAP must see EXPUNGE for exactly the deleted messages, \\Seen on the
 RETRieved one, and the others' UIDs and flags unchanged. A POP3 session that began before
 IMAP expunged sees its login-time maildrop and answers ``-ERR Message N expunged.`` (Dovecot's
-text) for a message gone since, and its QUIT still deletes what it marked.
+text) for a message gone since, and its QUIT still deletes what it marked. And
+``pop3_lock_session`` in the same stack: refused while held, free after QUIT, a dropped
+connection, or SIGKILL of the mail process.
 """
 
 from __future__ import annotations
 
 import imaplib
+import os
 import poplib
 import re
+import signal
 import socket
 from collections.abc import Iterator
 
@@ -209,3 +213,52 @@ def test_pop3_session_begun_before_imap_expunges(server: CoteServer) -> None:
     _, lines, _ = pop.retr(2)
     assert b"\r\n".join(lines) + b"\r\n" == message(4)
     pop.quit()
+
+
+def test_session_lock_through_the_stack() -> None:
+    """pop3_lock_session in a real master: a second session waits Dovecot's 10 s and gets
+    IN-USE; killing the holder's mail process (SIGKILL) frees the maildrop at once."""
+    root = server_dir("pop3lock")
+    vmail = mail_user()
+    (root / "mail").mkdir()
+    chown_tree(root / "mail", vmail.pw_uid, vmail.pw_gid)
+    passwd = root / "users"
+    passwd.write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{vmail.pw_uid}:{vmail.pw_gid}::"
+                      f"{root}/home/{USER}::\n")
+    cote = CoteServer(mail_location=f"maildir:{root}/mail/%u", passwd_file=passwd,
+                      protocols="imap pop3", extra_conf="pop3_lock_session = yes\n").start()
+    try:
+        fill(cote, 2)
+        holder = pop3_login(cote)
+        assert holder.stat()[0] == 2
+        with pytest.raises(poplib.error_proto,
+                           match=re.escape("-ERR [IN-USE] Mailbox is locked by another "
+                                          "POP3 session.")):
+            pop3_login(cote)
+        holder.quit()  # QUIT releases it
+        second = pop3_login(cote)
+        pid = pop3_pid(USER)
+        os.kill(pid, signal.SIGKILL)
+        second.close()
+        third = pop3_login(cote)  # no 10 s wait: the lock's process is gone
+        assert third.stat()[0] == 2
+        third.close()  # a dropped connection releases it too
+        fourth = pop3_login(cote)
+        fourth.quit()
+        assert "Couldn't lock POP3 session" in cote.log_text()
+    finally:
+        cote.stop()
+        cote.cleanup()
+        remove_dir(root)
+
+
+def pop3_pid(user: str) -> int:
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                title = f.read()
+        except OSError:
+            continue
+        if title.startswith(b"cote/pop3 [") and user.encode() in title:
+            return int(name)
+    raise AssertionError(f"no pop3 process for {user}")
