@@ -17,6 +17,7 @@ from cote.ipc import ServiceContext
 from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
 from cote.login.forward import Forwarded
 from cote.login.managesieve_dialogue import (
+    MAX_LOGIN_LINE,
     ManageSieveLogin,
     ManageSieveLoginSettings,
     Mechanism,
@@ -41,7 +42,7 @@ class ManageSieveFrontend:
             mechanisms=mechs, secured=facts.secured,
             disable_plaintext_auth=bool(cfg.get("disable_plaintext_auth")),
             tls_available=tls_possible, tls_active=facts.tls))
-        self.parser = wire.Parser(int(cfg.get("managesieve_max_line_length") or wire.MAX_LINE))
+        self.parser = wire.Parser(MAX_LOGIN_LINE)
         self.pending: list[Action] = []
 
     @property

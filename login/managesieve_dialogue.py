@@ -31,6 +31,9 @@ from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String
 # commands in between do not reset the count).
 MAX_BAD_COMMANDS = 3
 COMMAND_ERROR = "Error in MANAGESIEVE command received by server."
+# The login process's input buffer (Dovecot's login processes: 4 KiB); a longer command
+# line (literals aside) ends the connection.
+MAX_LOGIN_LINE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,7 @@ class ManageSieveLogin:
         if isinstance(item, BadLine):
             if item.too_long:
                 self.state = State.DONE
-                return [Reply(wire.bye("Too long argument.")),
+                return [Reply(wire.bye("Input buffer full, aborting")),
                         Disconnect("Input buffer full")]
             return self._bad()
         handler = self._handlers.get(item.name)

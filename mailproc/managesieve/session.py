@@ -15,7 +15,12 @@ from typing import ClassVar
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
 from cote.mailproc.managesieve.sieve_syntax import compile_report
-from cote.mailproc.managesieve.storage import ScriptError, ScriptStorage, valid_name
+from cote.mailproc.managesieve.storage import (
+    ScriptError,
+    ScriptStorage,
+    sanitized,
+    valid_name,
+)
 from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String, Word
 
 LOGGED_IN = wire.ok("Logged in.")
@@ -46,9 +51,9 @@ class Session:
 
     def handle(self, item: Line | BadLine) -> Outcome:
         if isinstance(item, BadLine):
-            if item.too_long:
-                self.logged_out = True
-                return Outcome(wire.bye("Too long argument."), logout=True)
+            if item.name and (item.too_long or item.reason == wire.INVALID_QUOTED):
+                reason = "Too long argument." if item.too_long else item.reason
+                return Outcome(wire.no(f"Error in MANAGESIEVE command {item.name}: {reason}"))
             return Outcome(wire.no("Error in MANAGESIEVE command received by server."))
         name = item.name
         handler = self._handlers.get(name)
@@ -134,7 +139,7 @@ class Session:
     def _putscript(self, args: tuple[Word, ...]) -> Outcome:
         name, script = self._strings(args, 2, short="Invalid arguments.")
         if not valid_name(name.text()):
-            raise ScriptError(f"Invalid Sieve script name `{name.text()}'.")
+            raise ScriptError(f"Invalid Sieve script name `{sanitized(name.text())}'.")
         self.storage.check_quota(name.text(), len(script.value))
         reply = self._compile(script.value, "PUTSCRIPT completed.", f"{name.text()}: ")
         if reply.startswith(b"OK"):
@@ -174,9 +179,9 @@ class Session:
 
     def _havespace(self, args: tuple[Word, ...]) -> Outcome:
         if len(args) < 2:
-            raise _ArgError("Missing arguments." if not args else "Invalid arguments.")
+            raise _ArgError("Missing arguments.")
         if len(args) > 2:
-            raise _ArgError("Too many command arguments.")
+            raise _ArgError("Too many arguments.")
         name, size_word = args
         if not isinstance(name, String):
             raise _ArgError("Invalid arguments.")

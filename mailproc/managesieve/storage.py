@@ -37,6 +37,13 @@ class Quota:
     max_script_size: int = 1024 * 1024  # sieve_max_script_size
 
 
+def sanitized(name: str, limit: int = 80) -> str:
+    """A name as Pigeonhole quotes it in messages: control characters as '?', at most
+    ``limit`` characters with '...' marking a cut."""
+    clean = "".join("?" if unicodedata.category(c) == "Cc" else c for c in name)
+    return clean if len(clean) <= limit else clean[:limit - 3] + "..."
+
+
 def valid_name(name: str) -> bool:
     """Pigeonhole's rule: 1..256 characters of valid UTF-8, no '/', no control characters."""
     if not name or len(name) > MAX_NAME or "/" in name:
@@ -112,7 +119,8 @@ class ScriptStorage:
             with open(self.path(name), "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise ScriptError(f"Sieve script `{name}' not found", "NONEXISTENT") from None
+            raise ScriptError(f"Sieve script `{sanitized(name)}' not found",
+                              "NONEXISTENT") from None
 
     def size(self, name: str) -> int:
         return os.stat(self.path(name)).st_size
@@ -147,11 +155,14 @@ class ScriptStorage:
                                   "QUOTA/MAXSTORAGE")
 
     # -- writing ---------------------------------------------------------------------------------
-    def _check_name(self, name: str, *, put: bool) -> None:
+    def _check_name(self, name: str, *, put: bool, new: bool = False) -> None:
         if not valid_name(name):
+            shown = sanitized(name)
+            if new:
+                raise ScriptError(f"Invalid new Sieve script name `{shown}'.")
             if put:
-                raise ScriptError(f"Invalid Sieve script name `{name}'.")
-            raise ScriptError(f"Invalid script name `{name}'.")
+                raise ScriptError(f"Invalid Sieve script name `{shown}'.")
+            raise ScriptError(f"Invalid script name `{shown}'.")
 
     def _tmp_path(self, name: str) -> str:
         tmp = os.path.join(self.dir, "tmp")
@@ -179,7 +190,7 @@ class ScriptStorage:
         """Point the active symlink at ``name``; False when it already did."""
         self._check_name(name, put=False)
         if not os.path.isfile(self.path(name)):
-            raise ScriptError(f"Sieve script `{name}' not found", "NONEXISTENT")
+            raise ScriptError(f"Sieve script `{sanitized(name)}' not found", "NONEXISTENT")
         if self.active() == name:
             return False
         self._link(name)
@@ -210,7 +221,7 @@ class ScriptStorage:
     def delete(self, name: str) -> None:
         self._check_name(name, put=False)
         if not os.path.isfile(self.path(name)):
-            raise ScriptError(f"Sieve script `{name}' not found", "NONEXISTENT")
+            raise ScriptError(f"Sieve script `{sanitized(name)}' not found", "NONEXISTENT")
         if self.active() == name:
             raise ScriptError("Cannot delete the active Sieve script.", "ACTIVE")
         os.unlink(self.path(name))
@@ -218,8 +229,8 @@ class ScriptStorage:
     def rename(self, old: str, new: str) -> None:
         self._check_name(old, put=False)
         if not os.path.isfile(self.path(old)):
-            raise ScriptError(f"Sieve script `{old}' not found", "NONEXISTENT")
-        self._check_name(new, put=True)
+            raise ScriptError(f"Sieve script `{sanitized(old)}' not found", "NONEXISTENT")
+        self._check_name(new, put=True, new=True)
         if os.path.exists(self.path(new)):
             raise ScriptError("A sieve script with that name already exists.",
                               "ALREADYEXISTS")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 MAX_LINE = 65536  # managesieve_max_line_length: the non-literal part of one command line
 MAX_LITERAL = 64 * 1024 * 1024  # larger literals are refused before being read
+INVALID_QUOTED = "Invalid input: Quoted string contains an invalid character"
 _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}\r?\n")
 
 
@@ -63,6 +64,7 @@ class BadLine:
 
     reason: str
     too_long: bool = False
+    name: str = ""  # the command name, when the line began with one
 
 
 class _Incomplete(Exception):
@@ -105,12 +107,14 @@ class Parser:
             words, used = self._parse(bytes(self.buffer))
         except _Incomplete:
             if self._plain_length() > self.max_line:
+                name = self._name()
                 self._skip_line()
-                return BadLine("line too long", too_long=True)
+                return BadLine("line too long", too_long=True, name=name)
             return None
         except _Bad as e:
+            name = self._name()
             self._skip_line()
-            return BadLine(str(e))
+            return BadLine(str(e), name=name)
         eol = 2 if self.buffer[used - 2:used] == b"\r\n" else 1
         del self.buffer[:used]
         return Line(tuple(words), used, eol)
@@ -119,6 +123,10 @@ class Parser:
         data = bytes(self.buffer)
         self.buffer.clear()
         return data
+
+    def _name(self) -> str:
+        m = re.match(rb"[A-Za-z]{1,32}(?=[ \r\n])", self.buffer)
+        return m.group(0).decode("ascii").upper() if m else ""
 
     def _plain_length(self) -> int:
         end = self.buffer.find(b"\n")
@@ -180,7 +188,7 @@ class Parser:
                     if ch == 0x22:
                         break
                     if ch in (0x0D, 0x0A, 0x00):
-                        raise _Bad("CR, LF or NUL in quoted string")
+                        raise _Bad(INVALID_QUOTED)
                     value.append(ch)
                     i += 1
                 words.append(String(bytes(value)))

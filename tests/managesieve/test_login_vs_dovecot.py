@@ -177,3 +177,13 @@ def test_login_log_line_matches_dovecot(pair: Pair) -> None:
     dovecot_log = pair.dovecot.log_path.read_text()
     assert shape.search(dovecot_log)
     assert shape.search(pair.cote.log_text()), pair.cote.log_text()[-2000:]
+
+
+def test_long_and_malformed_lines(pair: Pair) -> None:
+    def run(c: SieveClient) -> list[bytes]:
+        out = [c.command(b'NOOP "' + b"t" * 3000 + b'"\r\n'),
+               c.command(b"NOOP " + b"x" * 70000 + b"\r\n")]
+        if not out[1].startswith(b"BYE"):
+            out.append(c.command(b'NOOP "a\r\n'))
+        return out
+    both(pair, run)

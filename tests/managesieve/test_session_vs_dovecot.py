@@ -237,3 +237,30 @@ def test_dovecot_delivery_runs_the_script_cote_activated(pair: Pair) -> None:
     inbox = list((maildir / "new").iterdir())
     assert len(junk) == 1 and b"Subject: x marks" in junk[0].read_bytes()
     assert len(inbox) == 1 and b"Subject: hello" in inbox[0].read_bytes()
+
+
+def test_names_and_odd_requests(pair: Pair) -> None:
+    replay(pair, [
+        b'PUTSCRIPT "a" "keep;"\r\n',
+        b'GETSCRIPT "a/b"\r\n',
+        b'SETACTIVE "a/b"\r\n',
+        b'RENAMESCRIPT "a" "b/c"\r\n',
+        b'RENAMESCRIPT "a" "a"\r\n',
+        b'DELETESCRIPT "nope"\r\n',
+        b'PUTSCRIPT "." "keep;"\r\n',
+        b'PUTSCRIPT ".." "keep;"\r\n',
+        b'PUTSCRIPT "tmp" "keep;"\r\n',
+        b'PUTSCRIPT "' + b"n" * 300 + b'" "keep;"\r\n',
+        b'PUTSCRIPT "' + b"n" * 200 + b'" "keep;"\r\n',
+        b'PUTSCRIPT "tab\there" "keep;"\r\n',
+        b"LISTSCRIPTS\r\n",
+        b'HAVESPACE "a"\r\n',
+        b"HAVESPACE\r\n",
+        b'HAVESPACE "a" 1 2\r\n',
+        b"SETACTIVE\r\n",
+        b'RENAMESCRIPT "a"\r\n',
+        b"NOOP " + b"x" * 70000 + b"\r\n",
+        b"NOOP\r\n",
+        b'PUTSCRIPT "q" "a\r\n',
+        b"NOOP\r\n",
+    ])
