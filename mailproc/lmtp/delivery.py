@@ -199,11 +199,7 @@ def deliver(cfg: Config, user: MailUser, spool: Spool, head: bytes, mailbox: str
         try:
             with mailboxes.open_for_append(mailbox) as box:
                 journal = open_journal(box, str(cfg.get("mail_fsync"))) if key else None
-                try:
-                    return _append(box, _Joined(head, spool.file), journal, key)
-                finally:
-                    if journal is not None:
-                        journal.close()
+                return _append(box, _Joined(head, spool.file), journal, key)
         finally:
             mailboxes.close()
 

@@ -112,12 +112,25 @@ def pending_base(transaction: object) -> str | None:
     return base if isinstance(base, str) else None
 
 
+_open: dict[tuple[str, str, bool], Journal] = {}
+KEEP_OPEN = 32  # journals kept open per process (opening and closing a WAL database costs
+                # a checkpoint each time; an LMTP process delivers to the same users again)
+
+
 def open_journal(box: object, fsync: str) -> Journal | None:
-    """The journal of a Maildir mailbox opened for append, else None."""
+    """The journal of a Maildir mailbox opened for append (kept open for the next delivery
+    in this process), else None."""
     control, path = getattr(box, "control", None), getattr(box, "path", None)
     if not isinstance(control, str) or not isinstance(path, str):
         return None
-    return Journal(control, path, durable=fsync != "never")
+    key = (control, path, fsync != "never")
+    journal = _open.pop(key, None)
+    if journal is None:
+        journal = Journal(control, path, durable=key[2])
+        if len(_open) >= KEEP_OPEN:
+            _open.pop(next(iter(_open))).close()
+    _open[key] = journal  # most recently used last
+    return journal
 
 
 __all__ = ["Journal", "delivery_key", "open_journal", "pending_base", "transaction_id"]

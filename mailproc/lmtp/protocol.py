@@ -290,7 +290,8 @@ class LmtpProtocol:
 
     # -- message data ------------------------------------------------------------------------
     def _read_data(self, events: list[Event]) -> bool:
-        """Dot-unstuff and hand out data up to the terminating ``.`` line."""
+        """Dot-unstuff and hand out data up to the terminating ``.`` line. Only lines that
+        begin with a dot need a look, so the scan jumps from one ``\\n.`` to the next."""
         buf = self._buf
         out = bytearray()
         pos = 0
@@ -308,13 +309,14 @@ class LmtpProtocol:
                 if buf[pos] == 0x2E:  # a stuffed dot
                     pos += 1
                 self._at_line_start = False
-            end = buf.find(b"\n", pos)
-            if end < 0:
+            dot = buf.find(b"\n.", pos)
+            if dot < 0:
                 out += buf[pos:]
+                self._at_line_start = buf.endswith(b"\n")
                 pos = len(buf)
                 break
-            out += buf[pos : end + 1]
-            pos = end + 1
+            out += buf[pos : dot + 1]
+            pos = dot + 1
             self._at_line_start = True
         del buf[:pos]
         if out:
