@@ -18,6 +18,7 @@ from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
 from cote.login.forward import Forwarded
 from cote.login.managesieve_dialogue import (
     MAX_LOGIN_LINE,
+    MAX_LOGIN_WORD,
     ManageSieveLogin,
     ManageSieveLoginSettings,
     Mechanism,
@@ -42,7 +43,7 @@ class ManageSieveFrontend:
             mechanisms=mechs, secured=facts.secured,
             disable_plaintext_auth=bool(cfg.get("disable_plaintext_auth")),
             tls_available=tls_possible, tls_active=facts.tls))
-        self.parser = wire.Parser(MAX_LOGIN_LINE)
+        self.parser = wire.Parser(MAX_LOGIN_LINE, MAX_LOGIN_WORD, MAX_LOGIN_LINE)
         self.pending: list[Action] = []
 
     @property

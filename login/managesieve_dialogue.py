@@ -31,9 +31,10 @@ from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String
 # commands in between do not reset the count).
 MAX_BAD_COMMANDS = 3
 COMMAND_ERROR = "Error in MANAGESIEVE command received by server."
-# The login process's input buffer (Dovecot's login processes: 4 KiB); a longer command
-# line (literals aside) ends the connection.
+# What Pigeonhole's login process takes: a quoted string or atom of more than 1 KiB ends the
+# connection ("Input buffer full"); cote also bounds lines and literals at 4 KiB there.
 MAX_LOGIN_LINE = 4096
+MAX_LOGIN_WORD = 1024
 
 
 @dataclass(frozen=True, slots=True)

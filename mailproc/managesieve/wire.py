@@ -75,12 +75,19 @@ class _Bad(Exception):
     """The current line is malformed."""
 
 
+class _TooLong(Exception):
+    """A word of the current line is longer than the parser takes."""
+
+
 class Parser:
     """Feed bytes, get lines. Bytes past the last complete line stay buffered."""
 
-    def __init__(self, max_line: int = MAX_LINE) -> None:
+    def __init__(self, max_line: int = MAX_LINE, max_word: int = MAX_LITERAL,
+                 max_literal: int = MAX_LITERAL) -> None:
         self.buffer = bytearray()
         self.max_line = max_line
+        self.max_word = max_word  # longest quoted string or atom
+        self.max_literal = max_literal
         self._skipping = False  # inside a bad line: drop input until its LF
 
     def feed(self, data: bytes) -> list[Line | BadLine]:
@@ -105,6 +112,10 @@ class Parser:
             return None
         try:
             words, used = self._parse(bytes(self.buffer))
+        except _TooLong:
+            name = self._name()
+            self._skip_line()
+            return BadLine("argument too long", too_long=True, name=name)
         except _Incomplete:
             if self._plain_length() > self.max_line:
                 name = self._name()
@@ -173,6 +184,8 @@ class Parser:
                 value = bytearray()
                 i = pos + 1
                 while True:
+                    if i - pos > self.max_word + 1:
+                        raise _TooLong
                     if i >= n:
                         raise _Incomplete
                     ch = data[i]
@@ -203,8 +216,8 @@ class Parser:
                         raise _Incomplete
                     raise _Bad("invalid literal")
                 size = int(m.group(1))
-                if size > MAX_LITERAL:
-                    raise _Bad("literal too large")
+                if size > self.max_literal:
+                    raise _TooLong
                 start = m.end()
                 if n - start < size:
                     raise _Incomplete
@@ -215,6 +228,8 @@ class Parser:
             end = pos
             while end < n and data[end] not in (0x20, 0x0D, 0x0A):
                 end += 1
+            if end - pos > self.max_word:
+                raise _TooLong
             if end >= n:
                 raise _Incomplete
             token = data[pos:end]
