@@ -11,6 +11,7 @@ from cote.auth.drivers.base import (
 )
 from cote.auth.drivers.checkpassword import CheckpasswordPassdb, CheckpasswordUserdb
 from cote.auth.drivers.ldap import LdapPassdb, LdapUserdb
+from cote.auth.drivers.oauth2 import OAuth2Passdb
 from cote.auth.drivers.pam import PamPassdb
 from cote.auth.drivers.passwd_file import PasswdFilePassdb, PasswdFileUserdb
 from cote.auth.drivers.prefetch import PrefetchUserdb
@@ -21,7 +22,7 @@ from cote.auth.drivers.system import PasswdUserdb, ShadowPassdb
 PASSDB_DRIVERS: dict[str, type[PassdbDriver]] = {
     "passwd-file": PasswdFilePassdb, "static": StaticPassdb, "sql": SqlPassdb,
     "ldap": LdapPassdb, "pam": PamPassdb, "shadow": ShadowPassdb,
-    "checkpassword": CheckpasswordPassdb,
+    "checkpassword": CheckpasswordPassdb, "oauth2": OAuth2Passdb,
 }
 USERDB_DRIVERS: dict[str, type[UserdbDriver]] = {
     "passwd-file": PasswdFileUserdb, "static": StaticUserdb, "sql": SqlUserdb,

@@ -32,16 +32,23 @@ class _OAuth(Mechanism):
     error_json = b""
     error_sent = False
 
+    rejected = PassdbResult.PASSWORD_MISMATCH
+
     def _verified(self, result: PassdbResult) -> Step:
         if result is PassdbResult.OK:
             return self.succeed()
         if result is PassdbResult.INTERNAL_FAILURE:
             return self.passdb_failure(result)
         self.error_sent = True
+        self.rejected = result
         return Challenge(self.error_json)
 
     def _after_error(self) -> Failure:
-        return self.fail("")  # the passdb already logged why the token was rejected
+        # the passdb already logged why the token was rejected; a token without the scope
+        # ends as Dovecot's code=user_disabled
+        failure = self.passdb_failure(self.rejected)
+        self._finish(failure)
+        return failure
 
 
 class OAuthBearer(_OAuth):
