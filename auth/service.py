@@ -12,10 +12,13 @@ a task fed by that connection's CONT lines.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import socket
 import struct
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from cote.auth import workerclient
 from cote.auth.engine import AuthEngine, Reply, UserdbAnswer, flush_cache
@@ -282,8 +285,26 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.close()
 
 
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def thread_pool() -> ThreadPoolExecutor:
+    """Threads for the blocking steps (crypt hashes, getpwnam, OAuth2 HTTP) that fit the
+    service's vsz_limit (RLIMIT_AS, 256 MB by default): small stacks, one per CPU, few malloc
+    arenas (glibc reserves 64 MB of address space for each thread's arena: a burst of hashed
+    logins failed with "can't start new thread" before)."""
+    threading.stack_size(512 * 1024)
+    try:
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass
+    return ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                              thread_name_prefix="auth")
+
+
 async def serve(ctx: ServiceContext) -> None:
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(thread_pool())
     ctx.install_asyncio_handlers(loop)
     log = ctx.log
     workerclient.configure(ctx.base_dir, int(ctx.config.get("auth_worker_max_count")))
