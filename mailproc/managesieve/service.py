@@ -63,6 +63,15 @@ def open_storage(cfg: Config, user: MailUser) -> ScriptStorage:
 
 def _serve(cfg: Config, user: MailUser, client: socket.socket, request: HandoffRequest,
            log: Logger) -> int:
+    location = settings(cfg, user).get("sieve", DEFAULT_LOCATION)
+    if "~" in location and not user.home:
+        log.error(f"sieve: home directory not set for user, cannot use {location}")
+        try:
+            client.sendall(b'BYE "Internal error occurred. Refer to server log for more '
+                           b'information."\r\n')
+        finally:
+            client.close()
+        return 1
     try:
         session = Session(open_storage(cfg, user), capabilities(cfg, after_login=True),
                           int(cfg.get("managesieve_max_compile_errors") or 5))

@@ -78,6 +78,21 @@ def parse_location(location: str, home: str) -> tuple[str, str]:
     return script_dir.rstrip("/") or "/", expand(active)
 
 
+def _makedirs(path: str) -> None:
+    """Create missing directories private to the user (0700, as Pigeonhole and Dovecot
+    create homes and script directories), whatever the umask."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path.rstrip("/"))
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)
+
+
 class ScriptStorage:
     def __init__(self, script_dir: str, active_path: str, quota: Quota = Quota()) -> None:
         self.dir = script_dir
@@ -166,13 +181,12 @@ class ScriptStorage:
 
     def _tmp_path(self, name: str) -> str:
         tmp = os.path.join(self.dir, "tmp")
-        os.makedirs(tmp, mode=0o700, exist_ok=True)
+        _makedirs(tmp)
         stamp = f"{int(time.time())}.M{secrets.randbelow(1000000)}P{os.getpid()}"
         return os.path.join(tmp, f"{name}_{stamp}.{socket.gethostname()}{SUFFIX}")
 
     def put(self, name: str, data: bytes) -> None:
         self._check_name(name, put=True)
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
         tmp = self._tmp_path(name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
