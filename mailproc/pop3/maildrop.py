@@ -11,6 +11,7 @@ end of any session or after 10 s of idling: when Dovecot commits its transaction
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from cote.mailproc.pop3.session import Pop3Session, UidlError
 from cote.storage import Mailbox
 from cote.storage import flags as F
 from cote.storage.dotlock import Dotlock, LockTimeout
+from cote.storage.mbox.mailbox import MboxMailbox
 from cote.variables import Template, VariableError, compile_template
 
 DEFAULT_UIDL_FORMAT = "%08Xu%08Xv"
@@ -180,17 +182,22 @@ class Maildrop:
 
     def _formatted(self, uid: int) -> str:
         values = {"u": str(uid), "v": str(self.mailbox.uidvalidity)}
-        if "m" in self.keys:
-            # Dovecot keeps a header MD5 only for mbox (from its sync); Maildir has none.
-            raise UidlError("UIDL: Header MD5 not found "
-                            "(pop3_uidl_format=%m not supported by storage?)")
+        mbox = isinstance(self.mailbox, MboxMailbox)
+        if "m" in self.keys or ("g" in self.keys and mbox):
+            # Dovecot keeps a header MD5 only for mbox (from its sync), where it is also the
+            # message GUID; Maildir has none.
+            if not mbox:
+                raise UidlError("UIDL: Header MD5 not found "
+                                "(pop3_uidl_format=%m not supported by storage?)")
+            with self.mailbox.open_message(uid) as f:
+                values["m"] = values["g"] = mbox_header_md5(_read_header(f))
         src = self.sources().get(uid)
         if "f" in self.keys:
             if src is None:
                 raise UidlError("UIDL: File name not found "
                                 "(pop3_uidl_format=%f not supported by storage?)")
             values["f"] = src.base
-        if "g" in self.keys:
+        if "g" in self.keys and not mbox:
             if src is None:
                 raise UidlError("UIDL: Message GUID not found "
                                 "(pop3_uidl_format=%g not supported by storage?)")
@@ -282,6 +289,43 @@ def _template_keys(template: Template) -> set[str]:
         elif key in names:
             keys.add(names[key])
     return keys
+
+
+# Dovecot's mbox header MD5 ("apop3d" flavour): these headers' values, in header order.
+_MD5_ALWAYS = (b"delivered-to", b"x-delivery-id")
+_MD5_BEFORE_RECEIVED = (b"date", b"message-id")
+
+
+def mbox_header_md5(header: bytes) -> str:
+    """The header MD5 Dovecot's mbox sync stores (``%m``): the first Received header, Date and
+    Message-ID unless a whole Received header came before them, every Delivered-To and
+    X-Delivery-ID. A value starts after the colon and one blank; continuation lines count
+    whole; line ends do not."""
+    digest = hashlib.md5(usedforsecurity=False)
+    seen_received = False
+    name = b""
+    lines = [line.removesuffix(b"\r") for line in header.split(b"\n")]
+    for i, line in enumerate(lines):
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            value = line
+        else:
+            raw_name, _, value = line.partition(b":")
+            name = raw_name.rstrip(b" \t").lower()
+            if value[:1] in (b" ", b"\t"):
+                value = value[1:]
+        if name in _MD5_ALWAYS:
+            digest.update(value)
+        elif name in _MD5_BEFORE_RECEIVED:
+            if not seen_received:
+                digest.update(value)
+        elif name == b"received" and not seen_received:
+            digest.update(value)
+            following = lines[i + 1] if i + 1 < len(lines) else b""
+            if following[:1] not in (b" ", b"\t"):
+                seen_received = True
+    return digest.hexdigest()
 
 
 def _read_header(f: BinaryIO) -> bytes:

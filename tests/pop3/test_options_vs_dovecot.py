@@ -65,12 +65,14 @@ def dovecot_pop3(dc: DovecotOracle) -> tuple[Client, bytes]:
     return c, c.command("PASS secret")
 
 
-def cote_pop3(dc: DovecotOracle) -> tuple[Client, bytes, subprocess.Popen[bytes]]:
+def cote_pop3(dc: DovecotOracle, mail: str | None = None, home: Path | None = None
+              ) -> tuple[Client, bytes, subprocess.Popen[bytes]]:
     ours, theirs = socket.socketpair()
     vmail = mail_user()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cote.mailproc.pop3", "-u", "popuser",
-         "-c", str(dc.config_path), "--mail", f"maildir:{dc.user_maildir('popuser')}",
+         "-c", str(dc.config_path), "--mail", mail or f"maildir:{dc.user_maildir('popuser')}",
+         *(["--home", str(home)] if home else []),
          "--uid", str(vmail.pw_uid), "--gid", str(vmail.pw_gid)],
         stdin=theirs, stdout=theirs, stderr=subprocess.PIPE)
     theirs.close()
@@ -365,5 +367,55 @@ def test_lock_is_released_when_the_session_process_is_killed(lock_store: Dovecot
     ours, hello, proc = cote_pop3(lock_store)
     assert hello == b"+OK Logged in.\r\n"
     ours.command("QUIT")
+    ours.close()
+    finish(proc)
+
+
+MBOX = b"".join(b"From a@b Mon Jan  1 00:00:00 2024\n" + m + b"\n" for m in [
+    b"Received: from x\n\tby y; Mon, 1 Jan 2024\nDate: Mon, 1 Jan 2024\nMessage-ID: <1@x>\n"
+    b"Subject: one\n\nbody\n",
+    b"Date:   Tue, 2 Jan 2024  \nMessage-ID: <2@x>\nDelivered-To: u@x\n\nbody2\n",
+    b"Subject: three\nX-Delivery-ID: abc\nreceived: first\nReceived: second\ndate: later\n\nb\n",
+    b"Date:\tTabbed\nMessage-ID:<nospace@x>\nDelivered-To: a@x\nDelivered-To: b@x\n\nb\n",
+    b"Subject: nothing hashed\n\nb\n",
+    b"Received: crlf\r\n one\r\nDate: d\r\nMessage-id: <6@x>\r\n\r\nb\r\n",
+    b"Date:\nMessage-ID: <7@x>\n folded\n\nb\n",
+])
+
+
+@pytest.fixture(scope="module")
+def mbox_store() -> Iterator[DovecotOracle]:
+    vmail = mail_user()
+    dc = DovecotOracle(users={"popuser": "secret"},
+                       mail_location="mbox:%h/mail:INBOX=%h/inbox")
+    home = dc.dir / "home" / "popuser"
+    (home / "mail").mkdir(parents=True)
+    (home / "inbox").write_bytes(MBOX)
+    chown_tree(dc.dir / "home", vmail.pw_uid, vmail.pw_gid)
+    dc.start()
+    yield dc
+    dc.cleanup()
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("fmt", ["%m", "%u-%m", "%g", "%f"])
+def test_mbox_header_md5_and_guid_uidls(mbox_store: DovecotOracle, fmt: str) -> None:
+    """On mbox, Dovecot's %m is its sync's header MD5 (and %g the same value); %f has no
+    file name and hangs up. cote second, on the mbox Dovecot has rewritten."""
+    reconfigure(mbox_store, f"pop3_uidl_format = {fmt}\n")
+    home = mbox_store.dir / "home" / "popuser"
+    commands = ["LIST", "UIDL"] if fmt == "%f" else ["LIST", "UIDL 3", "UIDL"]  # %f hangs up
+    # One after the other: Dovecot keeps an mbox locked for a whole POP3 session.
+    done = logouts(mbox_store)
+    theirs, _ = dovecot_pop3(mbox_store)
+    their_replies = [theirs.command(c) for c in commands]
+    theirs.close()
+    wait_for_logouts(mbox_store, done + 1)
+    ours, hello, proc = cote_pop3(mbox_store, mail=f"mbox:{home}/mail:INBOX={home}/inbox",
+                                  home=home)
+    assert hello == b"+OK Logged in.\r\n"
+    assert [ours.command(c) for c in commands] == their_replies
+    if fmt != "%f":
+        assert b"d41d8cd98f00b204e9800998ecf8427e\r\n6 " in their_replies[-1]  # 5: no hash
     ours.close()
     finish(proc)
