@@ -417,6 +417,53 @@ def constant(test: Test) -> bool | None:
     return None
 
 
+# Tags that exclude each other (Pigeonhole's argument groups).
+TAG_GROUPS = {
+    **dict.fromkeys(("is", "contains", "matches", "regex", "value", "count"), "MATCH-TYPE"),
+    **dict.fromkeys(("all", "localpart", "domain", "user", "detail"), "ADDRESS-PART"),
+}
+# A tag's parameter type (others take a string).
+TAG_PARAMETERS = {"days": "number", "seconds": "number", "index": "number", "first": "number",
+                  "addresses": "string-list", "flags": "string-list",
+                  "content": "string-list", "options": "string-list"}
+# Positional argument types and the names Pigeonhole's messages give them.
+_KEYS = ("string-list", "key list")
+ARGUMENT_TYPES: dict[str, tuple[tuple[str, str], ...]] = {
+    "redirect": (("string", "address"),), "fileinto": (("string", "folder"),),
+    "reject": (("string", "reason"),), "ereject": (("string", "reason"),),
+    "vacation": (("string", "reason"),),
+    "setflag": (("string", "variable name"), ("string-list", "list of flags")),
+    "addflag": (("string", "variable name"), ("string-list", "list of flags")),
+    "removeflag": (("string", "variable name"), ("string-list", "list of flags")),
+    "hasflag": (("string-list", "variable list"), ("string-list", "list of flags")),
+    "set": (("string", "name"), ("string", "value")),
+    "include": (("string", "script-name"),), "global": (("string-list", "value"),),
+    "notify": (("string", "method"),), "error": (("string", "message"),),
+    "address": (("string-list", "header list"), _KEYS),
+    "header": (("string-list", "header names"), _KEYS),
+    "envelope": (("string-list", "envelope part"), _KEYS),
+    "exists": (("string-list", "header names"),), "size": (("number", "limit"),),
+    "body": (_KEYS,), "date": (("string", "header name"), ("string", "date part"), _KEYS),
+    "currentdate": (("string", "date part"), _KEYS),
+    "string": (("string-list", "source"), _KEYS),
+    "mailboxexists": (("string-list", "mailbox-names"),),
+    "ihave": (("string-list", "capabilities"),),
+    "environment": (("string", "name"), _KEYS),
+}
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _fits(wanted: str, arg: Argument) -> bool:
+    if wanted == "string-list":
+        return arg.kind in ("string", "string-list")
+    return arg.kind == wanted
+
+
+def _a(kind: str) -> str:
+    return {"string": "a string", "string-list": "a string list", "number": "a number",
+            "tag": "a tag"}.get(kind, kind)
+
+
 class Validator:
     def __init__(self) -> None:
         self.errors: list[tuple[int, str]] = []
@@ -501,16 +548,25 @@ class Validator:
                              "occurrence)")
 
     def shape(self, kind: str, spec: Spec, node: Test) -> None:
-        name, line, arguments, tests = node.name, node.line, node.arguments, node.tests
-        test_list = node.test_list
-        positional = 0
+        positional = self.tagged(kind, spec, node)
+        if positional is not None:
+            self.positional(kind, spec, node, positional)
+            self.subtests(kind, spec, node)
+        for test in node.tests:
+            self.test(test)
+
+    def tagged(self, kind: str, spec: Spec, node: Test) -> list[Argument] | None:
+        """Check the tags and their parameters; the positional arguments, or None when an
+        unknown tag ends the checks (as Pigeonhole's validator stops there)."""
+        name, arguments = node.name, node.arguments
+        positional: list[Argument] = []
+        groups: dict[str, str] = {}
         i = 0
-        tags_seen: set[str] = set()
         while i < len(arguments):
             arg = arguments[i]
             i += 1
             if arg.kind != "tag":
-                positional += 1
+                positional.append(arg)
                 continue
             params = spec.tags.get(arg.tag)
             needed = TAG_EXTENSIONS.get(arg.tag)
@@ -520,36 +576,78 @@ class Validator:
                     self.reported.add(key)
                     self.error(arg.line, f"unknown tagged argument ':{arg.tag}' for the {name} "
                                          f"{kind} (reported only once at first occurrence)")
-                # Pigeonhole checks nothing more of this command or test.
-                for test in tests:
-                    self.test(test)
-                return
-            if arg.tag == "comparator" and i < len(arguments):
-                self.comparator(arguments[i])
-            tags_seen.add(arg.tag)
+                return None
+            group = TAG_GROUPS.get(arg.tag)
+            if group is not None:
+                if group in groups:
+                    self.error(arg.line, f"encountered duplicate {group} argument (:{arg.tag}) "
+                                         f"for the {name} {kind}")
+                groups[group] = arg.tag
+            if params:
+                found = arguments[i] if i < len(arguments) else None
+                wanted = TAG_PARAMETERS.get(arg.tag, "string")
+                if found is None or found.kind == "tag" or not _fits(wanted, found):
+                    what = "no parameters were found" if found is None or found.kind == "tag" \
+                        else f"{_a(found.kind)} was found"
+                    self.error(arg.line, f"the :{arg.tag} tag for the {name} {kind} requires "
+                                         f"{_a(wanted)} as parameter, but {what}")
+                    return None
+                if arg.tag == "comparator":
+                    self.comparator(found)
             i += params
+        if name == "size":
+            count = sum(1 for a in arguments if a.kind == "tag" and a.tag in ("over", "under"))
+            if count > 1:
+                self.error(node.line, "exactly one of the ':under' or ':over' tags must be "
+                                      "specified for the size test, but more were found")
+            elif not count:
+                self.error(node.line, "the size test requires either the :under or the "
+                                      ":over tag to be specified")
+        return positional
+
+    def positional(self, kind: str, spec: Spec, node: Test,
+                   positional: list[Argument]) -> None:
+        name, count = node.name, len(positional)
+        if name in ("setflag", "addflag", "removeflag") and count >= 2 \
+                and "variables" not in self.required:
+            self.error(node.line, f"the {name} command only allows for the specification of "
+                                  "a variable name when the variables extension is active")
+            return
         low, high = spec.positional
-        if not low <= positional <= high:
+        if not low <= count <= high:
             want = str(low) if low == high else f"{low}-{high}"
-            self.error(line, f"the {name} {kind} requires {want} positional argument(s), but "
-                             f"{positional} is/are specified")
-        if name == "size" and not tags_seen & {"over", "under"}:
-            self.error(line, "the size test requires either the :under or the :over tag to "
-                             "be specified")
+            self.error(node.line, f"the {name} {kind} requires {want} positional "
+                                  f"argument(s), but {count} is/are specified")
+            return
+        types = ARGUMENT_TYPES.get(name, ())
+        if name in ("setflag", "addflag", "removeflag", "hasflag") and count == 1:
+            types = types[1:]
+        for index, (arg, (wanted, label)) in enumerate(zip(positional, types, strict=False),
+                                                        start=1):
+            if not _fits(wanted, arg):
+                self.error(arg.line, f"the {name} {kind} expects {_a(wanted)} as argument "
+                                     f"{index} ({label}), but {_a(arg.kind)} was found")
+                return
+        if name == "set" and positional[0].kind == "string":
+            variable = positional[0].strings[0]
+            if not _VARIABLE.fullmatch(variable):
+                self.error(node.line, f"invalid variable name '{variable}'")
+
+    def subtests(self, kind: str, spec: Spec, node: Test) -> None:
+        name, line, tests, test_list = node.name, node.line, node.tests, node.test_list
         if spec.tests == "one" and (not tests or test_list):
             self.error(line, f"the {name} {kind} requires one sub-test, but none is specified"
                        if not tests else f"the {name} {kind} requires one sub-test, but a "
                                          "list of tests is specified")
         elif spec.tests == "list" and tests and not test_list:
-            self.error(line, f"the {name} {kind} requires a list of sub-tests")
+            self.error(line, f"the {name} {kind} requires a list of sub-tests, but a single "
+                             "test is specified")
         elif spec.tests == "list" and not tests:
             self.error(line, f"the {name} {kind} requires a list of sub-tests, but none is "
                              "specified")
         elif spec.tests == "none" and tests:
             self.error(line, f"the {name} {kind} accepts no sub-tests, but tests are "
                              "specified")
-        for test in tests:
-            self.test(test)
 
     def comparator(self, arg: Argument) -> None:
         if arg.kind == "string" and f"comparator-{arg.strings[0]}" not in self.required:

@@ -54,6 +54,12 @@ VALID = [
     b"/* bracket\n comment */ keep;",
     b'if header :is "x" "multi\nline" { keep; }',
     b"",
+    b'if header :comparator "i;octet" :is "a" "b" { keep; }',
+    b'require "variables"; set "a" "${b}";',
+    b'require "vacation"; vacation :days 0 "r";',
+    b'require ["fileinto","fileinto"]; keep;',
+    b'require "fileinto"; fileinto "";',
+    b"if true { stop; } elsif true { } else { }",
 ]
 INVALID = [
     b"foo;",
@@ -94,6 +100,25 @@ INVALID = [
     b'if header :regex "a" "b" { keep; }',
     b"if true keep;",
     b"if allof() { keep; }",
+    b'if header :is 1 "x" { keep; }',
+    b'if size :over "10" { keep; }',
+    b'require "fileinto"; fileinto 1;',
+    b'redirect ["a@b.c","d@e.f"];',
+    b'if exists 1 { keep; }',
+    b'if header :is :contains "a" "b" { keep; }',
+    b'if header :comparator "i;foo" :is "a" "b" { keep; }',
+    b'if header :comparator 1 :is "a" "b" { keep; }',
+    b"if header :comparator { keep; }",
+    b"if size :over :under 10 { keep; }",
+    b'require "variables"; set "1a" "b";',
+    b'require "vacation"; vacation :days "x" "r";',
+    b'if address :all :localpart "from" "x" { keep; }',
+    b"if not { keep; }",
+    b"if true, false { keep; }",
+    b"if anyof true { keep; }",
+    b'require "FILEINTO"; keep;',
+    b'require "imap4flags"; setflag "a" "b";',
+    b'require "imap4flags"; setflag "a" "b" "c";',
 ]
 # Scripts whose verdict cote shares but whose messages it words its own way (documented).
 WORDING_DIFFERS = {b"if true keep;", b"if allof() { keep; }"}
