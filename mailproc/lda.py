@@ -18,6 +18,7 @@ import tempfile
 
 from cote.config import DEFAULT_PATH, Config, ConfigError, load
 from cote.log import LEVEL_LETTER, LEVELS, Logger, mail_log_prefix
+from cote.mailproc.lmtp import rejection
 from cote.mailproc.lmtp.delivery import Envelope, Spool, choose_mailbox, deliver, log_values
 from cote.mailproc.lmtp.service import new_session_id
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
@@ -152,9 +153,7 @@ def _deliver(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool
         log.info(_line(cfg, spool, env, f"save failed to {args.mailbox}: {e}"))
         if cfg.get("quota_full_tempfail"):
             return EX_TEMPFAIL
-        if args.errors_to_stderr:
-            print(str(e), file=sys.stderr)
-        return EX_NOPERM
+        return _reject(cfg, args, user, spool, env=env, reason=str(e), log=log)
     except (StorageError, MailboxNotFound, MailUserError, OSError) as e:
         log.error(_line(cfg, spool, env, f"save failed to {args.mailbox}: {e}"))
         if args.errors_to_stderr:
@@ -163,6 +162,38 @@ def _deliver(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool
         return EX_TEMPFAIL
     log.info(_line(cfg, spool, env, f"saved mail to {mailbox}"))
     return 0
+
+
+def _reject(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool, *,
+            env: Envelope, reason: str, log: Logger) -> int:
+    """A refused message: the reason on stderr with ``-e`` (exit 77), else a rejection mail
+    to the sender and exit 0, as dovecot-lda."""
+    log.info(_line(cfg, spool, env, f"rejected: {reason}"))
+    if args.errors_to_stderr:
+        print(reason, file=sys.stderr)
+        return EX_NOPERM
+    fields = spool.header_fields()
+    sender = env.sender or _return_path(fields)
+    if not sender:
+        return 0  # nowhere to send it: the message is dropped, as by dovecot-lda
+    if rejection.auto_submitted(fields):
+        log.info(_line(cfg, spool, env, "Auto-submitted message discarded: rejection not sent"))
+        return 0
+    spool.file.seek(0)
+    head = spool.file.read(64 * 1024).split(b"\n\n", 1)[0] + b"\n"
+    subject = next((v for k, v in fields if k == b"subject"), b"")
+    rcpt = args.address or args.final_address or rejection.recipient_address(cfg, user.user)
+    r = rejection.Rejection(sender, rcpt, user.user, reason)
+    message = rejection.build(cfg, r, head, subject.decode("utf-8", "replace"))
+    if not rejection.send(cfg, r, message):
+        log.error(_line(cfg, spool, env, f"Couldn't send rejection to {sender}"))
+        return EX_TEMPFAIL
+    return 0
+
+
+def _return_path(fields: list[tuple[bytes, bytes]]) -> str:
+    value = next((v for k, v in fields if k == b"return-path"), b"").decode("utf-8", "replace")
+    return value.strip().strip("<>")
 
 
 def _line(cfg: Config, spool: Spool, env: Envelope, message: str) -> str:

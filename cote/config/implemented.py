@@ -55,6 +55,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "lmtp_user_concurrency_limit",
     "lda_original_recipient_header",
     "lmtp_proxy",
+    "postmaster_address", "rejection_subject", "rejection_reason", "sendmail_path",
     "auth_socket_path",
     # auth daemon
     "auth_mechanisms", "auth_verbose", "auth_failure_delay", "auth_username_format",

@@ -97,8 +97,9 @@ def test_warning_script_runs_once_and_its_mail_is_delivered_over_quota() -> None
                                           "second@x"]
             # The same mail without the script's noenforcing override is refused now.
             plain = subprocess.run([REPO / ".venv/bin/cote-lda", "-c", str(cote.config_path),
-                                    "-d", "user1"], input=b"Subject: w\n\nagain\n",
+                                    "-d", "user1", "-e"], input=b"Subject: w\n\nagain\n",
                                    capture_output=True, timeout=30)
-            assert plain.returncode == 77, plain
+            assert (plain.returncode, plain.stderr) == (
+                77, b"Quota exceeded (mailbox for user is full)\n"), plain
         finally:
             cote.cleanup()

@@ -32,9 +32,12 @@ def replies(port: int, rcpts: list[str], body: bytes = BIG) -> bytes:
     return SESSION.sub(rb"\1ID\3 Saved", out.split(b"\r\n", 1)[1])  # greeting names the host
 
 
-@pytest.mark.parametrize("check_at_rcpt", [False, True], ids=["at data", "at rcpt"])
-def test_quota_replies_match_dovecot(check_at_rcpt: bool) -> None:
+@pytest.mark.parametrize(("check_at_rcpt", "tempfail"), [(False, False), (True, False),
+                                                       (False, True), (True, True)],
+                         ids=["at data", "at rcpt", "at data, tempfail", "at rcpt, tempfail"])
+def test_quota_replies_match_dovecot(check_at_rcpt: bool, tempfail: bool) -> None:
     extra = QUOTA + ("lmtp_rcpt_check_quota = yes\n" if check_at_rcpt else "")
+    extra += "quota_full_tempfail = yes\n" if tempfail else ""
     users = {"small": "x", "roomy": "x"}
     fields = {"roomy": "userdb_quota_rule=*:storage=1M"}
     dc = DovecotOracle(users=users, passwd_extra=fields, extra_conf=extra)
