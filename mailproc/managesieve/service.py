@@ -19,7 +19,7 @@ from cote.log import Logger
 from cote.mailproc.handoffservice import run_service
 from cote.mailproc.mailuser import MailUser
 from cote.mailproc.managesieve import wire
-from cote.mailproc.managesieve.capability import capabilities
+from cote.mailproc.managesieve.capability import capabilities, sieve_extensions
 from cote.mailproc.managesieve.server import serve
 from cote.mailproc.managesieve.session import Session
 from cote.mailproc.managesieve.storage import (
@@ -74,7 +74,8 @@ def _serve(cfg: Config, user: MailUser, client: socket.socket, request: HandoffR
         return 1
     try:
         session = Session(open_storage(cfg, user), capabilities(cfg, after_login=True),
-                          int(cfg.get("managesieve_max_compile_errors") or 5))
+                          int(cfg.get("managesieve_max_compile_errors") or 5),
+                          frozenset(sieve_extensions(cfg)))
         max_line = int(cfg.get("managesieve_max_line_length") or wire.MAX_LINE)
 
         async def run_session() -> None:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
-from cote.mailproc.managesieve.sieve_syntax import compile_report
+from cote.mailproc.managesieve.sieve_syntax import EXTENSIONS, compile_report
 from cote.mailproc.managesieve.storage import (
     ScriptError,
     ScriptStorage,
@@ -43,9 +43,10 @@ class _ArgError(Exception):
 
 class Session:
     def __init__(self, storage: ScriptStorage, capabilities: Capabilities,
-                 max_compile_errors: int = 5) -> None:
+                 max_compile_errors: int = 5, extensions: frozenset[str] | None = None) -> None:
         self.storage = storage
         self.capabilities = capabilities
+        self.extensions = extensions if extensions is not None else EXTENSIONS
         self.max_compile_errors = max_compile_errors or 5
         self.logged_out = False
 
@@ -128,7 +129,7 @@ class Session:
     def _compile(self, script: bytes, done: str, prefix: str = "") -> bytes:
         """NO with the compiler's errors, or OK (WARNINGS), or OK ``done``; PUTSCRIPT's
         lines start with the script's name, as Pigeonhole's."""
-        report = compile_report(script, self.max_compile_errors)
+        report = compile_report(script, self.max_compile_errors, self.extensions)
         if report.errors:
             return wire.no("".join(prefix + line + "\r\n" for line in report.errors))
         if report.warnings:

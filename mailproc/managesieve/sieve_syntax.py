@@ -465,7 +465,8 @@ def _a(kind: str) -> str:
 
 
 class Validator:
-    def __init__(self) -> None:
+    def __init__(self, extensions: frozenset[str] = EXTENSIONS) -> None:
+        self.extensions = extensions
         self.errors: list[tuple[int, str]] = []
         self.required: set[str] = set(IMPLICIT)
         self.reported: set[str] = set()
@@ -490,7 +491,7 @@ class Validator:
                                  f"but {len(cmd.arguments)} is/are specified")
             return
         for name in args[0].strings:
-            if name in EXTENSIONS or name in IMPLICIT:
+            if name in self.extensions or name in IMPLICIT:
                 self.required.add(name)
             else:
                 self.require_failed = True
@@ -669,19 +670,23 @@ class Report:
     warnings: list[str]
 
 
-def check(script: bytes, max_errors: int = MAX_ERRORS) -> list[str]:
+def check(script: bytes, max_errors: int = MAX_ERRORS,
+          extensions: frozenset[str] = EXTENSIONS) -> list[str]:
     """Pigeonhole-shaped error lines for ``script``; an empty list when it is valid."""
-    return compile_report(script, max_errors).errors
+    return compile_report(script, max_errors, extensions).errors
 
 
-def compile_report(script: bytes, max_errors: int = MAX_ERRORS) -> Report:
-    """The errors and warnings Pigeonhole's compiler would report; never raises."""
+def compile_report(script: bytes, max_errors: int = MAX_ERRORS,
+                   extensions: frozenset[str] = EXTENSIONS) -> Report:
+    """The errors and warnings Pigeonhole's compiler would report; never raises.
+    ``extensions``: what ``require`` may name (sieve_extensions)."""
     warnings: list[str] = []
-    errors = _errors(script, max_errors, warnings)
+    errors = _errors(script, max_errors, warnings, extensions)
     return Report(errors, [] if errors else warnings)
 
 
-def _errors(script: bytes, max_errors: int, warnings: list[str]) -> list[str]:
+def _errors(script: bytes, max_errors: int, warnings: list[str],
+            extensions: frozenset[str]) -> list[str]:
     try:
         text = script.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -693,7 +698,7 @@ def _errors(script: bytes, max_errors: int, warnings: list[str]) -> list[str]:
         return [f"line {e.line}: error: {e.message}.", "error: parse failed."]
     except RecursionError:
         return ["error: script nests too deeply.", "error: parse failed."]
-    validator = Validator()
+    validator = Validator(extensions)
     validator.script(commands)
     if not validator.errors:
         return []

@@ -264,3 +264,24 @@ def test_names_and_odd_requests(pair: Pair) -> None:
         b'PUTSCRIPT "q" "a\r\n',
         b"NOOP\r\n",
     ])
+
+
+def test_sieve_extensions_setting() -> None:
+    """``sieve_extensions = -body -regex +editheader``: the SIEVE capability line and what
+    ``require`` accepts change the same way on both servers."""
+    with server_pair(extra_plugin="sieve_extensions = -body -regex +editheader") as other:
+        out = replay(other, [
+            b"CAPABILITY\r\n",
+            b'CHECKSCRIPT "require \\"body\\"; keep;"\r\n',
+            b'CHECKSCRIPT "require \\"editheader\\"; addheader \\"X-A\\" \\"b\\";"\r\n',
+            b'CHECKSCRIPT "require \\"regex\\"; keep;"\r\n',
+        ])
+        sieve_line = out[0].split(b"\r\n")[1]
+        assert b" body " not in sieve_line and sieve_line.endswith(b' editheader"')
+        assert out[2] == b'OK "Script checked successfully."\r\n'
+        greetings = []
+        for server in ("dovecot", "cote"):
+            client = SieveClient(other.ports[server])
+            greetings.append(client.greeting)
+            client.close()
+        assert greetings[0] == greetings[1] and sieve_line in greetings[0]
