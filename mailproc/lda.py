@@ -19,7 +19,14 @@ import tempfile
 from cote.config import DEFAULT_PATH, Config, ConfigError, load
 from cote.log import LEVEL_LETTER, LEVELS, Logger, mail_log_prefix
 from cote.mailproc.lmtp import rejection
-from cote.mailproc.lmtp.delivery import Envelope, Spool, choose_mailbox, deliver, log_values
+from cote.mailproc.lmtp.delivery import (
+    Envelope,
+    Spool,
+    choose_mailbox,
+    deliver,
+    journal_key,
+    log_values,
+)
 from cote.mailproc.lmtp.service import new_session_id
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
@@ -148,7 +155,8 @@ def _deliver(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool
         drop_privileges(user, cfg)
         mailbox = choose_mailbox(cfg, user, args.mailbox,
                                  lambda text: log.info(_line(cfg, spool, env, text)), "lda")
-        deliver(cfg, user, spool, b"", mailbox, service="lda")
+        key = journal_key(spool, env.sender, args.address or args.final_address or user.user)
+        uid = deliver(cfg, user, spool, b"", mailbox, service="lda", key=key)
     except QuotaExceeded as e:
         log.info(_line(cfg, spool, env, f"save failed to {args.mailbox}: {e}"))
         if cfg.get("quota_full_tempfail"):
@@ -160,7 +168,11 @@ def _deliver(cfg: Config, args: argparse.Namespace, user: MailUser, spool: Spool
             print("Internal error occurred. Refer to server log for more information.",
                   file=sys.stderr)
         return EX_TEMPFAIL
-    log.info(_line(cfg, spool, env, f"saved mail to {mailbox}"))
+    if uid is None:
+        log.info(_line(cfg, spool, env, f"already saved to {mailbox} by an earlier attempt of "
+                                        "this transaction (delivery journal), not saved again"))
+    else:
+        log.info(_line(cfg, spool, env, f"saved mail to {mailbox}"))
     return 0
 
 

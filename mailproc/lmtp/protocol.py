@@ -57,11 +57,16 @@ class DataEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class Reset:
+    """The transaction was abandoned (RSET, LHLO): what its recipients hold may be let go."""
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     pass
 
 
-Event = Reply | MailFrom | CheckRecipient | DataChunk | DataEnd | Close
+Event = Reply | MailFrom | CheckRecipient | DataChunk | DataEnd | Reset | Close
 
 
 class Phase(Enum):
@@ -175,8 +180,9 @@ class LmtpProtocol:
         if not args:
             return [Reply(b"501 Missing hostname\r\n")]
         self.client_name = args.split(" ", 1)[0]
+        dropped: list[Event] = [Reset()] if self.transaction is not None else []
         self.transaction = None
-        return [Reply(reply_lines(250, [self.hostname, *self.capabilities]))]
+        return [*dropped, Reply(reply_lines(250, [self.hostname, *self.capabilities]))]
 
     def _mail(self, args: str | None) -> list[Event]:
         if self.transaction is not None:
@@ -267,8 +273,9 @@ class LmtpProtocol:
     def _rset(self, args: str | None) -> list[Event]:
         if args is not None:
             return [Reply(reply(501, "5.5.4", "Invalid parameters"))]
+        dropped: list[Event] = [Reset()] if self.transaction is not None else []
         self.transaction = None
-        return [Reply(reply(250, "2.0.0", "OK"))]
+        return [*dropped, Reply(reply(250, "2.0.0", "OK"))]
 
     def _noop(self, args: str | None) -> list[Event]:
         return [Reply(reply(250, "2.0.0", "OK"))]

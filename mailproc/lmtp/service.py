@@ -43,6 +43,7 @@ from cote.mailproc.lmtp.protocol import (
     LmtpProtocol,
     MailFrom,
     Reply,
+    Reset,
     reply,
     saved_reply,
 )
@@ -177,6 +178,9 @@ class LmtpConnection:
                 self._end_counted()
                 self._end_backends()
                 self._handle(self.proto.delivered(results))
+            elif isinstance(event, Reset):
+                self._end_counted()
+                self._end_backends()
             elif isinstance(event, Close):
                 self.closed = True
 

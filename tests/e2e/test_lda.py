@@ -120,3 +120,17 @@ def test_missing_folder_is_created_and_subscribed_with_autocreate(dovecot: Dovec
     subscribed = subscriptions(dovecot, "user2")
     assert "Plain1" not in subscribed and "Plain2" not in subscribed
     assert count(dovecot, "user2", "Plain2") == 1
+
+
+def test_a_retried_mta_delivery_is_saved_once(dovecot: DovecotOracle) -> None:
+    """The delivery journal also covers cote-lda: Postfix runs mailbox_command again when the
+    previous run died after saving; the same queued message (Received id) is saved once.
+    dovecot-lda saves it twice (docs/differences.md)."""
+    message = (b"Received: by mx.example.com (Postfix) with ESMTP id 4LdaRetry1\n"
+               b"Subject: retry\nMessage-ID: <lda-retry@x>\n\nonce\n")
+    before = count(dovecot, "user2", "INBOX")
+    for _ in range(2):
+        assert run(COTE_LDA, dovecot, ["-d", "user2", "-f", "a@x.example"], message).returncode == 0
+    assert count(dovecot, "user2", "INBOX") == before + 1
+    log = dovecot.log_path.read_text()
+    assert "msgid=<lda-retry@x>: already saved to INBOX by an earlier attempt" in log

@@ -86,3 +86,25 @@ def test_too_many_concurrent_deliveries_for_user_as_dovecot(pair: Pair) -> None:
     assert ours[2:] == theirs[2:]  # LHLO names the host
     assert b"451 4.3.0 <user1> Too many concurrent deliveries for user" in theirs
     assert theirs.count(b"250 2.1.5 OK") == 3
+
+
+def rset_scenario(port: int) -> list[bytes]:
+    a, b = Client(port), Client(port)
+    try:
+        out = [a.command("LHLO a"), a.command("MAIL FROM:<s@x>"), a.command("RCPT TO:<user1>")]
+        time.sleep(0.2)
+        out += [b.command("LHLO b"), b.command("MAIL FROM:<s@x>"), b.command("RCPT TO:<user1>")]
+        out += [a.command("RSET")]
+        time.sleep(0.2)  # the abandoned recipient is let go
+        out += [b.command("RCPT TO:<user1>"), b.command("QUIT"), a.command("QUIT")]
+    finally:
+        a.close()
+        b.close()
+    return out
+
+
+def test_rset_releases_the_recipient_as_dovecot(pair: Pair) -> None:
+    theirs = rset_scenario(pair.dovecot.ports["lmtp"])
+    ours = rset_scenario(pair.cote.ports["lmtp"])
+    assert ours[1:3] + ours[4:] == theirs[1:3] + theirs[4:]  # LHLO names the host
+    assert theirs[-3] == b"250 2.1.5 OK"
