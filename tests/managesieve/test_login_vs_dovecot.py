@@ -191,3 +191,20 @@ def test_long_arguments_end_the_connection(pair: Pair, line: bytes) -> None:
         return out
     out = both(pair, run)
     assert out[-1] in (b'BYE "Input buffer full, aborting"\r\n', b"reset")
+
+
+def test_pipelined_after_starttls(pair: Pair) -> None:
+    """Behind TLS the login process relays: commands sent with the login all arrive. (Not
+    compared: Dovecot 2.3.19 hands the mail process a cut-off PUTSCRIPT here and closes,
+    logging "Connection closed (While appending in PUTSCRIPT/CHECKSCRIPT)".)"""
+    pair.reset_home("user2")
+    c = SieveClient(pair.ports["cote"], source="127.0.0.2")
+    try:
+        c.starttls()
+        c.send(f'AUTHENTICATE "PLAIN" "{plain("user2", "pass2")}"\r\n'
+               'PUTSCRIPT "p" "keep;"\r\nLISTSCRIPTS\r\nLOGOUT\r\n'.encode())
+        out = [c.response() for _ in range(4)]
+    finally:
+        c.close()
+    assert out == [b'OK "Logged in."\r\n', b'OK "PUTSCRIPT completed."\r\n',
+                   b'"p"\r\nOK "Listscripts completed."\r\n', b'OK "Logout completed."\r\n']
