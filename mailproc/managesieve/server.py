@@ -67,5 +67,8 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
                                                          "o": str(bytes_out)})
     except VariableError as e:
         detail = f"(managesieve_logout_format: {e})"
-    log.info(f"Disconnected: {reason} {detail}")
+    # Pigeonhole: "Disconnected: Logged out ..." but a client that just goes away is
+    # "Connection closed ..." without the prefix.
+    prefix = "" if reason == "Connection closed" else "Disconnected: "
+    log.info(f"{prefix}{reason} {detail}")
     return reason
