@@ -19,9 +19,9 @@ READ_CHUNK = 65536
 
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session,
                 log: Logger, *, pipelined: bytes = b"", max_line: int = wire.MAX_LINE,
-                logout_format: str = "bytes=%i/%o") -> str:
+                max_literal: int = wire.MAX_LITERAL, logout_format: str = "bytes=%i/%o") -> str:
     """Run one session to its end; returns the disconnect reason (for the log line)."""
-    parser = wire.Parser(max_line)
+    parser = wire.Parser(max_line, max_literal=max_literal)
     # in=: octets parsed, less the last command's line end (Pigeonhole's count: it skips a
     # line end when it reads the next command)
     bytes_in = 0

@@ -77,11 +77,13 @@ def _serve(cfg: Config, user: MailUser, client: socket.socket, request: HandoffR
                           int(cfg.get("managesieve_max_compile_errors") or 5),
                           frozenset(sieve_extensions(cfg)))
         max_line = int(cfg.get("managesieve_max_line_length") or wire.MAX_LINE)
+        # a script literal over sieve_max_script_size is refused without being buffered
+        max_literal = session.storage.quota.max_script_size or wire.MAX_LITERAL
 
         async def run_session() -> None:
             reader, writer = await asyncio.open_connection(sock=client)
             await serve(reader, writer, session, log, pipelined=request.pipelined,
-                        max_line=max_line,
+                        max_line=max_line, max_literal=max_literal,
                         logout_format=str(cfg.get("managesieve_logout_format")))
 
         asyncio.run(run_session())

@@ -52,6 +52,11 @@ class Session:
 
     def handle(self, item: Line | BadLine) -> Outcome:
         if isinstance(item, BadLine):
+            if item.literal and item.name in ("PUTSCRIPT", "CHECKSCRIPT"):
+                try:
+                    self.storage.check_size(item.literal)
+                except ScriptError as e:
+                    return Outcome(wire.no(e.text, e.code))
             if item.name and (item.too_long or item.reason == wire.INVALID_QUOTED):
                 reason = "Too long argument." if item.too_long else item.reason
                 return Outcome(wire.no(f"Error in MANAGESIEVE command {item.name}: {reason}"))

@@ -65,6 +65,7 @@ class BadLine:
     reason: str
     too_long: bool = False
     name: str = ""  # the command name, when the line began with one
+    literal: int = 0  # the size of a literal refused as too large (its octets skipped)
 
 
 class _Incomplete(Exception):
@@ -79,6 +80,15 @@ class _TooLong(Exception):
     """A word of the current line is longer than the parser takes."""
 
 
+class _LiteralTooLarge(Exception):
+    """A literal over ``max_literal``: its octets are skipped, never buffered."""
+
+    def __init__(self, start: int, size: int) -> None:
+        super().__init__(size)
+        self.start = start
+        self.size = size
+
+
 class Parser:
     """Feed bytes, get lines. Bytes past the last complete line stay buffered."""
 
@@ -89,6 +99,7 @@ class Parser:
         self.max_word = max_word  # longest quoted string or atom
         self.max_literal = max_literal
         self._skipping = False  # inside a bad line: drop input until its LF
+        self._discard = 0  # octets of a refused literal still to drop
 
     def feed(self, data: bytes) -> list[Line | BadLine]:
         self.buffer += data
@@ -101,6 +112,13 @@ class Parser:
 
     def next(self) -> Line | BadLine | None:
         """The next complete line from the buffer, or None when more input is needed."""
+        if self._discard:
+            dropped = min(self._discard, len(self.buffer))
+            del self.buffer[:dropped]
+            self._discard -= dropped
+            if self._discard:
+                return None
+            self._skipping = True  # then the rest of that command line
         if self._skipping:
             end = self.buffer.find(b"\n")
             if end < 0:
@@ -116,6 +134,11 @@ class Parser:
             name = self._name()
             self._skip_line()
             return BadLine("argument too long", too_long=True, name=name)
+        except _LiteralTooLarge as e:
+            name = self._name()
+            del self.buffer[:e.start]
+            self._discard = e.size
+            return BadLine("literal too large", too_long=True, name=name, literal=e.size)
         except _Incomplete:
             if self._plain_length() > self.max_line:
                 name = self._name()
@@ -217,7 +240,7 @@ class Parser:
                     raise _Bad("invalid literal")
                 size = int(m.group(1))
                 if size > self.max_literal:
-                    raise _TooLong
+                    raise _LiteralTooLarge(m.end(), size)
                 start = m.end()
                 if n - start < size:
                     raise _Incomplete

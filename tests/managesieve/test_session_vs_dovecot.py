@@ -132,6 +132,10 @@ def test_quota_and_havespace(pair: Pair) -> None:
         b'HAVESPACE "f" 1\r\n',
         b'PUTSCRIPT "f" "keep;"\r\n',
         b'PUTSCRIPT "big" ' + literal(big + b"#" * 100) + b"\r\n",
+        # too large: its octets are skipped, never read as commands
+        b'PUTSCRIPT "huge" ' + literal(b'DELETESCRIPT "a"\r\n' * 500) + b"\r\n",
+        b'CHECKSCRIPT ' + literal(b"NOOP\r\n" * 1000) + b"\r\n",
+        b"LISTSCRIPTS\r\n",
     ])
     assert out[1] == b'NO (QUOTA/MAXSIZE) "Script is too large (max 1024 bytes)."\r\n'
     assert out[7].startswith(b"NO (QUOTA/MAXSTORAGE)")

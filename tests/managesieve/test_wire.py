@@ -57,6 +57,14 @@ def test_too_long_line() -> None:
     assert p.feed(b"yyy\r\nNOOP\r\n") == [Line((Atom("NOOP"),), 6)]
 
 
+def test_large_literal_is_skipped_not_parsed() -> None:
+    p = Parser(max_literal=10)
+    first = p.feed(b'PUTSCRIPT "a" {30+}\r\nNOOP\r\nNOOP\r\n')
+    assert first == [BadLine("literal too large", too_long=True, name="PUTSCRIPT", literal=30)]
+    assert p.feed(b"NOOP\r\nNOOP\r\nNOOP\r\n") == []  # 30 octets of the literal, dropped
+    assert p.feed(b"\r\nLOGOUT\r\n") == [Line((Atom("LOGOUT"),), 8)]
+
+
 def test_responses() -> None:
     assert wire.no("a\r\nb") == b"NO {4}\r\na\r\nb\r\n"
     assert wire.ok("x", "WARNINGS") == b'OK (WARNINGS) "x"\r\n'
