@@ -22,6 +22,7 @@ from cote.mailproc.lmtp.protocol import (
     LmtpProtocol,
     MailFrom,
     Reply,
+    Reset,
     saved_reply,
 )
 from tests.support.dovecot import DovecotOracle
@@ -110,7 +111,7 @@ def run_cote(script: list[bytes], session_ids: list[bytes]) -> tuple[bytes, list
                 drive(proto.delivered([saved_reply(a, proto.delivery_id(sid, i))
                                        for i, a in enumerate(event.recipients)]))
             else:
-                assert isinstance(event, MailFrom | Close)
+                assert isinstance(event, MailFrom | Reset | Close)
 
     for chunk in script:
         drive(proto.receive_data(chunk))
