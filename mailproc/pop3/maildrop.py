@@ -6,7 +6,7 @@ the client asks, in Dovecot's order of preference: a saved ``P`` field, the X-UI
 (``pop3_reuse_xuidl``), ``pop3_uidl_format``. At QUIT the deletions become expunges (or a flag,
 with ``pop3_deleted_flag``) and RETRieved messages get ``\\Seen`` — in one step, after the client
 asked for it, never on a dropped connection. UIDLs sent are saved (``pop3_save_uidl``) at the
-end of any session or after 10 s of idling: when Dovecot commits its transaction.
+end of any session, QUIT or not, when Dovecot writes them (not while the session idles).
 """
 
 from __future__ import annotations
@@ -227,8 +227,8 @@ class Maildrop:
         return b"\n".join(found).decode("utf-8", "surrogateescape")
 
     def idle(self) -> None:
-        """Called when the client idles (10 s) and after commands: Dovecot commits its
-        transaction then (saved UIDLs become visible) and keeps the session lock fresh."""
+        """Called before each read and while the client idles: keeps the session lock fresh
+        (Dovecot touches its lock; the lock rate-limits the touches itself)."""
         if self.lock is not None:
             self.lock.touch()
 

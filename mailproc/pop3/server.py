@@ -20,9 +20,9 @@ from cote.variables import VariableError, compile_template
 
 READ_CHUNK = 65536
 LOGGED_IN = b"+OK Logged in.\r\n"
-# Dovecot commits the session's transaction when the client idles this long (saved UIDLs
-# become visible to other sessions then).
-COMMIT_IDLE_SECS = 10.0
+# A session that waits for its client this long touches its session lock (Dovecot's goes
+# stale after 5 minutes; its clients may idle for 10).
+LOCK_REFRESH_SECS = 60.0
 LOCKED = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
 
 
@@ -81,18 +81,17 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
 
 
 async def _read(reader: asyncio.StreamReader, maildrop: Maildrop) -> bytes:
-    """The next input; every 10 s of silence the maildrop commits what it has pending (a
-    timer, not wait_for: that costs a task per read)."""
+    """The next input; while the client is silent the session lock is kept fresh (a timer,
+    not wait_for: that costs a task per read)."""
     maildrop.idle()
     loop = asyncio.get_running_loop()
     timers: list[asyncio.TimerHandle] = []
 
     def idle() -> None:
-        maildrop.save_uidls()
         maildrop.idle()
-        timers[0] = loop.call_later(COMMIT_IDLE_SECS, idle)
+        timers[0] = loop.call_later(LOCK_REFRESH_SECS, idle)
 
-    timers.append(loop.call_later(COMMIT_IDLE_SECS, idle))
+    timers.append(loop.call_later(LOCK_REFRESH_SECS, idle))
     try:
         return await reader.read(READ_CHUNK)
     finally:

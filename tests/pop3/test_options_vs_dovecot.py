@@ -266,6 +266,34 @@ def test_save_uidl_writes_the_uidlist_dovecot_writes(save_store: DovecotOracle,
     restore(save_store, before)
 
 
+@pytest.mark.oracle
+def test_save_uidl_waits_for_the_session_end(save_store: DovecotOracle) -> None:
+    """Dovecot commits an idle session's transaction every 10 s, but the P fields reach
+    dovecot-uidlist only when the session ends; cote the same. Side by side on two copies."""
+    before = snapshot(save_store)
+    copy = save_store.dir / "mail" / "copy"
+    shutil.copytree(before, copy, symlinks=True)
+    vmail = mail_user()
+    chown_tree(copy, vmail.pw_uid, vmail.pw_gid)
+    try:
+        theirs, _ = dovecot_pop3(save_store)
+        ours, _, proc = cote_pop3(save_store, mail=f"maildir:{copy}")
+        assert ours.command("UIDL 2") == theirs.command("UIDL 2")
+        time.sleep(11.5)  # past Dovecot's 10 s commit timeout
+        their_uidlist = uidlist(save_store)
+        assert b" P" not in their_uidlist
+        assert (copy / "dovecot-uidlist").read_bytes() == their_uidlist
+        done = logouts(save_store)
+        end(theirs, ours, proc)
+        wait_for_logouts(save_store, done + 1)
+        assert b"2 W48 Pfirst :" in uidlist(save_store)
+        assert (copy / "dovecot-uidlist").read_bytes() == uidlist(save_store)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+        wait_for_logouts(save_store, logouts(save_store))
+        restore(save_store, before)
+
+
 def reconfigure(dc: DovecotOracle, extra_conf: str) -> None:
     dc.extra_conf = extra_conf
     dc.write_config()
