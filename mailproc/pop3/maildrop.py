@@ -181,6 +181,10 @@ class Maildrop:
         return value
 
     def _formatted(self, uid: int) -> str:
+        if self.settings.uidl_format == DEFAULT_UIDL_FORMAT:
+            # the default, spelt out: the template engine costs ~6% of a session's CPU
+            # (UIDL of 300 messages); tests/pop3/test_maildrop.py checks both agree
+            return f"{uid:08x}{self.mailbox.uidvalidity:08x}"
         values = {"u": str(uid), "v": str(self.mailbox.uidvalidity)}
         mbox = isinstance(self.mailbox, MboxMailbox)
         if "m" in self.keys or ("g" in self.keys and mbox):
