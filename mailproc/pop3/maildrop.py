@@ -23,6 +23,7 @@ from cote.mailproc.pop3.session import Pop3Session, UidlError
 from cote.storage import Mailbox
 from cote.storage import flags as F
 from cote.storage.dotlock import Dotlock, LockTimeout
+from cote.storage.errors import MessageGone
 from cote.storage.mbox.mailbox import MboxMailbox
 from cote.variables import Template, VariableError, compile_template
 
@@ -193,8 +194,11 @@ class Maildrop:
             if not mbox:
                 raise UidlError("UIDL: Header MD5 not found "
                                 "(pop3_uidl_format=%m not supported by storage?)")
-            with self.mailbox.open_message(uid) as f:
-                values["m"] = values["g"] = mbox_header_md5(_read_header(f))
+            try:
+                with self.mailbox.open_message(uid) as f:
+                    values["m"] = values["g"] = mbox_header_md5(_read_header(f))
+            except MessageGone as e:
+                raise UidlError(f"UIDL: Header MD5 lookup failed: {e}") from e
         src = self.sources().get(uid)
         if "f" in self.keys:
             if src is None:
@@ -212,8 +216,11 @@ class Maildrop:
     def _x_uidl(self, index: int) -> str | None:
         """The first X-UIDL header's value as Dovecot's mail_get_first_header gives it:
         leading blanks dropped, continuation lines kept after a LF; None without one."""
-        with self.open(index) as f:
-            header = _read_header(f)
+        try:
+            with self.open(index) as f:
+                header = _read_header(f)
+        except MessageGone:
+            return None  # expunged meanwhile: Dovecot falls back to pop3_uidl_format too
         lines = header.split(b"\n")
         found: list[bytes] | None = None
         for line in lines:

@@ -155,7 +155,7 @@ async def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
 def _commit(out: Counter, maildrop: Maildrop, session: Pop3Session, log: Logger) -> str:
     try:
         expunged = maildrop.commit(session)
-    except OSError as e:
+    except (OSError, StorageError) as e:
         log.error(f"Failed to commit POP3 deletions: {e}")
         out.write(session.finish_update(ok=False))
         return "Logged out"

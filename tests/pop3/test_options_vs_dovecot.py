@@ -170,6 +170,26 @@ def test_reuse_xuidl_and_fast_sizes_answer_like_dovecot(xuidl_store: DovecotOrac
     end(theirs, ours, proc)
 
 
+@pytest.mark.oracle
+def test_message_gone_during_the_session() -> None:
+    """A file removed behind both servers' backs after login: UIDL falls back from X-UIDL to
+    the format, RETR and TOP answer the same error."""
+    dc = make_store("pop3_reuse_xuidl = yes\n")
+    try:
+        theirs, _ = dovecot_pop3(dc)
+        ours, _, proc = cote_pop3(dc)
+        assert ours.command("STAT") == theirs.command("STAT")
+        cur = dc.user_maildir("popuser") / "cur"
+        gone = [cur / n for n in os.listdir(cur) if n.startswith("1700000001.")]
+        assert len(gone) == 1  # message 2, X-UIDL: first
+        gone[0].unlink()
+        for command in ["UIDL", "UIDL 2", "RETR 2", "TOP 2 0", "RETR 2", "LIST 2", "RETR 3"]:
+            assert ours.command(command) == theirs.command(command), command
+        end(theirs, ours, proc)
+    finally:
+        dc.cleanup()
+
+
 @pytest.fixture(scope="module")
 def names_store() -> Iterator[DovecotOracle]:
     yield from store("pop3_uidl_format = %f_%08Xv_%g_%u\n")
