@@ -33,7 +33,8 @@ COTE = REPO / ".venv" / "bin" / "cote"
 # The services each protocol needs (Dovecot's and cote's service names).
 SERVICES: dict[str, tuple[str, ...]] = {
     "imap": ("imap-login", "imap", "auth"), "pop3": ("pop3-login", "pop3", "auth"),
-    "lmtp": ("lmtp", "auth"), "auth": ("auth",)}
+    "lmtp": ("lmtp", "auth"), "auth": ("auth",),
+    "sieve": ("managesieve-login", "managesieve", "auth")}
 
 
 class ServerUnavailable(Exception):
@@ -63,6 +64,7 @@ class Endpoints:
     pop3s: int
     lmtp: int
     auth_client: Path
+    sieve: int = 0  # ManageSieve, when the setup's protocols include sieve
 
 
 def render_config(directory: Path, ports: Mapping[str, int], cert: Path, key: Path,
@@ -119,8 +121,20 @@ service lmtp {{
     port = {ports['lmtp']}
   }}
 }}
+{_sieve_service(ports) if "sieve" in protocols.split() else ""}
 {extra_conf}
 """
+
+
+def _sieve_service(ports: Mapping[str, int]) -> str:
+    return f"""service managesieve-login {{
+  inet_listener sieve {{
+    port = {ports['sieve']}
+  }}
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}"""
 
 
 def process_tree(root: int) -> list[int]:
@@ -152,11 +166,12 @@ class Server(ABC):
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.dir = server_dir(f"bench-{self.name}")
-        names = ("imap", "imaps", "pop3", "pop3s", "lmtp")
+        names = ("imap", "imaps", "pop3", "pop3s", "lmtp", "sieve")
         self.ports = {n: free_port() for n in names}
         p = self.ports
         self.endpoints = Endpoints("127.0.0.1", p["imap"], p["imaps"], p["pop3"], p["pop3s"],
-                                   p["lmtp"], auth_client=self.dir / "run" / "auth-client")
+                                   p["lmtp"], auth_client=self.dir / "run" / "auth-client",
+                                   sieve=p["sieve"])
         self.config_path = self.dir / "server.conf"
         self.log_path = self.dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -301,7 +316,8 @@ class Server(ABC):
                 return
             port, greeting = {"imap": (self.ports["imap"], b"* OK"),
                               "pop3": (self.ports["pop3"], b"+OK"),
-                              "lmtp": (self.ports["lmtp"], b"220")}[protocol]
+                              "lmtp": (self.ports["lmtp"], b"220"),
+                              "sieve": (self.ports["sieve"], b'"IMPLEMENTATION"')}[protocol]
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 line = s.recv(512)
             if not line.startswith(greeting):

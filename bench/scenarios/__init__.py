@@ -8,6 +8,7 @@ from bench.scenarios.fetch import FetchEnvelope
 from bench.scenarios.imap_mixed import ImapMixed
 from bench.scenarios.lmtp import LmtpBench
 from bench.scenarios.login import Login
+from bench.scenarios.managesieve import ManageSieveBench
 from bench.scenarios.memory import IdleMemory
 from bench.scenarios.pop3 import Pop3Bench
 from bench.scenarios.search import Search
@@ -18,7 +19,7 @@ from bench.scenarios.storage import StorageBench
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
     for cls in (ImapMixed, Login, Auth, SelectLarge, Search, FetchEnvelope, Pop3Bench,
-                LmtpBench, IdleMemory, Startup, StorageBench)
+                LmtpBench, IdleMemory, Startup, StorageBench, ManageSieveBench)
 }
 
 __all__ = ["SCENARIOS", "Options", "Scenario"]
