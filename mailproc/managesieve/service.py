@@ -58,7 +58,7 @@ def open_storage(cfg: Config, user: MailUser) -> ScriptStorage:
                   if plugin.get("sieve_quota_max_scripts", "0").isdigit() else 0,
                   max_storage=_size(plugin.get("sieve_quota_max_storage"), 0),
                   max_script_size=_size(plugin.get("sieve_max_script_size"), 1024 * 1024))
-    return ScriptStorage(script_dir, active, quota)
+    return ScriptStorage(script_dir, active, quota, fsync=cfg.get("mail_fsync") != "never")
 
 
 def _serve(cfg: Config, user: MailUser, client: socket.socket, request: HandoffRequest,

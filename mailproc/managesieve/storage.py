@@ -94,10 +94,12 @@ def _makedirs(path: str) -> None:
 
 
 class ScriptStorage:
-    def __init__(self, script_dir: str, active_path: str, quota: Quota = Quota()) -> None:
+    def __init__(self, script_dir: str, active_path: str, quota: Quota = Quota(), *,
+                 fsync: bool = True) -> None:
         self.dir = script_dir
         self.active_path = active_path
         self.quota = quota
+        self.fsync = fsync  # mail_fsync = never turns it off
 
     # -- reading ---------------------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -193,7 +195,8 @@ class ScriptStorage:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if self.fsync:
+                    os.fsync(f.fileno())
             os.rename(tmp, self.path(name))
         except BaseException:
             if os.path.exists(tmp):
