@@ -56,8 +56,9 @@ from cote.mailproc.lmtp.proxy import (
     pass_lookup,
     proxy_target,
 )
+from cote.mailproc.lmtp.userlookup import UserLookups
 from cote.mailproc.mailuser import MailUser, MailUserError, resolve
-from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
+from cote.mailproc.userdb import UserdbError, UserNotFound
 from cote.storage import QuotaExceeded, StorageError
 from cote.variables import VariableError, compile_template
 
@@ -77,6 +78,7 @@ class LmtpSettings:
         self.greeting = str(cfg.get("login_greeting"))
         self.delimiter = str(cfg.get("recipient_delimiter"))
         self.userdb_socket = os.path.join(base_dir, str(cfg.get("auth_socket_path")))
+        self.lookups = UserLookups(self.userdb_socket)
         self.add_received = bool(cfg.get("lmtp_add_received_header"))
         self.quota_tempfail = bool(cfg.get("quota_full_tempfail"))
         self.log_format = compile_template(str(cfg.get("deliver_log_format")))
@@ -220,7 +222,7 @@ class LmtpConnection:
             if target is not None:
                 return self._proxy_rcpt(event, target)
         try:
-            found = lookup_user(self.settings.userdb_socket, name, params)
+            found = self.settings.lookups.user(name, params)
             user = resolve(self.settings.cfg, found.user, found.fields, "lmtp",
                            {"session": self.session_id})
         except UserNotFound:

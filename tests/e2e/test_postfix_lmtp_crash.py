@@ -202,3 +202,19 @@ def test_a_pending_entry_without_its_file_does_not_hide_the_message(setup: Setup
     transaction(setup, body)
     assert stored_count(setup, b"<pending@x>") == 2
     assert (maildir / JOURNAL_NAME).exists()
+
+
+def test_deliveries_survive_an_auth_daemon_restart(setup: Setup) -> None:
+    """The lmtp process keeps its auth-master connection between lookups; when the auth
+    daemon dies the next RCPT reconnects instead of failing."""
+    assert setup.cote.process is not None
+    assert b"250 2.0.0 <bob> " in transaction(setup, b"Subject: before\r\n\r\nx\r\n")
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(setup.cote.process.pid)],
+                         capture_output=True, text=True).stdout
+    auth = [int(x.split()[0]) for x in out.splitlines() if x.split()[1:2] == ["cote/auth"]]
+    assert auth, out
+    for pid in auth:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)  # the master starts a new auth process when asked
+    replies = transaction(setup, b"Subject: after\r\n\r\nx\r\n")
+    assert b"250 2.0.0 <bob> " in replies, (replies, setup.cote.log_text()[-2000:])
