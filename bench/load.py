@@ -87,6 +87,7 @@ class Stats:
     """One worker's (or the merged) outcome of a load run."""
 
     ops: int = 0
+    completed: int = 0  # every op that finished, warm-up and window edges included
     seconds: float = 0.0
     latency: Histogram = field(default_factory=Histogram)
     counters: Counter[str] = field(default_factory=Counter)
@@ -100,6 +101,7 @@ class Stats:
 
     def merge(self, other: Stats) -> None:
         self.ops += other.ops
+        self.completed += other.completed
         self.latency.merge(other.latency)
         self.counters.update(other.counters)
         self.errors.update(other.errors)
@@ -175,6 +177,7 @@ async def _client(workload: Workload, ctx: ClientContext, stats: Stats, start: f
             continue
         elapsed = time.perf_counter() - t0
         finished = time.monotonic()
+        stats.completed += 1
         if measure_from <= began and finished <= end:
             stats.ops += 1
             stats.latency.add(elapsed)

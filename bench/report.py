@@ -41,6 +41,14 @@ def rate_figure(stats: Stats, variant: str, metric: str) -> Figure:
                   stats.latency.percentile(0.99), Counter(stats.errors), {"ops": stats.ops})
 
 
+def cpu_figure(stats: Stats, variant: str, metric: str, cpu_seconds: float) -> Figure:
+    """The server's CPU milliseconds per operation over a load run (warm-up included, so
+    divided by every operation that completed). Unlike a rate it hardly moves when other
+    work shares the machine: the figure to compare when the machine is not idle."""
+    per_op = 1000 * cpu_seconds / stats.completed if stats.completed else 0.0
+    return Figure(variant, metric, per_op, False, extra={"completed": stats.completed})
+
+
 def time_figure(variant: str, metric: str, seconds: float, **extra: Any) -> Figure:
     return Figure(variant, metric, seconds, False, extra=dict(extra))
 

@@ -158,6 +158,23 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by ``root``, its live descendants and every child
+    they have reaped: the whole server's work, whatever else the machine is doing."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile: its time is in its parent's cutime/cstime
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / CLOCK_TICKS
+
+
 class Server(ABC):
     """One server instance in its own directory, on free ports."""
 
@@ -264,6 +281,10 @@ class Server(ABC):
 
     def pids(self) -> list[int]:
         return process_tree(self.process.pid) if self.process else []
+
+    def cpu_seconds(self) -> float:
+        """See ``tree_cpu_seconds``; 0 when the server is not running."""
+        return tree_cpu_seconds(self.process.pid) if self.process else 0.0
 
     def log_tail(self, lines: int = 20) -> str:
         try:

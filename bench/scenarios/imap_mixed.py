@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bench import store
 from bench.load import ClientContext, Workload, run_load
-from bench.report import Figure, rate_figure
+from bench.report import Figure, cpu_figure, rate_figure
 from bench.scenarios.base import Scenario, appenduid_of, bench_users, exists_of, template
 from bench.servers import Server, Setup
 from bench.wire import Imap, ProtocolError
@@ -94,6 +94,7 @@ class ImapMixed(Scenario):
     def run(self, server: Server) -> list[Figure]:
         figures = []
         for clients in self.levels():
+            cpu = server.cpu_seconds()
             stats = run_load(MixedSession(self.messages), server.endpoints, self.users,
                              clients=clients, seconds=self.seconds(), warmup=self.warmup(),
                              workers=self.options.workers, seed=self.options.seed)
@@ -101,4 +102,6 @@ class ImapMixed(Scenario):
             figure = rate_figure(stats, variant, "sessions/s")
             figure.extra["body_bytes"] = stats.counters.get("bytes", 0)
             figures.append(figure)
+            figures.append(cpu_figure(stats, variant, "CPU ms/session",
+                                      server.cpu_seconds() - cpu))
         return figures

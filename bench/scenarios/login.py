@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bench import store
 from bench.load import ClientContext, Workload, run_load
-from bench.report import Figure, rate_figure
+from bench.report import Figure, cpu_figure, rate_figure
 from bench.scenarios.base import Scenario, bench_users, template
 from bench.servers import Server, Setup
 from bench.wire import Imap, tls_context
@@ -51,9 +51,12 @@ class Login(Scenario):
     def run(self, server: Server) -> list[Figure]:
         figures = []
         for tls in (False, True):
+            cpu = server.cpu_seconds()
             stats = run_load(LoginLogout(tls), server.endpoints, self.users,
                              clients=self.options.clients or DEFAULT_CLIENTS,
                              seconds=self.seconds(), warmup=self.warmup(),
                              workers=self.options.workers, seed=self.options.seed)
-            figures.append(rate_figure(stats, "TLS" if tls else "plain", "logins/s"))
+            variant = "TLS" if tls else "plain"
+            figures.append(rate_figure(stats, variant, "logins/s"))
+            figures.append(cpu_figure(stats, variant, "CPU ms/login", server.cpu_seconds() - cpu))
         return figures
