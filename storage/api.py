@@ -254,6 +254,16 @@ class Mailbox(ABC):
     @abstractmethod
     def cache_put(self, uid: int, field: str, value: bytes) -> None: ...
 
+    def cache_get_many(self, uids: Sequence[int], field: str) -> dict[int, bytes]:
+        """``uid -> value`` of ``cache_get`` for the UIDs that have one (a backend with an
+        index answers in one query)."""
+        out: dict[int, bytes] = {}
+        for uid in uids:
+            value = self.cache_get(uid, field)
+            if value is not None:
+                out[uid] = value
+        return out
+
     def cache_put_many(self, entries: Iterable[tuple[int, str, bytes]]) -> None:
         """Several ``cache_put`` at once (a backend with transactions makes it one)."""
         for uid, field, value in entries:

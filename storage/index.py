@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 
 NAME = "cote.index.sqlite"
 SCHEMA_VERSION = 1
-CACHE_FIELDS = ("envelope", "bodystructure", "sortkeys")
+CACHE_FIELDS = ("envelope", "bodystructure", "sortkeys", "searchhdr")
+_ADDED_COLUMNS = (("msg", "searchhdr", "BLOB"),)
+"""Cache columns added after a schema version: ALTERed into an existing index on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS keyword(box INTEGER NOT NULL, idx INTEGER NOT NULL,
 CREATE TABLE IF NOT EXISTS msg(
     box INTEGER NOT NULL, uid INTEGER NOT NULL, fname TEXT NOT NULL, flags NOT NULL,
     modseq INTEGER NOT NULL, idate REAL NOT NULL, size INTEGER NOT NULL,
-    vsize INTEGER NOT NULL, envelope BLOB, bodystructure BLOB, sortkeys BLOB,
+    vsize INTEGER NOT NULL, envelope BLOB, bodystructure BLOB, sortkeys BLOB, searchhdr BLOB,
     PRIMARY KEY(box, uid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS msg_modseq ON msg(box, modseq);
 CREATE TABLE IF NOT EXISTS expunged(box INTEGER NOT NULL, uid INTEGER NOT NULL,
@@ -112,6 +114,7 @@ class Index:
             except sqlite3.OperationalError:
                 row = None
             if row is not None and row[0] == SCHEMA_VERSION:
+                self._add_columns(db)
                 return db
             with self.write():
                 for stmt in _SCHEMA.split(";"):
@@ -124,6 +127,15 @@ class Index:
             db.close()
             raise
         return db
+
+    def _add_columns(self, db: sqlite3.Connection) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                with self.write():
+                    have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:  # another process may have added it meanwhile
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -277,6 +289,16 @@ class Index:
         row = self.db.execute(f"SELECT {field} FROM msg WHERE box=? AND uid=?",  # noqa: S608
                               (box, uid)).fetchone()
         return row[0] if row else None
+
+    def cache_get_many(self, box: int, uids: Sequence[int], field: str) -> dict[int, bytes]:
+        """``uid -> value`` of one cache column for the given UIDs that have it: one query
+        over the mailbox (SEARCH reads the cached header text of every message)."""
+        if field not in CACHE_FIELDS:
+            raise ValueError(f"unknown cache field {field!r}")
+        wanted = set(uids)
+        rows = self.db.execute(f"SELECT uid, {field} FROM msg WHERE box=? "  # noqa: S608
+                               f"AND {field} IS NOT NULL", (box,))
+        return {uid: value for uid, value in rows if uid in wanted}
 
     def cache_put(self, box: int, uid: int, field: str, value: bytes) -> None:
         if field not in CACHE_FIELDS:

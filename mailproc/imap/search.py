@@ -2,9 +2,13 @@
 WITHIN, MODSEQ (SORT and THREAD reuse the ``Searcher``, see sort.py).
 
 Keys that only need the view's columns (flags, UIDs, modseqs, sequence sets) are answered
-without opening a file; date and size keys read ``Mailbox.details``; header keys parse the
-header once per message; BODY/TEXT decode the text parts. A search walks the key tree per
-message, with the message's data loaded only when a key asks for it.
+without opening a file; date and size keys read ``Mailbox.details`` once for the view.
+Header keys (SUBJECT, FROM, TO, CC, BCC, HEADER) match the decoded text Dovecot builds for
+each (``searchkeys.*_search_text``), kept per message in the ``searchhdr`` cache column:
+filled from the header the first time a message is searched (the standard five and every
+HEADER name asked), read for the whole view in one query after that, so a warm header
+search opens no file. BODY/TEXT scan the text parts (``bodysearch``). A search walks the
+key tree per message, with the message's data loaded only when a key asks for it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,14 @@ from typing import TYPE_CHECKING
 from cote.storage import flags as F
 from cote.storage.api import MessageDetails
 from cote.storage.errors import StorageError
+from cote.storage.message.bodysearch import Needle, body_matches, text_matches
 from cote.storage.message.headers import read_header
-from cote.storage.message.searchkeys import decode_words, parse_date
-from cote.storage.message.summary import text_parts
+from cote.storage.message.searchkeys import (
+    address_search_text,
+    parse_date,
+    search_text,
+    subject_search_text,
+)
 
 from . import commands as C
 from . import response as R
@@ -26,16 +35,62 @@ from .message_data import MessageData
 from .values import SearchKey, SeqSet
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .session import Session
 
 _FLAG_BITS = {"ANSWERED": F.ANSWERED, "DELETED": F.DELETED, "DRAFT": F.DRAFT,
               "FLAGGED": F.FLAGGED, "SEEN": F.SEEN}
+_DETAIL_KEYS = frozenset(("LARGER", "SMALLER", "BEFORE", "ON", "SINCE", "OLDER", "YOUNGER",
+                          "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"))
+
+# the header cache: entry key -> (header name, text builder)
+_HEADER_ENTRIES: dict[str, tuple[bytes, Callable[[bytes], str]]] = {
+    "SUBJECT": (b"subject", subject_search_text), "FROM": (b"from", address_search_text),
+    "TO": (b"to", address_search_text), "CC": (b"cc", address_search_text),
+    "BCC": (b"bcc", address_search_text)}
+_CACHE = "searchhdr"
+_CACHE_VERSION = "h1"
+"""Leads every cached blob; a blob of another version (older rules) is rebuilt."""
+_ENTRY, _NAME_END, _VALUE = "\x1e", "\x1f", "\x1d"
+_SEPARATORS = {0x1C: " ", 0x1D: " ", 0x1E: " ", 0x1F: " "}
+
+
+def _entry_of(key: SearchKey) -> str | None:
+    if key.kind in _HEADER_ENTRIES:
+        return key.kind
+    if key.kind == "HEADER":
+        assert isinstance(key.arg, tuple)
+        return "h:" + str(key.arg[0]).lower().translate(_SEPARATORS)
+    return None
+
+
+def _entries_in(key: SearchKey, out: set[str]) -> set[str]:
+    entry = _entry_of(key)
+    if entry is not None:
+        out.add(entry)
+    for c in key.children:
+        _entries_in(c, out)
+    return out
+
+
+def _uses(key: SearchKey, kinds: frozenset[str]) -> bool:
+    return key.kind in kinds or any(_uses(c, kinds) for c in key.children)
+
+
+def _segment_matches(segment: str, needle: str) -> bool:
+    """``segment`` holds one entry's values, each after a ``_VALUE`` mark."""
+    if not needle:
+        return _VALUE in segment  # the header exists
+    if any(0x1C <= ord(c) <= 0x1F for c in needle):
+        return any(needle.translate(_SEPARATORS) in v for v in segment.split(_VALUE)[1:])
+    return needle in segment
 
 
 class SearchMessage:
     """Per-message lazy data for one search."""
 
-    __slots__ = ("data", "details", "fields", "index", "text", "uid")
+    __slots__ = ("data", "details", "fields", "headers", "index", "uid")
 
     def __init__(self, index: int, uid: int, data: MessageData) -> None:
         self.index = index
@@ -43,7 +98,8 @@ class SearchMessage:
         self.data = data
         self.details: MessageDetails | None = None
         self.fields: list[tuple[bytes, bytes]] | None = None
-        self.text: str | None = None
+        self.headers: str | None = None
+        """The cached header-search blob of the message (``_CACHE_VERSION`` + entries)."""
 
 
 class Searcher:
@@ -57,29 +113,75 @@ class Searcher:
         self.expunged = False
         """A message the search had to read was expunged by another session (Dovecot's
         ``OK [EXPUNGEISSUED]``)."""
+        self.all_details: dict[int, MessageDetails] | None = None
+        self.cached_headers: dict[int, bytes] = {}
+        self.entries: set[str] = set()
+        """Header-cache entries this search needs; with the standard five, those filled."""
+        self.cache_writes: list[tuple[int, str, bytes]] = []
+        self.needles: dict[int, Needle] = {}
 
     def details(self, m: SearchMessage) -> MessageDetails:
         if m.details is None:
-            found = self.box.details([m.uid])
+            if self.all_details is not None:
+                found = [self.all_details[m.uid]] if m.uid in self.all_details else []
+            else:
+                found = self.box.details([m.uid])
             # expunged by another session since the view's last sync: nothing is known
             m.details = found[0] if found else MessageDetails(m.uid, 0, 0, 0.0, 0, 0)
             self.expunged = self.expunged or not found
         return m.details
 
     def fields(self, m: SearchMessage) -> list[tuple[bytes, bytes]]:
+        """The message header's fields (the header alone is read, no MIME scan)."""
         if m.fields is None:
             buf = m.data.buf
-            parts = m.data.parts
-            m.fields, _, _ = read_header(buf, 0, parts[0].body_start)
+            m.fields, _, _ = read_header(buf, 0, len(buf))
         return m.fields
 
-    def header_text(self, m: SearchMessage, name: bytes) -> list[str]:
-        return [decode_words(v) for k, v in self.fields(m) if k == name]
+    def header_segment(self, m: SearchMessage, entry: str) -> str:
+        """The values of one header-cache entry, each after a ``_VALUE`` mark; built from
+        the header (and cached) when the message's blob lacks it."""
+        blob = m.headers
+        if blob is None:
+            raw = self.cached_headers.get(m.uid)
+            blob = raw.decode("utf-8", "replace") if raw is not None else ""
+            if not blob.startswith(_CACHE_VERSION):
+                blob = _CACHE_VERSION
+            m.headers = blob
+        tag = _ENTRY + entry + _NAME_END
+        at = blob.find(tag)
+        if at < 0:
+            blob = self._fill_headers(m, blob)
+            at = blob.find(tag)
+        start = at + len(tag)
+        end = blob.find(_ENTRY, start)
+        return blob[start:] if end < 0 else blob[start:end]
 
-    def body_text(self, m: SearchMessage) -> str:
-        if m.text is None:
-            m.text = "\n".join(text_parts(m.data.buf, m.data.parts))
-        return m.text
+    def _fill_headers(self, m: SearchMessage, blob: str) -> str:
+        fields = self.fields(m)
+        added: list[str] = [blob]
+        for entry in dict.fromkeys((*_HEADER_ENTRIES, *sorted(self.entries))):
+            tag = _ENTRY + entry + _NAME_END
+            if tag in blob:
+                continue
+            build: Callable[[bytes], str]
+            if entry.startswith("h:"):
+                name, build = entry[2:].encode("utf-8", "surrogateescape"), search_text
+            else:
+                name, build = _HEADER_ENTRIES[entry]
+            values = [_VALUE + build(v).casefold().translate(_SEPARATORS)
+                      for k, v in fields if k == name]
+            added.append(tag + "".join(values))
+        blob = "".join(added)
+        m.headers = blob
+        self.cache_writes.append((m.uid, _CACHE, blob.encode("utf-8", "surrogatepass")))
+        return blob
+
+    def needle(self, key: SearchKey) -> Needle:
+        found = self.needles.get(id(key))
+        if found is None:
+            found = self.needles[id(key)] = Needle(str(key.arg))
+        return found
 
     def matches(self, key: SearchKey, m: SearchMessage) -> bool:
         k = key.kind
@@ -133,6 +235,8 @@ class Searcher:
         if k in ("OLDER", "YOUNGER"):
             age = self.now - self.details(m).internal_date
             return age >= key.arg if k == "OLDER" else age <= key.arg  # type: ignore[operator]
+        if k in _HEADER_ENTRIES:
+            return _segment_matches(self.header_segment(m, k), str(key.arg).casefold())
         if k in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             values = [v for n, v in self.fields(m) if n == b"date"]
             parsed = parse_date(values[-1]) if values else None
@@ -147,28 +251,39 @@ class Searcher:
             return _date_cmp(k[5:], when, key.arg)  # type: ignore[arg-type]
         if k == "SAVEDATESUPPORTED":
             return True
-        if k in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
-            needle = str(key.arg).casefold()
-            return any(needle in v.casefold() for v in self.header_text(m, k.lower().encode()))
         if k == "HEADER":
             arg = key.arg
             assert isinstance(arg, tuple)
-            needle = str(arg[1]).casefold()
-            texts = self.header_text(m, str(arg[0]).lower().encode())
-            return any(needle in v.casefold() for v in texts)
+            segment = self.header_segment(m, "h:" + str(arg[0]).lower().translate(_SEPARATORS))
+            return _segment_matches(segment, str(arg[1]).casefold())
         if k == "BODY":
-            return str(key.arg).casefold() in self.body_text(m).casefold()
+            return body_matches(m.data.buf, m.data.parts, self.needle(key))
         if k == "TEXT":
-            needle = str(key.arg).casefold()
-            if any(needle in decode_words(v).casefold() or needle in
-                   (n.decode("latin-1") + ": ").casefold() for n, v in self.fields(m)):
-                return True
-            return needle in self.body_text(m).casefold()
+            return text_matches(m.data.buf, m.data.parts, self.needle(key))
         return False  # X-GUID, EMAILID, THREADID, X-MAILBOX: nothing matches
 
     def run(self, key: SearchKey) -> list[int]:
         """0-based indexes of the matching messages, ascending."""
         out: list[int] = []
+        box = self.box
+        uids = box.uids[:self.n]
+        if _uses(key, _DETAIL_KEYS):
+            self.all_details = {d.uid: d for d in box.details(uids)}
+        self.entries = _entries_in(key, set())
+        if self.entries:
+            self.cached_headers = box.cache_get_many(uids, _CACHE)
+        try:
+            self._run(key, out)
+        finally:
+            if self.cache_writes:
+                try:
+                    box.cache_put_many(self.cache_writes)
+                except StorageError:
+                    pass  # rebuilt by the next search
+                self.cache_writes = []
+        return out
+
+    def _run(self, key: SearchKey, out: list[int]) -> None:
         box = self.box
         for i in range(self.n):
             data = MessageData(box, box.uids[i])
@@ -180,7 +295,6 @@ class Searcher:
                 self.expunged = True
             finally:
                 data.close()
-        return out
 
 
 def _date_cmp(kind: str, when: date, arg: date) -> bool:

@@ -953,6 +953,9 @@ class MaildirMailbox(Mailbox):
     def cache_get(self, uid: int, field: str) -> bytes | None:
         return self.index.cache_get(self._box, uid, field)
 
+    def cache_get_many(self, uids: Sequence[int], field: str) -> dict[int, bytes]:
+        return self.index.cache_get_many(self._box, uids, field)
+
     def cache_put(self, uid: int, field: str, value: bytes) -> None:
         self.index.cache_put(self._box, uid, field, value)
 

@@ -49,7 +49,7 @@ from cote.storage.message.sections import (
     section_content,
     section_range,
 )
-from cote.storage.message.summary import SortKeys, Summary, summarize, text_parts
+from cote.storage.message.summary import SortKeys, Summary, summarize
 
 __all__ = [
     "LEAF", "MESSAGE", "MULTIPART", "BinaryContent", "BinaryParseError", "Part",
@@ -57,6 +57,6 @@ __all__ = [
     "binary_content", "binary_size", "binary_stream", "body", "bodystructure", "crlf_chunks",
     "crlf_size",
     "dumps", "envelope", "loads", "parse_section", "resolve", "scan", "scan_file",
-    "section_content", "section_range", "summarize", "text_parts", "to_stored",
+    "section_content", "section_range", "summarize", "to_stored",
     "virtual_size",
 ]

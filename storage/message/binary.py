@@ -34,7 +34,6 @@ from cote.storage.message.sections import (
 IDENTITY = frozenset((b"7bit", b"8bit", b"binary"))
 DECODED = frozenset((b"base64", b"quoted-printable"))
 _CTE_BINARY = b"Content-Transfer-Encoding: binary\r\n"
-_B64_SPACE = re.compile(rb"[ \t\r\n]+")
 _QP_BAD_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2})")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 
@@ -82,7 +81,7 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 
 def decode_base64(data: bytes) -> bytes:
     """Strict base64 (white space ignored): whole quanta, padding only at the very end."""
-    compact = _B64_SPACE.sub(b"", data)
+    compact = data.translate(None, b" \t\r\n")
     body = compact.rstrip(b"=")
     if (len(compact) % 4 or len(compact) - len(body) > 2
             or body.translate(None, _B64_ALPHABET)):
@@ -132,7 +131,7 @@ def _base64_stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
     carry = b""
     padded = False
     for chunk in chunks:
-        data = carry + _B64_SPACE.sub(b"", chunk)
+        data = carry + chunk.translate(None, b" \t\r\n")
         if not data:
             continue
         if padded:

@@ -12,10 +12,11 @@ or a broken invariant — is a bug.
 from __future__ import annotations
 
 from cote.storage.message.binary import BinaryParseError, UnknownCTE, binary_content, binary_size
+from cote.storage.message.bodysearch import Needle, text_matches
 from cote.storage.message.bodystructure import body, bodystructure
 from cote.storage.message.scanner import Part, dumps, loads
 from cote.storage.message.sections import parse_section, section_content
-from cote.storage.message.summary import summarize, text_parts
+from cote.storage.message.summary import summarize
 
 _SECTIONS = [parse_section(s) for s in (
     b"", b"HEADER", b"TEXT", b"1", b"2.MIME", b"1.1", b"1.HEADER", b"2.1.TEXT",
@@ -48,8 +49,7 @@ def fuzz_message(data: bytes) -> None:
     if not (bodystructure(parts).startswith(b"(") and body(parts).startswith(b"(")
             and summary.envelope.startswith(b"(")):
         raise InvariantError("producers must return IMAP lists")
-    for _ in text_parts(data, parts):
-        pass
+    text_matches(data, parts, Needle("x"))
     for sec in _SECTIONS:
         section_content(data, parts, sec)
         section_content(data, parts, sec, (3, 17))

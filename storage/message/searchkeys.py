@@ -9,6 +9,9 @@
 * ``sort_address`` / ``display_address`` are the SORT FROM/TO/CC keys (RFC 5256: the
   first address's mailbox) and DISPLAYFROM/DISPLAYTO (RFC 5957: its display name, else
   the address), casemapped.
+* ``search_text``, ``subject_search_text``, ``address_search_text`` and
+  ``header_block_text`` are the strings SEARCH HEADER, SUBJECT, FROM/TO/CC/BCC and TEXT
+  match a substring in, built as Dovecot builds them (see each one).
 * ``parse_date`` reads an RFC 2822 date leniently into (UTC timestamp, zone offset in
   minutes); None when it is not a date, so SORT falls back to the internal date.
 """
@@ -21,19 +24,20 @@ import calendar
 import re
 import unicodedata
 
-from cote.storage.message.address import NORMAL, parse_addresses
+from cote.storage.message.address import GROUP_END, GROUP_START, NORMAL, parse_addresses
+from cote.storage.message.rfc822 import ATEXT
 
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(rb"(\?=)[ \t\r\n]+(?==\?)")
 _WSP = re.compile(r"[ \t\r\n]+")
 
 
-def _charset_decode(data: bytes, charset: str) -> str:
+def _charset_decode(data: bytes, charset: str, unknown: bool = True) -> str:
     charset = charset.split("*", 1)[0]  # RFC 2231 language suffix
     try:
         return data.decode(charset, errors="replace")
     except LookupError:
-        return _raw_text(data)
+        return _raw_text(data) if unknown else ""
 
 
 def _raw_text(data: bytes) -> str:
@@ -43,7 +47,7 @@ def _raw_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def _decode_word(m: re.Match[bytes]) -> tuple[bool, str]:
+def _decode_word(m: re.Match[bytes], unknown: bool = True) -> tuple[bool, str]:
     charset = m.group(1).decode("ascii", "replace")
     enc, text = m.group(2), m.group(3)
     try:
@@ -53,11 +57,13 @@ def _decode_word(m: re.Match[bytes]) -> tuple[bool, str]:
             raw = binascii.a2b_qp(text.replace(b"_", b" "))
     except (binascii.Error, ValueError):
         return False, ""
-    return True, _charset_decode(raw, charset)
+    return True, _charset_decode(raw, charset, unknown)
 
 
-def decode_words(value: bytes) -> str:
-    """The text of a header value with encoded words decoded and lines unfolded."""
+def decode_words(value: bytes, unknown_charsets: bool = True) -> str:
+    """The text of a header value with encoded words decoded and lines unfolded. An encoded
+    word in a charset Python does not know is its raw octets, or nothing when
+    ``unknown_charsets`` is false (SEARCH, as Dovecot)."""
     value = value.replace(b"\r", b"").replace(b"\n", b"")
     if b"=?" not in value:
         return _raw_text(value)
@@ -65,7 +71,7 @@ def decode_words(value: bytes) -> str:
     out: list[str] = []
     pos = 0
     for m in _ENCODED_WORD.finditer(value):
-        ok, text = _decode_word(m)
+        ok, text = _decode_word(m, unknown_charsets)
         if not ok:
             continue
         out.append(_raw_text(value[pos:m.start()]))
@@ -73,6 +79,113 @@ def decode_words(value: bytes) -> str:
         pos = m.end()
     out.append(_raw_text(value[pos:]))
     return "".join(out)
+
+
+def search_text(value: bytes) -> str:
+    """SEARCH HEADER's text of a value (as ``read_header`` gives it, continuation lines
+    joined with LF): unfolded with a TAB that starts a continuation line read as a space,
+    encoded words decoded (one in an unknown charset dropped) -- Dovecot's header parser
+    and decoder (checked against it: tests/imapd/test_search_vs_dovecot.py)."""
+    if b"\n\t" in value:
+        value = value.replace(b"\n\t", b"\n ")
+    return decode_words(value, unknown_charsets=False)
+
+
+_LWSP_RUN = re.compile(rb"[ \t\r\n]+")
+
+
+def subject_search_text(value: bytes) -> str:
+    """SEARCH SUBJECT's text: runs of white space (folding included) become one space and
+    leading white space goes before the decoding, as Dovecot compresses LWSP for it."""
+    return decode_words(_LWSP_RUN.sub(b" ", value).lstrip(b" "), unknown_charsets=False)
+
+
+_ESCAPED = frozenset(b'"\\\'')
+
+
+def _maybe_quoted(text: bytes, dots: bool) -> bytes:
+    """Dovecot's str_append_maybe_escape: as is when every octet is atext (and '.' unless
+    ``dots``), else quoted, with '"', '\\' and "'" escaped."""
+    if all(c in ATEXT or (c == 0x2E and not dots) for c in text):
+        return text
+    if not any(c in _ESCAPED for c in text):
+        return b'"' + text + b'"'
+    return b'"' + bytes(b for c in text for b in ((0x5C, c) if c in _ESCAPED else (c,))) + b'"'
+
+
+def _phrase(text: bytes) -> bytes:
+    # an encoded word cannot be quoted: Dovecot writes such a phrase as it is
+    return text if b"=?" in text else _maybe_quoted(text, True)
+
+
+def address_search_text(value: bytes) -> str:
+    """SEARCH FROM/TO/CC/BCC's text: the addresses parsed (comments gone, missing parts
+    filled in as for ENVELOPE) and written back as Dovecot's message_address_write does
+    (``mailbox@domain``, ``name <@route:mailbox@domain>``, ``group: a, b;``), then
+    decoded like any header."""
+    out: list[bytes] = []
+    first = True
+    for a in parse_addresses(value):
+        if not first:
+            out.append(b", ")
+        first = False
+        if a.kind == GROUP_START:
+            out.append(_phrase(a.mailbox) if a.mailbox else b'""')
+            out.append(b": ")
+            first = True
+        elif a.kind == GROUP_END:
+            if out and out[-1] == b", ":
+                out.pop()
+            elif out and out[-1] == b": ":
+                out[-1] = b":"
+            out.append(b";")
+        elif not a.name and a.route is None:
+            out.append((a.mailbox or b"") + b"@" + (a.domain or b""))
+        else:
+            if a.name is not None:
+                out.append(_phrase(a.name))
+            if a.route is not None or a.mailbox or a.domain:
+                if a.name:
+                    out.append(b" ")
+                out.append(b"<")
+                if a.route is not None:
+                    out.append(a.route + b":")
+                out.append(_maybe_quoted(a.mailbox, False) if a.mailbox else b'""')
+                if a.domain:
+                    out.append(b"@" + a.domain)
+                out.append(b">")
+    return decode_words(b"".join(out), unknown_charsets=False)
+
+
+def header_block_text(raw: bytes) -> str:
+    """SEARCH TEXT's text of one header block (``raw`` ends before its empty line): each
+    field as its name, the colon and the white space after it as they are, then the value
+    as HEADER sees it, fields separated by CRLF -- Dovecot's search walks the block as
+    one stream that way."""
+    out: list[str] = []
+    lines: list[bytes] = []
+
+    def flush() -> None:
+        if not lines:
+            return
+        first = lines[0]
+        colon = first.find(b":")
+        if colon < 0:
+            out.append(search_text(b"\n".join(lines)))
+            return
+        rest = first[colon + 1:]
+        value = rest.lstrip(b" \t")
+        head = first[:len(first) - len(value)]
+        out.append(_raw_text(head) + search_text(b"\n".join([value, *lines[1:]])))
+
+    for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
+        if line[:1] in (b" ", b"\t") and lines:
+            lines.append(line)
+            continue
+        flush()
+        lines = [line] if line else []
+    flush()
+    return "\r\n".join(out)
 
 
 _TRAILER = re.compile(r"(?:[ ]*\(fwd\)[ ]*|[ ]+)$", re.IGNORECASE)

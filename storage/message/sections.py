@@ -18,7 +18,6 @@ from cote.storage.message.headers import Buffer, field_ranges
 from cote.storage.message.scanner import MESSAGE, MULTIPART, Part, line_counts
 
 _CHUNK = 1 << 20
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 HEADER = b"HEADER"
 TEXT = b"TEXT"
@@ -149,7 +148,9 @@ def lf_to_crlf(data: bytes) -> bytes:
     """Bare LFs as CRLF (a CR already before an LF is kept, lone CRs are left alone)."""
     if b"\n" not in data:
         return data
-    return _BARE_LF.sub(b"\r\n", data)
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n")
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def to_crlf(data: bytes) -> bytes:

@@ -1,0 +1,146 @@
+"""SEARCH BODY and TEXT over one message without an FTS index, as Dovecot searches it.
+
+BODY looks in the decoded content of every ``text/*`` and ``message/*`` leaf (transfer
+encoding undone, charset converted; other parts, preambles and epilogues are skipped);
+TEXT also in every header block of the message, MIME part headers and the headers of
+attached messages included (``searchkeys.header_block_text``). Matching is case-insensitive
+(``str.casefold``) on the decoded text.
+
+The cost is the scan, so it avoids Python work per line and decoding where it cannot change
+the answer: for a needle that is ASCII after case folding, a part whose octets are
+ASCII-compatible is searched with ``bytes.lower().find`` in 1 MB windows; only a miss in
+UTF-8 text that holds one of the few characters whose case folding is ASCII (``ß``, ``ſ``,
+the Kelvin sign, ligatures...), or text in another charset with 8-bit octets, is decoded
+and folded.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Sequence
+
+from cote.storage.message.binary import BinaryParseError, decode_base64, decode_qp, part_encoding
+from cote.storage.message.headers import Buffer
+from cote.storage.message.scanner import LEAF, Part
+from cote.storage.message.searchkeys import header_block_text
+from cote.storage.message.sections import lf_to_crlf
+
+_WINDOW = 1 << 20
+_SEARCHED = (b"text", b"message")
+# non-ASCII characters whose str.casefold() holds ASCII letters, as UTF-8
+_FOLDS_TO_ASCII = re.compile("|".join(chr(c) for c in (
+    0xDF, 0x130, 0x149, 0x17F, 0x1F0, 0x1E96, 0x1E97, 0x1E98, 0x1E99, 0x1E9A, 0x1E9E,
+    0x212A, 0xFB00, 0xFB01, 0xFB02, 0xFB03, 0xFB04, 0xFB05, 0xFB06)).encode())
+_UTF8 = frozenset(("utf-8", "utf8", "us-ascii", "ascii"))
+
+
+def _ascii_compatible(charset: str) -> bool:
+    """Charsets whose octets below 0x80 are always ASCII characters."""
+    return (charset in _UTF8 or charset.startswith(("iso-8859-", "windows-", "cp125", "koi8"))
+            or charset in ("latin1", "latin-1"))
+
+
+class Needle:
+    """One search string, prepared once per SEARCH."""
+
+    __slots__ = ("ascii", "folded", "raw_lines")
+
+    def __init__(self, text: str) -> None:
+        self.folded = text.casefold()
+        self.ascii: bytes | None = self.folded.encode() if self.folded.isascii() else None
+        self.raw_lines = "\r" in text or "\n" in text
+        """A needle with a line break must see CRLF line ends, as Dovecot's stream has."""
+
+    def in_text(self, text: str) -> bool:
+        return self.folded in text.casefold()
+
+
+def _charset(p: Part) -> str:
+    for i in range(0, len(p.params) - 1, 2):
+        if p.params[i].lower() == b"charset":
+            return p.params[i + 1].decode("ascii", "replace").lower() or "us-ascii"
+    return "us-ascii"
+
+
+def _decode_text(raw: bytes, charset: str) -> str:
+    if charset in ("us-ascii", "ascii"):
+        charset = "utf-8"  # 8-bit text labelled us-ascii is nearly always UTF-8
+    try:
+        return raw.decode(charset, errors="replace")
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _bytes_match(data: Buffer, start: int, end: int, needle: Needle, charset: str) -> bool:
+    """The needle in ``data[start:end]`` (decoded octets of a part)."""
+    assert needle.ascii is not None
+    key = needle.ascii
+    if not key:
+        return True
+    overlap = len(key) - 1
+    eight_bit = False
+    pos = start
+    while pos < end:
+        stop = min(end, pos + _WINDOW)
+        window = bytes(data[pos:min(end, stop + overlap)])
+        if window.lower().find(key) >= 0:
+            return True
+        eight_bit = eight_bit or not window.isascii()
+        pos = stop
+    if not eight_bit:
+        return False
+    if charset in _UTF8 and not _FOLDS_TO_ASCII.search(data[start:end]):
+        return False
+    return needle.in_text(_decode_text(bytes(data[start:end]), charset))
+
+
+def _part_matches(buf: Buffer, p: Part, needle: Needle) -> bool:
+    enc = part_encoding(buf, p)
+    charset = _charset(p)
+    fast = needle.ascii is not None and _ascii_compatible(charset)
+    if enc not in (b"base64", b"quoted-printable") and fast and not needle.raw_lines:
+        return _bytes_match(buf, p.body_start, p.body_end, needle, charset)
+    raw = bytes(buf[p.body_start:p.body_end])
+    if enc == b"quoted-printable" or needle.raw_lines:
+        raw = lf_to_crlf(raw)
+    try:
+        if enc == b"base64":
+            raw = decode_base64(raw)
+        elif enc == b"quoted-printable":
+            raw = decode_qp(raw)
+    except (BinaryParseError, binascii.Error):
+        pass  # searched as it is
+    if fast:
+        return _bytes_match(raw, 0, len(raw), needle, charset)
+    return needle.in_text(_decode_text(raw, charset))
+
+
+def body_matches(buf: Buffer, parts: Sequence[Part], needle: Needle) -> bool:
+    """SEARCH BODY: the needle in the decoded text of a text/* or message/* leaf (an empty
+    needle matches every message)."""
+    if not needle.folded:
+        return True
+    return any(p.kind == LEAF and p.ctype.lower() in _SEARCHED and _part_matches(buf, p, needle)
+               for p in parts)
+
+
+def headers_match(buf: Buffer, parts: Sequence[Part], needle: Needle) -> bool:
+    """The header half of SEARCH TEXT: every header block of the message."""
+    key = needle.ascii
+    for p in parts:
+        raw = bytes(buf[p.hdr_start:p.body_start])
+        if (key is not None and raw.isascii() and b"=?" not in raw
+                and not any(c in key for c in b" \t\r\n")):
+            # nothing to decode, and a needle without white space cannot span a fold
+            if raw.lower().find(key) >= 0:
+                return True
+            continue
+        if needle.in_text(header_block_text(raw)):
+            return True
+    return False
+
+
+def text_matches(buf: Buffer, parts: Sequence[Part], needle: Needle) -> bool:
+    """SEARCH TEXT: headers, then bodies."""
+    return headers_match(buf, parts, needle) or body_matches(buf, parts, needle)
