@@ -23,7 +23,8 @@ def cote() -> Iterator[CoteServer]:
     users.write_config()  # its passwd-file only
     server = CoteServer(mail_location=f"maildir:{users.dir}/mail/%u",
                         passwd_file=users.dir / "users", protocols="lmtp",
-                        extra_conf="auth_failure_delay = 1 secs\n")
+                        extra_conf="auth_failure_delay = 1 secs\n"
+                                   "service auth {\n  idle_kill = 1 secs\n}\n")
     try:
         yield server.start()
     finally:
@@ -102,3 +103,13 @@ def test_unreadable_passdb_fails_as_temp_fail_quickly_and_the_daemon_survives() 
     finally:
         server.cleanup()
         users.cleanup()
+
+
+def test_idle_kill_spares_an_auth_process_with_clients(cote: CoteServer) -> None:
+    """The master idle-kills processes that report no clients: the auth process counts its
+    connections, so a client that waits longer than idle_kill still gets its answer."""
+    sock = handshake(str(cote.socket_path("auth-client")))
+    time.sleep(3)  # idle_kill = 1 secs
+    sock.sendall(auth_line(1, "user1", "pw1"))
+    assert sock.recv(65536) == b"OK\t1\tuser=user1\n"
+    sock.close()
