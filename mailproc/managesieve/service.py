@@ -75,7 +75,8 @@ def _serve(cfg: Config, user: MailUser, client: socket.socket, request: HandoffR
     try:
         session = Session(open_storage(cfg, user), capabilities(cfg, after_login=True),
                           int(cfg.get("managesieve_max_compile_errors") or 5),
-                          frozenset(sieve_extensions(cfg)))
+                          frozenset(sieve_extensions(cfg)),
+                          global_scripts=bool(settings(cfg, user).get("sieve_global")))
         max_line = int(cfg.get("managesieve_max_line_length") or wire.MAX_LINE)
         # a script literal over sieve_max_script_size is refused without being buffered
         max_literal = session.storage.quota.max_script_size or wire.MAX_LITERAL

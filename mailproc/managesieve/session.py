@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
-from cote.mailproc.managesieve.sieve_syntax import EXTENSIONS, compile_report
+from cote.mailproc.managesieve.sieve_syntax import EXTENSIONS, Context, compile_report
 from cote.mailproc.managesieve.storage import (
     ScriptError,
     ScriptStorage,
@@ -43,10 +43,12 @@ class _ArgError(Exception):
 
 class Session:
     def __init__(self, storage: ScriptStorage, capabilities: Capabilities,
-                 max_compile_errors: int = 5, extensions: frozenset[str] | None = None) -> None:
+                 max_compile_errors: int = 5, extensions: frozenset[str] | None = None,
+                 global_scripts: bool = False) -> None:
         self.storage = storage
         self.capabilities = capabilities
         self.extensions = extensions if extensions is not None else EXTENSIONS
+        self.global_scripts = global_scripts  # sieve_global is set
         self.max_compile_errors = max_compile_errors or 5
         self.logged_out = False
 
@@ -134,7 +136,9 @@ class Session:
     def _compile(self, script: bytes, done: str, prefix: str = "") -> bytes:
         """NO with the compiler's errors, or OK (WARNINGS), or OK ``done``; PUTSCRIPT's
         lines start with the script's name, as Pigeonhole's."""
-        report = compile_report(script, self.max_compile_errors, self.extensions)
+        context = Context(self.extensions, frozenset(self.storage.names()),
+                          self.global_scripts)
+        report = compile_report(script, self.max_compile_errors, context)
         if report.errors:
             return wire.no("".join(prefix + line + "\r\n" for line in report.errors))
         if report.warnings:

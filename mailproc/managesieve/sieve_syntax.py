@@ -11,8 +11,13 @@ raises, whatever the input.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from cote.mailproc.managesieve import sieve_semantics as sem
+from cote.mailproc.managesieve.storage import valid_name
 
 MAX_ERRORS = 5  # managesieve_max_compile_errors
 
@@ -465,8 +470,13 @@ def _a(kind: str) -> str:
 
 
 class Validator:
-    def __init__(self, extensions: frozenset[str] = EXTENSIONS) -> None:
+    def __init__(self, extensions: frozenset[str] = EXTENSIONS,
+                 personal: frozenset[str] | None = None, global_scripts: bool = False) -> None:
         self.extensions = extensions
+        self.personal = personal  # the user's script names (None: no personal storage)
+        self.global_scripts = global_scripts  # sieve_global is configured
+        self.warnings: list[tuple[int, str]] = []
+        self.params: dict[str, Argument] = {}  # the tags of the node being checked
         self.errors: list[tuple[int, str]] = []
         self.required: set[str] = set(IMPLICIT)
         self.reported: set[str] = set()
@@ -562,6 +572,7 @@ class Validator:
         name, arguments = node.name, node.arguments
         positional: list[Argument] = []
         groups: dict[str, str] = {}
+        self.params = {}
         i = 0
         while i < len(arguments):
             arg = arguments[i]
@@ -595,6 +606,9 @@ class Validator:
                     return None
                 if arg.tag == "comparator":
                     self.comparator(found)
+                self.params[arg.tag] = found
+            else:
+                self.params[arg.tag] = arg
             i += params
         if name == "size":
             count = sum(1 for a in arguments if a.kind == "tag" and a.tag in ("over", "under"))
@@ -633,6 +647,82 @@ class Validator:
             variable = positional[0].strings[0]
             if not _VARIABLE.fullmatch(variable):
                 self.error(node.line, f"invalid variable name '{variable}'")
+        self.semantics(node, positional)
+
+    def constant(self, arg: Argument | None) -> list[str]:
+        """The strings of ``arg`` that are known now (no variables to expand at run time)."""
+        if arg is None or arg.kind not in ("string", "string-list"):
+            return []
+        if "variables" in self.required:
+            return [s for s in arg.strings if "${" not in s]
+        return list(arg.strings)
+
+    def first(self, arg: Argument | None, judge: Callable[[str], str | None]) -> str | None:
+        for value in self.constant(arg):
+            problem = judge(value)
+            if problem:
+                return problem
+        return None
+
+    def semantics(self, node: Test, args: list[Argument]) -> None:
+        """Pigeonhole's checks of argument values (sieve_semantics); errors and warnings."""
+        name, line, params = node.name, node.line, self.params
+        first = args[0] if args else None
+        errors: list[str | None] = []
+        warnings: list[str | None] = []
+        if name == "address":
+            errors.append(self.first(first, sem.address_header))
+        elif name == "envelope":
+            errors.append(self.first(first, sem.envelope_part))
+        elif name == "redirect":
+            errors.append(self.first(first, sem.redirect_address))
+        elif name == "notify":
+            errors.append(self.first(first, sem.notify_method))
+            if self.constant(first) == ["mailto:"]:
+                warnings.append("notify command: mailto URI: notification URI specifies no "
+                                "recipients")
+        elif name == "include":
+            errors.append(self.include(first, params))
+        elif name == "header":
+            warnings.append(self.first(first, sem.header_name))
+        elif name == "date" and len(args) > 1:
+            warnings.append(self.first(args[1], sem.date_part))
+        elif name == "currentdate":
+            warnings.append(self.first(first, sem.date_part))
+        elif name in ("setflag", "addflag", "removeflag") and args[-1].kind == "string":
+            # (Pigeonhole checks a single flag string, not the members of a list)
+            warnings.append(self.first(args[-1], functools.partial(sem.imap_flag,
+                                                                   command=name)))
+        elif name == "vacation" and "days" in params and params["days"].kind == "number" \
+                and params["days"].number < 1:
+            warnings.append(f"specified :days value '{params['days'].number}' is under the "
+                            "minimum")
+        for tag in ("value", "count"):
+            if tag in params:
+                errors.append(self.first(params[tag], functools.partial(sem.relational, tag)))
+        if "regex" in params and args:
+            errors.append(self.first(args[-1], sem.regex))
+        for problem in errors:
+            if problem:
+                self.error(line, problem)
+        for problem in warnings:
+            if problem:
+                self.warnings.append((line, problem))
+
+    def include(self, arg: Argument | None, params: dict[str, Argument]) -> str | None:
+        for script in self.constant(arg):
+            if not valid_name(script):
+                return f"include: invalid script name '{script}'"
+            where = "global" if "global" in params else "personal"
+            if (where == "global" and not self.global_scripts) or \
+                    (where == "personal" and self.personal is None):
+                return (f"include: {where} location for included script `{script}' is "
+                        "unavailable (contact system administrator for more information)")
+            if where == "personal" and self.personal is not None \
+                    and script not in self.personal:
+                self.warnings.append((arg.line if arg else 0, f"included personal script "
+                                      f"'{script}' does not exist (ignored during upload)"))
+        return None
 
     def subtests(self, kind: str, spec: Spec, node: Test) -> None:
         name, line, tests, test_list = node.name, node.line, node.tests, node.test_list
@@ -670,23 +760,33 @@ class Report:
     warnings: list[str]
 
 
-def check(script: bytes, max_errors: int = MAX_ERRORS,
-          extensions: frozenset[str] = EXTENSIONS) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where the script is checked: the enabled extensions (sieve_extensions), the user's
+    scripts for ``include :personal`` (None: no personal storage, as for sievec) and
+    whether global scripts are configured (sieve_global)."""
+
+    extensions: frozenset[str] = EXTENSIONS
+    personal: frozenset[str] | None = None
+    global_scripts: bool = False
+
+
+def check(script: bytes, max_errors: int = MAX_ERRORS, context: Context = Context()
+          ) -> list[str]:
     """Pigeonhole-shaped error lines for ``script``; an empty list when it is valid."""
-    return compile_report(script, max_errors, extensions).errors
+    return compile_report(script, max_errors, context).errors
 
 
 def compile_report(script: bytes, max_errors: int = MAX_ERRORS,
-                   extensions: frozenset[str] = EXTENSIONS) -> Report:
-    """The errors and warnings Pigeonhole's compiler would report; never raises.
-    ``extensions``: what ``require`` may name (sieve_extensions)."""
+                   context: Context = Context()) -> Report:
+    """The errors and warnings Pigeonhole's compiler would report; never raises."""
     warnings: list[str] = []
-    errors = _errors(script, max_errors, warnings, extensions)
+    errors = _errors(script, max_errors, warnings, context)
     return Report(errors, [] if errors else warnings)
 
 
 def _errors(script: bytes, max_errors: int, warnings: list[str],
-            extensions: frozenset[str]) -> list[str]:
+            context: Context) -> list[str]:
     try:
         text = script.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -698,8 +798,9 @@ def _errors(script: bytes, max_errors: int, warnings: list[str],
         return [f"line {e.line}: error: {e.message}.", "error: parse failed."]
     except RecursionError:
         return ["error: script nests too deeply.", "error: parse failed."]
-    validator = Validator(extensions)
+    validator = Validator(context.extensions, context.personal, context.global_scripts)
     validator.script(commands)
+    warnings += [f"line {ln}: warning: {msg}." for ln, msg in validator.warnings]
     if not validator.errors:
         return []
     lines = [f"line {ln}: error: {msg}." for ln, msg in validator.errors[:max_errors]]

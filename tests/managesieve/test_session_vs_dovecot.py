@@ -289,3 +289,78 @@ def test_sieve_extensions_setting() -> None:
             greetings.append(client.greeting)
             client.close()
         assert greetings[0] == greetings[1] and sieve_line in greetings[0]
+
+
+# Argument values Pigeonhole judges (tests/sieve_semantics): address headers, envelope parts,
+# redirect addresses, POSIX regular expressions, relational operators, notify methods,
+# include targets, and the warnings (days, date parts, header names, IMAP flags).
+SEMANTICS = [
+    b'if address :is "reply-to" "x" { keep; }',
+    b'if address :is "disposition-notification-to" "x" { keep; }',
+    b'if address :is "x-envelope-to" "x" { keep; }',
+    b'if address :is "list-post" "x" { keep; }',
+    b'if address :is "x-beenthere" "x" { keep; }',
+    b'if address :is "delivered-to" "x" { keep; }',
+    b'if address :is "x-original-to" "x" { keep; }',
+    b'if address :is "FROM" "x" { keep; }',
+    b'if address :is "subject" "x" { keep; }',
+    b'require ["regex"]; if header :regex "a" "*a" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a**" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a{2" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a)" { keep; }',
+    b'require ["regex"]; if header :regex "a" "\\" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a|*b" { keep; }',
+    b'require ["regex"]; if header :regex "a" "[a" { keep; }',
+    b'require ["regex"]; if header :regex "a" "[]a]" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a{1,2}" { keep; }',
+    b'require ["regex"]; if header :regex "a" "(a|)" { keep; }',
+    b'require ["regex"]; if header :regex "a" "()" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a{,2}" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a{2,1}" { keep; }',
+    b'require ["regex"]; if header :regex "a" "\\d" { keep; }',
+    b'require ["regex"]; if header :regex "a" "[[:alpha:]]" { keep; }',
+    b'require ["regex"]; if header :regex "a" "[[:foo:]]" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a++" { keep; }',
+    b'require ["regex"]; if header :regex "a" "+a" { keep; }',
+    b'require ["regex"]; if header :regex "a" "(*a)" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a|" { keep; }',
+    b'require ["regex"]; if header :regex "a" "|a" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a{1" { keep; }',
+    b'require ["regex"]; if header :regex "a" "(" { keep; }',
+    b'require ["regex"]; if header :regex "a" "a[" { keep; }',
+    b'require ["regex"]; if header :regex "a" "(?i)a" { keep; }',
+    b'require ["regex"]; if header :regex "a" "(a" { keep; }',
+    b'require "include"; include :personal "foo";',
+    b'require "include"; include "x/y";',
+    b'require "include"; include :global "foo";',
+    b'require "include"; include "";',
+    b'redirect "not an address";',
+    b'redirect "a@b.c";',
+    b'redirect "<a@b.c>";',
+    b'redirect "a b@c.d";',
+    b'redirect "@c.d";',
+    b'redirect "a@";',
+    b'redirect "a@b";',
+    b'redirect "Name <a@b.c>";',
+    b'redirect "\\"q x\\"@b.c";',
+    b'redirect "a@b..c";',
+    b'redirect "a.@b.c";',
+    b'require "vacation"; vacation :days 0 "r";',
+    b'require "date"; if date :is "date" "foo" "x" { keep; }',
+    b'require "relational"; if header :value "xx" "a" "b" { keep; }',
+    b'require "relational"; if header :count "GE" "a" "1" { keep; }',
+    b'require "enotify"; notify "foo:bar";',
+    b'require "enotify"; notify "mailto:";',
+    b'require "enotify"; notify "mailto:a@b.c";',
+    b'require "imap4flags"; addflag "\\\\Foo";',
+    b'require "imap4flags"; addflag ["\\\\Seen", "\\\\Bar"];',
+    b'if header :is "fr om" "x" { keep; }',
+    b'require "envelope"; if envelope :is "foo" "x" { keep; }',
+    b'require ["variables","regex"]; set "a" "("; if header :regex "a" "${a}" { keep; }',
+]
+
+
+def test_argument_values_judged_as_pigeonhole(pair: Pair) -> None:
+    out = replay(pair, [b"CHECKSCRIPT " + literal(script) + b"\r\n" for script in SEMANTICS])
+    assert sum(reply.startswith(b"NO") for reply in out) > 25
+    assert sum(reply.startswith(b"OK (WARNINGS)") for reply in out) >= 6
