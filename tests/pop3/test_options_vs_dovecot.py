@@ -467,3 +467,32 @@ def test_mbox_header_md5_and_guid_uidls(mbox_store: DovecotOracle, fmt: str) -> 
         assert b"d41d8cd98f00b204e9800998ecf8427e\r\n6 " in their_replies[-1]  # 5: no hash
     ours.close()
     finish(proc)
+
+
+@pytest.mark.oracle
+def test_session_lock_lives_in_the_index_root() -> None:
+    """With INDEX= and CONTROL= elsewhere, both servers lock in the index root (else they
+    would not exclude each other)."""
+    vmail = mail_user()
+    dc = DovecotOracle(users={"popuser": "secret"}, extra_conf="pop3_lock_session = yes\n",
+                       mail_location="maildir:%h/Maildir:INDEX=%h/idx:CONTROL=%h/ctl")
+    home = dc.dir / "home" / "popuser"
+    (home / "Maildir" / "cur").mkdir(parents=True)
+    chown_tree(dc.dir / "home", vmail.pw_uid, vmail.pw_gid)
+    dc.start()
+    try:
+        theirs, _ = dovecot_pop3(dc)
+        their_locks = sorted(home.rglob("dovecot-pop3-session.lock"))
+        theirs.command("QUIT")
+        theirs.close()
+        wait_for_logouts(dc, 1)
+        ours, hello, proc = cote_pop3(
+            dc, mail=f"maildir:{home}/Maildir:INDEX={home}/idx:CONTROL={home}/ctl", home=home)
+        assert hello == b"+OK Logged in.\r\n"
+        assert sorted(home.rglob("dovecot-pop3-session.lock")) == their_locks == \
+            [home / "idx" / "dovecot-pop3-session.lock"]
+        ours.command("QUIT")
+        ours.close()
+        finish(proc)
+    finally:
+        dc.cleanup()
