@@ -191,14 +191,18 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
 # -- random scripts from a small grammar, judged by sievec ---------------------------------
 COMMANDS = ["keep", "discard", "stop", 'fileinto "x"', 'redirect "a@b.c"', 'reject "r"',
             'addflag "f"', 'set "a" "b"', "foo", 'vacation "v"', 'keep :flags "x"',
-            'fileinto :copy "x"', 'redirect :copy "a@b.c"', 'keep "x"']
+            'fileinto :copy "x"', 'redirect :copy "a@b.c"', 'keep "x"', 'redirect "x y"',
+            'redirect "a@b"', 'addflag "\\\\Foo"', 'notify "xmpp:a"', 'vacation :days 0 "x"']
 TESTS_ = ["true", "false", 'header :is "s" "x"', 'address :domain "from" "x"',
           'envelope "from" "x"', 'exists "x"', "size :over 10K", "size 10",
           'body :contains "x"', 'header :regex "a" "b"', 'header :count "gt" "a" "1"',
           'string "a" "b"', 'hasflag "x"', 'mailboxexists "x"', "bar",
           'header :value "lt" :comparator "i;ascii-numeric" "a" "1"',
-          'address :user "to" "x"', 'currentdate :is "year" "2020"', 'header :foo "a" "b"']
-EXTS = ["fileinto", "reject", "envelope", "imap4flags", "variables", "vacation", "body",
+          'address :user "to" "x"', 'currentdate :is "year" "2020"', 'header :foo "a" "b"',
+          'address :is "subject" "x"', 'address :is "reply-to" "x"', 'envelope :is "bad" "x"',
+          'header :regex "a" "(a"', 'header :regex "a" "a{2,1}"', 'header :count "xx" "a" "1"',
+          'date :is "date" "bogus" "1"', 'header :is "b ad" "x"']
+EXTS = ["enotify", "fileinto", "reject", "envelope", "imap4flags", "variables", "vacation", "body",
         "regex", "relational", "copy", "mailbox", "subaddress", "date",
         "comparator-i;ascii-numeric", "nope"]
 
