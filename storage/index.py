@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 NAME = "cote.index.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CACHE_FIELDS = ("envelope", "bodystructure", "sortkeys", "searchhdr")
 _ADDED_COLUMNS = (("msg", "searchhdr", "BLOB"),)
 """Cache columns added after a schema version: ALTERed into an existing index on open."""
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS mailbox(
     id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, uidvalidity INTEGER NOT NULL DEFAULT 0,
     uidnext INTEGER NOT NULL DEFAULT 1, highestmodseq INTEGER NOT NULL DEFAULT 1,
     sig TEXT NOT NULL DEFAULT '', first_recent_uid INTEGER NOT NULL DEFAULT 1,
-    scans INTEGER NOT NULL DEFAULT 0);
+    scans INTEGER NOT NULL DEFAULT 0, messages INTEGER NOT NULL DEFAULT 0,
+    unseen INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
+    vsizes INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS keyword(box INTEGER NOT NULL, idx INTEGER NOT NULL,
     name TEXT NOT NULL, PRIMARY KEY(box, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS msg(
@@ -45,7 +47,35 @@ CREATE TABLE IF NOT EXISTS msg(
 CREATE INDEX IF NOT EXISTS msg_modseq ON msg(box, modseq);
 CREATE TABLE IF NOT EXISTS expunged(box INTEGER NOT NULL, uid INTEGER NOT NULL,
     modseq INTEGER NOT NULL, PRIMARY KEY(box, uid)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(box, modseq);
+CREATE TABLE IF NOT EXISTS snapshot(box INTEGER PRIMARY KEY, modseq INTEGER NOT NULL,
+    uids BLOB NOT NULL, flags BLOB NOT NULL, modseqs BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS msg_counted_in AFTER INSERT ON msg BEGIN
+    UPDATE mailbox SET messages=messages+1, unseen=unseen+1-{seen(new)},
+        deleted=deleted+{deleted(new)}, vsizes=vsizes+new.vsize WHERE id=new.box; END;
+CREATE TRIGGER IF NOT EXISTS msg_counted_out AFTER DELETE ON msg BEGIN
+    UPDATE mailbox SET messages=messages-1, unseen=unseen-1+{seen(old)},
+        deleted=deleted-{deleted(old)}, vsizes=vsizes-old.vsize WHERE id=old.box; END;
+CREATE TRIGGER IF NOT EXISTS msg_counted_change AFTER UPDATE OF flags, vsize ON msg BEGIN
+    UPDATE mailbox SET unseen=unseen+{seen(old)}-{seen(new)},
+        deleted=deleted-{deleted(old)}+{deleted(new)}, vsizes=vsizes-old.vsize+new.vsize
+        WHERE id=new.box; END;
 """
+
+
+def _bit_sql(row: str, bit: int, hex_digits: str) -> str:
+    """SQL for one system flag bit of ``row.flags`` (an INTEGER, or hex TEXT beyond 63 bits:
+    the low hex digit holds the system flags tested here)."""
+    return (f"(CASE WHEN typeof({row}.flags)='integer' THEN ({row}.flags & {bit}) != 0 "
+            f"ELSE instr('{hex_digits}', substr({row}.flags, -1)) > 0 END)")
+
+
+# mailbox-level counters kept by triggers: STATUS never reads the messages' rows
+_SCHEMA = _SCHEMA.replace("{seen(new)}", _bit_sql("new", 1, "13579bdf")) \
+    .replace("{seen(old)}", _bit_sql("old", 1, "13579bdf")) \
+    .replace("{deleted(new)}", _bit_sql("new", 8, "89abcdef")) \
+    .replace("{deleted(old)}", _bit_sql("old", 8, "89abcdef"))
+_TABLES = ("meta", "mailbox", "keyword", "msg", "expunged", "snapshot")
 
 _INT63 = (1 << 63) - 1
 
@@ -108,6 +138,8 @@ class Index:
             db.execute("PRAGMA busy_timeout=60000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # INSERT OR REPLACE deletes the old row: its counter trigger must run
+            db.execute("PRAGMA recursive_triggers=ON")
             self.db = db
             try:
                 row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -117,12 +149,13 @@ class Index:
                 self._add_columns(db)
                 return db
             with self.write():
-                for stmt in _SCHEMA.split(";"):
+                if row is not None:  # an older cache: rebuilt from the mail store
+                    for table in _TABLES:
+                        db.execute(f"DROP TABLE IF EXISTS {table}")
+                for stmt in _SCHEMA.split(";\n"):  # trigger bodies hold "; END"
                     if stmt.strip():
                         db.execute(stmt)
-                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
+                db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -191,15 +224,41 @@ class Index:
                 (exact if exact is not None else key_prefix, len(key_prefix), key_prefix),
             ).fetchall()
             for (box,) in rows:
-                for table in ("msg", "expunged", "keyword"):
+                for table in ("msg", "expunged", "keyword", "snapshot"):
                     self.db.execute(f"DELETE FROM {table} WHERE box=?", (box,))  # noqa: S608
                 self.db.execute("DELETE FROM mailbox WHERE id=?", (box,))
 
     def reset_box(self, box: int) -> None:
-        for table in ("msg", "expunged", "keyword"):
+        for table in ("msg", "expunged", "keyword", "snapshot"):
             self.db.execute(f"DELETE FROM {table} WHERE box=?", (box,))  # noqa: S608
         self.update_box(box, uidvalidity=0, uidnext=1, highestmodseq=1, sig="",
                         first_recent_uid=1)
+
+    def counters(self, box: int) -> tuple[int, int, int, int]:
+        """``(messages, unseen, deleted, sum of vsizes)``, kept by triggers on ``msg``."""
+        row = self.db.execute("SELECT messages, unseen, deleted, vsizes FROM mailbox "
+                              "WHERE id=?", (box,)).fetchone()
+        return (row[0], row[1], row[2], row[3]) if row else (0, 0, 0, 0)
+
+    def count_from(self, box: int, uid: int) -> int:
+        """Messages with a UID of at least ``uid`` (\\Recent ones: a short range)."""
+        row = self.db.execute("SELECT count(*) FROM msg WHERE box=? AND uid>=?",
+                              (box, uid)).fetchone()
+        return int(row[0])
+
+    # -- the view snapshot --------------------------------------------------------------
+    def snapshot(self, box: int) -> tuple[int, bytes, bytes, bytes] | None:
+        """``(modseq, uids, flags, modseqs)``: a whole view as packed arrays, as it was at
+        ``modseq`` (changes since are in ``msg``/``expunged`` with higher modseqs)."""
+        row = self.db.execute("SELECT modseq, uids, flags, modseqs FROM snapshot WHERE box=?",
+                              (box,)).fetchone()
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    def put_snapshot(self, box: int, modseq: int, uids: bytes, flags: bytes,
+                     modseqs: bytes) -> None:
+        with self.write():
+            self.db.execute("INSERT OR REPLACE INTO snapshot VALUES(?, ?, ?, ?, ?)",
+                            (box, modseq, uids, flags, modseqs))
 
     # -- keywords -----------------------------------------------------------------------
     def keywords(self, box: int) -> list[str]:
@@ -233,14 +292,19 @@ class Index:
         return row[0] if row else None
 
     def changed_since(self, box: int, modseq: int) -> list[tuple[int, int | str, int]]:
-        return self.db.execute(
-            "SELECT uid, flags, modseq FROM msg WHERE box=? AND modseq>? ORDER BY uid",
-            (box, modseq)).fetchall()
+        # through the modseq index (an ORDER BY uid in SQL makes SQLite walk every row of
+        # the mailbox by primary key instead): the few changed rows are sorted here
+        rows = self.db.execute(
+            "SELECT uid, flags, modseq FROM msg INDEXED BY msg_modseq "
+            "WHERE box=? AND modseq>?", (box, modseq)).fetchall()
+        rows.sort()
+        return rows
 
     def expunged_since(self, box: int, modseq: int) -> list[int]:
         rows = self.db.execute(
-            "SELECT uid FROM expunged WHERE box=? AND modseq>? ORDER BY uid", (box, modseq))
-        return [uid for (uid,) in rows]
+            "SELECT uid FROM expunged INDEXED BY expunged_modseq WHERE box=? AND modseq>?",
+            (box, modseq))
+        return sorted(uid for (uid,) in rows)
 
     def details(self, box: int, uids: Sequence[int]) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []

@@ -31,7 +31,9 @@ class Layout(ABC):
         self.root = loc.root
 
     def encode(self, part: str) -> str:
-        return part if self.loc.utf8 else mutf7.encode(part)
+        if self.loc.utf8 or (part.isascii() and part.isprintable() and "&" not in part):
+            return part  # printable ASCII without "&" is its own mUTF-7
+        return mutf7.encode(part)
 
     def decode(self, part: str) -> str:
         if self.loc.utf8:

@@ -92,7 +92,8 @@ def parse_location(value: str, home: str | None = None) -> MailLocation:
             else:
                 opts[key] = ""
             continue
-        opts[key] = _expand_home(val, home) if key in ("INDEX", "CONTROL", "INBOX") else val
+        paths = ("INDEX", "CONTROL", "INBOX", "INDEXPVT")
+        opts[key] = _expand_home(val, home) if key in paths else val
     layout = opts.pop("LAYOUT", "maildir++").lower()
     if layout not in LAYOUTS:
         raise LocationError(f"unsupported LAYOUT={layout} (maildir++ or fs)")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from cote.storage import open_storage
-from cote.storage.api import Mailbox, MailboxInfo, MailboxList, QuotaPolicy
+from cote.storage.api import Mailbox, MailboxInfo, MailboxList, MailboxStatus, QuotaPolicy
 from cote.storage.errors import InvalidName, MailboxNotFound, StorageError
 from cote.storage.location import parse_location
 from cote.storage.pattern import compile_pattern, normalize_inbox
@@ -457,6 +457,11 @@ class Namespaces(MailboxList):
         box = ns.list.open(inner, readonly=readonly)
         box.name = name
         return box
+
+    def status(self, name: str) -> MailboxStatus:
+        ns, inner = self.find(name)
+        self._autocreate(ns, inner)
+        return ns.list.status(inner)
 
     def open_for_saving(self, name: str) -> Mailbox:
         return self._open_with(name, lambda mlist, inner: mlist.open_for_saving(inner))

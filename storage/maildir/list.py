@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from cote.storage import subscriptions as subsfile
-from cote.storage.api import MailboxInfo, MailboxList, NoQuota, QuotaPolicy
+from cote.storage.api import MailboxInfo, MailboxList, MailboxStatus, NoQuota, QuotaPolicy
 from cote.storage.dotlock import replace_file
 from cote.storage.errors import (
     InvalidName,
@@ -33,6 +33,7 @@ from cote.storage.maildir.mailbox import MaildirMailbox
 from cote.storage.maildir.settings import MaildirSettings
 from cote.storage.maildir.uidvalidity import next_uidvalidity
 from cote.storage.pattern import compile_pattern, normalize_inbox
+from cote.storage.private import PrivateFlags
 
 log = logging.getLogger("cote.storage")
 
@@ -91,6 +92,9 @@ class MaildirList(MailboxList):
             # like Dovecot with an unwritable index dir: keep the index in memory
             log.warning("index %s not usable (%s): using an in-memory index", loc.index_root, e)
             self.index = Index(":memory:")
+        pvt = loc.extra.get("INDEXPVT")
+        #: INDEXPVT: the accessing user's private \\Seen (shared and public namespaces)
+        self.private = PrivateFlags(os.path.normpath(pvt)) if pvt else None
         if create_inbox:
             self._make_mail_dirs(("INBOX",))
 
@@ -354,6 +358,16 @@ class MaildirList(MailboxList):
     def open(self, name: str, *, readonly: bool = False) -> MaildirMailbox:
         return self._open(name, readonly=readonly, sync=True)
 
+    def status(self, name: str) -> MailboxStatus:
+        """The index brought up to date with the disk, then its counters: no view is built
+        (a STATUS of an unchanged mailbox is a few stat calls and two index rows)."""
+        box = self._open(name, readonly=True, sync=False)
+        try:
+            box.sync_disk()
+            return box.status()
+        finally:
+            box.close()
+
     def open_for_append(self, name: str) -> MaildirMailbox:
         """No view is built: the append needs only the uidlist (read under its lock), and
         the next session's sync picks the new message up."""
@@ -376,3 +390,5 @@ class MaildirList(MailboxList):
 
     def close(self) -> None:
         self.index.close()
+        if self.private is not None:
+            self.private.close()

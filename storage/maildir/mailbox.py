@@ -144,6 +144,9 @@ class MaildirMailbox(Mailbox):
         self._recent: list[tuple[int, int]] = []
         self._ul_cache: _UidlistCache | None = None
         self._moves_new = not readonly or mlist.settings.empty_new
+        self.private = mlist.private
+        """INDEXPVT: \\Seen comes from the accessing user's own store, not the owner's."""
+        self._pvt_seen: set[int] = set()
         state = self.index.box(self.key)
         assert state is not None
         self._box = state.id
@@ -267,12 +270,16 @@ class MaildirMailbox(Mailbox):
     # -- sync ---------------------------------------------------------------------------
     def sync(self) -> SyncChanges:
         """Bring the index up to date with the disk (if it changed), then this view."""
+        self.sync_disk()
+        return self._refresh_view()
+
+    def sync_disk(self) -> None:
+        """Bring the index up to date with the disk (if it changed); the view is left as is."""
         try:
             self._sync_disk()
         except FileNotFoundError:
             # the mailbox was deleted or renamed under this session
             raise MailboxNotFound(self.name) from None
-        return self._refresh_view()
 
     def _needs_lock(self, scan: Scan, known: dict[int, tuple[str, int | str]]) -> bool:
         ul = scan.uidlist
@@ -529,19 +536,29 @@ class MaildirMailbox(Mailbox):
     def _refresh_view(self) -> SyncChanges:
         db = self.index.db
         db.execute("BEGIN")
+        save: int | None = None
         try:
             state = self.index.box(self.key, create=False)
             assert state is not None
             self.keywords = self.index.keywords(self._box)
             if self._view_modseq < 0 or state.uidvalidity != self.uidvalidity:
                 reset = self._view_modseq >= 0
-                rows = self.index.messages(self._box)
-                self.uids = array("I", [r[0] for r in rows])
-                self.flags = [bits_from_db(r[1]) for r in rows]
-                self.modseqs = array("Q", [r[2] for r in rows])
+                delta = self._load_snapshot(state.highestmodseq)
+                if delta is None:
+                    rows = self.index.messages(self._box)
+                    self.uids = array("I", [r[0] for r in rows])
+                    self.flags = [bits_from_db(r[1]) for r in rows]
+                    self.modseqs = array("Q", [r[2] for r in rows])
+                if delta is None or delta > self.snapshot_delta:
+                    save = state.highestmodseq
+                if self.private is not None:
+                    save = None  # the snapshot holds the owner's flags, not the overlay
+                    self._pvt_seen = self.private.seen(self.key, state.uidvalidity)
+                    self.flags = [self._overlay(u, b)
+                                  for u, b in zip(self.uids, self.flags, strict=True)]
                 expunged: list[int] = []
                 seqs: tuple[int, ...] = ()
-                new = len(rows)
+                new = len(self.uids)
                 flag_changes: list[int] = []
             else:
                 reset = False
@@ -557,9 +574,60 @@ class MaildirMailbox(Mailbox):
             self._view_modseq = state.highestmodseq
         finally:
             db.execute("COMMIT")
+        if save is not None:
+            self._save_snapshot(save)
         if not self.readonly and self.claims_recent:
             self._claim_recent()
         return SyncChanges(expunged, new, flag_changes, reset, seqs)
+
+    #: a view rebuilt from more changed rows than this since its snapshot saves a new one
+    snapshot_delta = 2000
+
+    def _overlay(self, uid: int, bits: int) -> int:
+        """The owner's flags with this user's private \\Seen (INDEXPVT) in their place."""
+        if self.private is None:
+            return bits
+        return (bits & ~F.SEEN) | (F.SEEN if uid in self._pvt_seen else 0)
+
+    def _load_snapshot(self, highestmodseq: int) -> int | None:
+        """Inside the view's read transaction: the view from the packed snapshot plus the
+        rows changed since it (a warm SELECT of 100k messages reads no per-message rows);
+        the number of changes applied, or None when there is no usable snapshot (the
+        caller loads every row)."""
+        snap = self.index.snapshot(self._box)
+        if snap is None or snap[0] > highestmodseq:
+            return None
+        modseq, uid_bytes, flag_bytes, modseq_bytes = snap
+        gone = self.index.expunged_since(self._box, modseq)
+        changes = self.index.changed_since(self._box, modseq)
+        if gone and not {u for u, _, _ in changes}.isdisjoint(gone):
+            return None  # a UID that came back after its expunge: rows decide
+        uids = array("I")
+        uids.frombytes(uid_bytes)
+        flag_arr = array("Q")
+        flag_arr.frombytes(flag_bytes)
+        self.uids = uids
+        self.flags = flag_arr.tolist()
+        self.modseqs = array("Q")
+        self.modseqs.frombytes(modseq_bytes)
+        if gone and self.uids:
+            self._apply_view_changes([u for u in gone if self.seq_of(u) is not None], [])
+        if changes:
+            self._apply_view_changes([], changes)
+        return len(gone) + len(changes)
+
+    def _save_snapshot(self, modseq: int) -> None:
+        """Keep the view as of ``modseq`` packed in the index for the next full load."""
+        flag_arr = array("Q")
+        try:
+            flag_arr.fromlist(self.flags)
+        except OverflowError:
+            return  # keyword bits beyond 64: rows only
+        try:
+            self.index.put_snapshot(self._box, modseq, self.uids.tobytes(),
+                                    flag_arr.tobytes(), self.modseqs.tobytes())
+        except sqlite3.Error:
+            pass  # a busy or read-only index: the next full load reads rows again
 
     def _apply_view_changes(self, expunged: list[int],
                             changes: list[tuple[int, int | str, int]]) -> tuple[int, list[int]]:
@@ -572,7 +640,7 @@ class MaildirMailbox(Mailbox):
         new = 0
         flag_changes: list[int] = []
         for uid, flags_db, modseq in changes:
-            bits = bits_from_db(flags_db)
+            bits = self._overlay(uid, bits_from_db(flags_db))
             seq = self.seq_of(uid)
             if seq is not None:
                 if self.flags[seq - 1] != bits or self.modseqs[seq - 1] != modseq:
@@ -626,7 +694,7 @@ class MaildirMailbox(Mailbox):
             seq = self.seq_of(uid)
             if seq is None:
                 continue  # new since the view: the next sync announces it
-            bits = bits_from_db(stored)
+            bits = self._overlay(uid, bits_from_db(stored))
             if self.flags[seq - 1] != bits or self.modseqs[seq - 1] != modseq:
                 out.append(uid)  # as ``sync`` reports it
             self.flags[seq - 1] = bits
@@ -637,21 +705,24 @@ class MaildirMailbox(Mailbox):
         return self.index.expunged_since(self._box, modseq)
 
     def status(self) -> MailboxStatus:
-        row = self.index.db.execute(
-            "SELECT count(*), coalesce(sum(vsize), 0), "
-            "coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0) "
-            "FROM msg WHERE box=?", (self._box,)).fetchone()
+        """From the mailbox's counters in the index (no per-message rows are read)."""
+        messages, unseen, deleted, size = self.index.counters(self._box)
         state = self.index.box(self.key, create=False)
         assert state is not None
-        recent = self.index.db.execute(
-            "SELECT count(*) FROM msg WHERE box=? AND uid>=?",
-            (self._box, state.first_recent_uid)).fetchone()[0] + len(self.recent_uids())
-        return MailboxStatus(messages=row[0], recent=recent, uidnext=state.uidnext,
-                             uidvalidity=state.uidvalidity, unseen=row[2],
-                             highestmodseq=state.highestmodseq, size=row[1], deleted=row[3])
+        if self.private is not None:
+            seen = self.private.seen(self.key, state.uidvalidity)
+            live = {uid for (uid,) in self.index.db.execute(
+                "SELECT uid FROM msg WHERE box=?", (self._box,))} if seen else set()
+            unseen = messages - len(seen & live)
+        recent = self.index.count_from(self._box, state.first_recent_uid) \
+            + len(self.recent_uids())
+        return MailboxStatus(messages=messages, recent=recent, uidnext=state.uidnext,
+                             uidvalidity=state.uidvalidity, unseen=unseen,
+                             highestmodseq=state.highestmodseq, size=size, deleted=deleted)
 
     def details(self, uids: Sequence[int]) -> list[MessageDetails]:
-        return [MessageDetails(r[0], bits_from_db(r[1]), r[2], r[3], r[4], r[5])
+        return [MessageDetails(r[0], self._overlay(r[0], bits_from_db(r[1])), r[2], r[3], r[4],
+                               r[5])
                 for r in self.index.details(self._box, uids)]
 
     def pop3_uidls(self, uids: Sequence[int]) -> dict[int, str]:
@@ -807,8 +878,14 @@ class MaildirMailbox(Mailbox):
         if mode not in ("+", "-", "="):
             raise ValueError(f"bad store mode {mode!r}")
         mask, kw_names = self._bits_for_names(flags)
+        # INDEXPVT: \Seen is this user's own, the other flags are the owner's
+        pvt_mask = mask & F.SEEN if self.private is not None else 0
+        mask &= ~pvt_mask
+        keep = F.SEEN if self.private is not None else 0  # "=" leaves the owner's \Seen
         changed: list[int] = []
         modified: list[int] = []
+        seen_now: list[int] = []
+        unseen_now: list[int] = []
         with self._lock() as lock:
             trusted = self._trusted_sig()
             slots = self._keyword_letters(kw_names, lock) if mode != "-" else self._read_slots()
@@ -825,23 +902,49 @@ class MaildirMailbox(Mailbox):
                         modified.append(uid)
                         continue
                     old = bits_from_db(row[2])
-                    new = old | mask if mode == "+" else old & ~mask if mode == "-" else mask
-                    if new == old:
+                    new = old | mask if mode == "+" else old & ~mask if mode == "-" \
+                        else mask | (old & keep)
+                    seen = self._seen_after(uid, mode, pvt_mask, seen_now, unseen_now)
+                    if new == old and seen is None:
                         continue
-                    lock.touch()
-                    fname = self._rename_for_flags(row[1], new, slots)
-                    if fname is None:
-                        continue
-                    self.index.set_file(self._box, uid, fname, new, modseq)
-                    changed.append(uid)
                     seq = self.seq_of(uid)
+                    if new != old:
+                        lock.touch()
+                        fname = self._rename_for_flags(row[1], new, slots)
+                        if fname is None:
+                            continue
+                        self.index.set_file(self._box, uid, fname, new, modseq)
+                        if seq is not None:
+                            self.modseqs[seq - 1] = modseq
+                    changed.append(uid)
                     if seq is not None:
-                        self.flags[seq - 1] = new
-                        self.modseqs[seq - 1] = modseq
+                        self.flags[seq - 1] = self._overlay(uid, new)
                 if changed:
                     self.index.update_box(self._box, highestmodseq=modseq)
                 self._keep_trusted_sig(trusted)
+        if self.private is not None:
+            for uids_, on in ((seen_now, True), (unseen_now, False)):
+                if uids_:
+                    self.private.set_seen(self.key, self.uidvalidity, uids_, on)
         return StoreResult(changed, modified)
+
+    def _seen_after(self, uid: int, mode: str, pvt_mask: int, seen_now: list[int],
+                    unseen_now: list[int]) -> bool | None:
+        """INDEXPVT: this user's new private \\Seen of ``uid`` (None: unchanged), noted in
+        ``seen_now``/``unseen_now`` and the overlay."""
+        if self.private is None or (mode != "=" and not pvt_mask):
+            return None
+        old = uid in self._pvt_seen
+        new = bool(pvt_mask) if mode == "=" else mode == "+"
+        if new == old:
+            return None
+        if new:
+            self._pvt_seen.add(uid)
+            seen_now.append(uid)
+        else:
+            self._pvt_seen.discard(uid)
+            unseen_now.append(uid)
+        return new
 
     def _rename_for_flags(self, fname: str, bits: int, slots: list[str | None]) -> str | None:
         for _ in range(2):

@@ -105,10 +105,57 @@ def virtual_size(buf: Buffer, start: int = 0, end: int | None = None) -> int:
     return end - start + line_counts(buf, start, end)[1]
 
 
+class _PrefixCounts:
+    """Line counts of big ranges from per-chunk running totals, so nested parts (a 20 MB
+    attachment inside the root multipart) are counted in one pass over the message, not
+    once per nesting level. A CRLF belongs to the chunk holding its LF."""
+
+    def __init__(self, buf: Buffer, end: int) -> None:
+        self.buf = buf
+        self.end = end
+        self.lf = [0]  # LFs before chunk k (offset k * _CHUNK)
+        self.crlf = [0]  # CRLFs whose LF lies before chunk k
+
+    def _range(self, start: int, end: int) -> tuple[int, int]:
+        """(LFs, CRLFs whose LF is in ``[start, end)``)."""
+        chunk = bytes(self.buf[start:end])
+        lf = chunk.count(b"\n")
+        if not lf:
+            return 0, 0
+        crlf = chunk.count(b"\r\n") if b"\r" in chunk else 0
+        if start > 0 and chunk[:1] == b"\n" and self.buf[start - 1] == 0x0D:
+            crlf += 1
+        return lf, crlf
+
+    def prefix(self, pos: int) -> tuple[int, int]:
+        """(LFs, CRLFs) whose LF is before ``pos``."""
+        k = pos // _CHUNK
+        while len(self.lf) <= k:
+            i = len(self.lf) - 1
+            lf, crlf = self._range(i * _CHUNK, min((i + 1) * _CHUNK, self.end))
+            self.lf.append(self.lf[i] + lf)
+            self.crlf.append(self.crlf[i] + crlf)
+        lf, crlf = self._range(k * _CHUNK, pos) if pos > k * _CHUNK else (0, 0)
+        return self.lf[k] + lf, self.crlf[k] + crlf
+
+    def counts(self, start: int, end: int) -> tuple[int, int]:
+        """As :func:`line_counts`: (LF count, bare-LF count) of ``buf[start:end]``."""
+        if end - start <= 2 * _CHUNK:
+            return line_counts(self.buf, start, end)
+        lf0, crlf0 = self.prefix(start)
+        lf1, crlf1 = self.prefix(end)
+        crlf = crlf1 - crlf0
+        if self.buf[start] == 0x0A and start > 0 and self.buf[start - 1] == 0x0D:
+            crlf -= 1  # its CR is outside the range
+        lf = lf1 - lf0
+        return lf, lf - crlf
+
+
 class _Scanner:
     def __init__(self, buf: Buffer, end: int) -> None:
         self.buf = buf
         self.end = end
+        self.counter = _PrefixCounts(buf, end)
         self.parts: list[Part | None] = []
         self.bounds: list[bytes] = []  # b"--" + boundary, innermost last
         self.exhausted = False  # MAX_PARTS reached
@@ -244,8 +291,8 @@ class _Scanner:
         else:
             ls, idx = self._next_boundary(body_start)
             body_end = self._content_end(body_start, ls)
-        _, hbare = line_counts(buf, pos, body_start)
-        blf, bbare = line_counts(buf, body_start, body_end)
+        _, hbare = self.counter.counts(pos, body_start)
+        blf, bbare = self.counter.counts(body_start, body_end)
         self.parts[index] = Part(
             parent, kind, pos, body_start, body_end,
             body_start - pos + hbare, body_end - body_start + bbare, blf,

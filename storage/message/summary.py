@@ -61,6 +61,9 @@ def summarize(buf: Buffer) -> tuple[tuple[Part, ...], Summary]:
     parts = scan(buf)
     root = parts[0]
     fields, _, _ = read_header(buf, 0, root.body_start)
-    return parts, Summary(virtual_size(buf), root.envelope or b"NIL", bodystructure(parts),
+    # the root spans the message: its counts give RFC822.SIZE without another pass
+    vsize = root.hdr_vsize + root.body_vsize if root.body_end == len(buf) \
+        else virtual_size(buf)
+    return parts, Summary(vsize, root.envelope or b"NIL", bodystructure(parts),
                           body(parts), dumps(parts), sort_keys(fields))
 

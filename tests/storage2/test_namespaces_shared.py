@@ -61,6 +61,19 @@ def shared_dovecot() -> Iterator[DovecotOracle]:
         dc.cleanup()
 
 
+@pytest.fixture(scope="module")
+def shared_cote(shared_dovecot: DovecotOracle) -> Iterator[CoteServer]:
+    """A cote master serving the same users and files as the Dovecot oracle."""
+    cote = CoteServer(mail_location="maildir:~/Maildir",
+                      passwd_file=shared_dovecot.dir / "users", protocols="imap",
+                      extra_conf=SHARED)
+    cote.start()
+    try:
+        yield cote
+    finally:
+        cote.cleanup()
+
+
 def login(dc: DovecotOracle, user: str) -> imaplib.IMAP4:
     m = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
     m.login(user, USERS[user])
@@ -129,10 +142,9 @@ def test_other_users_mailboxes_like_dovecot(shared_dovecot: DovecotOracle) -> No
     assert got_after == want["after"]
     assert want["status"] == f"shared/bob/Work (MESSAGES {st.messages} UIDNEXT {st.uidnext})" \
         .encode()
-    # INDEXPVT keeps \Seen private in Dovecot (user1 does not see bob's \Seen); cote shares
-    # every flag (docs/storage.md): the same answers apart from that one flag
+    # INDEXPVT keeps \Seen private: user1 does not see bob's \Seen
     assert want["flags"] == {1: {"\\Flagged"}, 2: set(), 3: {"\\Draft"}}
-    assert flags == {1: {"\\Flagged", "\\Seen"}, 2: set(), 3: {"\\Draft"}}
+    assert flags == want["flags"]
 
 
 def test_changes_through_the_shared_namespace_reach_the_owner(
@@ -175,18 +187,65 @@ def imap_answers(port: int) -> dict[str, object]:
     return out
 
 
-def test_imap_through_a_cote_master_like_dovecot(shared_dovecot: DovecotOracle) -> None:
-    dc = shared_dovecot
-    want = imap_answers(dc.ports["imap"])
-    cote = CoteServer(mail_location="maildir:~/Maildir", passwd_file=dc.dir / "users",
-                      protocols="imap", extra_conf=SHARED)
-    cote.start()
-    try:
-        got = imap_answers(cote.ports["imap"])
-    finally:
-        cote.cleanup()
+def test_imap_through_a_cote_master_like_dovecot(shared_dovecot: DovecotOracle,
+                                                  shared_cote: CoteServer) -> None:
+    want = imap_answers(shared_dovecot.ports["imap"])
+    got = imap_answers(shared_cote.ports["imap"])
     assert want["list after"] and "shared/bob/Work" in want["list after"]  # type: ignore
-    # \Seen is private to each user in Dovecot (INDEXPVT); cote shares it (docs/storage.md)
-    assert (want.pop("flags 1"), got.pop("flags 1")) == ({"\\Flagged"}, {"\\Flagged", "\\Seen"})
+    assert want["flags 1"] == {"\\Flagged"}  # bob's \Seen is his own (INDEXPVT)
     for key in want:
         assert (key, got[key]) == (key, want[key])
+
+
+def private_seen_answers(port: int) -> dict[str, object]:
+    """user1 reads and marks bob's mail through shared/bob/ (\\Seen is user1's own), then
+    undoes it: the same script for both servers on the same files."""
+    m = imaplib.IMAP4("127.0.0.1", port)
+    m.login("user1", USERS["user1"])
+    out: dict[str, object] = {"select": m.select("shared/bob/INBOX")}
+    out["store +seen"] = m.store("2", "+FLAGS", "(\\Seen)")
+    out["body"] = m.fetch("3", "(BODY[TEXT])")[1]
+    out["flags"] = dovecot_flags(m)
+    m.close()
+    out["status"] = m.status("shared/bob/INBOX", "(MESSAGES UNSEEN)")[1]
+    m.select("shared/bob/INBOX")
+    out["flags again"] = dovecot_flags(m)
+    out["search unseen"] = m.search(None, "UNSEEN")[1]
+    out["store -seen"] = m.store("2:3", "-FLAGS", "(\\Seen)")
+    out["status after"] = m.status("shared/bob/INBOX", "(MESSAGES UNSEEN)")[1]
+    m.logout()
+    return out
+
+
+def test_private_seen_like_dovecot(shared_dovecot: DovecotOracle,
+                                   shared_cote: CoteServer) -> None:
+    """INDEXPVT: user1 marking bob's mail read keeps it unread for bob (both servers write
+    only user1's private index; Dovecot reads bob's files afterwards)."""
+    dc = shared_dovecot
+    want = private_seen_answers(dc.ports["imap"])
+    got = private_seen_answers(shared_cote.ports["imap"])
+    # what user1 saw as seen is still seen for user1 in a new cote session
+    m = imaplib.IMAP4("127.0.0.1", shared_cote.ports["imap"])
+    m.login("user1", USERS["user1"])
+    m.select("shared/bob/INBOX")
+    m.store("2", "+FLAGS", "(\\Seen)")
+    m.logout()
+    m = imaplib.IMAP4("127.0.0.1", shared_cote.ports["imap"])
+    m.login("user1", USERS["user1"])
+    m.select("shared/bob/INBOX")
+    again = dovecot_flags(m)
+    m.store("2", "-FLAGS", "(\\Seen)")
+    m.logout()
+    flags = want["flags"]
+    assert isinstance(flags, dict) and "\\Seen" in flags[2] and "\\Seen" in flags[3]
+    assert "\\Seen" not in flags[1]  # bob's \Seen is bob's
+    for key in want:
+        assert (key, got[key]) == (key, want[key])
+    assert "\\Seen" in again[2] and "\\Seen" not in again[1]
+    assert (home(dc, "user1") / "Maildir/shared/bob/cote.index.pvt.sqlite").exists()
+    m = login(dc, "bob")
+    m.select("INBOX")
+    bob = dovecot_flags(m)
+    m.logout()
+    assert "\\Seen" in bob[1]
+    assert "\\Seen" not in bob[2] and "\\Seen" not in bob[3]
