@@ -82,7 +82,7 @@ alias_database =
 delay_warning_time = 0
 queue_run_delay = 1s
 minimal_backoff_time = 1s
-maximum_backoff_time = 2s
+maximal_backoff_time = 2s
 {self.extra}
 """)
         (self.config_dir / "master.cf").write_text(MASTER_CF.format(port=self.port))
