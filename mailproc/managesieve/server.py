@@ -61,10 +61,9 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
             pass
         writer.close()
     try:
-        detail = compile_template(logout_format).expand({"input": str(bytes_in),
-                                                         "output": str(bytes_out),
-                                                         "i": str(bytes_in),
-                                                         "o": str(bytes_out)})
+        detail = compile_template(logout_format).expand({
+            "input": str(bytes_in), "output": str(bytes_out), "i": str(bytes_in),
+            "o": str(bytes_out), **session.stats.values()})
     except VariableError as e:
         detail = f"(managesieve_logout_format: {e})"
     # Pigeonhole: "Disconnected: Logged out ..." but a client that just goes away is

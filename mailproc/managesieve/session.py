@@ -41,6 +41,23 @@ class _ArgError(Exception):
         self.text = text
 
 
+@dataclass(slots=True)
+class Stats:
+    """managesieve_logout_format's counters (Pigeonhole's names)."""
+
+    put_count: int = 0
+    put_bytes: int = 0
+    get_count: int = 0
+    get_bytes: int = 0
+    check_count: int = 0
+    check_bytes: int = 0
+    deleted_count: int = 0
+    renamed_count: int = 0
+
+    def values(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in self.__slots__}
+
+
 class Session:
     def __init__(self, storage: ScriptStorage, capabilities: Capabilities,
                  max_compile_errors: int = 5, extensions: frozenset[str] | None = None,
@@ -51,6 +68,7 @@ class Session:
         self.global_scripts = global_scripts  # sieve_global is set
         self.max_compile_errors = max_compile_errors or 5
         self.logged_out = False
+        self.stats = Stats()
 
     def handle(self, item: Line | BadLine) -> Outcome:
         if isinstance(item, BadLine):
@@ -154,16 +172,24 @@ class Session:
         reply = self._compile(script.value, "PUTSCRIPT completed.", f"{name.text()}: ")
         if reply.startswith(b"OK"):
             self.storage.put(name.text(), script.value)
+            self.stats.put_count += 1
+            self.stats.put_bytes += len(script.value)
         return Outcome(reply)
 
     def _checkscript(self, args: tuple[Word, ...]) -> Outcome:
         (script,) = self._strings(args, 1, short="Invalid arguments.")
         self.storage.check_size(len(script.value))
-        return Outcome(self._compile(script.value, "Script checked successfully."))
+        reply = self._compile(script.value, "Script checked successfully.")
+        if reply.startswith(b"OK"):
+            self.stats.check_count += 1
+            self.stats.check_bytes += len(script.value)
+        return Outcome(reply)
 
     def _getscript(self, args: tuple[Word, ...]) -> Outcome:
         (name,) = self._strings(args, 1)
         data = self.storage.get(name.text())
+        self.stats.get_count += 1
+        self.stats.get_bytes += len(data)
         return Outcome(b"{%d}\r\n" % len(data) + data + b"\r\n" +
                        wire.ok("Getscript completed."))
 
@@ -180,11 +206,13 @@ class Session:
     def _deletescript(self, args: tuple[Word, ...]) -> Outcome:
         (name,) = self._strings(args, 1)
         self.storage.delete(name.text())
+        self.stats.deleted_count += 1
         return Outcome(wire.ok("Deletescript completed."))
 
     def _renamescript(self, args: tuple[Word, ...]) -> Outcome:
         old, new = self._strings(args, 2)
         self.storage.rename(old.text(), new.text())
+        self.stats.renamed_count += 1
         return Outcome(wire.ok("Renamescript completed."))
 
     def _havespace(self, args: tuple[Word, ...]) -> Outcome:

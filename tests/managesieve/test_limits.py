@@ -1,5 +1,6 @@
-"""mail_max_userip_connections for protocol sieve: the second login from the same user and
-IP is refused as Dovecot refuses it, with the same log lines."""
+"""Settings of protocol sieve, each compared with Dovecot on the same config:
+mail_max_userip_connections (the second login from the same user and IP is refused, with
+the same log lines) and managesieve_logout_format with every counter Pigeonhole has."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from tests.managesieve.support import Pair, SieveClient, plain, server_pair
 from tests.support.dovecot import dovecot_available
 
 pytestmark = pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")
-LIMIT = "}\nprotocol sieve {\n  mail_max_userip_connections = 1\n}\nplugin {"
+FORMAT = ("bytes=%i/%o put=%{put_count}/%{put_bytes} get=%{get_count}/%{get_bytes} "
+          "check=%{check_count}/%{check_bytes} del=%{deleted_count} ren=%{renamed_count}")
+LIMIT = ("}\nprotocol sieve {\n  mail_max_userip_connections = 1\n"
+         f"  managesieve_logout_format = {FORMAT}\n}}\nplugin {{")
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +55,24 @@ def test_second_session_refused(pair: Pair) -> None:
             time.sleep(0.05)
         assert refused.search(_log(pair, server)), server
         assert closed.search(_log(pair, server)), server
+
+
+def test_logout_format_counters(pair: Pair) -> None:
+    login = f'AUTHENTICATE "PLAIN" "{plain("user2", "pass2")}"\r\n'.encode()
+    for server in ("dovecot", "cote"):
+        client = SieveClient(pair.ports[server])
+        for command in (login, b'PUTSCRIPT "a" "keep;"\r\n', b'PUTSCRIPT "b" "discard;"\r\n',
+                        b'GETSCRIPT "a"\r\n', b'CHECKSCRIPT "stop;"\r\n',
+                        b'RENAMESCRIPT "b" "c"\r\n', b'DELETESCRIPT "c"\r\n',
+                        b'DELETESCRIPT "a"\r\n', b"LOGOUT\r\n"):
+            assert b"OK" in client.command(command), (server, command)
+        client.close()
+    line = re.compile(r"managesieve\(user2\)<\d+><\S+>: Info: Disconnected: Logged out (.*)")
+    found = {}
+    for server in ("dovecot", "cote"):
+        deadline = time.monotonic() + 5
+        while not (found.get(server) or time.monotonic() > deadline):
+            found[server] = line.findall(_log(pair, server))
+            time.sleep(0.05)
+    assert found["cote"] == found["dovecot"] == [
+        "bytes=149/259 put=2/13 get=1/5 check=1/5 del=2 ren=1"]
