@@ -10,7 +10,6 @@ carries the tag and whether the client already asked for CAPABILITY.
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import dataclasses
 from base64 import b64decode, b64encode
@@ -30,7 +29,7 @@ from cote.login.actions import (
 )
 from cote.login.forward import Forwarded, from_imap_id
 from cote.login.server import ConnectionFacts, FrontendFactory
-from cote.login.service import prepare_tls, serve_login
+from cote.login.service import prepare_login, run_login
 from cote.mailproc.imap import (
     CLOSED,
     LOGIN_COMMANDS,
@@ -273,19 +272,23 @@ def _decode_b64(data: bytes) -> bytes | None:
 
 
 def frontend_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
+    # Read the config once (before fork, see login/service.py), not once per client.
+    greeting, capability = str(cfg.get("login_greeting")), str(cfg.get("imap_capability"))
+    disable_plaintext_auth = bool(cfg.get("disable_plaintext_auth"))
+
     def make(facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...]) -> ImapFrontend:
         return ImapFrontend(ImapLoginSettings(
-            greeting=str(cfg.get("login_greeting")), mechanisms=mechanisms,
-            secured=facts.secured, disable_plaintext_auth=bool(cfg.get("disable_plaintext_auth")),
-            tls_available=tls_possible and not facts.tls,
-            capability=str(cfg.get("imap_capability")), trusted=facts.trusted))
+            greeting=greeting, mechanisms=mechanisms, secured=facts.secured,
+            disable_plaintext_auth=disable_plaintext_auth,
+            tls_available=tls_possible and not facts.tls, capability=capability,
+            trusted=facts.trusted))
     return make
 
 
 def prepare(config: Config) -> dict[str, object]:
-    return prepare_tls(config, "imap")
+    return prepare_login(config, "imap", frontend_factory)
 
 
 def run(ctx: ServiceContext) -> int:
-    asyncio.run(serve_login(ctx, "imap", frontend_factory))
+    run_login(ctx, "imap", frontend_factory)
     return 0

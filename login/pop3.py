@@ -7,7 +7,6 @@ docs/process-contract.md). The dialogue itself is the sans-IO :mod:`cote.login.p
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import os
@@ -22,7 +21,7 @@ from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
 from cote.login.forward import Forwarded, from_xclient
 from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings, State
 from cote.login.server import ConnectionFacts, FrontendFactory
-from cote.login.service import prepare_tls, serve_login
+from cote.login.service import prepare_login, run_login
 from cote.mailproc.pop3 import wire
 
 _apop_counter = itertools.count(1)
@@ -141,9 +140,9 @@ def frontend_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
 
 
 def prepare(config: Config) -> dict[str, object]:
-    return prepare_tls(config, "pop3")
+    return prepare_login(config, "pop3", frontend_factory)
 
 
 def run(ctx: ServiceContext) -> int:
-    asyncio.run(serve_login(ctx, "pop3", frontend_factory))
+    run_login(ctx, "pop3", frontend_factory)
     return 0
