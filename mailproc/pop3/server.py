@@ -19,6 +19,9 @@ from cote.storage.errors import MessageGone
 from cote.variables import VariableError, compile_template
 
 READ_CHUNK = 65536
+# Dovecot's pop3 reads commands into a 2048-byte buffer: a line whose LF does not fit is too
+# long (so at most 2047 bytes before the LF).
+MAX_LINE = 2047
 LOGGED_IN = b"+OK Logged in.\r\n"
 # A session that waits for its client this long touches its session lock (Dovecot's goes
 # stale after 5 minutes; its clients may idle for 10).
@@ -30,7 +33,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                 log: Logger, *, pipelined: bytes = b"", greeting: bytes = LOGGED_IN) -> str:
     """Run one session to its end; returns the disconnect reason (for the log line)."""
     session = maildrop.session()
-    lines = wire.LineReader()
+    lines = wire.LineReader(MAX_LINE)
     bytes_in = len(pipelined)
     out = Counter(writer)
     out.write(greeting)
@@ -45,9 +48,11 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                 break
             bytes_in += len(data)
             for item in lines.feed(data):
-                if isinstance(item, wire.LineTooLong):
+                if isinstance(item, wire.LineTooLong):  # Dovecot hangs up
                     out.write(wire.err("Input line too long."))
-                    continue
+                    reason = "Input line too long"
+                    session.quitting = True
+                    break
                 action = session.handle(item)
                 if isinstance(action, Reply):
                     out.write(action.data)
@@ -55,7 +60,8 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                     await _send_message(out, maildrop, session, action)
                 elif isinstance(action, Disconnect):
                     out.write(action.data)
-                    log.error(action.error)
+                    if action.error:
+                        log.error(action.error)
                     reason = action.reason
                     break
                 else:

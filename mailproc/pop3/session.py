@@ -16,6 +16,7 @@ from typing import ClassVar
 from cote.mailproc.pop3 import wire
 
 UINT_MAX = 2**32 - 1
+MAX_BAD_COMMANDS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,8 @@ class Update:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Send ``data`` and close: a UIDL could not be computed (``error`` is for the log)."""
+    """Send ``data`` and close: a UIDL could not be computed (``error``, if any, is logged) or
+    too many bad commands."""
 
     data: bytes
     error: str
@@ -86,6 +88,7 @@ class Pop3Session:
     last_accessed: int = 0  # highest 1-based message number accessed, for LAST
     stats: Stats = field(default_factory=Stats)
     quitting: bool = False
+    bad_commands: int = 0  # failed commands in a row
 
     def __post_init__(self) -> None:
         if not callable(self.uidls) and len(self.sizes) != len(self.uidls):
@@ -94,9 +97,26 @@ class Pop3Session:
 
     # -- commands ----------------------------------------------------------------------
     def handle(self, cmd: wire.Command) -> Action:
+        """One command's answer; more than 20 failed commands in a row end the session
+        (Dovecot's CLIENT_MAX_BAD_COMMANDS)."""
+        action = self._dispatch(cmd)
+        if isinstance(action, Reply) and action.data.startswith(b"-ERR"):
+            self.bad_commands += 1
+            if self.bad_commands > MAX_BAD_COMMANDS:
+                self.quitting = True
+                return Disconnect(action.data + wire.err("Too many bad commands."), "",
+                                  "Too many bad commands.")
+        elif not isinstance(action, Disconnect):
+            self.bad_commands = 0
+        return action
+
+    def _dispatch(self, cmd: wire.Command) -> Action:
         handler = self._handlers.get(cmd.verb)
         if handler is None or (cmd.verb == "LAST" and not self.enable_last):
-            text = f"Unknown command: {cmd.name}" if cmd.name else "Unknown command."
+            # Dovecot echoes the name upper-cased, ASCII letters only
+            upper = cmd.name.encode("utf-8", "surrogateescape").upper()
+            text = f"Unknown command: {upper.decode('utf-8', 'surrogateescape')}" \
+                if cmd.name else "Unknown command."
             return Reply(wire.err(text))
         try:
             return handler(self, cmd.args)

@@ -8,6 +8,7 @@ flags; the logout line must match Dovecot's; a dropped connection must delete no
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import re
 import socket
@@ -214,3 +215,64 @@ def test_migrated_uidls_from_the_uidlist_win(twin: DovecotOracle) -> None:
     theirs.close()
     ours.close()
     proc.wait(10)
+
+
+def read_all(c: Client) -> bytes:
+    out = []
+    try:
+        while line := c.line():
+            out.append(line)
+    except ConnectionResetError:
+        out.append(b"<reset>")
+    return b"".join(out)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("burst", [
+    b"foo\r\n" * 19 + b"STAT\r\n" + b"Bar\r\n" * 20 + b"NOOP\r\n",  # never 21 in a row
+    b"RETR 99\r\nfoo\r\nLIST x\r\n" * 7,  # the 21st failed command in a row
+    b"NOOP " + b"x" * 2041 + b"\r\nSTAT\r\n",  # 2048 bytes with the CRLF: still fine
+    b"NOOP \xc3\xa9\r\n\xc3\xa9t\xc3\xa9\r\nnoop\r\n",  # upper-casing leaves UTF-8 alone
+], ids=["19-then-ok", "21-bad", "2048", "utf8"])
+def test_bad_input_answers_like_dovecot(store: DovecotOracle, burst: bytes) -> None:
+    """More than 20 failed commands in a row end the session with Dovecot's reply and
+    logout reason; a 2048-byte line is still a line."""
+    seen = len(pop3_logouts(store))
+    theirs = dovecot_pop3(store)
+    ours, proc = cote_pop3(store)
+    for c in (theirs, ours):
+        c.sock.sendall(burst)
+        c.sock.shutdown(socket.SHUT_WR)
+    their_bytes, our_bytes = read_all(theirs), read_all(ours)
+    theirs.close()
+    ours.close()
+    _, err = proc.communicate(timeout=10)
+    assert our_bytes == their_bytes
+    assert logout_reason(err.decode()) == logout_reason(next_logout(store, seen))
+
+
+@pytest.mark.oracle
+def test_overlong_line_hangs_up_like_dovecot(store: DovecotOracle) -> None:
+    """A line whose LF does not fit Dovecot's 2048-byte buffer: -ERR and hang up. (Dovecot's
+    reply is usually lost to the TCP reset its close causes, so only cote's is compared.)"""
+    seen = len(pop3_logouts(store))
+    theirs = dovecot_pop3(store)
+    ours, proc = cote_pop3(store)
+    line = b"NOOP " + b"x" * 2042 + b"\r\n"  # 2049 bytes
+    for c in (theirs, ours):
+        c.sock.sendall(b"STAT\r\n" + line)
+        with contextlib.suppress(OSError):  # the server may have hung up already
+            c.sock.shutdown(socket.SHUT_WR)
+    read_all(theirs)
+    our_bytes = read_all(ours)
+    theirs.close()
+    ours.close()
+    _, err = proc.communicate(timeout=10)
+    assert our_bytes.endswith(b"\r\n-ERR Input line too long.\r\n")
+    assert logout_reason(err.decode()) == logout_reason(next_logout(store, seen)) == \
+        "Input line too long"
+
+
+def logout_reason(log: str) -> str:
+    line = [x for x in log.splitlines() if "Disconnected:" in x][-1]
+    return line.split("Disconnected: ", 1)[1].split(" top=")[0]
