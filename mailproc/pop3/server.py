@@ -26,6 +26,8 @@ LOGGED_IN = b"+OK Logged in.\r\n"
 # A session that waits for its client this long touches its session lock (Dovecot's goes
 # stale after 5 minutes; its clients may idle for 10).
 LOCK_REFRESH_SECS = 60.0
+# Dovecot's CLIENT_IDLE_TIMEOUT_MSECS: a silent client is told so and disconnected.
+IDLE_TIMEOUT_SECS = 600.0
 LOCKED = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
 
 
@@ -70,6 +72,9 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                     break
     except (ConnectionError, asyncio.IncompleteReadError):
         reason = "Connection closed"
+    except IdleTimeout:
+        out.write(wire.err("Disconnected for inactivity."))
+        reason = "Disconnected for inactivity"
     finally:
         try:
             await out.drain()
@@ -86,22 +91,42 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
     return reason
 
 
+class IdleTimeout(Exception):
+    """The client sent nothing for IDLE_TIMEOUT_SECS."""
+
+
 async def _read(reader: asyncio.StreamReader, maildrop: Maildrop) -> bytes:
-    """The next input; while the client is silent the session lock is kept fresh (a timer,
-    not wait_for: that costs a task per read)."""
+    """The next input; while the client is silent the session lock is kept fresh, and after
+    10 minutes of silence the session ends (timers, not wait_for: that costs a task per
+    read)."""
     maildrop.idle()
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
     timers: list[asyncio.TimerHandle] = []
+    expired = False
 
-    def idle() -> None:
+    def refresh() -> None:
         maildrop.idle()
-        timers[0] = loop.call_later(LOCK_REFRESH_SECS, idle)
+        timers[0] = loop.call_later(LOCK_REFRESH_SECS, refresh)
 
-    timers.append(loop.call_later(LOCK_REFRESH_SECS, idle))
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timers.append(loop.call_later(LOCK_REFRESH_SECS, refresh))
+    deadline = loop.call_later(IDLE_TIMEOUT_SECS, expire)
     try:
         return await reader.read(READ_CHUNK)
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        task.uncancel()
+        raise IdleTimeout from None
     finally:
         timers[0].cancel()
+        deadline.cancel()
 
 
 def refuse_locked(sock_send: Callable[[bytes], object], settings: Pop3Settings,
