@@ -93,6 +93,9 @@ def drop_privileges(user: MailUser, cfg: Config) -> None:
     groups = [user.gid]
     for name in str(cfg.get("mail_access_groups")).replace(",", " ").split():
         groups.append(_gid(name))
+    # as Dovecot's restrict_access: the supplementary groups the service was given (its
+    # extra_groups, e.g. imap's $default_internal_group for the imap-hibernate socket) stay
+    groups += [g for g in os.getgroups() if g != 0 and g not in groups]
     os.setgroups(groups)
     os.setgid(user.gid)
     os.setuid(user.uid)

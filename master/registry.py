@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "auth": "cote.auth.service:run",
     "auth-worker": "cote.auth.worker:run",
     "imap": "cote.mailproc.imap.service:run",
+    "imap-hibernate": "cote.mailproc.imap.hibernate:run",
     "pop3": "cote.mailproc.pop3.service:run",
     "lmtp": "cote.mailproc.lmtp.service:run",
     "managesieve": "cote.mailproc.managesieve.service:run",

@@ -24,7 +24,7 @@ UNSET_TIME = 4294967295.0
 DOVECOT_ONLY_SERVICES = frozenset({
     "config", "dict", "dict-async", "stats", "old-stats", "doveadm", "indexer",
     "indexer-worker", "replicator", "aggregator", "director", "imap-urlauth",
-    "imap-urlauth-login", "imap-urlauth-worker", "ipc", "dns-client", "imap-hibernate",
+    "imap-urlauth-login", "imap-urlauth-worker", "ipc", "dns-client",
     "submission", "submission-login", "health-check", "tcpwrap", "ssl-params",
 })
 

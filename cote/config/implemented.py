@@ -39,6 +39,8 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "ssl_options",
     # mail processes: who the user becomes and where the mail is
     "mail_location", "mail_uid", "mail_gid", "mail_home", "mail_access_groups", "mail_fsync",
+    # imap hibernation (mailproc/imap/hibernate.py)
+    "imap_hibernate_timeout",
     # pop3
     "pop3_uidl_format", "pop3_delete_type", "pop3_deleted_flag", "pop3_no_flag_updates",
     "pop3_enable_last", "pop3_logout_format", "pop3_client_workarounds",

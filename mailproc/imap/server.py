@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
+from dataclasses import dataclass
 from typing import Protocol
 
 from cote.log import Logger
 from cote.storage.api import ChangeWatcher
+from cote.storage.notify import InotifyWatcher
 from cote.variables import VariableError, compile_template
 
 from . import events as ev
 from .connection import Connection
+from .hibernate_session import can_hibernate
 from .response import ShortSpan
 from .session import Session
 
@@ -74,19 +78,49 @@ class Output:
             await self.writer.drain()
 
 
+class HandOff(Protocol):
+    """Gives the IDLE session to imap-hibernate (``hibernate.hand_off``); True when it took
+    the client (this process then ends the session without closing the connection)."""
+
+    def __call__(self, session: Session, notify_fd: int | None, bytes_out: int,
+                 idle_started: float) -> bool: ...
+
+
+@dataclass
+class Hibernation:
+    """``imap_hibernate_timeout`` (seconds in IDLE before the hand-off) and the hand-off."""
+
+    timeout: float
+    hand_off: HandOff
+    idle_started: float | None = None
+    """Wall-clock start of the IDLE a restored session is in (None: a new IDLE)."""
+
+
+HIBERNATING = "Hibernating"
+
+
 async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
-                log: Logger, *, pipelined: bytes = b"", greeting: bytes | None = None) -> str:
-    """Run one session to its end; returns the disconnect reason (also logged)."""
+                log: Logger, *, pipelined: bytes = b"", greeting: bytes | None = None,
+                hibernation: Hibernation | None = None, watcher: ChangeWatcher | None = None,
+                bytes_in: int = 0, bytes_out: int = 0) -> str:
+    """Run one session to its end; returns the disconnect reason (also logged).
+    ``watcher``, ``bytes_in``/``bytes_out``: a session restored from hibernation goes on
+    with its mailbox watcher and its counters."""
     conn = session.conn
     out = Output(writer)
+    out.count = bytes_out
     conn.send(session.greeting() if greeting is None else greeting)
     reason = "Connection closed"
     loop = asyncio.get_running_loop()
     pending = pipelined
-    session.stats.bytes_in = len(pipelined)
+    session.stats.bytes_in = bytes_in + len(pipelined)
     read_task: asyncio.Task[bytes] | None = None
-    watcher: ChangeWatcher | None = None
     wake = asyncio.Event()
+    if watcher is not None:
+        loop.add_reader(watcher.fileno(), wake.set)
+    idle_since = time.monotonic()
+    idle_wall = hibernation.idle_started if hibernation is not None else None
+    idle_wall = idle_wall if idle_wall is not None else time.time()
     try:
         await out.flush(conn)
         if pending:
@@ -99,6 +133,7 @@ async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
             if closed:
                 break
             if session.idling is not None and session.box is not None and watcher is None:
+                idle_since, idle_wall = time.monotonic(), time.time()
                 try:
                     watcher = session.box.watch()
                     loop.add_reader(watcher.fileno(), wake.set)
@@ -107,6 +142,8 @@ async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
             elif session.idling is None and watcher is not None:
                 _stop_watch(loop, watcher)
                 watcher = None
+            if session.idling is None:
+                idle_since, idle_wall = time.monotonic(), time.time()
             if read_task is None:
                 read_task = asyncio.ensure_future(reader.read(READ_CHUNK))
             waits: set[asyncio.Future[object]] = {read_task}  # type: ignore[arg-type]
@@ -116,10 +153,25 @@ async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
                 wake_task = asyncio.ensure_future(wake.wait())
                 waits.add(wake_task)  # type: ignore[arg-type]
                 timeout: float | None = session.settings.idle_notify_interval
+                hibernate_in = _hibernate_in(hibernation, idle_since)
+                if hibernate_in is not None and timeout is not None:
+                    timeout = min(timeout, hibernate_in)
             else:
                 timeout = AUTOLOGOUT
             done, _ = await asyncio.wait(waits, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if not done and hibernation is not None and session.idling is not None and \
+                    _hibernate_in(hibernation, idle_since) == 0.0:
+                if wake_task is not None:
+                    wake_task.cancel()
+                if await _hand_off(reader, writer, read_task, session,
+                                   hibernation=hibernation, watcher=watcher,
+                                   bytes_out=out.count, idle_wall=idle_wall):
+                    read_task = None
+                    reason = HIBERNATING
+                    break
+                idle_since = time.monotonic()  # not now: try again after another timeout
+                continue
             if not done and session.idling is None:
                 conn.send(b"* BYE Disconnected for inactivity.\r\n")
                 reason = f"Inactivity - no input for {int(AUTOLOGOUT)} secs"
@@ -155,10 +207,51 @@ async def serve(reader: asyncio.StreamReader, writer: Sink, session: Session,
         writer.close()
         session.stats.bytes_out = out.count
         session.close()
+    if reason == HIBERNATING:
+        log.info(f"Disconnected: {reason}")
+        return reason
     if reason == "Connection closed":
         reason += f" ({session.last_command_status()})"
     log.info(f"Disconnected: {reason} {logout_text(session)}")
     return reason
+
+
+def _hibernate_in(hibernation: Hibernation | None, idle_since: float) -> float | None:
+    """Seconds until the IDLE session is due to hibernate (0.0: now); None: never."""
+    if hibernation is None or hibernation.timeout <= 0:
+        return None
+    return max(0.0, idle_since + hibernation.timeout - time.monotonic())
+
+
+async def _hand_off(reader: asyncio.StreamReader, writer: Sink,
+                    read_task: asyncio.Task[bytes] | None, session: Session, *,
+                    hibernation: Hibernation, watcher: ChangeWatcher | None, bytes_out: int,
+                    idle_wall: float) -> bool:
+    """Stop reading, make sure no client byte sits in this process (it would be lost with
+    the hand-off: the kernel's buffer goes with the socket, asyncio's does not), then hand
+    off. On any doubt the session stays here."""
+    if not can_hibernate(session) or (session.box is not None and not (
+            isinstance(watcher, InotifyWatcher) or getattr(watcher, "passable", False))):
+        return False  # (a polling watcher's pipe would never fire in imap-hibernate)
+    transport = getattr(writer, "transport", None)
+    if transport is None:
+        return False
+    transport.pause_reading()
+    for _ in range(2):  # let a read woken by data that already arrived complete
+        await asyncio.sleep(0)
+    if (read_task is not None and read_task.done()) or \
+            len(getattr(reader, "_buffer", b"")) or reader.at_eof():
+        transport.resume_reading()
+        return False
+    notify_fd = watcher.fileno() if watcher is not None else None
+    if hibernation.hand_off(session, notify_fd, bytes_out, idle_wall):
+        if read_task is not None:
+            read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await read_task
+        return True
+    transport.resume_reading()
+    return False
 
 
 def _stop_watch(loop: asyncio.AbstractEventLoop, watcher: ChangeWatcher) -> None:

@@ -13,24 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 from collections.abc import Callable, Mapping
 
 from cote.config import Config
 from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
-from cote.log import Logger
-from cote.mailproc.handoffservice import run_service
-from cote.mailproc.mailuser import MailUser, MailUserError, resolve
-from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
+from cote.log import Logger, mail_log_prefix
+from cote.mailproc.anvilreg import register_session
+from cote.mailproc.handoffservice import serve_handoff
+from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
+from cote.mailproc.userdb import UserdbError, UserNotFound, connect, lookup_user
 from cote.storage import StorageError
+from cote.storage.api import ChangeWatcher
 from cote.storage.namespaces import Namespaces
 
+from . import hibernate as H
 from . import response as R
 from .connection import Connection
-from .server import serve
+from .hibernate_session import RestoredSession, capture, restore
+from .hibernate_state import HibernateState, HibernateStateError, decode
+from .server import Hibernation, serve
 from .session import SERVERBUG, Session, autocreate
-from .settings import ImapSettings
+from .settings import ImapSettings, _seconds
 
 
 def login_reply(request: HandoffRequest, settings: ImapSettings) -> bytes:
@@ -60,8 +66,9 @@ def userdb_lookup(cfg: Config, log: Logger) -> Callable[[str], Mapping[str, str]
     return lookup
 
 
-def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: HandoffRequest,
-                log: Logger) -> int:
+def _open_session(cfg: Config, user: MailUser, log: Logger,
+                  kind: type[Session] = Session) -> Session | None:
+    """The user's storage and a new Session on it; None (logged) when storage fails."""
     settings = ImapSettings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
@@ -70,18 +77,53 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
         autocreate(mailboxes, settings)
     except StorageError as e:
         log.error(f"Couldn't open mail storage: {e}")
-        client.sendall(R.untagged("BYE", SERVERBUG))
-        client.close()
-        return 1
+        return None
     max_line = cfg.get("imap_max_line_length")
     conn = Connection(commands=settings.commands(),
                       max_line_length=int(max_line) if isinstance(max_line, int) else None)
-    session = Session(mailboxes, conn, user.user, settings, log)
+    return kind(mailboxes, conn, user.user, settings, log)
+
+
+def hibernate_timeout(cfg: Config) -> float:
+    """``imap_hibernate_timeout`` in seconds (0: never hibernate, Dovecot's default)."""
+    return _seconds(cfg.get("imap_hibernate_timeout"), 0.0)
+
+
+def _hibernation(cfg: Config, client: socket.socket, log: Logger, *, session_id: str,
+                 remote_ip: str, local_ip: str, idle_started: float | None = None
+                 ) -> Hibernation | None:
+    timeout = hibernate_timeout(cfg)
+    if timeout <= 0:
+        return None
+    path = os.path.join(str(cfg.get("base_dir")), H.SOCKET_NAME)
+
+    def hand_off(session: Session, notify_fd: int | None, bytes_out: int,
+                 idle_started: float) -> bool:
+        state = capture(session, session_id=session_id, remote_ip=remote_ip,
+                        local_ip=local_ip, idle_started=idle_started, bytes_out=bytes_out)
+        error = H.hand_off(path, client.fileno(), notify_fd, state)
+        if error:
+            log.error(f"Couldn't hibernate: {error}")
+            return False
+        return True
+
+    return Hibernation(timeout, hand_off, idle_started)
+
+
+def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: HandoffRequest,
+                log: Logger) -> int:
+    session = _open_session(cfg, user, log)
+    if session is None:
+        client.sendall(R.untagged("BYE", SERVERBUG))
+        client.close()
+        return 1
+    hibernation = _hibernation(cfg, client, log, session_id=request.session,
+                               remote_ip=request.remote_ip, local_ip=request.local_ip)
 
     async def run_session() -> None:
         reader, writer = await asyncio.open_connection(sock=client, limit=1 << 20)
         await serve(reader, writer, session, log, pipelined=request.pipelined,
-                    greeting=login_reply(request, settings))
+                    greeting=login_reply(request, session.settings), hibernation=hibernation)
 
     try:
         asyncio.run(run_session())
@@ -90,6 +132,141 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
     return 0
 
 
+def _resume(cfg: Config, user: MailUser, state: HibernateState, client: socket.socket, *,
+            watcher: ChangeWatcher | None, log: Logger) -> int:
+    """As the user: restore the session and go on serving it."""
+    session = _open_session(cfg, user, log, RestoredSession)
+    if session is None:
+        client.sendall(R.untagged("BYE", SERVERBUG))
+        return 1
+    try:
+        restore(session, state)
+    except StorageError as e:
+        log.error(f"Couldn't restore the hibernated session: {e}")
+        client.sendall(R.untagged("BYE", SERVERBUG))
+        return 1
+    hibernation = _hibernation(cfg, client, log, session_id=state.session,
+                               remote_ip=state.remote_ip, local_ip=state.local_ip,
+                               idle_started=state.idle_started)
+
+    async def run_session() -> None:
+        reader, writer = await asyncio.open_connection(sock=client, limit=1 << 20)
+        await serve(reader, writer, session, log, greeting=b"", hibernation=hibernation,
+                    watcher=watcher, bytes_in=state.stats.get("bytes_in", 0),
+                    bytes_out=state.stats.get("bytes_out", 0) + state.added_out)
+
+    asyncio.run(run_session())
+    return 0
+
+
+def _trusted_peer(conn: socket.socket, path: str) -> bool:
+    """imap-master is for imap-hibernate only: root or the listener's owner (the
+    ``unix_listener imap-master { user }`` imap-hibernate runs as)."""
+    try:
+        uid = H.peer_uid(conn)
+        return uid == 0 or uid == os.stat(path).st_uid
+    except OSError:
+        return False
+
+
+def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str) -> int:
+    """Take a client back from imap-hibernate on ``imap-master`` (running as root): the
+    user is looked up again through auth-master, never taken from the state alone."""
+    conn.settimeout(H.SEND_TIMEOUT)
+    fds: list[int] = []
+    try:
+        if not _trusted_peer(conn, path):
+            raise HibernateStateError("peer is not imap-hibernate")
+        line, fds = H.receive_state(conn)
+        if not 1 <= len(fds) <= 2:
+            raise HibernateStateError(f"expected 1 or 2 fds, got {len(fds)}")
+        state = decode(line)
+        reply = lookup_user(os.path.join(ctx.base_dir, "auth-master"), state.user,
+                            {"service": "imap", "rip": state.remote_ip,
+                             "lip": state.local_ip, "session": state.session})
+        user = resolve(cfg, reply.user, reply.fields, "imap",
+                       {"session": state.session, "remote_ip": state.remote_ip,
+                        "local_ip": state.local_ip, "pid": str(os.getpid())})
+        if state.peer_uid >= 0 and user.uid != state.peer_uid:
+            raise HibernateStateError(f"user {state.user} is uid {user.uid}, the session "
+                                      f"was hibernated by uid {state.peer_uid}")
+    except (OSError, HibernateStateError, UserdbError, UserNotFound, MailUserError,
+            ValueError) as e:
+        ctx.log.error(f"Couldn't unhibernate a client: {e}")
+        for fd in fds:
+            os.close(fd)
+        try:
+            conn.sendall(f"-{e}\n".encode())
+        except OSError:
+            pass
+        return 1
+    client = socket.socket(fileno=fds[0])
+    watcher = H.FdWatcher(fds[1]) if len(fds) == 2 else None
+    try:
+        conn.sendall(b"+\n")
+    except OSError:
+        pass  # imap-hibernate has gone; the client is ours now all the same
+    log = ctx.log.with_prefix(mail_log_prefix(cfg, {
+        "service": "imap", "user": user.user, "pid": str(os.getpid()),
+        "session": state.session}))
+    ctx.set_title(f"{user.user} {state.remote_ip}")
+    registration = register_session(ctx.anvil, "imap", state.remote_ip, user.user)
+    try:
+        drop_privileges(user, cfg)
+        return _resume(cfg, user, state, client, watcher=watcher, log=log)
+    except MailUserError as e:
+        log.error(str(e))
+        try:
+            client.sendall(R.untagged("BYE", SERVERBUG))
+        except OSError:
+            pass
+        return 1
+    finally:
+        registration.close()
+        client.close()
+
+
 def run(ctx: ServiceContext) -> int:
-    return run_service(ctx, "imap", _serve_mail, failure_reason=SERVERBUG,
-                       failure_line=R.untagged("BYE", SERVERBUG))
+    """Wait for one client: a hand-off from imap-login (``login/imap``) or a hibernated
+    session coming back from imap-hibernate (``imap-master``); serve it; exit."""
+    ctx.install_default_signals()
+    cfg = ctx.config.lookup(protocol="imap")
+    listeners = [lst for lst in ctx.listeners if lst.kind == "unix" and lst.sock is not None]
+    if not listeners:
+        ctx.log.error("imap service has no unix_listener (e.g. login/imap)")
+        return 1
+    for lst in listeners:
+        assert lst.sock is not None
+        # shared with the service's other processes: a lost accept race must give EAGAIN
+        lst.sock.setblocking(False)
+    ctx.status.report(ctx.available())
+    auth_master = connect(os.path.join(ctx.base_dir, "auth-master"))
+    while ctx.accepting:
+        readable, _, _ = select.select([*(lst.fd for lst in listeners),
+                                        ctx.master_death_fd], [], [])
+        if ctx.master_death_fd in readable:
+            return 0
+        for lst in listeners:
+            if lst.fd not in readable:
+                continue
+            assert lst.sock is not None
+            try:
+                conn, _ = lst.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another process of the service took it
+            conn.setblocking(True)
+            ctx.client_connected()
+            ctx.stop_accepting()
+            with conn:
+                if os.path.basename(lst.name) == H.MASTER_SOCKET_NAME:
+                    if auth_master is not None:
+                        auth_master.close()
+                    code = unhibernate(ctx, cfg, conn, lst.path)
+                else:
+                    code = serve_handoff(ctx, cfg, conn, "imap", _serve_mail,
+                                         failure_reason=SERVERBUG,
+                                         failure_line=R.untagged("BYE", SERVERBUG),
+                                         auth_master=auth_master)
+            ctx.client_disconnected()
+            return code
+    return 0

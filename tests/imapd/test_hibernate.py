@@ -1,0 +1,154 @@
+"""IMAP hibernation through the real master: an IDLE client moves to imap-hibernate after
+``imap_hibernate_timeout`` (its imap process exits, the connection stays), another session
+changes the mailbox, and the client sees exactly what Dovecot 2.3 (with the same timeout and
+its own imap-hibernate) sends; DONE is answered and later commands see the right numbers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.imapd.conftest import PASSWORD, Client, fill, normalize
+from tests.support.cote import CoteServer
+from tests.support.dovecot import DovecotOracle, dovecot_available
+
+REPO = Path(__file__).resolve().parents[2]
+COTEADM = REPO / ".venv/bin/coteadm"
+HIBERNATE_CONF = """\
+imap_hibernate_timeout = 1s
+service imap {
+  unix_listener imap-master {
+    user = $default_internal_user
+  }
+}
+"""
+USERS = {f"{side}{n}": PASSWORD for n in ("hib", "cond", "who", "kill", "many")
+         for side in ("dc", "cote")}
+SETTLE = 2.5
+"""Seconds for a change to wake the client, be reported, and the session to hibernate again."""
+
+
+@dataclass
+class Servers:
+    dovecot: DovecotOracle
+    cote: CoteServer
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    if not dovecot_available():
+        pytest.fail("Debian's dovecot-core is not installed")
+    dc = DovecotOracle(users=USERS, protocols="imap", extra_conf=HIBERNATE_CONF).start()
+    cote = CoteServer(mail_location=f"maildir:{dc.dir}/mail/%u", passwd_file=dc.dir / "users",
+                      protocols="imap", extra_conf=HIBERNATE_CONF)
+    try:
+        for user in USERS:
+            fill(dc, user)
+        cote.start()
+        yield Servers(dc, cote)
+    finally:
+        cote.cleanup()
+        dc.cleanup()
+
+
+def connect(port: int, user: str) -> Client:
+    c = Client(socket.create_connection(("127.0.0.1", port), timeout=20))
+    c.line()
+    assert b" OK " in c.command(f"LOGIN {user} {PASSWORD}", "login")
+    return c
+
+
+def read_for(c: Client, seconds: float) -> bytes:
+    """Everything the server sends within ``seconds`` (untagged updates in IDLE)."""
+    out = b""
+    c.sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = c.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            out += data
+    finally:
+        c.sock.settimeout(20)
+    return out
+
+
+def hibernated_pids(cote: CoteServer) -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "cote/imap-hibernate"], capture_output=True, text=True)
+    return {int(x) for x in out.stdout.split()}
+
+
+def imap_pids_of(cote: CoteServer, user: str) -> set[int]:
+    out = subprocess.run(["pgrep", "-f", f"cote/imap \\[{user} "], capture_output=True,
+                         text=True)
+    return {int(x) for x in out.stdout.split()}
+
+
+def idle_until_hibernated(server: CoteServer | DovecotOracle, c: Client, user: str,
+                          select: str = "SELECT INBOX") -> bytes:
+    c.command(select, "s")
+    c.sock.sendall(b"i IDLE\r\n")
+    assert c.line() == b"+ idling\r\n"
+    if isinstance(server, CoteServer):
+        before = hibernations(server, user)
+        deadline = time.monotonic() + 10
+        while hibernations(server, user) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert hibernations(server, user) > before, server.log_text()
+        return b""
+    return read_for(c, SETTLE)
+
+
+def hibernations(cote: CoteServer, user: str) -> int:
+    return sum(1 for line in cote.log_text().splitlines()
+               if f"imap({user})" in line and "Disconnected: Hibernating" in line)
+
+
+def scenario(port: int, server: CoteServer | DovecotOracle, user: str) -> list[bytes]:
+    """The IDLE client's view of: APPEND, STORE, STORE \\Deleted, EXPUNGE by another session,
+    then DONE and commands whose sequence numbers depend on all of it."""
+    idler = connect(port, user)
+    other = connect(port, user)
+    # Dovecot's index tracks modseqs from then on (else its first restore re-sends all flags)
+    other.command("STATUS INBOX (HIGHESTMODSEQ)")
+    seen = [idle_until_hibernated(server, idler, user)]
+    steps = ["APPEND INBOX (\\Seen) {12+}\r\nSubject: x\r\n", "SELECT INBOX",
+             "STORE 2 +FLAGS (\\Flagged)", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE",
+             "STORE 1,3 +FLAGS (\\Seen)"]
+    for step in steps:
+        other.command(step)
+        seen.append(read_for(idler, SETTLE))
+    idler.sock.sendall(b"DONE\r\n")
+    seen.append(idler.until("i"))
+    seen.append(idler.command("FETCH 1:* (UID FLAGS)"))
+    seen.append(idler.command("UID SEARCH ALL"))
+    seen.append(idler.command("LOGOUT"))
+    other.command("LOGOUT")
+    idler.close()
+    other.close()
+    return [normalize(x) for x in seen]
+
+
+def test_idle_client_sees_what_dovecot_sends(servers: Servers) -> None:
+    theirs = scenario(servers.dovecot.ports["imap"], servers.dovecot, "dchib")
+    try:
+        ours = scenario(servers.cote.ports["imap"], servers.cote, "cotehib")
+    except OSError:
+        print(servers.cote.log_text())
+        raise
+    for a, b in zip(ours, theirs, strict=True):
+        assert a == b, "\n".join(repr(x) for x in theirs)
+    assert any(b"EXPUNGE" in x for x in ours) and any(b"EXISTS" in x for x in ours)
+    log = servers.cote.log_text()
+    assert "imap(cotehib)" in log and "Disconnected: Hibernating" in log
+    assert "Traceback" not in log and "Error" not in log, log
