@@ -45,6 +45,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "pop3_uidl_format", "pop3_delete_type", "pop3_deleted_flag", "pop3_no_flag_updates",
     "pop3_enable_last", "pop3_logout_format", "pop3_client_workarounds",
     "pop3_lock_session", "pop3_save_uidl", "pop3_reuse_xuidl", "pop3_fast_size_lookups",
+    "pop3_uidl_duplicates",
     # managesieve (plugin settings read: sieve, sieve_quota_max_scripts,
     # sieve_quota_max_storage, sieve_max_script_size, sieve_max_redirects)
     "managesieve_implementation_string", "managesieve_sieve_capability",
