@@ -34,6 +34,8 @@ COMMAND_ERROR = "Error in MANAGESIEVE command received by server."
 # What Pigeonhole's login process takes: a quoted string or atom of more than 1 KiB ends the
 # connection ("Input buffer full"); cote also bounds lines and literals at 4 KiB there.
 MAX_LOGIN_LINE = 4096
+# Where the login process's parser words an error differently from the mail process's.
+LOGIN_WORDING = {wire.INVALID_QUOTED: "String contains invalid character."}
 MAX_LOGIN_WORD = 1024
 
 
@@ -105,7 +107,9 @@ class ManageSieveLogin:
                 self.state = State.DONE
                 return [Reply(wire.bye("Input buffer full, aborting")),
                         Disconnect("Input buffer full")]
-            return self._bad()
+            # the parser's own words, as Pigeonhole's login words them
+            reason = LOGIN_WORDING.get(item.reason, item.reason)
+            return self._bad(wire.no(reason))
         handler = self._handlers.get(item.name)
         if handler is None:
             return self._bad()

@@ -77,16 +77,14 @@ class Session:
                     self.storage.check_size(item.literal)
                 except ScriptError as e:
                     return Outcome(wire.no(e.text, e.code))
-            if item.name and (item.too_long or item.reason == wire.INVALID_QUOTED):
+            if item.name:
                 reason = "Too long argument." if item.too_long else item.reason
                 return Outcome(wire.no(f"Error in MANAGESIEVE command {item.name}: {reason}"))
             return Outcome(wire.no("Error in MANAGESIEVE command received by server."))
         name = item.name
         handler = self._handlers.get(name)
         if handler is None:
-            shown = name or "received by server"
-            return Outcome(wire.no(f"Error in MANAGESIEVE command {shown}: Unknown command."
-                                   if name else f"Error in MANAGESIEVE command {shown}."))
+            return Outcome(wire.no(f"Error in MANAGESIEVE command {name}: Unknown command."))
         try:
             return handler(self, item.args)
         except _ArgError as e:
@@ -112,14 +110,17 @@ class Session:
             raise _ArgError("Too many arguments.")
 
     @staticmethod
-    def _strings(args: tuple[Word, ...], count: int, *, short: str = "Missing arguments."
+    def _strings(args: tuple[Word, ...], count: int, *, short: str = "Missing arguments.",
+                 missing: str = "Missing arguments.", many: str = "Too many arguments."
                  ) -> list[String]:
+        """Exactly ``count`` strings; the texts are Pigeonhole's per command (PUTSCRIPT and
+        CHECKSCRIPT read their script as a stream and word these cases differently)."""
         if not args:
-            raise _ArgError("Missing arguments.")
+            raise _ArgError(missing)
         if len(args) < count:
             raise _ArgError(short)
         if len(args) > count:
-            raise _ArgError("Too many command arguments.")
+            raise _ArgError(many)
         if not all(isinstance(a, String) for a in args):
             raise _ArgError("Invalid arguments.")
         return [a for a in args if isinstance(a, String)]
@@ -165,7 +166,8 @@ class Session:
         return wire.ok(done)
 
     def _putscript(self, args: tuple[Word, ...]) -> Outcome:
-        name, script = self._strings(args, 2, short="Invalid arguments.")
+        name, script = self._strings(args, 2, short="Invalid arguments.",
+                                     many="Too many command arguments.")
         if not valid_name(name.text()):
             raise ScriptError(f"Invalid Sieve script name `{sanitized(name.text())}'.")
         self.storage.check_quota(name.text(), len(script.value))
@@ -177,7 +179,8 @@ class Session:
         return Outcome(reply)
 
     def _checkscript(self, args: tuple[Word, ...]) -> Outcome:
-        (script,) = self._strings(args, 1, short="Invalid arguments.")
+        (script,) = self._strings(args, 1, missing="Invalid arguments.",
+                                  many="Too many command arguments.")
         self.storage.check_size(len(script.value))
         reply = self._compile(script.value, "Script checked successfully.")
         if reply.startswith(b"OK"):

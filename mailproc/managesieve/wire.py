@@ -159,7 +159,7 @@ class Parser:
         return data
 
     def _name(self) -> str:
-        m = re.match(rb"[A-Za-z]{1,32}(?=[ \r\n])", self.buffer)
+        m = re.match(rb"[A-Za-z]{1,32}(?=[ \r\n\"{])", self.buffer)
         return m.group(0).decode("ascii").upper() if m else ""
 
     def _plain_length(self) -> int:
@@ -175,13 +175,21 @@ class Parser:
             del self.buffer[:end + 1]
 
     def _parse(self, data: bytes) -> tuple[list[Word], int]:
+        """Words of one line, Pigeonhole's parser's way: spaces between words may repeat or
+        trail, a string may be followed by the next word directly, and a line that starts
+        with a space has an empty command name."""
         words: list[Word] = []
         pos = 0
         n = len(data)
         plain = 0  # octets outside literals
+        if n and data[0] == 0x20:
+            words.append(Atom(""))
         while True:
             if plain > self.max_line:
                 raise _Incomplete  # reported as too long by the caller
+            while pos < n and data[pos] == 0x20:
+                pos += 1
+                plain += 1
             if pos >= n:
                 raise _Incomplete
             c = data[pos]
@@ -189,20 +197,10 @@ class Parser:
                 if pos + 1 >= n:
                     raise _Incomplete
                 if data[pos + 1] != 0x0A:
-                    raise _Bad("CR without LF")
+                    raise _Bad("CR sent without LF")
                 return words, pos + 2
             if c == 0x0A:
                 return words, pos + 1
-            if words:
-                if c != 0x20:
-                    raise _Bad("missing space between arguments")
-                pos += 1
-                plain += 1
-                if pos >= n:
-                    raise _Incomplete
-                c = data[pos]
-                if c in (0x0D, 0x0A, 0x20):
-                    raise _Bad("unexpected space")
             if c == 0x22:  # quoted string
                 value = bytearray()
                 i = pos + 1
@@ -217,7 +215,8 @@ class Parser:
                             raise _Incomplete
                         nxt = data[i + 1]
                         if nxt not in (0x22, 0x5C):
-                            raise _Bad("invalid escape in quoted string")
+                            raise _Bad("Escaped quoted-string character is not a "
+                                       "QUOTED-SPECIAL.")
                         value.append(nxt)
                         i += 2
                         continue
@@ -227,6 +226,10 @@ class Parser:
                         raise _Bad(INVALID_QUOTED)
                     value.append(ch)
                     i += 1
+                try:
+                    bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _Bad("Invalid UTF-8 character in quoted-string.") from None
                 words.append(String(bytes(value)))
                 plain += i + 1 - pos
                 pos = i + 1
@@ -237,7 +240,7 @@ class Parser:
                     close = data.find(b"\n", pos)
                     if close < 0 and n - pos < 16:
                         raise _Incomplete
-                    raise _Bad("invalid literal")
+                    raise _Bad("Invalid literal size")
                 size = int(m.group(1))
                 if size > self.max_literal:
                     raise _LiteralTooLarge(m.end(), size)
@@ -257,7 +260,7 @@ class Parser:
                 raise _Incomplete
             token = data[pos:end]
             if any(b < 0x21 or b > 0x7E or b in b'"{}' for b in token):
-                raise _Bad("invalid atom")
+                raise _Bad("Invalid characters in atom")
             words.append(Atom(token.decode("ascii")))
             plain += end - pos
             pos = end
@@ -295,8 +298,8 @@ def bye(text: str) -> bytes:
 
 
 def number(word: Word) -> int | None:
-    """A ManageSieve number (atom of digits, at most 2^32 - 1), else None."""
+    """A number (an atom of digits; Pigeonhole takes 64-bit values), else None."""
     if isinstance(word, Atom) and word.text.isdigit() and word.text.isascii():
         value = int(word.text)
-        return value if value < 2 ** 32 else None
+        return value if value < 2 ** 63 else None
     return None

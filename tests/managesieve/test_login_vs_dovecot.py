@@ -208,3 +208,10 @@ def test_pipelined_after_starttls(pair: Pair) -> None:
         c.close()
     assert out == [b'OK "Logged in."\r\n', b'OK "PUTSCRIPT completed."\r\n',
                    b'"p"\r\nOK "Listscripts completed."\r\n', b'OK "Logout completed."\r\n']
+
+
+@pytest.mark.parametrize("line", [b'NOOP  "b" \r\n', b" NOOP\r\n", b"\r\n", b'NOOP "a\\x"\r\n',
+                                  b"NOOP {x}\r\n", b'NOOP "a"x\r\n', b'NOOP a"b\r\n',
+                                  b'NOOP "\xff"\r\n', b"noop\n", b'NOOP "a\r\n'])
+def test_malformed_lines_before_login(pair: Pair, line: bytes) -> None:
+    both(pair, commands(line, b"NOOP\r\n"))

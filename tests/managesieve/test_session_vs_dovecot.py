@@ -270,6 +270,21 @@ def test_names_and_odd_requests(pair: Pair) -> None:
     ])
 
 
+def test_malformed_lines(pair: Pair) -> None:
+    replay(pair, [
+        b'NOOP  "b"\r\n', b'GETSCRIPT "a\\x"\r\n', b"GETSCRIPT {x}\r\n",
+        b"GETSCRIPT {3}\r\nabc\r\n", b'GETSCRIPT "a"x\r\n', b'GETSCRIPT "a" \r\n',
+        b" NOOP\r\n", b"\r\n", b"NOOP\n", b"noop\r\n", b'GETSCRIPT a"b\r\n',
+        b'PUTSCRIPT "a" {3+}\r\nabc x\r\n', b'HAVESPACE "a" -1\r\n',
+        b'HAVESPACE "a" 4294967296\r\n', b'HAVESPACE "a" 01\r\n', b'NOOP "\xff"\r\n',
+        b'PUTSCRIPT "\xff" "keep;"\r\n', b'CHECKSCRIPT "a" x\r\n',
+        b'RENAMESCRIPT "a" "b" "c"\r\n', b'SETACTIVE "a" x\r\n', b'DELETESCRIPT "a" "b"\r\n',
+        b'HAVESPACE "a" 1 x\r\n', b'RENAMESCRIPT "a"\r\n', b"RENAMESCRIPT\r\n",
+        b"CHECKSCRIPT\r\n", b"PUTSCRIPT\r\n", b"SETACTIVE\r\n", b"RENAMESCRIPT a b\r\n",
+        b"CHECKSCRIPT x\r\n", b'NOOP "a" "b"\r\n', b"NOOP x\r\n", b"NOOP\r\n",
+    ])
+
+
 def test_sieve_extensions_setting() -> None:
     """``sieve_extensions = -body -regex +editheader``: the SIEVE capability line and what
     ``require`` accepts change the same way on both servers."""

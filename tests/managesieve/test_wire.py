@@ -46,8 +46,9 @@ def test_synchronising_literal_and_escapes() -> None:
 
 
 def test_bad_line_is_skipped_whole() -> None:
-    items = Parser().feed(b'NOOP "a\\x"\r\nNOOP  "b"\r\nNOOP\r\n')
+    items = Parser().feed(b'NOOP "a\\x"\r\nNOOP a"b\r\nNOOP  "c" \r\n')
     assert [type(i) for i in items] == [BadLine, BadLine, Line]
+    assert items[2] == Line((Atom("NOOP"), String(b"c")), 12)  # spaces may repeat and trail
 
 
 def test_too_long_line() -> None:
