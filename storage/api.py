@@ -272,6 +272,11 @@ class Mailbox(ABC):
     @abstractmethod
     def watch(self) -> ChangeWatcher: ...
 
+    def flush(self) -> None:
+        """Write what the backend keeps pending into the mailbox now (IMAP CHECK: mbox with
+        ``mbox_lazy_writes`` writes its pending flag changes); ``close`` does it too."""
+        return None
+
     @abstractmethod
     def close(self) -> None: ...
 

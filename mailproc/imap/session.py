@@ -439,6 +439,11 @@ class Session:
         return self.ok("NOOP")
 
     def cmd_check(self, cmd: ev.Command) -> R.Reply:
+        if self.box is not None and not self.readonly:
+            try:
+                self.box.flush()  # a full write sync (mbox_lazy_writes)
+            except StorageError as e:
+                return self.storage_no(e)
         return self.ok("CHECK")
 
     def cmd_logout(self, cmd: ev.Command) -> R.Reply:

@@ -31,6 +31,8 @@ from cote.storage.layout import FsLayout
 from cote.storage.location import MailLocation, parse_location
 from cote.storage.mbox import locking
 from cote.storage.mbox.mailbox import MboxMailbox
+from cote.storage.mbox.pending import NAME as PENDING_NAME
+from cote.storage.mbox.pending import PendingChanges
 from cote.storage.pattern import compile_pattern, normalize_inbox
 
 SUBSCRIPTIONS = ".subscriptions"
@@ -95,6 +97,12 @@ class MboxList(MailboxList):
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self.file_mode = 0o600
         self.subscriptions_path = os.path.join(loc.control or self.root, SUBSCRIPTIONS)
+        #: mbox_lazy_writes: flag changes waiting for a full write sync (None: eager)
+        # (beside Dovecot's own mbox indexes, ``.imap``: Dovecot lists any other file in the
+        # root as a mailbox, even a dot file, and would lock SQLite's -shm as an mbox)
+        self.pending = PendingChanges(
+            os.path.join(loc.index or os.path.join(self.root, ".imap"), PENDING_NAME),
+            file_mode=self.file_mode) if self.settings.lazy_writes else None
         if create_inbox and not os.path.exists(self.inbox_path):
             try:
                 os.makedirs(os.path.dirname(self.inbox_path) or ".", exist_ok=True)
@@ -289,4 +297,5 @@ class MboxList(MailboxList):
                            view=False)
 
     def close(self) -> None:
-        return None
+        if self.pending is not None:
+            self.pending.close()

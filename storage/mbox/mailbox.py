@@ -2,19 +2,23 @@
 
 The file is the only state: UIDs, UIDVALIDITY, flags and keywords live in its metadata
 headers, so Dovecot and cote can take turns on the same file. A sync re-reads the file only
-when its inode, size or mtime changed. Changes (new UIDs, flags, expunges, the ``O`` of
-messages this session has seen as \\Recent) are written at once under the write locks by
-rewriting the file in place from the first byte that changes (as Dovecot does: the mbox's
-directory, e.g. ``/var/mail``, may not let us create a temp file), then fsynced.
-``mbox_lazy_writes`` is read but changes are never delayed (there is no other index to keep
-them in). Modseqs are per session (the file has no room for them).
+when its inode, size or mtime changed (or the user's pending changes did). Changes (new
+UIDs, expunges, the ``O`` of messages this session has seen as \\Recent) are written under the
+write locks by rewriting the file in place from the first byte that changes (as Dovecot
+does: the mbox's directory, e.g. ``/var/mail``, may not let us create a temp file), then
+fsynced. Flag and keyword changes too with ``mbox_lazy_writes = no``; with ``yes`` (Dovecot's
+default) they wait in ``cote.storage.mbox.pending`` until a full write sync: EXPUNGE, CHECK
+(:meth:`MboxMailbox.flush`), closing the mailbox, or any other rewrite of the file by cote.
+Modseqs are per session (the file has no room for them).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
+import sqlite3
 import time
 from array import array
 from collections.abc import Iterable, Sequence
@@ -40,12 +44,14 @@ from cote.storage.errors import (
 )
 from cote.storage.mbox import format as fmt
 from cote.storage.mbox.locking import MboxLock
+from cote.storage.mbox.pending import State
 from cote.storage.notify import watch
 
 if TYPE_CHECKING:
     from cote.storage.mbox.list import MboxList
 
 _HOST = socket.gethostname().split(".")[0]
+log = logging.getLogger("cote.storage")
 
 
 class _State(NamedTuple):
@@ -103,6 +109,8 @@ class MboxMailbox(Mailbox):
         self._msgs: dict[int, _Msg] = {}
         self._recent: set[int] = set()
         self._cache: dict[tuple[int, str], bytes] = {}
+        self._pending = mlist.pending
+        self._pver = -1  # the pending changes' version this view shows
         if not os.path.isfile(path):
             raise MailboxNotFound(name)
         if view:
@@ -221,9 +229,23 @@ class MboxMailbox(Mailbox):
         new = sum(1 for u in self.uids if u > top)
         return SyncChanges(expunged, new, changed, False, expunged_seqs)
 
+    def _pending_states(self, uidvalidity: int) -> tuple[int, dict[int, State]]:
+        """The user's pending changes of this mbox (mbox_lazy_writes) and their version."""
+        if self._pending is None:
+            return 0, {}
+        return self._pending.get(self.path, uidvalidity)
+
+    @staticmethod
+    def _overlay(states: list[_State], changes: dict[int, State]) -> list[_State]:
+        if not changes:
+            return states
+        return [s._replace(bits=c[0], keywords=c[1]) if (c := changes.get(s.uid)) else s
+                for s in states]
+
     def _refresh_view(self) -> tuple[fmt.Parsed, list[_State], bytes] | None:
         sig = self._stat_sig()
-        if sig == self._sig:
+        pver = self._pending.version(self.path) if self._pending is not None else 0
+        if sig == self._sig and pver == self._pver:
             return None
         write = not self.readonly
         fd = self._open(write)
@@ -248,13 +270,17 @@ class MboxMailbox(Mailbox):
                     parsed = self._parse(data)
                     states, last, _ = self._states(parsed)
                     fresh = {s.uid for s in states if not s.old}
-                    marked = [s._replace(old=True) for s in states]
+                    # a write sync: pending flag changes go into the file too
+                    ver, changes = self._pending_states(parsed.uidvalidity)
+                    marked = self._overlay([s._replace(old=True) for s in states], changes)
                     kws = list(parsed.keywords)
                     for s in marked:
                         kws.extend(k for k in s.keywords if k not in kws)
                     new = fmt.rewrite(data, parsed.records, marked,
                                       self._base(parsed, last, kws))
                     self._write(fd, data, new)
+                    if changes and self._pending is not None:
+                        self._pending.written(self.path, ver)
                     data = new
                     parsed = self._parse(data)
                     states, _, _ = self._states(parsed)
@@ -265,7 +291,8 @@ class MboxMailbox(Mailbox):
             self._sig = self._stat_sig()
         finally:
             os.close(fd)
-        return parsed, states, data
+        self._pver, changes = self._pending_states(parsed.uidvalidity)
+        return parsed, self._overlay(states, changes), data
 
     def _apply(self, parsed: fmt.Parsed, states: list[_State], data: bytes) -> None:
         kws = self.keywords
@@ -369,6 +396,9 @@ class MboxMailbox(Mailbox):
                 data = self._read_all(fd)
                 parsed = self._parse(data)
                 states, last, _ = self._states(parsed)
+                # every rewrite is a write sync: the pending changes are written with it
+                ver, pending = self._pending_states(parsed.uidvalidity)
+                states = self._overlay(states, pending)
                 recs = []
                 out_states = []
                 for st, rec in zip(states, parsed.records, strict=True):
@@ -387,6 +417,8 @@ class MboxMailbox(Mailbox):
                     kws_all.extend(k for k in s.keywords if k not in kws_all)
                 new = fmt.rewrite(data, recs, out_states, self._base(parsed, last, kws_all))
                 self._write(fd, data, new)
+                if pending and self._pending is not None:
+                    self._pending.written(self.path, ver)
         finally:
             os.close(fd)
         return done
@@ -405,6 +437,7 @@ class MboxMailbox(Mailbox):
         sys_bits, names = parse_flags(flags)
         modified: list[int] = []
         change: dict[int, tuple[int, tuple[str, ...]]] = {}
+        differs: list[int] = []
         for uid in uids:
             seq = self.seq_of(uid)
             if seq is None:
@@ -422,7 +455,10 @@ class MboxMailbox(Mailbox):
             else:
                 nb, nk = sys_bits, list(names)
             change[uid] = (nb, tuple(nk))
-        done = self._modify(change, None) if change else []
+            if (nb, set(nk)) != (cur_sys, set(cur_kws)):
+                differs.append(uid)
+        lazy = self._store_lazily({u: change[u] for u in differs})
+        done = differs if lazy else self._modify(change, None) if change else []
         # the view shows our own change at once
         index = {k: i for i, k in enumerate(self.keywords)}
         if done:
@@ -440,11 +476,38 @@ class MboxMailbox(Mailbox):
             assert seq is not None
             self.flags[seq - 1] = bits
             self.modseqs[seq - 1] = self.highestmodseq
-        self._sig = None if done else self._sig
-        if done:
+        if done and not lazy:
             # the rewrite moved offsets: re-read them without changing the view's flags
+            self._sig = None
             self._reoffset()
         return StoreResult(done, modified)
+
+    def _store_lazily(self, change: dict[int, State]) -> bool:
+        """mbox_lazy_writes: keep the changes pending (False: write them now)."""
+        if self._pending is None or not change:
+            return self._pending is not None
+        try:
+            before, after = self._pending.put(self.path, self.uidvalidity, change)
+        except (sqlite3.Error, OSError) as e:
+            log.warning("mbox %s: pending changes not kept (%s): writing them now",
+                        self.path, e)
+            return False
+        if before == self._pver:
+            self._pver = after  # nobody else's change in between: the view is current
+        return True
+
+    def flush(self) -> None:
+        """A full write sync: pending flag changes into the file (CHECK, close)."""
+        if self.readonly or self._pending is None:
+            return
+        try:
+            if not self._pending.has(self.path):
+                return
+        except (sqlite3.Error, OSError):
+            return
+        self._modify(None, None)
+        self._sig = None
+        self._reoffset()
 
     def _reoffset(self) -> None:
         _, recs = self._current()
@@ -458,9 +521,13 @@ class MboxMailbox(Mailbox):
         if self.readonly:
             raise ReadOnly()
         _, recs = self._current()
-        deleted = {u for u, r in recs.items() if r.bits & F.DELETED}
+        _, pending = self._pending_states(self.uidvalidity)
+        deleted = {u for u, r in recs.items()
+                   if (pending[u][0] if u in pending else r.bits) & F.DELETED}
         if uids is not None:
             deleted &= set(uids)
+        if not deleted:
+            self.flush()  # EXPUNGE is a full write sync even when nothing goes
         return self._expunge_uids(sorted(deleted))
 
     def _expunge_uids(self, uids: Sequence[int]) -> list[int]:
@@ -494,6 +561,11 @@ class MboxMailbox(Mailbox):
 
     def close(self) -> None:
         self._cache.clear()
+        try:
+            self.flush()
+        except StorageError as e:
+            # a lock we could not get: the changes stay pending for the next write sync
+            log.warning("mbox %s: pending changes not written at close: %s", self.path, e)
 
 
 @os_errors_as_storage_errors
