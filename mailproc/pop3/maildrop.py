@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,6 +61,14 @@ class Pop3Settings:
     save_uidl: bool = False
     reuse_xuidl: bool = False
     fast_size_lookups: bool = False
+    uidl_duplicates: str = "allow"  # allow | rename
+
+    @property
+    def all_uidls_at_once(self) -> bool:
+        """Dovecot computes every UIDL at the first UIDL command when the logout line needs
+        their hashes (%u, %{uidl_change}) or duplicates are renamed."""
+        fmt = self.logout_format.replace("%%", "")
+        return self.uidl_duplicates != "allow" or "%u" in fmt or "%{uidl_change}" in fmt
 
     @classmethod
     def from_config(cls, cfg: Config) -> Pop3Settings:
@@ -76,6 +85,7 @@ class Pop3Settings:
             save_uidl=bool(view.get("pop3_save_uidl")),
             reuse_xuidl=bool(view.get("pop3_reuse_xuidl")),
             fast_size_lookups=bool(view.get("pop3_fast_size_lookups")),
+            uidl_duplicates=str(view.get("pop3_uidl_duplicates")),
         )
 
     @property
@@ -127,6 +137,8 @@ class Maildrop:
                           else d.vsize for d in details]
         self._permanent: dict[int, str] | None = None
         self._uidls: dict[int, str] = {}
+        self.all_uidls: list[str] | None = None
+        self._all_failed = False
         self.unsaved: dict[int, str] = {}  # pop3_save_uidl: sent, not yet in the uidlist
 
     def __enter__(self) -> Maildrop:
@@ -169,17 +181,66 @@ class Maildrop:
 
     def uidl(self, index: int) -> str:
         """The UIDL of message ``index`` (0-based), computed once; raises UidlError."""
+        if self.settings.all_uidls_at_once and self.all_uidls is None and not self._all_failed:
+            try:
+                self.all_uidls = self._all_uidls()
+            except UidlError:
+                self._all_failed = True  # Dovecot goes on one by one, up to the failure
+        if self.all_uidls is not None:
+            return self.all_uidls[index]
         uid = self.uids[index]
         found = self.permanent.get(uid) or self._uidls.get(uid)
         if found is not None:
             return found
-        value = self._x_uidl(index) if self.settings.reuse_xuidl else None
-        if value is None:
-            value = self._formatted(uid)
+        value = self._computed(index)
         self._uidls[uid] = value
         if self.settings.save_uidl:
             self.unsaved[uid] = value
         return value
+
+    def _computed(self, index: int) -> str:
+        value = self._x_uidl(index) if self.settings.reuse_xuidl else None
+        return value if value is not None else self._formatted(self.uids[index])
+
+    def _all_uidls(self) -> list[str]:
+        """Every UIDL in one go (Dovecot's client_uidls_save), duplicates renamed ``-2``,
+        ``-3``... with ``pop3_uidl_duplicates = rename``; all of them are saved."""
+        out: list[str] = []
+        counts: dict[str, int] = {}
+        rename = self.settings.uidl_duplicates == "rename"
+        unsaved: dict[int, str] = {}
+        for index, uid in enumerate(self.uids):
+            permanent = self.permanent.get(uid)
+            value = permanent if permanent is not None else self._computed(index)
+            if rename:
+                while value in counts:
+                    counts[value] += 1
+                    value = f"{value}-{counts[value]}"
+                counts[value] = 1
+            if permanent is None and self.settings.save_uidl:
+                unsaved[uid] = value
+            out.append(value)
+        self.unsaved.update(unsaved)
+        return out
+
+    def uidl_change(self, session: Pop3Session) -> str:
+        """The logout's ``%u``: CRC32s of the UIDLs the previous session probably left, and of
+        what this one leaves (Dovecot's client_build_uidl_change_string)."""
+        uidls = self.all_uidls
+        if uidls is None:
+            return ""  # no UIDL command
+        old_count = session.lowest_retr - 1 if session.lowest_retr > 0 else len(uidls)
+        old_hash = 0
+        for uidl in uidls[:old_count]:
+            old_hash ^= zlib.crc32(uidl.encode("utf-8", "surrogateescape"))
+        new_hash = 0
+        for i, uidl in enumerate(uidls):
+            if i not in session.deleted:
+                new_hash ^= zlib.crc32(uidl.encode("utf-8", "surrogateescape"))
+        new_count = len(uidls) - len(session.deleted)
+        if old_hash == new_hash and old_count == new_count:
+            return f"{old_count}/{old_hash:08x}"
+        return f"{old_count}/{old_hash:08x} -> {new_count}/{new_hash:08x}"
 
     def _formatted(self, uid: int) -> str:
         if self.settings.uidl_format == DEFAULT_UIDL_FORMAT:
@@ -276,7 +337,7 @@ class Maildrop:
         return len(self.mailbox.expunge(deleted))
 
     def logout_values(self, session: Pop3Session, bytes_in: int, bytes_out: int) -> dict[str, str]:
-        return logout_values(session, bytes_in, bytes_out, self.mailbox.uidvalidity)
+        return logout_values(session, bytes_in, bytes_out, self.uidl_change(session))
 
     def _flag_bit(self, name: str) -> int:
         bit = F.system_bit(name)
@@ -371,17 +432,17 @@ def lock_session(mailbox: Mailbox) -> Dotlock:
 
 
 def logout_values(session: Pop3Session, bytes_in: int, bytes_out: int,
-                  uidvalidity: int) -> dict[str, str]:
+                  uidl_change: str = "") -> dict[str, str]:
     """``pop3_logout_format``'s variables, short and long names."""
     s = session.stats
     values = {
         "i": bytes_in, "o": bytes_out, "t": s.top_count, "p": s.top_bytes,
         "r": s.retr_count, "b": s.retr_bytes, "d": s.deleted_count,
-        "m": len(session.sizes), "s": session.total_size, "u": uidvalidity,
+        "m": len(session.sizes), "s": session.total_size, "u": uidl_change,
     }
     long_names = {"i": "input", "o": "output", "t": "top_count", "p": "top_bytes",
                   "r": "retr_count", "b": "retr_bytes", "d": "deleted_count",
-                  "m": "message_count", "s": "message_bytes", "u": "uidvalidity"}
+                  "m": "message_count", "s": "message_bytes", "u": "uidl_change"}
     out = {k: str(v) for k, v in values.items()}
     out.update({long_names[k]: str(v) for k, v in values.items()})
     out["deleted_bytes"] = str(s.deleted_bytes)

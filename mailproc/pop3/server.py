@@ -134,7 +134,7 @@ def refuse_locked(sock_send: Callable[[bytes], object], settings: Pop3Settings,
     """``pop3_lock_session``: another session holds the maildrop (Dovecot's reply and log)."""
     sock_send(LOCKED)
     empty = Pop3Session([], [])
-    values = logout_values(empty, 0, len(LOCKED), 0)
+    values = logout_values(empty, 0, len(LOCKED))
     log.info(f"Disconnected: Couldn't lock POP3 session "
              f"{_expand_logout(settings.logout_format, values)}")
 

@@ -89,6 +89,7 @@ class Pop3Session:
     stats: Stats = field(default_factory=Stats)
     quitting: bool = False
     bad_commands: int = 0  # failed commands in a row
+    lowest_retr: int = 0  # lowest 1-based message number RETRieved
 
     def __post_init__(self) -> None:
         if not callable(self.uidls) and len(self.sizes) != len(self.uidls):
@@ -172,6 +173,8 @@ class Pop3Session:
 
     def _retr(self, args: str) -> Action:
         index = self._single_message(args)
+        if self.lowest_retr == 0 or index + 1 < self.lowest_retr:
+            self.lowest_retr = index + 1  # for the logout's uidl_change
         self._accessed(index)
         status = wire.ok(f"{self.sizes[index]} octets")
         return SendMessage(index, status, None, retr=True)

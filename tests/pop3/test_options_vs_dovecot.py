@@ -40,12 +40,12 @@ FILES = {
 READS = ["STAT", "LIST", "LIST 1", "LIST 2", "RETR 1", "TOP 3 0", "RETR 6", "LIST"]
 
 
-def make_store(extra_conf: str) -> DovecotOracle:
+def make_store(extra_conf: str, files: dict[str, bytes] = FILES) -> DovecotOracle:
     dc = DovecotOracle(users={"popuser": "secret"}, extra_conf=extra_conf).start()
     md = dc.user_maildir("popuser")
     for sub in ("new", "cur", "tmp"):
         (md / sub).mkdir(parents=True, exist_ok=True)
-    for name, data in FILES.items():
+    for name, data in files.items():
         (md / name).write_bytes(data)
     vmail = mail_user()
     chown_tree(dc.dir / "mail", vmail.pw_uid, vmail.pw_gid)
@@ -496,3 +496,54 @@ def test_session_lock_lives_in_the_index_root() -> None:
         finish(proc)
     finally:
         dc.cleanup()
+
+
+DUPLICATES = {f"new/17000001{i:02d}.M{i}P1.host": b"Subject: %d\nX-UIDL: %s\n\nbody\n" % (
+    i, b"same" if i in (1, 3, 4) else b"own-%d" % i) for i in range(6)}
+DUPLICATES["new/1700000199.M99P1.host"] = b"Subject: no X-UIDL\n\nbody\n"
+UIDL_CHANGE_SESSIONS = [
+    ["STAT", "QUIT"],  # no UIDL: %u is empty
+    ["UIDL 2", "RETR 3", "DELE 3", "DELE 5", "QUIT"],
+    ["UIDL", "RETR 4", "RETR 2", "RSET", "QUIT"],
+    ["UIDL", "LIST"],  # dropped
+]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("commands", UIDL_CHANGE_SESSIONS, ids=lambda c: "+".join(c))
+def test_uidl_change_and_renamed_duplicates(commands: list[str]) -> None:
+    """pop3_uidl_duplicates = rename and %u (uidl_change) in the logout line: every UIDL is
+    computed at the first UIDL command, duplicates get -2, -3..., and the logout line carries
+    Dovecot's CRC32 hashes; saved UIDLs (all of them) end up in the same uidlist bytes."""
+    dc = make_store("pop3_reuse_xuidl = yes\npop3_uidl_duplicates = rename\n"
+                    "pop3_save_uidl = yes\n"
+                    "pop3_logout_format = del=%d/%m, uidl=%u, long=%{uidl_change}\n",
+                    files=DUPLICATES)
+    try:
+        primer, _ = dovecot_pop3(dc)  # the uidlist exists before the snapshot
+        primer.command("QUIT")
+        primer.close()
+        wait_for_logouts(dc, 1)
+        before = snapshot(dc)
+        theirs, _ = dovecot_pop3(dc)
+        their_replies = [theirs.command(c) for c in commands]
+        theirs.close()
+        wait_for_logouts(dc, 2)
+        their_logout = log_line(dc, "Disconnected:")
+        their_uidlist = uidlist(dc)
+        restore(dc, before)
+        ours, _, proc = cote_pop3(dc)
+        our_replies = [ours.command(c) for c in commands]
+        ours.close()
+        err = finish(proc)
+        assert our_replies == their_replies
+        assert logout_text(err) == logout_text(their_logout)
+        assert uidlist(dc) == their_uidlist
+        if "UIDL" in commands:
+            assert b" same-2\r\n" in their_replies[commands.index("UIDL")]
+    finally:
+        dc.cleanup()
+
+
+def logout_text(log: str) -> str:
+    return [x for x in log.splitlines() if "Disconnected:" in x][-1].split("Disconnected: ")[1]
