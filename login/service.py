@@ -9,6 +9,7 @@ high-security mode, ``service_count = 1``, that is after the first client).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import resource
@@ -64,7 +65,8 @@ def prepare_login(config: Config, protocol: str, make_factory: FactoryBuilder
     """``prepare`` for imap-login/pop3-login: the TLS contexts and the settings above."""
     tls = server_tls(config, protocol)
     prepared = _prepared(config, protocol, make_factory, tls)
-    warm_up(prepared, protocol)
+    with contextlib.suppress(Exception):  # only a speed-up: never a reason not to start
+        warm_up(prepared, protocol)
     return {"tls": tls, "login": prepared}
 
 

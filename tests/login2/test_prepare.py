@@ -8,10 +8,11 @@ import asyncio
 import os
 from pathlib import Path
 
-from cote.config import load
+from cote.auth.protocol.auth_client import MechanismInfo
+from cote.config import Config, load
 from cote.login import imap, pop3
-from cote.login.server import ConnectionFacts
-from cote.login.service import PreparedLogin, run_loop
+from cote.login.server import ConnectionFacts, Frontend, FrontendFactory
+from cote.login.service import PreparedLogin, prepare_login, run_loop
 from tests.support.cote import CoteServer
 
 
@@ -41,6 +42,28 @@ def test_prepare_builds_the_settings_and_leaves_nothing_open(tmp_path: Path) -> 
         assert with_pop3.factory(facts, ()).greeting().startswith(b"+OK [XCLIENT] Hello there")
     finally:
         server.cleanup()
+
+
+def test_a_failing_warm_up_does_not_stop_the_start(tmp_path: Path) -> None:
+    """The warm-up only saves time: a frontend that breaks on the sample dialogue must not
+    turn into a config error (the master refuses to start on one)."""
+    passwd = tmp_path / "users"
+    passwd.write_text("")
+    server = CoteServer(mail_location=f"maildir:{tmp_path}/%u", passwd_file=passwd,
+                        protocols="imap")
+    calls: list[str] = []
+
+    def breaking_factory(cfg: Config, tls_possible: bool) -> FrontendFactory:
+        def make(facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...]) -> Frontend:
+            calls.append(facts.session)
+            raise RuntimeError("this frontend cannot greet")
+        return make
+
+    try:
+        prepared = prepare_login(load(str(server.config_path)), "imap", breaking_factory)
+    finally:
+        server.cleanup()
+    assert calls and isinstance(prepared["login"], PreparedLogin)
 
 
 def test_run_loop_finishes_what_is_left() -> None:
