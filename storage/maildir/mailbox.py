@@ -82,6 +82,8 @@ class Pop3Source(NamedTuple):
     base: str
     guid: str
     fast_size: int | None
+    order: int | None = None  # O field: the message's place in POP3's order (migrations)
+    uidl: str | None = None  # P field: a saved or migrated UIDL
 
 
 class SizeCounter:
@@ -419,7 +421,6 @@ class MaildirMailbox(Mailbox):
                         old_bits: int) -> int:
         _, letters = fn.split(fname[4:])
         bits, kw_letters, _ = fn.parse_flags(letters or "")
-        in_file = {s.lower() for s in slots if s}
         for ch in kw_letters:
             name = slots[kwfile.index_of_letter(ch)]
             if name is None:
@@ -430,6 +431,7 @@ class MaildirMailbox(Mailbox):
                 table[name.lower()] = idx
             bits |= F.keyword_bit(idx)
         if old_bits >> F.KEYWORD_SHIFT:
+            in_file = {s.lower() for s in slots if s}
             names = self.index.keywords(self._box)
             for i in F.keyword_indexes(old_bits):
                 if i < len(names) and names[i].lower() not in in_file:
@@ -740,9 +742,9 @@ class MaildirMailbox(Mailbox):
 
     def pop3_sources(self, uids: Sequence[int]) -> dict[int, Pop3Source]:
         """What POP3 needs from the uidlist without opening messages: the file-name base
-        (``%f``), the GUID (``%g``: a stored ``G`` field, else the base, as Dovecot) and the
+        (``%f``), the GUID (``%g``: a stored ``G`` field, else the base, as Dovecot), the
         size ``pop3_fast_size_lookups`` gives (W= in the name or the uidlist, else S=, else
-        None: the file must be read)."""
+        None: the file must be read), the POP3 order (O) and a kept UIDL (P)."""
         ul = self._read_uidlist()
         if ul is None:
             return {}
@@ -753,12 +755,20 @@ class MaildirMailbox(Mailbox):
                 continue
             guid = base
             physical, vsize = fn.sizes(base)
+            order: int | None = None
+            uidl: str | None = None
             for fld in ext.split():
-                if fld[:1] == "G" and len(fld) > 1:
+                key = fld[:1]
+                if key == "G" and len(fld) > 1:
                     guid = fld[1:]
-                elif fld[:1] == "W" and fld[1:].isdigit() and vsize is None:
+                elif key == "W" and fld[1:].isdigit() and vsize is None:
                     vsize = int(fld[1:])
-            out[uid] = Pop3Source(base, guid, vsize if vsize is not None else physical)
+                elif key == "O" and fld[1:].isdigit():
+                    order = int(fld[1:])
+                elif key == "P" and len(fld) > 1:
+                    uidl = fld[1:]
+            out[uid] = Pop3Source(base, guid, vsize if vsize is not None else physical,
+                                  order, uidl)
         return out
 
     def save_pop3_uidls(self, uidls: dict[int, str]) -> None:

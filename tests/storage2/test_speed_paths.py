@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cote.storage import MaildirList, open_storage
+from cote.storage.index import Index
 from cote.storage.message import scanner
 
 
@@ -77,3 +78,24 @@ def test_view_from_snapshot_equals_view_from_rows(tmp_path: Path) -> None:
     assert got == want
     assert len(got[0]) == 50
     mlist.close()
+
+
+def test_bulk_insert_counts_like_the_trigger(tmp_path: Path) -> None:
+    """Big inserts (a cold sync) count in one UPDATE instead of the per-row trigger: the
+    same counters, INTEGER and hex TEXT flags, replaced rows included."""
+    rows = [(u, f"cur/{u}", u % 3 if u % 7 else "2" + "0" * 20 if u % 2 else "3" + "0" * 19 + "9",
+             1, 1.5e9, 100, 102 + u % 5) for u in range(1, 3001)]
+    got = []
+    for bulk in (500, 10**9):
+        ix = Index(str(tmp_path / f"{bulk}.sqlite"))
+        ix.bulk_rows = bulk
+        box = ix.box("k")
+        assert box is not None
+        ix.insert(box.id, rows[:1000])
+        ix.insert(box.id, rows[500:])
+        got.append(ix.counters(box.id))
+        triggers = {r[0] for r in ix.db.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger'")}
+        assert triggers == {"msg_counted_in", "msg_counted_out", "msg_counted_change"}
+        ix.close()
+    assert got[0] == got[1] == (3000, 1929, 214, 312000)
