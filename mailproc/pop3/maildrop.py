@@ -126,13 +126,23 @@ class Maildrop:
             uids = [uids[i] for i in keep]
         self.uids = uids
         self.hidden = hidden
-        details = mailbox.details(uids)
-        self.sizes = [d.vsize for d in details]
         self._sources: dict[int, Any] | None = None
+        sources = self.sources()  # one pass over the uidlist: O, P, sizes, names
+        if any(src.order is not None for src in sources.values()):
+            # A migration's POP3 order (O fields) first, the other messages after it in UID
+            # order, as Dovecot sorts them.
+            def place(uid: int) -> tuple[bool, int, int]:
+                order = sources[uid].order if uid in sources else None
+                return (order is None, order or 0, uid)
+
+            uids.sort(key=place)
+            self.uids = uids
+        by_uid = {d.uid: d for d in mailbox.details(uids)}
+        details = [by_uid[uid] for uid in uids]
+        self.sizes = [d.vsize for d in details]
         if settings.fast_size_lookups:
             # Dovecot: the virtual size if known without reading (W=), else the physical
             # size (S=), else it reads the message after all.
-            sources = self.sources()
             self.sizes = [s if (s := getattr(sources.get(d.uid), "fast_size", None)) is not None
                           else d.vsize for d in details]
         self._permanent: dict[int, str] | None = None
@@ -173,10 +183,13 @@ class Maildrop:
 
     @property
     def permanent(self) -> dict[int, str]:
-        """UIDLs kept in dovecot-uidlist (P fields: migrated or saved), read at the first
-        UIDL: sessions that never ask skip the lookup."""
+        """UIDLs kept in dovecot-uidlist (P fields: migrated or saved)."""
         if self._permanent is None:
-            self._permanent = self.mailbox.pop3_uidls(self.uids)
+            if hasattr(self.mailbox, "pop3_sources"):
+                self._permanent = {uid: src.uidl for uid, src in self.sources().items()
+                                   if src.uidl is not None}
+            else:
+                self._permanent = self.mailbox.pop3_uidls(self.uids)
         return self._permanent
 
     def uidl(self, index: int) -> str:

@@ -708,19 +708,20 @@ class MaildirMailbox(Mailbox):
 
     def status(self) -> MailboxStatus:
         """From the mailbox's counters in the index (no per-message rows are read)."""
-        messages, unseen, deleted, size = self.index.counters(self._box)
-        state = self.index.box(self.key, create=False)
-        assert state is not None
+        row = self.index.status_row(self._box)
+        assert row is not None
+        messages, unseen, deleted, size, uidvalidity, uidnext, highestmodseq, first_recent = row
         if self.private is not None:
-            seen = self.private.seen(self.key, state.uidvalidity)
+            seen = self.private.seen(self.key, uidvalidity)
             live = {uid for (uid,) in self.index.db.execute(
                 "SELECT uid FROM msg WHERE box=?", (self._box,))} if seen else set()
             unseen = messages - len(seen & live)
-        recent = self.index.count_from(self._box, state.first_recent_uid) \
-            + len(self.recent_uids())
-        return MailboxStatus(messages=messages, recent=recent, uidnext=state.uidnext,
-                             uidvalidity=state.uidvalidity, unseen=unseen,
-                             highestmodseq=state.highestmodseq, size=size, deleted=deleted)
+        recent = len(self.recent_uids())
+        if first_recent < uidnext:
+            recent += self.index.count_from(self._box, first_recent)
+        return MailboxStatus(messages=messages, recent=recent, uidnext=uidnext,
+                             uidvalidity=uidvalidity, unseen=unseen,
+                             highestmodseq=highestmodseq, size=size, deleted=deleted)
 
     def details(self, uids: Sequence[int]) -> list[MessageDetails]:
         return [MessageDetails(r[0], self._overlay(r[0], bits_from_db(r[1])), r[2], r[3], r[4],

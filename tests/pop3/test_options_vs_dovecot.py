@@ -547,3 +547,37 @@ def test_uidl_change_and_renamed_duplicates(commands: list[str]) -> None:
 
 def logout_text(log: str) -> str:
     return [x for x in log.splitlines() if "Disconnected:" in x][-1].split("Disconnected: ")[1]
+
+
+@pytest.mark.oracle
+def test_pop3_order_from_the_uidlist() -> None:
+    """A migration's POP3 order (O fields in dovecot-uidlist): those messages first, by
+    order, the rest after them by UID; DELE n deletes the message at that place."""
+    names = [f"170000030{i}.M{i}P1.host,S=19,W=21" for i in range(5)]
+    dc = make_store("", files={f"cur/{n}:2,": b"Subject: %d\n\nbody\n" % i
+                               for i, n in enumerate(names)})
+    try:
+        orders = ["O3 ", "", "O1 ", "O2 ", ""]
+        (dc.user_maildir("popuser") / "dovecot-uidlist").write_text(
+            "3 V1000 N6 G0123456789abcdef0123456789abcdef\n" +
+            "".join(f"{i + 1} {o}:{n}\n" for i, (n, o) in enumerate(zip(names, orders, strict=True))))
+        vmail = mail_user()
+        chown_tree(dc.dir / "mail", vmail.pw_uid, vmail.pw_gid)
+        before = snapshot(dc)
+        commands = ["UIDL", "LIST", "TOP 1 0", "TOP 3 0", "RETR 5", "UIDL 2", "DELE 1",
+                    "DELE 4", "QUIT"]
+        theirs, _ = dovecot_pop3(dc)
+        their_replies = [theirs.command(c) for c in commands]
+        theirs.close()
+        wait_for_logouts(dc, 1)
+        their_files = sorted(os.listdir(dc.user_maildir("popuser") / "cur"))
+        restore(dc, before)
+        ours, _, proc = cote_pop3(dc)
+        assert [ours.command(c) for c in commands] == their_replies
+        ours.close()
+        finish(proc)
+        assert sorted(os.listdir(dc.user_maildir("popuser") / "cur")) == their_files
+        assert their_replies[0].startswith(b"+OK\r\n1 00000003000003e8\r\n2 00000004")
+        assert len(their_files) == 3
+    finally:
+        dc.cleanup()
