@@ -18,6 +18,9 @@ from cote.storage.message.envelope import envelope
 from cote.storage.message.headers import Buffer, read_header
 from cote.storage.message.summary import sort_keys
 
+HEADER_READ = 16384
+"""Octets of a message read first when only its header is needed."""
+
 
 def pack_structure(bodystructure: bytes, body: bytes, parts: bytes) -> bytes:
     """The storage cache has three columns (envelope, bodystructure, sortkeys): the
@@ -103,21 +106,41 @@ class MessageData:
         """``envelope``, ``bodystructure`` or ``body`` (computed and cached when missing)."""
         value = self._local.get(field) or self._from_cache(field)
         if value is None and field in ("envelope", "sortkeys") and self._parts is None:
-            self._from_header()  # the header is enough: no MIME scan of a 5 MB body
+            self._from_header(field)  # the header is enough: no MIME scan of a 5 MB body
             value = self._local[field]
         if value is None:
             self._summarize()
             value = self._local[field]
         return value
 
-    def _from_header(self) -> None:
-        """ENVELOPE and the sort keys from the header alone (cold FETCH ENVELOPE reads
-        only headers, as Dovecot does); cached like ``_summarize``'s."""
-        fields, _, _ = read_header(self.buf, 0, len(self.buf))
-        self._local["envelope"] = envelope(fields)
-        self._local["sortkeys"] = json.dumps(list(sort_keys(fields))).encode()
-        writes = [(self.uid, "envelope", self._local["envelope"]),
-                  (self.uid, "sortkeys", self._local["sortkeys"])]
+    def header_bytes(self) -> Buffer:
+        """The message's header block (with what follows it in the last read): the first
+        16 KB read with one ``read``, more only while no empty line ended the header, so a
+        cold FETCH ENVELOPE of a 5 MB message neither maps nor faults in its body."""
+        if self._buf is not None:
+            return self._buf
+        with self.box.open_message(self.uid) as f:
+            data = f.read(HEADER_READ)
+            while len(data) >= HEADER_READ and b"\n\n" not in data \
+                    and b"\n\r\n" not in data:
+                more = f.read(len(data))
+                if not more:
+                    break
+                data += more
+        return data
+
+    def _from_header(self, field: str) -> None:
+        """ENVELOPE or the sort keys from the header alone (cold FETCH ENVELOPE reads only
+        headers, as Dovecot does, and leaves the sort keys to the first SORT); cached like
+        ``_summarize``'s."""
+        head = self.header_bytes()
+        fields, _, _ = read_header(head, 0, len(head))
+        if field == "envelope":
+            value = envelope(fields)
+        else:
+            value = json.dumps(list(sort_keys(fields))).encode()
+        self._local[field] = value
+        writes = [(self.uid, field, value)]
         if self.pending is not None:
             self.pending.extend(writes)
         else:

@@ -134,8 +134,8 @@ class Searcher:
     def fields(self, m: SearchMessage) -> list[tuple[bytes, bytes]]:
         """The message header's fields (the header alone is read, no MIME scan)."""
         if m.fields is None:
-            buf = m.data.buf
-            m.fields, _, _ = read_header(buf, 0, len(buf))
+            head = m.data.header_bytes()
+            m.fields, _, _ = read_header(head, 0, len(head))
         return m.fields
 
     def header_segment(self, m: SearchMessage, entry: str) -> str:
