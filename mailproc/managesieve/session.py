@@ -166,17 +166,27 @@ class Session:
         return wire.ok(done)
 
     def _putscript(self, args: tuple[Word, ...]) -> Outcome:
-        name, script = self._strings(args, 2, short="Invalid arguments.",
-                                     many="Too many command arguments.")
-        if not valid_name(name.text()):
-            raise ScriptError(f"Invalid Sieve script name `{sanitized(name.text())}'.")
-        self.storage.check_quota(name.text(), len(script.value))
+        # Pigeonhole's order: a literal's size meets the quota as soon as it is announced;
+        # the name is checked when saving starts; extra arguments after the script
+        name, script = self._strings(args[:2], 2, short="Invalid arguments.")
+        if script.literal:
+            self.storage.check_quota(name.text(), len(script.value))
+        self._check_put_name(name)
+        if len(args) > 2:
+            raise _ArgError("Too many command arguments.")
+        if not script.literal:
+            self.storage.check_quota(name.text(), len(script.value))
         reply = self._compile(script.value, "PUTSCRIPT completed.", f"{name.text()}: ")
         if reply.startswith(b"OK"):
             self.storage.put(name.text(), script.value)
             self.stats.put_count += 1
             self.stats.put_bytes += len(script.value)
         return Outcome(reply)
+
+    @staticmethod
+    def _check_put_name(name: String) -> None:
+        if not valid_name(name.text()):
+            raise ScriptError(f"Invalid Sieve script name `{sanitized(name.text())}'.")
 
     def _checkscript(self, args: tuple[Word, ...]) -> Outcome:
         (script,) = self._strings(args, 1, missing="Invalid arguments.",
@@ -226,11 +236,11 @@ class Session:
         name, size_word = args
         if not isinstance(name, String):
             raise _ArgError("Invalid arguments.")
-        if not valid_name(name.text()):
-            return Outcome(wire.no("Invalid script name."))
         size = wire.number(size_word) if isinstance(size_word, Atom) else None
         if size is None:
             return Outcome(wire.no("Invalid scriptsize argument."))
+        if not valid_name(name.text()):
+            return Outcome(wire.no("Invalid script name."))
         if size == 0:
             return Outcome(wire.no("Cannot upload empty script."))
         self.storage.check_quota(name.text(), size)
