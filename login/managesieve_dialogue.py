@@ -107,9 +107,10 @@ class ManageSieveLogin:
                 self.state = State.DONE
                 return [Reply(wire.bye("Input buffer full, aborting")),
                         Disconnect("Input buffer full")]
-            # the parser's own words, as Pigeonhole's login words them
+            # the parser's own words, as Pigeonhole's login words them; a line the parser
+            # refuses does not count as a bad command there
             reason = LOGIN_WORDING.get(item.reason, item.reason)
-            return self._bad(wire.no(reason))
+            return [Reply(wire.no(reason))]
         handler = self._handlers.get(item.name)
         if handler is None:
             return self._bad()

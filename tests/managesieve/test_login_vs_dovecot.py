@@ -9,6 +9,7 @@ base64, plaintext refused from a non-local address, and commands pipelined behin
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -215,3 +216,27 @@ def test_pipelined_after_starttls(pair: Pair) -> None:
                                   b'NOOP "\xff"\r\n', b"noop\n", b'NOOP "a\r\n'])
 def test_malformed_lines_before_login(pair: Pair, line: bytes) -> None:
     both(pair, commands(line, b"NOOP\r\n"))
+
+
+LOGIN_COMMANDS = [b"CAPABILITY\r\n", b"capability x\r\n", b"NOOP\r\n", b'NOOP "t"\r\n',
+                  b"NOOP {2+}\r\nab\r\n", b"NOOP x\r\n", b'AUTHENTICATE "FOO"\r\n',
+                  b'AUTHENTICATE "PLAIN" "!"\r\n', b"AUTHENTICATE\r\n", b"AUTHENTICATE x\r\n",
+                  b"FOO\r\n", b"LISTSCRIPTS\r\n", b"STARTTLS x\r\n", b'NOOP "a" "b"\r\n',
+                  b"\r\n", b'NOOP "\\q"\r\n']
+
+
+def test_random_pre_login_sequences(pair: Pair) -> None:
+    """40 connections of up to 6 commands drawn from the list above (BYE ends some)."""
+    r = random.Random(5804)
+    for _ in range(40):
+        sequence = [r.choice(LOGIN_COMMANDS) for _ in range(r.randint(1, 6))]
+
+        def run(c: SieveClient, sequence: list[bytes] = sequence) -> list[bytes]:
+            out = []
+            for line in sequence:
+                reply = c.command(line)
+                out.append(reply)
+                if reply.startswith(b"BYE"):
+                    break
+            return out
+        both(pair, run)
