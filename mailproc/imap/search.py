@@ -24,6 +24,7 @@ from cote.storage.message.bodysearch import Needle, body_matches, text_matches
 from cote.storage.message.headers import read_header
 from cote.storage.message.searchkeys import (
     address_search_text,
+    casemap,
     parse_date,
     search_text,
     subject_search_text,
@@ -50,7 +51,7 @@ _HEADER_ENTRIES: dict[str, tuple[bytes, Callable[[bytes], str]]] = {
     "TO": (b"to", address_search_text), "CC": (b"cc", address_search_text),
     "BCC": (b"bcc", address_search_text)}
 _CACHE = "searchhdr"
-_CACHE_VERSION = "h1"
+_CACHE_VERSION = "h2"
 """Leads every cached blob; a blob of another version (older rules) is rebuilt."""
 _ENTRY, _NAME_END, _VALUE = "\x1e", "\x1f", "\x1d"
 _SEPARATORS = {0x1C: " ", 0x1D: " ", 0x1E: " ", 0x1F: " "}
@@ -169,7 +170,7 @@ class Searcher:
                 name, build = entry[2:].encode("utf-8", "surrogateescape"), search_text
             else:
                 name, build = _HEADER_ENTRIES[entry]
-            values = [_VALUE + build(v).casefold().translate(_SEPARATORS)
+            values = [_VALUE + casemap(build(v)).translate(_SEPARATORS)
                       for k, v in fields if k == name]
             added.append(tag + "".join(values))
         blob = "".join(added)
@@ -236,7 +237,7 @@ class Searcher:
             age = self.now - self.details(m).internal_date
             return age >= key.arg if k == "OLDER" else age <= key.arg  # type: ignore[operator]
         if k in _HEADER_ENTRIES:
-            return _segment_matches(self.header_segment(m, k), str(key.arg).casefold())
+            return _segment_matches(self.header_segment(m, k), casemap(str(key.arg)))
         if k in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             values = [v for n, v in self.fields(m) if n == b"date"]
             parsed = parse_date(values[-1]) if values else None
@@ -255,7 +256,7 @@ class Searcher:
             arg = key.arg
             assert isinstance(arg, tuple)
             segment = self.header_segment(m, "h:" + str(arg[0]).lower().translate(_SEPARATORS))
-            return _segment_matches(segment, str(arg[1]).casefold())
+            return _segment_matches(segment, casemap(str(arg[1])))
         if k == "BODY":
             return body_matches(m.data.buf, m.data.parts, self.needle(key))
         if k == "TEXT":

@@ -3,34 +3,37 @@
 BODY looks in the decoded content of every ``text/*`` and ``message/*`` leaf (transfer
 encoding undone, charset converted; other parts, preambles and epilogues are skipped);
 TEXT also in every header block of the message, MIME part headers and the headers of
-attached messages included (``searchkeys.header_block_text``). Matching is case-insensitive
-(``str.casefold``) on the decoded text.
+attached messages included (``searchkeys.header_block_text``). Matching compares
+``searchkeys.casemap`` keys (titlecase, then canonical decomposition), as Dovecot does:
+``cafe`` finds ``café``, ``strasse`` does not find ``Straße``.
 
 The cost is the scan, so it avoids Python work per line and decoding where it cannot change
-the answer: for a needle that is ASCII after case folding, a part whose octets are
-ASCII-compatible is searched with ``bytes.lower().find`` in 1 MB windows; only a miss in
-UTF-8 text that holds one of the few characters whose case folding is ASCII (``ß``, ``ſ``,
-the Kelvin sign, ligatures...), or text in another charset with 8-bit octets, is decoded
-and folded.
+the answer. For a needle that is ASCII after case mapping, a part in an ASCII-compatible
+charset is searched with ``bytes.lower().find`` in 1 MB windows. A miss in 8-bit text is
+final unless the text around an occurrence of the needle's core is decoded and mapped:
+non-ASCII characters only map to ASCII as a letter followed by a combining mark (so only
+at the needle's last position) or as I, S, K, ';' or '`' (``_PURE``); the longest run of
+the needle without its last character and without those must then be there in ASCII.
 """
 
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Sequence
 
 from cote.storage.message.binary import BinaryParseError, decode_base64, decode_qp, part_encoding
 from cote.storage.message.headers import Buffer
 from cote.storage.message.scanner import LEAF, Part
-from cote.storage.message.searchkeys import header_block_text
+from cote.storage.message.searchkeys import casemap, header_block_text
 from cote.storage.message.sections import lf_to_crlf
 
 _WINDOW = 1 << 20
 _SEARCHED = (b"text", b"message")
-# non-ASCII characters whose str.casefold() holds ASCII letters, as UTF-8
-_FOLDS_TO_ASCII = tuple(chr(c).encode() for c in (
-    0xDF, 0x130, 0x149, 0x17F, 0x1F0, 0x1E96, 0x1E97, 0x1E98, 0x1E99, 0x1E9A, 0x1E9E,
-    0x212A, 0xFB00, 0xFB01, 0xFB02, 0xFB03, 0xFB04, 0xFB05, 0xFB06))
+_PURE = frozenset(b"isk;`")
+"""ASCII that non-ASCII characters map to with nothing else (dotless i, long s, Kelvin sign,
+Greek question mark, Greek varia): they may stand anywhere in a match."""
+_MAX_CANDIDATES = 4096
 _UTF8 = frozenset(("utf-8", "utf8", "us-ascii", "ascii"))
 
 
@@ -43,19 +46,22 @@ def _ascii_compatible(charset: str) -> bool:
 class Needle:
     """One search string, prepared once per SEARCH."""
 
-    __slots__ = ("ascii", "folded", "folds", "raw_lines")
+    __slots__ = ("ascii", "core", "folded", "raw_lines")
 
     def __init__(self, text: str) -> None:
-        self.folded = text.casefold()
-        self.ascii: bytes | None = self.folded.encode() if self.folded.isascii() else None
-        self.folds = tuple(seq for seq in _FOLDS_TO_ASCII if any(
-            c.isascii() and c in self.folded for c in seq.decode().casefold()))
-        """The characters folding to ASCII that could take part in a match."""
+        self.folded = casemap(text)
+        self.ascii: bytes | None = \
+            self.folded.lower().encode() if self.folded.isascii() else None
+        self.core = b""
+        """The longest part of an ASCII needle that any match has in ASCII (module doc)."""
+        if self.ascii:
+            runs = re.split(rb"[isk;`]", self.ascii[:-1])
+            self.core = max(runs, key=len)
         self.raw_lines = "\r" in text or "\n" in text
         """A needle with a line break must see CRLF line ends, as Dovecot's stream has."""
 
     def in_text(self, text: str) -> bool:
-        return self.folded in text.casefold()
+        return self.folded in casemap(text)
 
 
 def _charset(p: Part) -> str:
@@ -77,33 +83,35 @@ def _decode_text(raw: bytes, charset: str) -> str:
 def _bytes_match(data: Buffer, start: int, end: int, needle: Needle, charset: str) -> bool:
     """The needle in ``data[start:end]`` (decoded octets of a part)."""
     assert needle.ascii is not None
-    key = needle.ascii
+    key, core = needle.ascii, needle.core
     if not key:
         return True
     overlap = len(key) - 1
     eight_bit = False
+    candidates: list[int] = []
     pos = start
     while pos < end:
         stop = min(end, pos + _WINDOW)
-        window = bytes(data[pos:min(end, stop + overlap)])
-        if window.lower().find(key) >= 0:
+        window = bytes(data[pos:min(end, stop + overlap)]).lower()
+        if window.find(key) >= 0:
             return True
         eight_bit = eight_bit or not window.isascii()
+        if core and len(candidates) <= _MAX_CANDIDATES:
+            at = window.find(core)
+            while 0 <= at < stop - pos:
+                candidates.append(pos + at)
+                at = window.find(core, at + 1)
         pos = stop
     if not eight_bit:
         return False
-    if charset not in _UTF8:
+    if not core or len(candidates) > _MAX_CANDIDATES:
         return needle.in_text(_decode_text(bytes(data[start:end]), charset))
-    # a match bytes.lower() missed must cover a character that folds to ASCII: decode and
-    # fold only around those (a character is at most 4 octets; the margin covers the needle)
+    # a character is at most 4 octets: the margin holds any match around the core
     margin = 4 * len(key) + 4
-    for seq in needle.folds:  # bytes.find per sequence: far faster than one regex
-        at = data.find(seq, start, end)
-        while at >= 0:
-            a, b = max(start, at - margin), min(end, at + len(seq) + margin)
-            if needle.in_text(bytes(data[a:b]).decode("utf-8", "replace")):
-                return True
-            at = data.find(seq, at + 1, end)
+    for at in candidates:
+        a, b = max(start, at - margin), min(end, at + len(core) + margin)
+        if needle.in_text(_decode_text(bytes(data[a:b]), charset)):
+            return True
     return False
 
 

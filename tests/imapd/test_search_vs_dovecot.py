@@ -51,6 +51,11 @@ MESSAGES = [
     b"From: undecodable@twelve.example\r\nSubject: =?x-unknown?q?strange?= and =?utf-8?q?bad\r\n"
     b"Content-Type: text/plain; charset=x-unknown-charset\r\n\r\nstrangebody\r\n",
 
+    b"From: unicode@thirteen.example\r\nSubject: =?utf-8?q?Stra=C3=9Fe_=EF=AC=81nal_=E2=84=AAelvin?=\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    b"Stra\xc3\x9fe \xef\xac\x81nal \xe2\x84\xaaelvin \xc4\xb0stanbul \xc5\xbfun "
+    b"cafe\xcc\x81 na\xc3\xafve \xc3\x85ngstr\xc3\xb6m \xce\xa3\xce\xbf\xcf\x86\xce\xaf\xce\xb1\r\n",
+
     b"Subject: no from at all\r\n\r\n" + b"".join(b"line %04d filler\r\n" % i
                                                  for i in range(300)) + b"zephyrine last\r\n",
 ]
@@ -91,6 +96,10 @@ SEARCHES: list[bytes] = [
     b"TEXT \"x-empty: x-ws\"", b"TEXT \"x-empty:\"", b"TEXT \"x-empty: \"",
     b"HEADER Subject \"quarterly r\xc3\xa9sum\xc3\xa9 status\"", b"SUBJECT \"r\xc3\xa9sum\xc3\xa9 status\"",
     b"TEXT \"numbers preamble\"", b"TEXT \"only zephyrine\"",
+    b"BODY strasse", b"BODY stra\xc3\x9fe", b"BODY final", b"BODY kelvin", b"BODY istanbul",
+    b"BODY sun", b"BODY cafe", b"BODY caf\xc3\xa9", b"BODY naive", b"BODY angstrom",
+    b"BODY \xcf\x83\xce\xbf\xcf\x86\xce\xaf\xce\xb1", b"BODY \xce\xa3\xce\x9f\xce\xa6",
+    b"SUBJECT strasse", b"SUBJECT final", b"SUBJECT kelvin", b"SUBJECT stra\xc3\x9fe",
     b"BODY \"line 0150 filler\"", b"NOT BODY zephyrine", b"OR BODY htmlword SUBJECT latin",
 ]
 

@@ -3,10 +3,16 @@ the base subject order is checked against Dovecot's SORT (SUBJECT)."""
 
 from __future__ import annotations
 
-import pytest
+import unicodedata
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cote.storage.message import searchkeys
 from cote.storage.message.searchkeys import (
     base_subject,
+    casemap,
     decode_words,
     display_address,
     parse_date,
@@ -101,3 +107,18 @@ def test_sort_keys_order_like_dovecot(dovecot: DovecotOracle) -> None:
                       key=lambda uid: (getattr(keys[uid - 1], attr), uid))
         assert mine == theirs, crit
     client.close()
+
+
+def test_upper_differs_table_is_this_pythons() -> None:
+    """casemap's fast path relies on the list of characters whose str.upper() is not their
+    simple titlecase: recomputed from this Python's Unicode tables."""
+    differs = [c for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000
+               and chr(c).upper() != searchkeys._title1(chr(c))]
+    assert differs == searchkeys._DIFFERS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_casemap_is_titlecase_then_nfd(text: str) -> None:
+    assert casemap(text) == unicodedata.normalize(
+        "NFD", "".join(searchkeys._title1(ch) for ch in text))
