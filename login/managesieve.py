@@ -21,8 +21,8 @@ from cote.login.managesieve_dialogue import (
     MAX_LOGIN_WORD,
     ManageSieveLogin,
     ManageSieveLoginSettings,
-    Mechanism,
 )
+from cote.login.pop3_dialogue import Mechanism
 from cote.login.server import ConnectionFacts, FrontendFactory
 from cote.login.service import prepare_tls, serve_login
 from cote.mailproc.managesieve import wire

@@ -23,6 +23,7 @@ from cote.login.actions import (
     Reply,
     StartTls,
 )
+from cote.login.pop3_dialogue import Mechanism
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
 from cote.mailproc.managesieve.wire import Atom, BadLine, Line, String
@@ -34,16 +35,9 @@ COMMAND_ERROR = "Error in MANAGESIEVE command received by server."
 # What Pigeonhole's login process takes: a quoted string or atom of more than 1 KiB ends the
 # connection ("Input buffer full"); cote also bounds lines and literals at 4 KiB there.
 MAX_LOGIN_LINE = 4096
+MAX_LOGIN_WORD = 1024
 # Where the login process's parser words an error differently from the mail process's.
 LOGIN_WORDING = {wire.INVALID_QUOTED: "String contains invalid character."}
-MAX_LOGIN_WORD = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Mechanism:
-    name: str
-    plaintext: bool = False
-    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +69,6 @@ class ManageSieveLogin:
         self.bad_commands = 0
         self.mechanism: str | None = None
         self.user: str | None = None
-        self.bad_response = False  # the log's "(sent invalid base64 in response)"
         self.responses = 0  # SASL responses in the current exchange
 
     # -- capability --------------------------------------------------------------------------
@@ -171,7 +164,6 @@ class ManageSieveLogin:
             raw = args[1].value if isinstance(args[1], String) else b""
             initial = _decode_b64(raw)
             if initial is None:
-                self.bad_response = True
                 return [Reply(wire.no("Invalid base64 data in initial response"))]
         self.state = State.AUTHENTICATING
         self.responses = 0
@@ -213,7 +205,6 @@ class ManageSieveLogin:
         decoded = _decode_b64(value)
         if decoded is None:
             self.state = State.COMMAND
-            self.bad_response = True
             return [AuthCancel(), Reply(wire.no("Invalid base64 in response"))]
         self.state = State.AUTHENTICATING
         self._note_user(decoded)

@@ -13,11 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cote.login.actions import Reply
-from cote.login.managesieve_dialogue import (
-    ManageSieveLogin,
-    ManageSieveLoginSettings,
-    Mechanism,
-)
+from cote.login.managesieve_dialogue import ManageSieveLogin, ManageSieveLoginSettings
+from cote.login.pop3_dialogue import Mechanism
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
 from cote.mailproc.managesieve.session import Session
