@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 from typing import BinaryIO
 
 from cote.storage.api import Mailbox
@@ -20,6 +21,16 @@ from cote.storage.message.summary import sort_keys
 
 HEADER_READ = 16384
 """Octets of a message read first when only its header is needed."""
+
+
+def _no_readahead(f: BinaryIO) -> None:
+    """Only the header's pages are wanted: with the page cache cold, the kernel's readahead
+    would read 32 KB or more of each file (reading 3,000 evicted bench messages' first
+    16 KB: 0.45 s with readahead, 0.24 s without)."""
+    try:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+    except (AttributeError, OSError, ValueError):
+        pass  # not a plain file (an mbox message window): nothing to advise
 
 
 def pack_structure(bodystructure: bytes, body: bytes, parts: bytes) -> bytes:
@@ -120,6 +131,7 @@ class MessageData:
         if self._buf is not None:
             return self._buf
         with self.box.open_message(self.uid) as f:
+            _no_readahead(f)
             data = f.read(HEADER_READ)
             while len(data) >= HEADER_READ and b"\n\n" not in data \
                     and b"\n\r\n" not in data:
