@@ -375,12 +375,15 @@ class Index:
 
     def cache_get_many(self, box: int, uids: Sequence[int], field: str) -> dict[int, bytes]:
         """``uid -> value`` of one cache column for the given UIDs that have it: one query
-        over the mailbox (SEARCH reads the cached header text of every message)."""
+        over their UID range (SEARCH reads a whole view's header texts, FETCH a batch's)."""
         if field not in CACHE_FIELDS:
             raise ValueError(f"unknown cache field {field!r}")
+        if not uids:
+            return {}
         wanted = set(uids)
         rows = self.db.execute(f"SELECT uid, {field} FROM msg WHERE box=? "  # noqa: S608
-                               f"AND {field} IS NOT NULL", (box,))
+                               f"AND uid BETWEEN ? AND ? AND {field} IS NOT NULL",
+                               (box, min(wanted), max(wanted)))
         return {uid: value for uid, value in rows if uid in wanted}
 
     def cache_put(self, box: int, uid: int, field: str, value: bytes) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING
 
 from cote.storage import flags as F
-from cote.storage.api import MessageDetails
+from cote.storage.api import Mailbox, MessageDetails
 from cote.storage.errors import StorageError
 from cote.storage.message import (
     BinaryContent,
@@ -97,6 +97,8 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
     # only what the index holds (FETCH 1:* (UID FLAGS) of a whole mailbox): whole batches of
     # lines built at once, no per-message file access or generator
     index_only = not sets_seen and all(a.name in _INDEX for a in ordered)
+    columns = sorted({"envelope" if a.name == "ENVELOPE" else "bodystructure"
+                      for a in ordered if a.name in _STRUCTURE and a.section is None})
     flag_memo: dict[tuple[int, bool], bytes] = {}
     for start in range(0, len(idx), BATCH):
         chunk = idx[start:start + BATCH]
@@ -124,9 +126,13 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
                 yield None
             continue
         cache_writes: list[tuple[int, str, bytes]] = []
+        cached = _prefetch(box, [box.uids[i] for i in chunk], columns)
         for i in chunk:
             u = box.uids[i]
             msg = MessageData(box, u, cache_writes)
+            for column, values in cached:
+                if u in values:
+                    msg.preload(column, values[u])
             try:
                 ok = yield from _one(s, w, i, u, msg, items=ordered,
                                      details=details,
@@ -147,6 +153,15 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
     if gone:
         return R.ok("Some messages were already expunged", "EXPUNGEISSUED")
     return s.ok("FETCH")
+
+
+def _prefetch(box: Mailbox, uids: list[int], columns: list[str]
+              ) -> list[tuple[str, dict[int, bytes]]]:
+    """The batch's cached ENVELOPE/BODYSTRUCTURE values, one query per column."""
+    try:
+        return [(column, box.cache_get_many(uids, column)) for column in columns]
+    except StorageError:
+        return []  # each message then reads its own
 
 
 def _index_lines(s: Session, chunk: list[int], items: list[FetchAtt],

@@ -101,6 +101,15 @@ class MessageData:
         else:
             flush_cache(self.box, writes)
 
+    def preload(self, column: str, blob: bytes) -> None:
+        """A cache column's value read beforehand (a whole FETCH batch in one query)."""
+        if column != "bodystructure":
+            self._local[column] = blob
+            return
+        unpacked = unpack_structure(blob)
+        if unpacked is not None:
+            self._local["bodystructure"], self._local["body"], self._local["parts"] = unpacked
+
     def _from_cache(self, field: str) -> bytes | None:
         if field in ("envelope", "sortkeys"):
             return self.box.cache_get(self.uid, field)
