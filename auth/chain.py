@@ -93,6 +93,8 @@ class PassdbOutcome:
 Verify = Callable[[PassdbLookup, Database], Awaitable[PassdbResult]]
 # Told each database answer that is not OK (to log it as Dovecot does, per database).
 Report = Callable[[Database, AuthRequest, PassdbLookup | UserdbLookup], None]
+# auth_debug: told "start" before a database is asked, "found" with its answer, "end" after.
+Trace = Callable[[Database, AuthRequest, str, PassdbLookup | UserdbLookup | None], None]
 
 
 def _cache_key(kind: str, index: int, driver: PassdbDriver | UserdbDriver,
@@ -193,7 +195,8 @@ async def _authenticate(db: Database, index: int, request: AuthRequest, password
 async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verify | None,
                       password: bytes | None = None,
                       cache: AuthCache | None = None, *, masters: bool = False,
-                      report: Report | None = None) -> PassdbOutcome:
+                      report: Report | None = None,
+                      trace: Trace | None = None) -> PassdbOutcome:
     """Authenticate through the chain. ``verify`` checks a found password (None for lookups
     that only need the user to exist, such as PASS from the master socket); ``password`` is
     the plaintext for databases that check it themselves (PAM, LDAP auth_bind). With a
@@ -209,6 +212,8 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                 (db.skip == "unauthenticated" and not success):
             continue
         assert isinstance(db.driver, PassdbDriver)
+        if trace is not None:
+            trace(db, request, "start", None)
         checks_itself = cached = False
         if password is not None and isinstance(db.driver, PlaintextPassdb) and \
                 db.driver.checks_password:
@@ -217,6 +222,8 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
             checks_itself = True
         else:
             found, cached = await _lookup_passdb(db, index, request, cache)
+        if trace is not None:
+            trace(db, request, "found", found)
         if report is not None and found.result is not PassdbResult.OK:
             report(db, request, found)
         result = found.result
@@ -248,6 +255,8 @@ async def run_passdbs(chain: list[Database], request: AuthRequest, verify: Verif
                 elif key != "password":
                     request.passdb_fields[key] = value
         last = PassdbOutcome(result, found, db)
+        if trace is not None:
+            trace(db, request, "end", found)
         if result in (PassdbResult.USER_DISABLED, PassdbResult.PASS_EXPIRED):
             if result is PassdbResult.PASS_EXPIRED:
                 request.passdb_fields.setdefault("reason", "Password expired")  # as Dovecot
@@ -294,7 +303,8 @@ async def _lookup_userdb(db: Database, index: int, request: AuthRequest,
 
 async def run_userdbs(chain: list[Database], request: AuthRequest,
                       cache: AuthCache | None = None, *,
-                      report: Report | None = None) -> UserdbLookup:
+                      report: Report | None = None,
+                      trace: Trace | None = None) -> UserdbLookup:
     """Look the user up through the chain; fields of every database that found it merge."""
     found_any = False
     internal = False
@@ -302,9 +312,15 @@ async def run_userdbs(chain: list[Database], request: AuthRequest,
     for index, db in enumerate(chain):
         if (db.skip == "found" and found_any) or (db.skip == "notfound" and not found_any):
             continue
+        if trace is not None:
+            trace(db, request, "start", None)
         found = await _lookup_userdb(db, index, request, cache)
+        if trace is not None:
+            trace(db, request, "found", found)
         if report is not None and found.result is not PassdbResult.OK:
             report(db, request, found)
+        if trace is not None:
+            trace(db, request, "end", found)
         if found.result is PassdbResult.OK:
             apply_fields(request.userdb_fields, db.default_fields, db.override_fields,
                          request, found.fields)

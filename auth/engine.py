@@ -220,7 +220,7 @@ class AuthEngine:
             if self._master_passes(answer[1]):
                 request.passdb_fields.clear()
                 outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
-                                                  report=self._report)
+                                                  report=self._report, trace=self._trace)
                 if outcome.result is not PassdbResult.OK:
                     result = PassdbResult.INTERNAL_FAILURE if \
                         outcome.result is PassdbResult.INTERNAL_FAILURE else \
@@ -253,11 +253,13 @@ class AuthEngine:
                 return await self._verify_password(found, password, request, db)
 
             outcome = await chain.run_passdbs(self.passdbs, request, verify, password,
-                                              self.cache, masters=masters, report=self._report)
+                                              self.cache, masters=masters, report=self._report,
+                                              trace=self._trace)
             return outcome.result, outcome, None
         request.credentials_scheme = step.scheme
         outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
-                                          masters=masters, report=self._report)
+                                          masters=masters, report=self._report,
+                                          trace=self._trace)
         if outcome.result is not PassdbResult.OK or outcome.lookup is None:
             return outcome.result, outcome, None
         found = outcome.lookup
@@ -269,6 +271,8 @@ class AuthEngine:
         except schemes.SchemeError as e:
             self._verbose(request, outcome.database, str(e))
             return PassdbResult.SCHEME_NOT_AVAILABLE, outcome, None
+        if self.debug_passwords:
+            self.debug_line(None, "", f"Credentials: {data.hex()}")
         return PassdbResult.OK, outcome, data
 
     def _report(self, db: chain.Database, request: AuthRequest,
@@ -283,6 +287,40 @@ class AuthEngine:
             self._verbose(request, db, self._with_password("unknown user", request, db))
         elif found.log:
             self._verbose(request, db, found.log)
+
+    def _trace(self, db: chain.Database, request: AuthRequest, event: str,
+               found: PassdbLookup | UserdbLookup | None) -> None:
+        """auth_debug lines around each database, as Dovecot writes them."""
+        if not self.debug:
+            return
+        kind = "passdb" if db in self.passdbs else "userdb"
+        if event == "start":
+            self.debug_line(request, db, f"Performing {kind} lookup")
+        elif event == "found" and found is not None:
+            for line in found.debug:
+                self.debug_line(request, db, line)
+        elif event == "end":
+            if self.debug_passwords and isinstance(found, PassdbLookup):
+                self._debug_generated(request, db, found)
+            self.debug_line(request, db, f"Finished {kind} lookup")
+
+    def _debug_generated(self, request: AuthRequest, db: chain.Database,
+                         found: PassdbLookup) -> None:
+        """auth_debug_passwords: a mechanism's credentials made from a plaintext password."""
+        wanted = request.credentials_scheme
+        if found.result is not PassdbResult.OK or not wanted or found.password is None:
+            return
+        scheme, raw = schemes.split_stored(found.password, found.default_scheme)
+        if scheme.upper() in ("PLAIN", "CLEAR", "CLEARTEXT") and wanted.upper() != "PLAIN":
+            self.debug_line(request, db, f"Generating {wanted} from user '{request.user}', "
+                                         f"password '{raw}'")
+
+    def debug_line(self, request: AuthRequest | None, source: object, text: str) -> None:
+        if not self.debug:
+            return
+        name = source if isinstance(source, str) else \
+            (source.driver.name if isinstance(source, chain.Database) else "auth")
+        self.log.write("D", f"{name}({request.log_name()}): {text}" if request else text)
 
     def _with_password(self, text: str, request: AuthRequest,
                        db: chain.Database | None = None) -> str:
@@ -333,6 +371,10 @@ class AuthEngine:
             return PassdbResult.INTERNAL_FAILURE
         if not ok:
             self._verbose(request, db, self._with_password("Password mismatch", request, db))
+            if self.debug_passwords:
+                scheme, raw = schemes.split_stored(stored, found.default_scheme)
+                given = password.decode("utf-8", "replace")
+                self.debug_line(request, db, f"{scheme}({given}) != '{raw}'")
             return PassdbResult.PASSWORD_MISMATCH
         return PassdbResult.OK
 
@@ -417,7 +459,8 @@ class AuthEngine:
     # -- lookups for the master/userdb sockets ---------------------------------------------------
     async def userdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None], str]:
         """(UserdbAnswer, fields, log text)."""
-        result = await chain.run_userdbs(self.userdbs, request, self.cache, report=self._report)
+        result = await chain.run_userdbs(self.userdbs, request, self.cache, report=self._report,
+                                         trace=self._trace)
         if result.result is PassdbResult.OK:
             return UserdbAnswer.FOUND, result.fields, ""
         if result.result is PassdbResult.INTERNAL_FAILURE:
@@ -426,7 +469,7 @@ class AuthEngine:
 
     async def passdb(self, request: AuthRequest) -> tuple[str, dict[str, str | None]]:
         outcome = await chain.run_passdbs(self.passdbs, request, None, cache=self.cache,
-                                          report=self._report)
+                                          report=self._report, trace=self._trace)
         if outcome.result is PassdbResult.OK and outcome.lookup is not None:
             # extra fields only: Dovecot never sends the stored password over this socket
             return UserdbAnswer.FOUND, dict(request.passdb_fields)

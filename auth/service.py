@@ -77,6 +77,7 @@ class ClientConnection:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.responses: dict[int, asyncio.Queue[bytes]] = {}
         self.out: list[bytes] = []
+        self.debug_buf = b""  # auth_debug: input lines, for "client in:"
 
     def _write(self, data: bytes) -> None:
         """Replies made in one loop iteration leave in one write: 16 pipelined AUTHs cost one
@@ -84,6 +85,9 @@ class ClientConnection:
         if not self.out:
             asyncio.get_running_loop().call_soon(self._flush)
         self.out.append(data)
+        if self.engine.debug:
+            self.engine.debug_line(None, "", "client passdb out: " + data.decode(
+                "utf-8", "replace").rstrip("\n"))
 
     def _flush(self) -> None:
         data = b"".join(self.out)
@@ -92,12 +96,15 @@ class ClientConnection:
             self.writer.write(data)
 
     def start(self) -> None:
+        self.engine.debug_line(None, "", "auth client connected (pid=0)")
         self.writer.write(ac.ServerConnection.handshake(
             self.engine.mechanisms, spid=os.getpid(), cuid=self.cuid,
             cookie=self.engine.cookie))
 
     def feed(self, data: bytes) -> bool:
         """False when the connection must be closed."""
+        if self.engine.debug:
+            self._debug_input(data)
         for event in self.codec.feed(data):
             if isinstance(event, ac.ClientPid):
                 self.client_pid = event.pid
@@ -115,6 +122,26 @@ class ClientConnection:
                 self.log.error(f"auth client {self.client_pid}: {event.reason}")
                 return False
         return True
+
+    def _debug_input(self, data: bytes) -> None:
+        """auth_debug's "client in:" lines, the client's responses hidden unless
+        auth_debug_passwords (then with Dovecot's warning)."""
+        *lines, self.debug_buf = (self.debug_buf + data).split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith("CONT\t") and not self.engine.debug_passwords:
+                line = "CONT<hidden>"
+            elif line.startswith(("AUTH\t", "CONT\t")):
+                fields = line.split("\t")
+                for i, f in enumerate(fields):
+                    if f.startswith("resp=") and not self.engine.debug_passwords:
+                        fields[i] = "resp=<hidden>"
+                    elif (f.startswith("resp=") or (i == 2 and fields[0] == "CONT")) and f:
+                        fields[i] = f + " (previous base64 data may contain sensitive data)"
+                line = "\t".join(fields)
+            else:
+                continue
+            self.engine.debug_line(None, "", "client in: " + line)
 
     def _begin(self, event: ac.AuthBegin) -> None:
         p = event.params
@@ -158,10 +185,12 @@ class ClientConnection:
         if reply.kind == "cont":
             self._write(self.codec.cont(request_id, reply.challenge))
         elif reply.kind == "ok":
+            self.engine.debug_line(request, "auth", "Auth request finished")
             if self.client_pid and self.login_requests:
                 self.engine.remember_login(self.client_pid, request_id, request)
             self._write(self.codec.ok(request_id, reply.user, reply.fields))
         else:
+            self.engine.debug_line(request, "auth", "Auth request finished")
             self._write(self.codec.fail(request_id, user=reply.user or None,
                                               code=reply.code, reason=reply.reason,
                                               fields=reply.fields))
@@ -191,11 +220,18 @@ class MasterConnection:
         self.restricted_uid = restricted_uid  # auth-userdb peers that are not root/owner
         self.codec = am.ServerConnection()
         self.master = restricted_uid is None
+        self.debug_buf = b""
 
     def start(self) -> None:
         self.writer.write(am.ServerConnection.handshake(os.getpid()))
 
     def feed(self, data: bytes) -> bool:
+        if self.engine.debug:
+            *lines, self.debug_buf = (self.debug_buf + data).split(b"\n")
+            for line in lines:
+                if not line.startswith((b"VERSION\t", b"CPID\t")):
+                    self.engine.debug_line(None, "", "master in: " + line.decode(
+                        "utf-8", "replace"))
         for event in self.codec.feed(data):
             if isinstance(event, am.Disconnect):
                 self.log.error(f"auth-master client: {event.reason}")
@@ -267,17 +303,22 @@ class MasterConnection:
         if login and request.master_user:
             fields = {**fields, "auth_user": request.master_user}
         if answer == UserdbAnswer.NOTFOUND:
-            self.writer.write(am.ServerConnection.notfound(request_id))
+            self._userdb_out(am.ServerConnection.notfound(request_id))
         elif answer == UserdbAnswer.FAIL:  # the userdb's error is logged by the engine
-            self.writer.write(am.ServerConnection.fail(request_id))
+            self._userdb_out(am.ServerConnection.fail(request_id))
         elif self.restricted_uid is not None and fields.get("uid") != str(self.restricted_uid):
             self.log.warning(f"userdb({request.user}): client doesn't have lookup "
                              f"permissions for this user: userdb reply doesn't contain "
                              f"uid={self.restricted_uid}")
-            self.writer.write(am.ServerConnection.fail(request_id, "Permission denied"))
+            self._userdb_out(am.ServerConnection.fail(request_id, "Permission denied"))
         else:
-            self.writer.write(am.ServerConnection.user(request_id, request.user, fields))
+            self._userdb_out(am.ServerConnection.user(request_id, request.user, fields))
 
+
+    def _userdb_out(self, data: bytes) -> None:
+        self.writer.write(data)
+        self.engine.debug_line(None, "", "userdb out: " + data.decode(
+            "utf-8", "replace").rstrip("\n"))
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  engine: AuthEngine, log: Logger, *, protocol: str, owner_uid: int,

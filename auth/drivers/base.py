@@ -24,6 +24,7 @@ class PassdbLookup:
     default_scheme: str = "CRYPT"
     log: str = ""  # auth_verbose reason when not OK ("unknown user", …)
     log_plain: bool = False  # log ``log`` without the "driver(user,ip)" prefix
+    debug: tuple[str, ...] = ()  # auth_debug lines about the lookup ("lookup: user=… file=…")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class UserdbLookup:
     fields: dict[str, str | None] = field(default_factory=dict)
     log: str = ""
     log_plain: bool = False
+    debug: tuple[str, ...] = ()
 
 
 class PassdbDriver(abc.ABC):

@@ -97,6 +97,10 @@ class _Base:
 
     def find(self, request: AuthRequest) -> Entry | None:
         """The user's entry; raises MissingFile when a per-user/domain file is absent."""
+        return self.find_traced(request)[0]
+
+    def find_traced(self, request: AuthRequest) -> tuple[Entry | None, tuple[str, ...]]:
+        """The entry and the auth_debug line Dovecot writes for the lookup."""
         try:
             path = request.expand(self.path_template) if "%" in self.path_template \
                 else self.path_template
@@ -104,6 +108,9 @@ class _Base:
                 request.expand(self.username_format)
         except VariableError as e:
             raise OSError(str(e)) from e
+        return self._find(path, key), (f"lookup: user={key} file={path}",)
+
+    def _find(self, path: str, key: str) -> Entry | None:
         pf = self.files.get(path)
         if pf is None:
             pf = self.files[path] = PasswdFile(path)
@@ -128,18 +135,18 @@ class PasswdFilePassdb(_Base, PassdbDriver):
 
     async def lookup(self, request: AuthRequest) -> PassdbLookup:
         try:
-            entry = self.find(request)
+            entry, debug = self.find_traced(request)
         except MissingFile as e:
             return PassdbLookup(PassdbResult.USER_UNKNOWN, log=e.lookup_text(), log_plain=True)
         except OSError as e:
             return PassdbLookup(PassdbResult.INTERNAL_FAILURE, log=e.strerror or str(e))
         if entry is None:
-            return PassdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
+            return PassdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user", debug=debug)
         fields = dict(entry.extra)
         password: str | None = entry.password
         if "nopassword" in fields:
             password = None
-        return PassdbLookup(PassdbResult.OK, password, fields, self.scheme)
+        return PassdbLookup(PassdbResult.OK, password, fields, self.scheme, debug=debug)
 
 
 class PasswdFileUserdb(_Base, UserdbDriver):
@@ -147,13 +154,13 @@ class PasswdFileUserdb(_Base, UserdbDriver):
 
     async def lookup(self, request: AuthRequest) -> UserdbLookup:
         try:
-            entry = self.find(request)
+            entry, debug = self.find_traced(request)
         except MissingFile as e:
             return UserdbLookup(PassdbResult.USER_UNKNOWN, log=e.lookup_text(), log_plain=True)
         except OSError as e:
             return UserdbLookup(PassdbResult.INTERNAL_FAILURE, log=e.strerror or str(e))
         if entry is None:
-            return UserdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user")
+            return UserdbLookup(PassdbResult.USER_UNKNOWN, log="unknown user", debug=debug)
         fields: dict[str, str | None] = {}
         for key, column in (("uid", entry.uid), ("gid", entry.gid), ("home", entry.home)):
             if column:
@@ -162,7 +169,7 @@ class PasswdFileUserdb(_Base, UserdbDriver):
         for key, value in entry.extra:
             if key.startswith("userdb_"):
                 fields[key[7:]] = value
-        return UserdbLookup(PassdbResult.OK, fields)
+        return UserdbLookup(PassdbResult.OK, fields, debug=debug)
 
     def can_iterate(self) -> bool:
         return "%" not in self.path_template

@@ -65,7 +65,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "auth_username_chars", "auth_username_translation", "auth_default_realm", "auth_realms",
     "auth_anonymous_username", "auth_cache_size", "auth_cache_ttl", "auth_cache_negative_ttl",
     "auth_master_user_separator", "auth_ssl_require_client_cert", "auth_ssl_username_from_cert",
-    "auth_verbose_passwords",
+    "auth_verbose_passwords", "auth_debug", "auth_debug_passwords",
     # login part 2 (proxying, PROXY protocol, limits)
     "haproxy_trusted_networks", "haproxy_timeout", "login_proxy_max_disconnect_delay",
     "passdb/driver", "passdb/args", "passdb/default_fields", "passdb/override_fields",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,9 +46,9 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
         yield pair
 
 
-def exercise(base: str, master: str) -> list[str]:
+def exercise(base: str, master: str, logins: list[bytes] = LOGINS) -> list[str]:
     replies = []
-    for resp in LOGINS:
+    for resp in logins:
         replies += converse(f"{base}/auth-client", [(*AUTH, "resp=" + b64(resp))])
     replies += converse(f"{base}/auth-client",
                         [("AUTH", "1", "CRAM-MD5", "service=imap", "secured", "no-penalty")],
@@ -68,19 +68,60 @@ def auth_lines(text: str) -> list[str]:
     return re.findall(r"^\w+ +\d+ [\d:]+ (auth: (?:Info|Error|Warning): .*)$", text, re.M)
 
 
+def settled(pair: Pair, extract: Callable[[str], list[str]], last: str
+            ) -> tuple[list[str], list[str]]:
+    """Both daemons' log lines once Dovecot's last one (containing ``last``) is written and
+    cote has as many: both write through a log process."""
+    deadline = time.monotonic() + 5
+    while True:
+        theirs = extract(pair.dovecot.log_path.read_text())
+        ours = extract(pair.cote.log_text())
+        if (len(ours) >= len(theirs) and theirs and last in theirs[-1]) or \
+                time.monotonic() > deadline:
+            return theirs, ours
+        time.sleep(0.05)
+
+
 def test_log_lines_match(pair: Pair) -> None:
     theirs_replies = exercise(str(pair.dovecot.base_dir),
                               str(pair.dovecot.base_dir / "auth-master"))
     ours_replies = exercise(str(pair.cote.base_dir), str(pair.cote.socket_path("auth-master")))
-    deadline = time.monotonic() + 5
-    while True:  # both write through a log process: wait for the last line to arrive
-        theirs = auth_lines(pair.dovecot.log_path.read_text())
-        ours = auth_lines(pair.cote.log_text())
-        if (len(ours) >= len(theirs) and theirs and "ghost" in theirs[-1]) or \
-                time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    theirs, ours = settled(pair, auth_lines, "ghost")
     assert ours == theirs
     assert any("Password mismatch" in x for x in theirs)
     assert [re.sub(r"\t\S+=\S+$", "", x) for x in ours_replies] == \
         [re.sub(r"\t\S+=\S+$", "", x) for x in theirs_replies]
+
+
+DEBUG_SKIP = re.compile(r"Loading modules|Module loaded|auth token secret|:Read \d+ users|"
+                        r"missing-|nofile")
+
+
+@pytest.fixture(scope="module", params=["no", "yes"])
+def debug_pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    conf = (f"auth_failure_delay = 0\nauth_debug = yes\n"
+            f"auth_debug_passwords = {request.param}\n")
+    with oracle_pair({"user1": "pass1", "nolog": "x"}, conf,
+                     mechanisms="plain login cram-md5",
+                     passwd_extra={"nolog": "nologin reason=Try"}) as pair:
+        yield pair
+
+
+def debug_lines(text: str) -> list[str]:
+    lines = re.findall(r"^\w+ +\d+ [\d:]+ (auth: (?:Debug|Info|Error): .*)$", text, re.M)
+    masked = (re.sub(r"(client (?:passdb out|in): CONT\t1\t)\S+", r"\1<random>", x)
+              for x in lines if not DEBUG_SKIP.search(x))
+    return list(masked)
+
+
+def test_debug_lines_match(debug_pair: Pair) -> None:
+    """auth_debug: the protocol traces (responses hidden unless auth_debug_passwords),
+    each database's Performing/lookup/Finished lines, the password comparison with
+    auth_debug_passwords, in Dovecot's order (PLAIN logins, CRAM-MD5, USER lookups)."""
+    pair = debug_pair
+    exercise(str(pair.dovecot.base_dir), str(pair.dovecot.base_dir / "auth-master"),
+             LOGINS[:4])
+    exercise(str(pair.cote.base_dir), str(pair.cote.socket_path("auth-master")), LOGINS[:4])
+    theirs, ours = settled(pair, debug_lines, "userdb out: NOTFOUND")
+    assert ours == theirs
+    assert any("Performing passdb lookup" in x for x in theirs)
