@@ -4,7 +4,8 @@ extensions): ``checkpassword.py <users file> <reply program>``.
 
 fd 3 carries ``user NUL password NUL timestamp NUL``. Users file lines are
 ``name:password:home:extra`` (extra: space-separated ``key=value``, set in the environment
-and named in ``EXTRA`` for checkpassword-reply). A password of ``tempfail`` exits 111.
+and named in ``EXTRA`` for checkpassword-reply). A password of ``tempfail`` exits 111, one of
+``slow`` refuses after 3 seconds.
 With ``AUTHORIZED=1`` (a userdb or credentials lookup) no password is checked: a known user
 goes on with ``AUTHORIZED=2`` (reply exits 2), an unknown one exits 3. What the daemon put in
 the environment comes back as ``x_*`` extra fields, so the tests see it.
@@ -12,6 +13,7 @@ the environment comes back as ``x_*`` extra fields, so the tests see it.
 
 import os
 import sys
+import time
 
 data = os.read(3, 600)
 os.close(3)
@@ -27,6 +29,9 @@ if entry is None:
     sys.exit(3 if lookup else 1)
 if entry[1] == b"tempfail":
     sys.exit(111)
+if entry[1] == b"slow":
+    time.sleep(3)
+    sys.exit(1)
 if not lookup and entry[1] != password:
     sys.exit(1)
 env = dict(os.environ)

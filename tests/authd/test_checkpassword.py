@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.authd.pairs import oracle_pair
-from tests.authd.test_daemon_vs_dovecot import LineClient, Pair, b64, converse
+from tests.authd.test_daemon_vs_dovecot import LineClient, Pair, b64, client_handshake, converse
 
 PROGRAM = Path(__file__).with_name("checkpassword.py")
 USERS = ("user1:pass1:/home/user1:quota_rule=*:storage=1G userdb_mail=maildir:~/m\n"
          "user2:pass2:/home/u2:\n"
-         "tmp:tempfail:/h:\n")
+         "tmp:tempfail:/h:\n"
+         "slow:slow:/h:\n")
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,19 @@ def test_log_lines_match(pair: Pair) -> None:
     assert theirs == ["checkpassword(user1,127.0.0.2,<LOG>): Login failed (status=1)",
                       "checkpassword(tmp,127.0.0.2,<LOG>): Child N exited with status 111"]
     assert ours == theirs
+
+
+def test_a_slow_program_does_not_hold_other_logins(pair: Pair) -> None:
+    """The program runs in an auth-worker: while one takes 3 s, logins on other connections
+    (passwd-file and checkpassword ones) are answered at once."""
+    path = str(pair.cote.socket_path("auth-client"))
+    slow = client_handshake(path)[0]
+    slow.send(*AUTH, "resp=" + b64(b"\0slow\0x"))
+    time.sleep(0.3)  # the slow program is running now
+    start = time.monotonic()
+    for resp in (b"\0x\0y", b"\0user2\0pass2"):
+        assert converse(path, [(*AUTH, "resp=" + b64(resp))])[0].startswith("OK")
+    assert time.monotonic() - start < 2
+    assert slow.line() == "FAIL\t1\tuser=slow"
+    assert time.monotonic() - start > 2
+    slow.close()
