@@ -242,6 +242,14 @@ class Index:
                               "WHERE id=?", (box,)).fetchone()
         return (row[0], row[1], row[2], row[3]) if row else (0, 0, 0, 0)
 
+    def status_row(self, box: int) -> tuple[int, ...] | None:
+        """``(messages, unseen, deleted, vsizes, uidvalidity, uidnext, highestmodseq,
+        first_recent_uid)`` in one read: everything STATUS needs."""
+        row = self.db.execute(
+            "SELECT messages, unseen, deleted, vsizes, uidvalidity, uidnext, highestmodseq, "
+            "first_recent_uid FROM mailbox WHERE id=?", (box,)).fetchone()
+        return tuple(row) if row else None
+
     def count_from(self, box: int, uid: int) -> int:
         """Messages with a UID of at least ``uid`` (\\Recent ones: a short range)."""
         row = self.db.execute("SELECT count(*) FROM msg WHERE box=? AND uid>=?",

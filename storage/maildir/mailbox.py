@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 #: a directory whose mtime is this close to "now" may change again within the same mtime
 #: tick (the kernel's coarse clock): its signature is not trusted and the next sync rescans.
 #: File systems with whole-second mtimes get a whole second.
+#: the internal date of a message indexed from its name alone (read from the file on demand)
+UNKNOWN_DATE = -1.0
 DIRTY_NS = 50_000_000
 DIRTY_NS_COARSE = 1_000_000_000
 TMP_CHECK_SECS = 8 * 3600
@@ -304,11 +306,13 @@ class MaildirMailbox(Mailbox):
             assert state is not None
             if state.sig == sig:
                 return
-            scan = self._scan()
-            known = self.index.files(self._box)
-            if not self._needs_lock(scan, known):
-                self._apply(scan, sig, known)
-                return
+            # without a uidlist (a cold first sync) the lock is needed anyway: scan once, there
+            if os.path.exists(self.uidlist_path):
+                scan = self._scan()
+                known = self.index.files(self._box)
+                if not self._needs_lock(scan, known):
+                    self._apply(scan, sig, known)
+                    return
         # files without a UID, files to move to cur/, or files gone: decide under the lock,
         # where every writer that follows Dovecot's protocol is kept out
         with self._lock() as lock:
@@ -439,16 +443,21 @@ class MaildirMailbox(Mailbox):
         return bits
 
     def _sizes(self, fname: str, base: str, ext: str) -> tuple[float, int, int] | None:
-        path = self._full(fname)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None
+        """``(internal date, size, vsize)`` of a new message; the date is ``UNKNOWN_DATE``
+        when the name (or uidlist) gives both sizes: like Dovecot's sync, a cold sync of
+        100k messages then reads the directory only, and ``details`` stats on demand."""
         size, vsize = fn.sizes(base)
         if vsize is None:
             for fld in ext.split():
                 if fld[:1] == "W" and fld[1:].isdigit():
                     vsize = int(fld[1:])
+        if size is not None and vsize is not None:
+            return UNKNOWN_DATE, size, vsize
+        path = self._full(fname)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
         if vsize is None:
             try:
                 with open(path, "rb") as f:
@@ -724,9 +733,36 @@ class MaildirMailbox(Mailbox):
                              highestmodseq=highestmodseq, size=size, deleted=deleted)
 
     def details(self, uids: Sequence[int]) -> list[MessageDetails]:
-        return [MessageDetails(r[0], self._overlay(r[0], bits_from_db(r[1])), r[2], r[3], r[4],
-                               r[5])
-                for r in self.index.details(self._box, uids)]
+        rows = self.index.details(self._box, uids)
+        dates = self._internal_dates([r[0] for r in rows if r[3] < 0])
+        return [MessageDetails(r[0], self._overlay(r[0], bits_from_db(r[1])), r[2],
+                               dates.get(r[0], r[3]), r[4], r[5])
+                for r in rows]
+
+    def _internal_dates(self, uids: list[int]) -> dict[int, float]:
+        """The files' mtimes for messages a sync indexed without one, kept in the index."""
+        if not uids:
+            return {}
+        out: dict[int, float] = {}
+        for uid, row in self.index.rows(self._box, uids).items():
+            fname: str | None = row[1]
+            while fname is not None:
+                try:
+                    out[uid] = os.stat(self._full(fname)).st_mtime
+                    break
+                except FileNotFoundError:
+                    located = self._locate(fname)
+                    fname = located if located != fname else None
+            else:
+                out[uid] = 0.0  # gone meanwhile: the next sync expunges it
+        try:
+            with self.index.write():
+                self.index.db.executemany(
+                    "UPDATE msg SET idate=? WHERE box=? AND uid=? AND idate<0",
+                    [(d, self._box, u) for u, d in out.items()])
+        except sqlite3.Error:
+            pass  # a busy or read-only index: stat again next time
+        return out
 
     def pop3_uidls(self, uids: Sequence[int]) -> dict[int, str]:
         ul = self._read_uidlist()
@@ -986,6 +1022,13 @@ class MaildirMailbox(Mailbox):
             wanted = set(uids)
             deleted = [u for u in deleted if u in wanted]
         return self._expunge_uids(deleted)
+
+    def expunge_uids(self, uids: Sequence[int]) -> list[int]:
+        """Expunge exactly ``uids``, \\Deleted or not (POP3's UPDATE state: Dovecot expunges
+        without setting the flag, so IMAP sessions see only the EXPUNGE)."""
+        if self.readonly:
+            raise ReadOnly()
+        return self._expunge_uids(sorted(uids))
 
     def _expunge_uids(self, uids: Sequence[int]) -> list[int]:
         if not uids:

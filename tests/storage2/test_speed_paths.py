@@ -4,6 +4,7 @@ a SELECT view from the packed snapshot plus the rows changed since."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -99,3 +100,28 @@ def test_bulk_insert_counts_like_the_trigger(tmp_path: Path) -> None:
         assert triggers == {"msg_counted_in", "msg_counted_out", "msg_counted_change"}
         ix.close()
     assert got[0] == got[1] == (3000, 1929, 214, 312000)
+
+
+def test_internal_dates_read_on_demand(tmp_path: Path) -> None:
+    """A sync indexes S=/W= names from the listing alone; INTERNALDATE is the file's mtime
+    all the same, read once and kept."""
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        data = b"Subject: %d\n\nx\n" % i
+        name = f"17000000{i:02d}.M1P1.host,S={len(data)},W={len(data) + 3}:2,S"
+        (root / "cur" / name).write_bytes(data)
+        os.utime(root / "cur" / name, (1_600_000_000 + i, 1_600_000_000 + i))
+    mlist = open_storage(f"maildir:{root}", home=str(tmp_path))
+    with mlist.open("INBOX") as box:
+        stored = mlist.index.db.execute(  # type: ignore[attr-defined]
+            "SELECT idate FROM msg ORDER BY uid").fetchall()
+        assert stored == [(-1.0,)] * 3
+        dates = [d.internal_date for d in box.details(box.uids)]
+        assert dates == [1_600_000_000.0, 1_600_000_001.0, 1_600_000_002.0]
+        stored = mlist.index.db.execute(  # type: ignore[attr-defined]
+            "SELECT idate FROM msg ORDER BY uid").fetchall()
+        assert [d for (d,) in stored] == dates
+        assert box.details(box.uids[:1])[0].vsize == len(b"Subject: 0\n\nx\n") + 3
+    mlist.close()
