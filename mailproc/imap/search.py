@@ -79,13 +79,25 @@ def _uses(key: SearchKey, kinds: frozenset[str]) -> bool:
     return key.kind in kinds or any(_uses(c, kinds) for c in key.children)
 
 
-def _segment_matches(segment: str, needle: str) -> bool:
-    """``segment`` holds one entry's values, each after a ``_VALUE`` mark."""
-    if not needle:
-        return _VALUE in segment  # the header exists
-    if any(0x1C <= ord(c) <= 0x1F for c in needle):
-        return any(needle.translate(_SEPARATORS) in v for v in segment.split(_VALUE)[1:])
-    return needle in segment
+class _HeaderNeedle:
+    """A header key's search string, prepared once per SEARCH."""
+
+    __slots__ = ("key", "plain")
+
+    def __init__(self, text: str) -> None:
+        self.key = casemap(text)
+        self.plain = not any(0x1C <= ord(c) <= 0x1F for c in self.key)
+        """No separator character: a substring test on the whole segment is exact."""
+
+    def found(self, segment: str) -> bool:
+        """``segment`` holds one entry's values, each after a ``_VALUE`` mark."""
+        key = self.key
+        if not key:
+            return _VALUE in segment  # the header exists
+        if self.plain:
+            return key in segment
+        key = key.translate(_SEPARATORS)
+        return any(key in v for v in segment.split(_VALUE)[1:])
 
 
 class SearchMessage:
@@ -120,6 +132,7 @@ class Searcher:
         """Header-cache entries this search needs; with the standard five, those filled."""
         self.cache_writes: list[tuple[int, str, bytes]] = []
         self.needles: dict[int, Needle] = {}
+        self.header_needles: dict[int, _HeaderNeedle] = {}
 
     def details(self, m: SearchMessage) -> MessageDetails:
         if m.details is None:
@@ -177,6 +190,12 @@ class Searcher:
         m.headers = blob
         self.cache_writes.append((m.uid, _CACHE, blob.encode("utf-8", "surrogatepass")))
         return blob
+
+    def header_needle(self, key: SearchKey, text: object) -> _HeaderNeedle:
+        found = self.header_needles.get(id(key))
+        if found is None:
+            found = self.header_needles[id(key)] = _HeaderNeedle(str(text))
+        return found
 
     def needle(self, key: SearchKey) -> Needle:
         found = self.needles.get(id(key))
@@ -237,7 +256,7 @@ class Searcher:
             age = self.now - self.details(m).internal_date
             return age >= key.arg if k == "OLDER" else age <= key.arg  # type: ignore[operator]
         if k in _HEADER_ENTRIES:
-            return _segment_matches(self.header_segment(m, k), casemap(str(key.arg)))
+            return self.header_needle(key, key.arg).found(self.header_segment(m, k))
         if k in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             values = [v for n, v in self.fields(m) if n == b"date"]
             parsed = parse_date(values[-1]) if values else None
@@ -256,7 +275,7 @@ class Searcher:
             arg = key.arg
             assert isinstance(arg, tuple)
             segment = self.header_segment(m, "h:" + str(arg[0]).lower().translate(_SEPARATORS))
-            return _segment_matches(segment, casemap(str(arg[1])))
+            return self.header_needle(key, arg[1]).found(segment)
         if k == "BODY":
             return body_matches(m.data.buf, m.data.parts, self.needle(key))
         if k == "TEXT":
