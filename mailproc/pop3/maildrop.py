@@ -346,6 +346,10 @@ class Maildrop:
         if self.settings.flag_deletes:
             self.mailbox.store(deleted, "+", [self.settings.deleted_flag])
             return 0
+        expunge_uids: Callable[[list[int]], list[int]] | None = getattr(
+            self.mailbox, "expunge_uids", None)
+        if expunge_uids is not None:  # no transient \\Deleted for IMAP sessions to see
+            return len(expunge_uids(deleted))
         self.mailbox.store(deleted, "+", ["\\Deleted"])
         return len(self.mailbox.expunge(deleted))
 

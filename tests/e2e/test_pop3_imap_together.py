@@ -170,7 +170,10 @@ def test_pop3_deletes_arrive_in_imap_idle(server: CoteServer) -> None:
     pop.quit()
     seen: list[bytes] = []
     while len(expunged_seqs(seen)) < 2 or not any(b"\\Seen" in x for x in seen):
-        line = imap.file.readline()
+        try:
+            line = imap.file.readline()
+        except TimeoutError:
+            raise AssertionError(f"IDLE saw only {seen!r}") from None
         assert line, "IDLE ended without the POP3 changes"
         seen.append(line)
     imap.sock.sendall(b"DONE\r\n")
