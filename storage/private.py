@@ -15,7 +15,8 @@ import sqlite3
 NAME = "cote.index.pvt.sqlite"
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS seen(key TEXT NOT NULL, uidvalidity INTEGER NOT NULL, "
-           "uid INTEGER NOT NULL, PRIMARY KEY(key, uid)) WITHOUT ROWID")
+           "uid INTEGER NOT NULL, PRIMARY KEY(key, uid)) WITHOUT ROWID",
+           "CREATE TABLE IF NOT EXISTS version(key TEXT PRIMARY KEY, n INTEGER NOT NULL)")
 
 
 class PrivateFlags:
@@ -33,9 +34,15 @@ class PrivateFlags:
                                  isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            for stmt in _SCHEMA:
+                db.execute(stmt)
             self._db = db
         return self._db
+
+    def version(self, key: str) -> int:
+        """Bumped by every change: the user's other sessions take the new state in."""
+        row = self.db.execute("SELECT n FROM version WHERE key=?", (key,)).fetchone()
+        return int(row[0]) if row else 0
 
     def seen(self, key: str, uidvalidity: int) -> set[int]:
         rows = self.db.execute("SELECT uid FROM seen WHERE key=? AND uidvalidity=?",
@@ -48,6 +55,8 @@ class PrivateFlags:
         try:
             # another UIDVALIDITY's UIDs name other messages: forget them
             db.execute("DELETE FROM seen WHERE key=? AND uidvalidity!=?", (key, uidvalidity))
+            db.execute("INSERT OR REPLACE INTO version VALUES(?, ?)",
+                       (key, self.version(key) + 1))
             if seen:
                 db.executemany("INSERT OR IGNORE INTO seen VALUES(?, ?, ?)",
                                [(key, uidvalidity, u) for u in uids])

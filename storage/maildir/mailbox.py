@@ -151,6 +151,7 @@ class MaildirMailbox(Mailbox):
         self.private = mlist.private
         """INDEXPVT: \\Seen comes from the accessing user's own store, not the owner's."""
         self._pvt_seen: set[int] = set()
+        self._pvt_version = -1
         state = self.index.box(self.key)
         assert state is not None
         self._box = state.id
@@ -564,6 +565,7 @@ class MaildirMailbox(Mailbox):
                     save = state.highestmodseq
                 if self.private is not None:
                     save = None  # the snapshot holds the owner's flags, not the overlay
+                    self._pvt_version = self.private.version(self.key)
                     self._pvt_seen = self.private.seen(self.key, state.uidvalidity)
                     self.flags = [self._overlay(u, b)
                                   for u, b in zip(self.uids, self.flags, strict=True)]
@@ -579,6 +581,8 @@ class MaildirMailbox(Mailbox):
                 seqs = tuple(seq for _, seq in found if seq is not None)
                 changes = self.index.changed_since(self._box, self._view_modseq)
                 new, flag_changes = self._apply_view_changes(expunged, changes)
+                if self.private is not None:
+                    flag_changes = self._private_changes(state.uidvalidity, flag_changes)
             self.uidvalidity = state.uidvalidity
             self.uidnext = state.uidnext
             self.highestmodseq = state.highestmodseq
@@ -593,6 +597,24 @@ class MaildirMailbox(Mailbox):
 
     #: a view rebuilt from more changed rows than this since its snapshot saves a new one
     snapshot_delta = 2000
+
+    def _private_changes(self, uidvalidity: int, flag_changes: list[int]) -> list[int]:
+        """INDEXPVT: take in \\Seen changes the user's other sessions made since."""
+        assert self.private is not None
+        version = self.private.version(self.key)
+        if version == self._pvt_version:
+            return flag_changes
+        self._pvt_version = version
+        seen = self.private.seen(self.key, uidvalidity)
+        moved = seen ^ self._pvt_seen
+        self._pvt_seen = seen
+        changed = set(flag_changes)
+        for uid in sorted(moved):
+            seq = self.seq_of(uid)
+            if seq is not None:
+                self.flags[seq - 1] = self._overlay(uid, self.flags[seq - 1])
+                changed.add(uid)
+        return sorted(changed)
 
     def _overlay(self, uid: int, bits: int) -> int:
         """The owner's flags with this user's private \\Seen (INDEXPVT) in their place."""
@@ -972,7 +994,10 @@ class MaildirMailbox(Mailbox):
         if self.private is not None:
             for uids_, on in ((seen_now, True), (unseen_now, False)):
                 if uids_:
+                    before = self.private.version(self.key)
                     self.private.set_seen(self.key, self.uidvalidity, uids_, on)
+                    if before == self._pvt_version:
+                        self._pvt_version = before + 1  # our own change: already in the view
         return StoreResult(changed, modified)
 
     def _seen_after(self, uid: int, mode: str, pvt_mask: int, seen_now: list[int],

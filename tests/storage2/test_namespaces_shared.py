@@ -249,3 +249,32 @@ def test_private_seen_like_dovecot(shared_dovecot: DovecotOracle,
     m.logout()
     assert "\\Seen" in bob[1]
     assert "\\Seen" not in bob[2] and "\\Seen" not in bob[3]
+
+
+def test_private_seen_reaches_the_users_other_sessions(shared_dovecot: DovecotOracle) -> None:
+    """A \\Seen user1 sets through shared/bob/ is reported to user1's other session at its
+    next sync (as Dovecot's private index log does), never to bob."""
+    dc = shared_dovecot
+    with as_vmail():
+        first, second = open_cote(dc), open_cote(dc)
+        try:
+            a = first.open("shared/bob/INBOX")
+            b = second.open("shared/bob/INBOX")
+            uid = a.uids[1]
+            assert "\\Seen" not in b.flag_names(b.flags[1])
+            a.store([uid], "+", ["\\Seen"])
+            assert b.sync().flags_changed == [uid]
+            assert "\\Seen" in b.flag_names(b.flags[1])
+            assert b.sync().flags_changed == []
+            a.store([uid], "-", ["\\Seen"])
+            assert b.sync().flags_changed == [uid]
+            assert "\\Seen" not in b.flag_names(b.flags[1])
+            assert a.sync().flags_changed == []  # its own change is in its view already
+            a.close()
+            b.close()
+        finally:
+            first.close()
+            second.close()
+    assert not any("S" in p.name.rpartition(":2,")[2]
+                   for p in (home(dc, "bob") / "Maildir" / "cur").iterdir()
+                   if "Subject: m0" not in p.read_text(errors="replace"))  # bob's own \Seen
