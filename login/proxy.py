@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_PORTS = {("imap", False): 143, ("imap", True): 993, ("pop3", False): 110,
-                 ("pop3", True): 995}
+                 ("pop3", True): 995, ("sieve", False): 4190, ("sieve", True): 4190}
 DEFAULT_TIMEOUT = 30.0  # seconds to connect and log in (proxy_timeout overrides)
 DEFAULT_TTL = 5  # hops a proxied login may take before a loop is assumed
 MAX_BACKEND_LINE = 65536

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cote.auth.protocol.escape import escape_bytes
 from cote.log import Logger
+from cote.login.managesieve_proxy import ManageSieveBackendLogin
 from cote.login.proxy import (
     BackendBroken,
     ImapBackendLogin,
@@ -111,7 +112,8 @@ def tls_context(target: ProxyTarget) -> ssl.SSLContext:
     return context
 
 
-async def backend_login(target: ProxyTarget, dialogue: ImapBackendLogin | Pop3BackendLogin
+async def backend_login(target: ProxyTarget,
+                        dialogue: ImapBackendLogin | Pop3BackendLogin | ManageSieveBackendLogin
                         ) -> BackendSession | BackendFailure:
     deadline = time.monotonic() + target.timeout
     context = tls_context(target) if target.ssl else None

@@ -43,6 +43,7 @@ from cote.login.authclient import AuthClient, AuthRequest, AuthUnavailable
 from cote.login.forward import Forwarded
 from cote.login.haproxy import ProxyHeader
 from cote.login.haproxy_accept import HeaderReader
+from cote.login.managesieve_proxy import ManageSieveBackendLogin
 from cote.login.proxy import (
     ClientFacts,
     DisconnectSpreader,
@@ -660,11 +661,13 @@ class LoginConnection(asyncio.Protocol):
         facts = self.facts
         client = ClientFacts(facts.remote_ip, facts.remote_port, facts.local_ip,
                              facts.local_port, facts.session)
-        dialogue: ImapBackendLogin | Pop3BackendLogin
+        dialogue: ImapBackendLogin | Pop3BackendLogin | ManageSieveBackendLogin
         if self.settings.protocol == "imap":
             extra = self.frontend.handoff_extra()
             dialogue = ImapBackendLogin(target, extra.get("imap_tag", ""), client,
                                         capability_sent=bool(extra.get("imap_capability_sent")))
+        elif self.settings.protocol == "sieve":
+            dialogue = ManageSieveBackendLogin(target, client)
         else:
             dialogue = Pop3BackendLogin(target, client)
         prefix = f"proxy({user},{target.host}:{target.port}): "

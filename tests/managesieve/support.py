@@ -66,11 +66,17 @@ class Pair:
 
 @contextmanager
 def server_pair(users: dict[str, str] | None = None, extra_plugin: str = QUOTA,
-                dovecot_extra: str = "") -> Iterator[Pair]:
-    """``dovecot_extra``: config for Dovecot only (e.g. its LMTP running Sieve scripts)."""
+                dovecot_extra: str = "", proxied: dict[str, str] | None = None
+                ) -> Iterator[Pair]:
+    """``dovecot_extra``: config for Dovecot only (e.g. its LMTP running Sieve scripts).
+    ``proxied``: user -> passdb extra fields, where ``{backend}`` is Dovecot's ManageSieve
+    port (a user to log in through cote's proxy with Dovecot as the backend)."""
     users = users or {"user1": "pass1", "user2": "pass2"}
-    dovecot = DovecotOracle(users=users, protocols="imap pop3 lmtp sieve")
     ports = {"dovecot": free_port(), "cote": free_port()}
+    extra = {user: fields.format(backend=ports["dovecot"])
+             for user, fields in (proxied or {}).items()}
+    users = {**users, **dict.fromkeys(extra, "proxypass")}
+    dovecot = DovecotOracle(users=users, protocols="imap pop3 lmtp sieve", passwd_extra=extra)
     cote = CoteServer(mail_location=f"maildir:{dovecot.dir}/mail/%u",
                       passwd_file=dovecot.dir / "users", protocols="imap pop3 sieve", tls=True)
     key = cote.cert.parent / "key.pem"
