@@ -269,29 +269,77 @@ def _header_lines(head: bytes) -> list[bytes]:
     return out
 
 
+def _meta_lines(uid: int, bits: int, keywords: Sequence[str], *, old: bool, body_len: int,
+                base: tuple[int, int, Sequence[str]] | None) -> dict[bytes, str]:
+    """Each metadata field's new line (X-Keywords without padding, X-Status even when empty),
+    by lower-case name, in the order a fresh block has them."""
+    out: dict[bytes, str] = {}
+    if base is not None:
+        uidv, last, kws = base
+        out[b"x-imapbase"] = "X-IMAPbase: " + " ".join([str(uidv), f"{last:010d}", *kws])
+    out[b"x-uid"] = f"X-UID: {uid}"
+    out[b"status"] = "Status: " + ("R" if bits & F.SEEN else "") + ("O" if old else "")
+    out[b"x-status"] = "X-Status: " + "".join(letter for bit, letter in X_STATUS if bits & bit)
+    out[b"x-keywords"] = "X-Keywords: " + " ".join(keywords)
+    out[b"content-length"] = f"Content-Length: {body_len}"
+    return out
+
+
+def _header_spans(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """Header fields (continuation lines joined) of ``data[start:end]`` as byte ranges."""
+    spans: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        nl = data.find(b"\n", pos, end)
+        le = end if nl < 0 else nl + 1
+        if data[pos:pos + 1] in (b" ", b"\t") and spans:
+            spans[-1] = (spans[-1][0], le)
+        else:
+            spans.append((pos, le))
+        pos = le
+    return spans
+
+
 def rewrite(data: bytes, recs: Sequence[Record], states: Sequence[tuple[int, int,
             tuple[str, ...], bool]], base: tuple[int, int, Sequence[str]]) -> bytes:
     """The whole file again: ``states[i]`` = (uid, bits, keywords, old) of ``recs[i]``;
     records left out of ``recs`` are expunged. The first message carries ``base``.
 
-    A message keeps its length when its new metadata fits in the old one's room (the
-    X-Keywords padding absorbs the difference), so offsets other readers (Dovecot's index)
-    remember stay valid; one that grows gets fresh padding."""
+    As Dovecot edits a header block: metadata fields already there are updated where they
+    are (an X-Status left without flags stays as ``X-Status: ``), missing ones are added
+    at the end of the header (an empty X-Status is not added). A message keeps its length
+    when the new header fits in the old one's room (the X-Keywords padding absorbs the
+    difference), so offsets other readers (Dovecot's index) remember stay valid; one that
+    grows gets fresh padding."""
     out = []
     for i, (rec, (uid, bits, kws, old)) in enumerate(zip(recs, states, strict=True)):
         body = data[rec.body_off:rec.body_end]
-        kept = b"".join(data[a:b] for a, b in rec.kept)
-        room = max(rec.body_off - 1 - rec.hdr_off - len(kept), 0)
-        b = base if i == 0 else None
-        meta = metadata(uid, bits, kws, old=old, body_len=len(body), base=b)
-        if len(meta) <= room:
-            meta = metadata(uid, bits, kws, old=old, body_len=len(body), base=b,
-                            pad=room - len(meta))
-        else:
-            meta = metadata(uid, bits, kws, old=old, body_len=len(body), base=b, pad=PADDING)
+        fields = _meta_lines(uid, bits, kws, old=old, body_len=len(body),
+                             base=base if i == 0 else None)
+        kept_starts = {a for a, _ in rec.kept}
+        lines: list[str | bytes] = []  # bytes: a kept line; str: a metadata line
+        placed: set[bytes] = set()
+        head_end = max(rec.body_off - 1, rec.hdr_off)
+        for a, b in _header_spans(data, rec.hdr_off, head_end):
+            if a in kept_starts:
+                lines.append(data[a:b])
+                continue
+            name = data[a:b].split(b":", 1)[0].strip().lower()
+            if name in fields and name not in placed:
+                placed.add(name)
+                lines.append(fields[name])
+        for name, line in fields.items():
+            if name not in placed and (name != b"x-status" or line != "X-Status: "):
+                lines.append(line)
+        size = sum(len(ln) if isinstance(ln, bytes) else len(ln.encode()) + 1 for ln in lines)
+        room = head_end - rec.hdr_off
+        pad = room - size if size <= room else PADDING
+        block = b"".join(
+            ln if isinstance(ln, bytes)
+            else (ln + (" " * pad if ln.startswith("X-Keywords:") else "") + "\n").encode()
+            for ln in lines)
         out.append(data[rec.from_off:rec.hdr_off])
-        out.append(kept)
-        out.append(meta)
+        out.append(block)
         out.append(b"\n")
         out.append(body)
         out.append(b"\n")
