@@ -138,6 +138,8 @@ class Maildrop:
             uids.sort(key=place)
             self.uids = uids
         by_uid = {d.uid: d for d in mailbox.details(uids)}
+        if len(by_uid) != len(uids):  # expunged by another session since the sync
+            uids[:] = [uid for uid in uids if uid in by_uid]
         details = [by_uid[uid] for uid in uids]
         self.sizes = [d.vsize for d in details]
         if settings.fast_size_lookups:
