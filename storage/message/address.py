@@ -225,6 +225,24 @@ _PLAIN_ADDR = re.compile(rb"[ \t]*(" + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")[ \
 _NAMED_ADDR = re.compile(rb"[ \t]*((?:" + _ATOM + rb"[ \t]+)*" + _ATOM + rb")[ \t]*<("
                          + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")>[ \t]*")
 _SPACES = re.compile(rb"[ \t]+")
+# and a list of '"Quoted Name" <local@domain>', the shape most mailers write
+_QUOTED_ITEM = re.compile(rb'[ \t\n]*"([^"\\\r\n]*)"[ \t\n]*<(' + _DOT_ATOM + rb")@("
+                          + _DOT_ATOM + rb")>[ \t\n]*(,|\Z)")
+
+
+def _quoted_list(value: bytes) -> list[Address] | None:
+    out: list[Address] = []
+    pos, end = 0, len(value)
+    while True:
+        m = _QUOTED_ITEM.match(value, pos)
+        if m is None:
+            return None
+        out.append(Address(m.group(1) or None, None, m.group(2), m.group(3)))
+        pos = m.end()
+        if not m.group(4):
+            return out
+        if pos == end:
+            return None  # a trailing comma: the general parser's business
 
 
 def parse_addresses(value: bytes) -> list[Address]:
@@ -235,6 +253,10 @@ def parse_addresses(value: bytes) -> list[Address]:
     m = _NAMED_ADDR.fullmatch(value)
     if m:
         return [Address(_SPACES.sub(b" ", m.group(1)), None, m.group(2), m.group(3))]
+    if value.lstrip(b" \t\n")[:1] == b'"':
+        quoted = _quoted_list(value)
+        if quoted is not None:
+            return quoted
     return parse_addresses_full(value)
 
 
