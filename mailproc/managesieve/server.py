@@ -15,11 +15,14 @@ from cote.mailproc.managesieve.session import LOGGED_IN, Session
 from cote.variables import VariableError, compile_template
 
 READ_CHUNK = 65536
+# Pigeonhole's CLIENT_IDLE_TIMEOUT (as its IMAP's): a silent client is told so and dropped.
+IDLE_TIMEOUT_SECS = 1800.0
 
 
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session,
                 log: Logger, *, pipelined: bytes = b"", max_line: int = wire.MAX_LINE,
-                max_literal: int = wire.MAX_LITERAL, logout_format: str = "bytes=%i/%o") -> str:
+                max_literal: int = wire.MAX_LITERAL, logout_format: str = "bytes=%i/%o",
+                idle_timeout: float = IDLE_TIMEOUT_SECS) -> str:
     """Run one session to its end; returns the disconnect reason (for the log line)."""
     parser = wire.Parser(max_line, max_literal=max_literal)
     # in=: octets parsed, less the last command's line end (Pigeonhole's count: it skips a
@@ -32,7 +35,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
     pending = pipelined
     try:
         while not session.logged_out:
-            data = pending or await reader.read(READ_CHUNK)
+            data = pending or await asyncio.wait_for(reader.read(READ_CHUNK), idle_timeout)
             pending = b""
             if not data:
                 break
@@ -54,6 +57,11 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sess
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         reason = "Connection closed"
+    except TimeoutError:
+        bye = wire.bye("Disconnected for inactivity.")
+        writer.write(bye)
+        bytes_out += len(bye)
+        reason = "Disconnected for inactivity"
     finally:
         try:
             await writer.drain()

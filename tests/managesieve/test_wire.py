@@ -7,16 +7,21 @@ authenticated session answer any bytes with protocol replies, never an exception
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cote.log import Logger
 from cote.login.actions import Reply
 from cote.login.managesieve_dialogue import ManageSieveLogin, ManageSieveLoginSettings
 from cote.login.pop3_dialogue import Mechanism
 from cote.mailproc.managesieve import wire
 from cote.mailproc.managesieve.capability import Capabilities
+from cote.mailproc.managesieve.server import serve
 from cote.mailproc.managesieve.session import Session
 from cote.mailproc.managesieve.storage import Quota, ScriptStorage
 from cote.mailproc.managesieve.wire import Atom, BadLine, Line, Parser, String
@@ -115,3 +120,28 @@ def test_session_answers_anything(tmp_path_factory: object, data: bytes) -> None
         assert reply.startswith((b"OK", b"NO", b"BYE", b'"', b"{"))
         if reply.startswith((b'"', b"{")):  # listings, scripts, capabilities end in OK
             assert b"\r\nOK " in reply
+
+
+def test_idle_client_is_dropped(tmp_path: Path) -> None:
+    """A silent client gets BYE "Disconnected for inactivity." and the session ends."""
+    ours, theirs = socket.socketpair()
+    read_fd, write_fd = os.pipe()
+    session = Session(ScriptStorage(str(tmp_path / "sieve"), str(tmp_path / ".dovecot.sieve")),
+                      CAPS)
+
+    async def run() -> str:
+        reader, writer = await asyncio.open_connection(sock=ours)
+        return await serve(reader, writer, session, Logger("t: ", write_fd),
+                           pipelined=b"NOOP\r\n", idle_timeout=0.2)
+    assert asyncio.run(run()) == "Disconnected for inactivity"
+    theirs.settimeout(5)
+    received = b""
+    while chunk := theirs.recv(4096):
+        received += chunk
+    theirs.close()
+    os.close(write_fd)
+    log = os.read(read_fd, 65536)
+    os.close(read_fd)
+    assert received == (b'OK "Logged in."\r\nOK "NOOP Completed"\r\n'
+                        b'BYE "Disconnected for inactivity."\r\n')
+    assert b"Disconnected: Disconnected for inactivity bytes=4/" in log
