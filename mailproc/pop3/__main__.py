@@ -59,7 +59,8 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
         os.setuid(uid)
 
 
-async def run_stdio(maildrop: Maildrop, log: Logger) -> None:
+async def run_stdio(maildrop: Maildrop, log: Logger,
+                    user_vars: dict[str, str | None]) -> None:
     loop = asyncio.get_running_loop()
     if stat.S_ISSOCK(os.fstat(0).st_mode):
         sock = socket.socket(fileno=os.dup(0))
@@ -70,7 +71,7 @@ async def run_stdio(maildrop: Maildrop, log: Logger) -> None:
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
                                                            sys.stdout)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    await serve(reader, writer, maildrop, log)
+    await serve(reader, writer, maildrop, log, user_vars=user_vars)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mailboxes = open_storage(location, home=args.home)
         with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
-            asyncio.run(run_stdio(maildrop, log))
+            user_vars = dict(values, service="pop3", pid=str(os.getpid()))
+            asyncio.run(run_stdio(maildrop, log, user_vars))
     except SessionLocked:
         refuse_locked(sys.stdout.buffer.write, settings, log)
         sys.stdout.buffer.flush()

@@ -8,7 +8,7 @@ dot-stuffing encoder; RETR of a 50 MB message never holds it in memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cote.log import Logger
 from cote.mailproc.pop3 import wire
@@ -32,8 +32,11 @@ LOCKED = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
 
 
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, maildrop: Maildrop,
-                log: Logger, *, pipelined: bytes = b"", greeting: bytes = LOGGED_IN) -> str:
-    """Run one session to its end; returns the disconnect reason (for the log line)."""
+                log: Logger, *, pipelined: bytes = b"", greeting: bytes = LOGGED_IN,
+                user_vars: Mapping[str, str | None] | None = None) -> str:
+    """Run one session to its end; returns the disconnect reason (for the log line).
+    ``user_vars`` (``user``, ``home``, ``remote_ip``...) also serve the logout line, where
+    the POP3 variables win a clash (``%u``, ``%s``, ``%p``, ``%i``), as in Dovecot."""
     session = maildrop.session()
     lines = wire.LineReader(MAX_LINE)
     bytes_in = len(pipelined)
@@ -87,7 +90,8 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
             maildrop.save_uidls()
         except (OSError, StorageError) as e:
             log.error(f"Failed to save POP3 UIDLs: {e}")
-    log.info(f"Disconnected: {reason} {_logout_text(maildrop, session, bytes_in, out.count)}")
+    text = _logout_text(maildrop, session, bytes_in, out.count, user_vars or {})
+    log.info(f"Disconnected: {reason} {text}")
     return reason
 
 
@@ -194,12 +198,14 @@ def _commit(out: Counter, maildrop: Maildrop, session: Pop3Session, log: Logger)
     return "Logged out"
 
 
-def _logout_text(maildrop: Maildrop, session: Pop3Session, bytes_in: int, bytes_out: int) -> str:
-    values = maildrop.logout_values(session, bytes_in, bytes_out)
+def _logout_text(maildrop: Maildrop, session: Pop3Session, bytes_in: int, bytes_out: int,
+                 user_vars: Mapping[str, str | None]) -> str:
+    values: dict[str, str | None] = dict(user_vars)
+    values.update(maildrop.logout_values(session, bytes_in, bytes_out))
     return _expand_logout(maildrop.settings.logout_format, values)
 
 
-def _expand_logout(template: str, values: dict[str, str]) -> str:
+def _expand_logout(template: str, values: Mapping[str, str | None]) -> str:
     try:
         return compile_template(template).expand(values)
     except VariableError as e:

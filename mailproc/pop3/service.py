@@ -10,6 +10,7 @@ process never serves two users.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 from cote.config import Config
@@ -22,6 +23,7 @@ from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, SessionLocked, U
 from cote.mailproc.pop3.server import refuse_locked, serve
 from cote.storage import StorageError
 from cote.storage.namespaces import Namespaces
+from cote.variables import user_values
 
 
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
@@ -36,7 +38,8 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
 
             async def session() -> None:
                 reader, writer = await asyncio.open_connection(sock=client)
-                await serve(reader, writer, maildrop, log, pipelined=request.pipelined)
+                await serve(reader, writer, maildrop, log, pipelined=request.pipelined,
+                            user_vars=session_vars(user, request))
 
             if loop is None:
                 asyncio.run(session())
@@ -56,6 +59,15 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
     finally:
         client.close()
     return 0
+
+
+def session_vars(user: MailUser, request: HandoffRequest) -> dict[str, str | None]:
+    """The mail user's variables for the logout line (Dovecot's mail_user table)."""
+    values = user_values(user.user)
+    values.update(home=user.home, service="pop3", local_ip=request.local_ip,
+                  remote_ip=request.remote_ip, session=request.session,
+                  pid=str(os.getpid()), uid=str(user.uid), gid=str(user.gid))
+    return values
 
 
 def run(ctx: ServiceContext) -> int:

@@ -581,3 +581,24 @@ def test_pop3_order_from_the_uidlist() -> None:
         assert len(their_files) == 3
     finally:
         dc.cleanup()
+
+
+@pytest.mark.oracle
+def test_logout_line_user_variables() -> None:
+    """The logout format sees the mail user's variables too; POP3's own win a clash (%u is
+    uidl_change, %s the size, %p the TOP bytes, %i the input bytes)."""
+    dc = make_store("pop3_logout_format = n=%n d=%d h=%h user=%{user} "
+                    "service=%{service} u=%u s=%s p=%p i=%i m=%m\n")
+    try:
+        theirs, _ = dovecot_pop3(dc)
+        ours, _, proc = cote_pop3(dc, home=dc.dir / "home" / "popuser")
+        for command in ("TOP 1 0", "QUIT"):
+            assert ours.command(command) == theirs.command(command)
+        theirs.close()
+        wait_for_logouts(dc, 1)
+        ours.close()
+        err = finish(proc)
+        assert logout_text(err) == logout_text(log_line(dc, "Disconnected:"))
+        assert f"h={dc.dir}/home/popuser user=popuser service=pop3 u= s=" in logout_text(err)
+    finally:
+        dc.cleanup()
