@@ -13,7 +13,8 @@ import pytest
 from tests.managesieve.support import Pair, SieveClient, plain, server_pair
 from tests.support.dovecot import dovecot_available
 
-pytestmark = pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")
+pytestmark = [pytest.mark.oracle,
+              pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")]
 FORMAT = ("bytes=%i/%o put=%{put_count}/%{put_bytes} get=%{get_count}/%{get_bytes} "
           "check=%{check_count}/%{check_bytes} del=%{deleted_count} ren=%{renamed_count}")
 LIMIT = ("}\nprotocol sieve {\n  mail_max_userip_connections = 1\n"

@@ -19,7 +19,8 @@ import pytest
 from tests.managesieve.support import Pair, SieveClient, plain, server_pair
 from tests.support.dovecot import dovecot_available
 
-pytestmark = pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")
+pytestmark = [pytest.mark.oracle,
+              pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import pytest
 from tests.managesieve.support import Pair, SieveClient, plain, server_pair
 from tests.support.dovecot import dovecot_available
 
-pytestmark = pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")
+pytestmark = [pytest.mark.oracle,
+              pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")]
 PROXIED = {"viaproxy": "proxy=y host=127.0.0.1 port={backend} destuser=user1 pass=pass1",
            "refused": "proxy=y host=127.0.0.1 port={backend} destuser=user1 pass=wrong"}
 

@@ -18,7 +18,8 @@ import pytest
 from tests.managesieve.support import Pair, server_pair
 
 SIEVE_CONNECT = shutil.which("sieve-connect")
-pytestmark = pytest.mark.skipif(SIEVE_CONNECT is None, reason="sieve-connect is not installed")
+pytestmark = [pytest.mark.oracle,
+              pytest.mark.skipif(SIEVE_CONNECT is None, reason="sieve-connect is not installed")]
 
 SCRIPT = b'require ["fileinto"];\r\nif header :contains "subject" "[list]" {\r\n' \
          b'  fileinto "Lists";\r\n}\r\n'

@@ -21,6 +21,7 @@ from cote.mailproc.managesieve.sieve_syntax import check, compile_report
 
 SIEVEC = shutil.which("sievec")
 needs_sievec = pytest.mark.skipif(SIEVEC is None, reason="sievec (dovecot-sieve) missing")
+pytestmark = pytest.mark.oracle  # sievec is Pigeonhole's compiler
 
 VALID = [
     b"keep;",
