@@ -254,6 +254,11 @@ class Mailbox(ABC):
     @abstractmethod
     def cache_put(self, uid: int, field: str, value: bytes) -> None: ...
 
+    def will_read(self, uids: Sequence[int], length: int) -> None:  # noqa: B027
+        """A hint that the first ``length`` octets of these messages are read next: a backend
+        with one file per message asks the kernel for them all at once (the disk then works
+        on many reads together instead of one after the other). Nothing by default."""
+
     def cache_get_many(self, uids: Sequence[int], field: str) -> dict[int, bytes]:
         """``uid -> value`` of ``cache_get`` for the UIDs that have one (a backend with an
         index answers in one query)."""

@@ -33,7 +33,7 @@ from cote.storage.message.sections import Section as MsgSection
 
 from . import commands as C
 from . import response as R
-from .message_data import MessageData, flush_cache
+from .message_data import HEADER_READ, MessageData, flush_cache
 from .values import FetchAtt, Section, SeqSet
 
 if TYPE_CHECKING:
@@ -127,6 +127,9 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
             continue
         cache_writes: list[tuple[int, str, bytes]] = []
         cached = _prefetch(box, [box.uids[i] for i in chunk], columns)
+        if "envelope" in columns:  # the headers not cached yet: all asked of the disk at once
+            have = dict(cached).get("envelope", {})
+            _will_read(box, [box.uids[i] for i in chunk if box.uids[i] not in have])
         for i in chunk:
             u = box.uids[i]
             msg = MessageData(box, u, cache_writes)
@@ -162,6 +165,14 @@ def _prefetch(box: Mailbox, uids: list[int], columns: list[str]
         return [(column, box.cache_get_many(uids, column)) for column in columns]
     except StorageError:
         return []  # each message then reads its own
+
+
+def _will_read(box: Mailbox, uids: list[int]) -> None:
+    if uids:
+        try:
+            box.will_read(uids, HEADER_READ)
+        except StorageError:
+            pass  # only a hint
 
 
 def _index_lines(s: Session, chunk: list[int], items: list[FetchAtt],

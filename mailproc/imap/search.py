@@ -32,7 +32,7 @@ from cote.storage.message.searchkeys import (
 
 from . import commands as C
 from . import response as R
-from .message_data import MessageData
+from .message_data import HEADER_READ, MessageData
 from .values import SearchKey, SeqSet
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ _CACHE_VERSION = "h2"
 """Leads every cached blob; a blob of another version (older rules) is rebuilt."""
 _ENTRY, _NAME_END, _VALUE = "\x1e", "\x1f", "\x1d"
 _SEPARATORS = {0x1C: " ", 0x1D: " ", 0x1E: " ", 0x1F: " "}
+_HINT_BATCH = 512
 
 
 def _entry_of(key: SearchKey) -> str | None:
@@ -303,9 +304,30 @@ class Searcher:
                 self.cache_writes = []
         return out
 
+    def _uncached(self) -> list[int]:
+        """The view's UIDs whose cached header texts lack an entry this search needs."""
+        tags = [(_ENTRY + e + _NAME_END).encode() for e in self.entries]
+        version = _CACHE_VERSION.encode()
+        cached = self.cached_headers
+        out = []
+        for u in self.box.uids[:self.n]:
+            blob = cached.get(u)
+            if blob is None or not blob.startswith(version) or any(t not in blob for t in tags):
+                out.append(u)
+        return out
+
     def _run(self, key: SearchKey, out: list[int]) -> None:
         box = self.box
+        uncached = self._uncached() if self.entries else []
+        hinted = 0
         for i in range(self.n):
+            if uncached and hinted < len(uncached) and box.uids[i] >= uncached[hinted]:
+                # the next headers to read, asked of the disk together
+                try:
+                    box.will_read(uncached[hinted:hinted + _HINT_BATCH], HEADER_READ)
+                except StorageError:
+                    pass
+                hinted += _HINT_BATCH
             data = MessageData(box, box.uids[i])
             m = SearchMessage(i, box.uids[i], data)
             try:

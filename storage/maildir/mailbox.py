@@ -1138,6 +1138,19 @@ class MaildirMailbox(Mailbox):
     def cache_get_many(self, uids: Sequence[int], field: str) -> dict[int, bytes]:
         return self.index.cache_get_many(self._box, uids, field)
 
+    def will_read(self, uids: Sequence[int], length: int) -> None:
+        for _, fname, _, _ in self.index.rows(self._box, uids).values():
+            try:
+                fd = os.open(self._full(fname), os.O_RDONLY)
+            except OSError:
+                continue  # renamed or gone: the read itself finds out
+            try:
+                os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
     def cache_put(self, uid: int, field: str, value: bytes) -> None:
         self.index.cache_put(self._box, uid, field, value)
 
