@@ -56,6 +56,7 @@ _CACHE_VERSION = "h2"
 _ENTRY, _NAME_END, _VALUE = "\x1e", "\x1f", "\x1d"
 _SEPARATORS = {0x1C: " ", 0x1D: " ", 0x1E: " ", 0x1F: " "}
 _HINT_BATCH = 512
+_CHUNK = 4096
 
 
 def _entry_of(key: SearchKey) -> str | None:
@@ -287,40 +288,42 @@ class Searcher:
         """0-based indexes of the matching messages, ascending."""
         out: list[int] = []
         box = self.box
-        uids = box.uids[:self.n]
         if _uses(key, _DETAIL_KEYS):
-            self.all_details = {d.uid: d for d in box.details(uids)}
+            self.all_details = {d.uid: d for d in box.details(box.uids[:self.n])}
         self.entries = _entries_in(key, set())
-        if self.entries:
-            self.cached_headers = box.cache_get_many(uids, _CACHE)
-        try:
-            self._run(key, out)
-        finally:
-            if self.cache_writes:
-                try:
-                    box.cache_put_many(self.cache_writes)
-                except StorageError:
-                    pass  # rebuilt by the next search
-                self.cache_writes = []
+        for start in range(0, self.n, _CHUNK):
+            # a chunk's cached header texts at a time: memory stays flat on 100,000 messages
+            stop = min(self.n, start + _CHUNK)
+            if self.entries:
+                self.cached_headers = box.cache_get_many(box.uids[start:stop], _CACHE)
+            try:
+                self._run(key, start, stop, out)
+            finally:
+                if self.cache_writes:
+                    try:
+                        box.cache_put_many(self.cache_writes)
+                    except StorageError:
+                        pass  # rebuilt by the next search
+                    self.cache_writes = []
         return out
 
-    def _uncached(self) -> list[int]:
-        """The view's UIDs whose cached header texts lack an entry this search needs."""
+    def _uncached(self, start: int, stop: int) -> list[int]:
+        """The chunk's UIDs whose cached header texts lack an entry this search needs."""
         tags = [(_ENTRY + e + _NAME_END).encode() for e in self.entries]
         version = _CACHE_VERSION.encode()
         cached = self.cached_headers
         out = []
-        for u in self.box.uids[:self.n]:
+        for u in self.box.uids[start:stop]:
             blob = cached.get(u)
             if blob is None or not blob.startswith(version) or any(t not in blob for t in tags):
                 out.append(u)
         return out
 
-    def _run(self, key: SearchKey, out: list[int]) -> None:
+    def _run(self, key: SearchKey, start: int, stop: int, out: list[int]) -> None:
         box = self.box
-        uncached = self._uncached() if self.entries else []
+        uncached = self._uncached(start, stop) if self.entries else []
         hinted = 0
-        for i in range(self.n):
+        for i in range(start, stop):
             if uncached and hinted < len(uncached) and box.uids[i] >= uncached[hinted]:
                 # the next headers to read, asked of the disk together
                 try:
