@@ -92,3 +92,27 @@ def test_a_warm_header_search_reads_no_message_file(root: Path) -> None:
         c.command("LOGOUT")
         c.close()
 
+
+
+def test_header_search_across_cache_chunks(root: Path) -> None:
+    """More messages than one cache chunk (4,096): hits on both sides of the edge, cold
+    (texts built and written per chunk) and warm."""
+    ml = MaildirList(f"maildir:{root}")
+    box = ml.open("INBOX")
+    with box.begin_append() as tx:
+        for i in range(1, 4301):
+            mark = "needle " if i % 1000 == 0 or i in (4096, 4097) else ""
+            tx.add(f"Subject: {mark}message {i}\r\n\r\nbody\r\n".encode(), [])
+        tx.commit()
+    box.close()
+    ml.close()
+    c = _client(root)
+    try:
+        assert b" OK " in c.command("SELECT INBOX")
+        expected = b"* SEARCH 1000 2000 3000 4000 4096 4097\r\n"
+        assert expected in c.command("SEARCH SUBJECT needle")
+        assert expected in c.command("SEARCH SUBJECT needle")
+        assert b"* SEARCH 4300\r\n" in c.command('SEARCH SUBJECT "message 4300"')
+    finally:
+        c.command("LOGOUT")
+        c.close()
