@@ -11,6 +11,7 @@ connection, or SIGKILL of the mail process.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import poplib
@@ -31,8 +32,9 @@ def message(i: int) -> bytes:
     return b"Subject: m%d\r\nMessage-ID: <m%d@x>\r\n\r\nbody %d\r\n" % (i, i, i)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[CoteServer]:
+@contextlib.contextmanager
+def cote_server(extra_conf: str = "") -> Iterator[CoteServer]:
+    """A cote master serving IMAP and POP3 for USER on a fresh Maildir store."""
     root = server_dir("pop3imap")
     vmail = mail_user()
     (root / "mail").mkdir()
@@ -41,11 +43,19 @@ def server() -> Iterator[CoteServer]:
     passwd.write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{vmail.pw_uid}:{vmail.pw_gid}::"
                       f"{root}/home/{USER}::\n")
     cote = CoteServer(mail_location=f"maildir:{root}/mail/%u", passwd_file=passwd,
-                      protocols="imap pop3").start()
-    yield cote
-    cote.stop()
-    cote.cleanup()
-    remove_dir(root)
+                      protocols="imap pop3", extra_conf=extra_conf).start()
+    try:
+        yield cote
+    finally:
+        cote.stop()
+        cote.cleanup()
+        remove_dir(root)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[CoteServer]:
+    with cote_server() as cote:
+        yield cote
 
 
 def imap_login(cote: CoteServer) -> imaplib.IMAP4:
@@ -221,16 +231,7 @@ def test_pop3_session_begun_before_imap_expunges(server: CoteServer) -> None:
 def test_session_lock_through_the_stack() -> None:
     """pop3_lock_session in a real master: a second session waits Dovecot's 10 s and gets
     IN-USE; killing the holder's mail process (SIGKILL) frees the maildrop at once."""
-    root = server_dir("pop3lock")
-    vmail = mail_user()
-    (root / "mail").mkdir()
-    chown_tree(root / "mail", vmail.pw_uid, vmail.pw_gid)
-    passwd = root / "users"
-    passwd.write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{vmail.pw_uid}:{vmail.pw_gid}::"
-                      f"{root}/home/{USER}::\n")
-    cote = CoteServer(mail_location=f"maildir:{root}/mail/%u", passwd_file=passwd,
-                      protocols="imap pop3", extra_conf="pop3_lock_session = yes\n").start()
-    try:
+    with cote_server("pop3_lock_session = yes\n") as cote:
         fill(cote, 2)
         holder = pop3_login(cote)
         assert holder.stat()[0] == 2
@@ -249,10 +250,6 @@ def test_session_lock_through_the_stack() -> None:
         fourth = pop3_login(cote)
         fourth.quit()
         assert "Couldn't lock POP3 session" in cote.log_text()
-    finally:
-        cote.stop()
-        cote.cleanup()
-        remove_dir(root)
 
 
 def pop3_pid(user: str) -> int:
