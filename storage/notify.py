@@ -31,22 +31,48 @@ try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     _libc.inotify_init1.argtypes = [ctypes.c_int]
     _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 except (OSError, AttributeError):
     _libc = None
 
 
+def inotify_init() -> int:
+    """A new non-blocking inotify descriptor (OSError when there is none to have)."""
+    if _libc is None:
+        raise OSError("inotify is not available")
+    fd: int = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+    return fd
+
+
+def add_watch(fd: int, path: str) -> int:
+    """Watch ``path`` (a mailbox directory) on inotify descriptor ``fd``; the watch number.
+    The caller's permissions count, so a process may add watches to a descriptor another
+    process made and passed to it (imap-hibernate's shared descriptor)."""
+    assert _libc is not None
+    wd: int = _libc.inotify_add_watch(fd, os.fsencode(path), _MASK)
+    if wd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"inotify_add_watch {path} failed: {os.strerror(err)}")
+    return wd
+
+
+def rm_watch(fd: int, wd: int) -> None:
+    if _libc is not None:
+        _libc.inotify_rm_watch(fd, wd)
+
+
 class InotifyWatcher(ChangeWatcher):
     def __init__(self, dirs: Sequence[str]) -> None:
-        assert _libc is not None
-        fd: int = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self.fd = fd
-        for d in dirs:
-            if _libc.inotify_add_watch(fd, os.fsencode(d), _MASK) < 0:
-                err = ctypes.get_errno()
-                os.close(fd)
-                raise OSError(err, f"inotify_add_watch {d} failed")
+        self.fd = inotify_init()
+        self.dirs = list(dirs)
+        try:
+            for d in dirs:
+                add_watch(self.fd, d)
+        except OSError:
+            os.close(self.fd)
+            raise
 
     def fileno(self) -> int:
         return int(self.fd)

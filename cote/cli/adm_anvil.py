@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cote.cli.adm_print import EXPAND, RIGHT, Output
+from cote.mailproc.imap.hibernate import kick as hibernate_kick
 
 EX_USAGE = 64
 EX_NOTFOUND = 68
@@ -221,17 +222,25 @@ def cmd_kick(args: Sequence[str], base_dir: str, out: Output) -> int:
         return EX_TEMPFAIL
     # pid -> {user: kick_me}
     pids: dict[int, dict[str, bool]] = {}
+    targets: dict[int, list[tuple[str, str]]] = {}
     for c in conns:
         hit = flt.match(c.user, [c.ip])
         for pid in c.pids:
             users = pids.setdefault(pid, {})
             users[c.user] = users.get(c.user, False) or hit
+            if hit:
+                targets.setdefault(pid, []).append((c.user, c.ip))
     kicked: list[str] = []
     warn = False
     to_kill: list[int] = []
     for pid, users in pids.items():
         wanted = [u for u, k in users.items() if k]
         if not wanted:
+            continue
+        # imap-hibernate holds many users' clients: it closes just these (Dovecot's does
+        # the same through its admin socket)
+        if hibernate_kick(base_dir, pid, targets[pid]) is not None:
+            kicked += wanted
             continue
         if len(wanted) < len(users) and not force:
             kicked += [u for u, k in users.items() if not k]

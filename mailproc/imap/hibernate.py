@@ -1,35 +1,46 @@
 """imap-hibernate: one process holding many IDLE clients, and the two hand-offs around it.
 
-An imap process whose client has been in IDLE for ``imap_hibernate_timeout`` sends the
-client's socket, its mailbox's inotify descriptor and the session state
-(``hibernate_state``) to the ``imap-hibernate`` socket and exits (``hand_off``). This process
-keeps, per client, the socket, the descriptor, the encoded state and a few numbers; it never
-opens mail (it runs as ``$default_internal_user`` as in Dovecot): the imap process opened the
-watch on the user's directories and passed it. It writes ``* OK Still here`` every
-``imap_idle_notify_interval`` itself. Anything on either descriptor (client bytes, EOF, a
-mailbox change) "unhibernates": socket, descriptor and state go to the imap service's
-``imap-master`` listener, where a new imap process restores the session (``service.py``).
+An imap process whose client has been in IDLE for ``imap_hibernate_timeout`` connects to the
+``imap-hibernate`` socket and is sent this process's one inotify descriptor; it adds watches
+for its mailbox's directories to it (the kernel checks the imap process's own permissions:
+this process, the internal user, could not add them) and sends the client's socket and the
+session state (``hibernate_state``, with the watch numbers), then exits (``hand_off``).
+Dovecot passes one inotify descriptor per client instead; with one instance for all,
+hibernated clients do not count toward ``fs.inotify.max_user_instances`` (128 by default
+per uid, which a single virtual-mail uid reaches at 128 IDLE sessions).
+
+This process keeps, per client, the socket, the encoded state, its watch numbers and a few
+numbers; it never opens mail. It writes ``* OK Still here`` every
+``imap_idle_notify_interval`` itself. Client bytes, EOF or an event on one of the client's
+watches "unhibernates": socket and state go to the imap service's ``imap-master`` listener,
+where a new imap process restores the session (``service.py``).
 
 While a client is here its anvil entry (``imap/<ip>/<user>``) is this process's, so
-``mail_max_userip_connections`` and ``coteadm who`` still count it. The sender's uid
-(SO_PEERCRED) goes into the state: the restoring process refuses a user that does not map to
-it, so a process that can reach the socket cannot wake up as somebody else.
+``mail_max_userip_connections`` and ``coteadm who`` still count it; ``coteadm kick`` reaches
+it through the per-process admin socket (``kick``), so one user's clients are closed and the
+others stay. The sender's uid (SO_PEERCRED) goes into the state: the restoring process refuses
+a user that does not map to it, so a process that can reach the socket cannot wake up as
+somebody else.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import re
 import selectors
+import signal
 import socket
 import struct
 import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cote.ipc import ServiceContext
 from cote.log import Logger
 from cote.login.anvilclient import ident
-from cote.storage.api import ChangeWatcher
+from cote.storage import notify
 
 from .hibernate_state import HibernateState, HibernateStateError, decode, encode
 from .settings import ImapSettings
@@ -38,43 +49,21 @@ SOCKET_NAME = "imap-hibernate"
 MASTER_SOCKET_NAME = "imap-master"
 SEND_TIMEOUT = 10.0
 MAX_LINE = 64 << 20
+MAX_WATCHES = 16
 STILL_HERE = b"* OK Still here\r\n"
+SHUTTING_DOWN = b"* BYE Server shutting down.\r\n"
 UNHIBERNATE_FAILED = (b"* BYE [SERVERBUG] Internal error occurred. Refer to server log for "
                       b"more information.\r\n")
+GREETING_WATCH = b"I\n"
+"""imap-hibernate's first line, with its inotify descriptor riding on it."""
+IN_IGNORED = 0x8000
+IN_Q_OVERFLOW = 0x4000
+_EVENT = struct.Struct("iIII")
 
 
-class FdWatcher(ChangeWatcher):
-    """A change watcher around an inherited inotify descriptor (a restored session keeps
-    the one the first process opened: no change between two processes is missed)."""
-
-    passable = True
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        os.set_blocking(fd, False)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def wait(self, timeout: float | None = None) -> bool:
-        sel = selectors.DefaultSelector()
-        try:
-            sel.register(self.fd, selectors.EVENT_READ)
-            return bool(sel.select(timeout))
-        finally:
-            sel.close()
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fd, 65536):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+class HandOffDeclined(Exception):
+    """The hand-off did not happen for an expected reason (the mailbox changed meanwhile):
+    the session stays, nothing to log."""
 
 
 def send_state(sock: socket.socket, line: bytes, fds: list[int]) -> None:
@@ -85,7 +74,7 @@ def send_state(sock: socket.socket, line: bytes, fds: list[int]) -> None:
         sock.sendall(line[sent:])
 
 
-def receive_state(sock: socket.socket, max_fds: int = 2) -> tuple[bytes, list[int]]:
+def receive_state(sock: socket.socket, max_fds: int = 1) -> tuple[bytes, list[int]]:
     """Read one state line and the descriptors that came with it (blocking socket)."""
     data, fds = bytearray(), []
     while not data.endswith(b"\n"):
@@ -104,15 +93,27 @@ def peer_uid(sock: socket.socket) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
-def hand_off(path: str, client_fd: int, notify_fd: int | None, state: HibernateState) -> str:
-    """Give the client to imap-hibernate; "" on success, else why not (the caller keeps
-    serving the client)."""
+def hand_off(path: str, client_fd: int, dirs: Sequence[str] | None,
+             state: HibernateState, changed: Callable[[], bool]) -> str:
+    """Give the client to imap-hibernate, watching ``dirs`` (the selected mailbox's) on its
+    inotify descriptor; "" on success, else why not (the caller keeps serving the client).
+    ``changed`` is asked once the watches are in place: a change the session has not seen
+    yet (its own watcher fired) raises HandOffDeclined instead of being lost."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(SEND_TIMEOUT)
             sock.connect(path)
-            fds = [client_fd] + ([notify_fd] if notify_fd is not None else [])
-            send_state(sock, encode(state), fds)
+            greeting, fds, _, _ = socket.recv_fds(sock, 64, 1)
+            try:
+                if greeting != GREETING_WATCH or len(fds) != 1:
+                    return f"unexpected greeting {greeting[:40]!r} with {len(fds)} fds"
+                state.watches = [notify.add_watch(fds[0], d) for d in dirs or ()]
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if changed():
+                raise HandOffDeclined()
+            send_state(sock, encode(state), [client_fd])
             reply = sock.recv(1024)
     except OSError as e:
         return f"{path}: {e}"
@@ -121,16 +122,52 @@ def hand_off(path: str, client_fd: int, notify_fd: int | None, state: HibernateS
     return f"imap-hibernate refused: {reply.decode('utf-8', 'replace').strip() or 'EOF'}"
 
 
+def admin_address(base_dir: str, pid: int) -> bytes:
+    """The abstract socket on which imap-hibernate process ``pid`` takes ``KICK`` (root
+    only, checked with SO_PEERCRED)."""
+    return f"\0cote-imap-hibernate-{zlib.crc32(base_dir.encode()):08x}-{pid}".encode()
+
+
+def kick(base_dir: str, pid: int, targets: Iterable[tuple[str, str]]) -> int | None:
+    """Ask imap-hibernate ``pid`` to close the clients of these (user, ip) pairs (ip ""
+    for any); how many it closed, or None when ``pid`` is no imap-hibernate process."""
+    lines = "".join(f"KICK\t{user}\t{ip}\n" for user, ip in targets).encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(SEND_TIMEOUT)
+            sock.connect(admin_address(base_dir, pid))
+            sock.sendall(lines + b"END\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(64)
+                if not chunk:
+                    return None
+                reply += chunk
+    except OSError:
+        return None
+    return int(reply) if reply.strip().isdigit() else None
+
+
+def watches_present(fd: int) -> set[int] | None:
+    """The watch numbers the kernel holds on inotify descriptor ``fd`` (None: unknown)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            return {int(m, 16) for m in re.findall(rb"inotify wd:([0-9a-f]+)", f.read())}
+    except OSError:
+        return None
+
+
 @dataclass(slots=True)
 class _Client:
     """One hibernated client: the only per-client object this process keeps."""
 
     sock: socket.socket
-    notify: int
     state: bytes
     anvil: str
     user: str
+    ip: str
     due: float
+    watches: tuple[int, ...] = ()
     out: int = 0
 
 
@@ -145,6 +182,10 @@ class _Incoming:
     waking: _Client | None = None
 
 
+class _Shutdown(Exception):
+    """SIGTERM: say BYE to every client and exit."""
+
+
 class Hibernator:
     """The selector loop of the imap-hibernate process."""
 
@@ -156,8 +197,11 @@ class Hibernator:
         self.interval = notify_interval
         self.sel = selectors.DefaultSelector()
         self.clients: dict[int, _Client] = {}
-        self.by_notify: dict[int, _Client] = {}
+        self.by_watch: dict[int, set[int]] = {}
+        """inotify watch number -> the client sockets' fds watching through it."""
         self.timers: list[tuple[float, int]] = []
+        self.inotify = notify.inotify_init()
+        self.sel.register(self.inotify, selectors.EVENT_READ, "inotify")
 
     # -- anvil ----------------------------------------------------------------------------
     def _anvil(self, command: str, key: str) -> None:
@@ -174,12 +218,17 @@ class Hibernator:
             sock, _ = lsock.accept()
         except OSError:
             return
+        try:
+            socket.send_fds(sock, [GREETING_WATCH], [self.inotify])
+        except OSError:
+            sock.close()
+            return
         sock.setblocking(False)
         self.sel.register(sock, selectors.EVENT_READ, _Incoming(sock))
 
     def incoming(self, inc: _Incoming) -> None:
         try:
-            chunk, fds, _, _ = socket.recv_fds(inc.sock, 65536, 2)
+            chunk, fds, _, _ = socket.recv_fds(inc.sock, 65536, 1)
         except BlockingIOError:
             return
         except OSError:
@@ -193,6 +242,9 @@ class Hibernator:
         if chunk and not inc.data.endswith(b"\n") and len(inc.data) <= MAX_LINE:
             return
         self.sel.unregister(inc.sock)
+        if not chunk and not inc.data and not inc.fds:
+            inc.sock.close()  # the imap process changed its mind (HandOffDeclined)
+            return
         error = self._take(inc) if chunk else "connection closed before the state"
         if error:
             self.log.error(f"Failed to hibernate a client: {error}")
@@ -210,49 +262,80 @@ class Hibernator:
         inc.sock.close()
 
     def _take(self, inc: _Incoming) -> str:
-        if not 1 <= len(inc.fds) <= 2:
-            return f"expected the client socket and a notify fd, got {len(inc.fds)} fds"
+        if len(inc.fds) != 1:
+            return f"expected the client socket, got {len(inc.fds)} fds"
         try:
             state = decode(bytes(inc.data))
         except HibernateStateError as e:
             return f"invalid state: {e}"
-        if (state.mailbox is not None) != (len(inc.fds) == 2):
-            return "notify fd missing or unexpected"
+        watches = tuple(state.watches)
+        if (state.mailbox is not None) != bool(watches) or len(watches) > MAX_WATCHES:
+            return f"{len(watches)} watches for {'a' if state.mailbox else 'no'} mailbox"
+        present = watches_present(self.inotify)
+        if present is not None and not present.issuperset(watches):
+            return "a watch has gone (its directory changed): try again"
         state.peer_uid = peer_uid(inc.sock)
+        state.watches = []
         client = socket.socket(fileno=inc.fds[0])
         client.setblocking(False)
-        notify = inc.fds[1] if len(inc.fds) == 2 else -1
         key = ident("imap", state.remote_ip, state.user) if state.remote_ip else ""
-        c = _Client(client, notify, encode(state), key, state.user,
-                     time.monotonic() + self.interval)
+        c = _Client(client, encode(state), key, state.user, state.remote_ip,
+                    time.monotonic() + self.interval, watches)
         self._anvil("CONNECT", key)
-        self.clients[client.fileno()] = c
+        fd = client.fileno()
+        self.clients[fd] = c
         self.sel.register(client, selectors.EVENT_READ, c)
-        if notify >= 0:
-            os.set_blocking(notify, False)
-            self.by_notify[notify] = c
-            self.sel.register(notify, selectors.EVENT_READ, c)
-        heapq.heappush(self.timers, (c.due, client.fileno()))
+        for wd in watches:
+            self.by_watch.setdefault(wd, set()).add(fd)
+        heapq.heappush(self.timers, (c.due, fd))
         self.ctx.client_connected()
         return ""
+
+    # -- watches ------------------------------------------------------------------------------
+    def changes(self) -> None:
+        """inotify events: wake the clients watching through them."""
+        try:
+            data = os.read(self.inotify, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        woken: set[int] = set()
+        pos = 0
+        while pos + _EVENT.size <= len(data):
+            wd, mask, _, length = _EVENT.unpack_from(data, pos)
+            pos += _EVENT.size + length
+            if mask & IN_Q_OVERFLOW:
+                woken.update(self.clients)
+                continue
+            fds = self.by_watch.get(wd)
+            if fds:
+                woken.update(fds)
+            elif not mask & IN_IGNORED:
+                notify.rm_watch(self.inotify, wd)  # left by a hand-off that did not happen
+        for fd in woken:
+            c = self.clients.get(fd)
+            if c is not None:
+                self.unhibernate(c)
 
     # -- giving it back ---------------------------------------------------------------------
     def _drop(self, c: _Client) -> None:
         fd = c.sock.fileno()
         self.clients.pop(fd, None)
-        for f in (fd, c.notify):
-            if f >= 0:
-                try:
-                    self.sel.unregister(f)
-                except (KeyError, ValueError):
-                    pass
-        self.by_notify.pop(c.notify, None)
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        for wd in c.watches:
+            fds = self.by_watch.get(wd)
+            if fds is None:
+                continue
+            fds.discard(fd)
+            if not fds:
+                del self.by_watch[wd]
+                notify.rm_watch(self.inotify, wd)
+        c.watches = ()
 
     def _forget(self, c: _Client) -> None:
         c.sock.close()
-        if c.notify >= 0:
-            os.close(c.notify)
-            c.notify = -1
         self._anvil("DISCONNECT", c.anvil)
         self.ctx.client_disconnected()
 
@@ -265,8 +348,7 @@ class Hibernator:
             master = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             master.settimeout(SEND_TIMEOUT)
             master.connect(self.master_path)
-            fds = [c.sock.fileno()] + ([c.notify] if c.notify >= 0 else [])
-            send_state(master, line, fds)
+            send_state(master, line, [c.sock.fileno()])
         except (OSError, HibernateStateError) as e:
             self._failed(c, f"{self.master_path}: {e}")
             return
@@ -288,11 +370,56 @@ class Hibernator:
 
     def _failed(self, c: _Client, error: str) -> None:
         self.log.error(f"Failed to unhibernate {c.user}: {error}")
+        self._close(c, UNHIBERNATE_FAILED)
+
+    def _close(self, c: _Client, bye: bytes) -> None:
         try:
-            c.sock.send(UNHIBERNATE_FAILED)
+            c.sock.send(bye)
         except OSError:
             pass
         self._forget(c)
+
+    # -- administration ---------------------------------------------------------------------
+    def admin(self, lsock: socket.socket) -> None:
+        """One ``KICK`` request from coteadm (root): close those users' clients."""
+        try:
+            sock, _ = lsock.accept()
+        except OSError:
+            return
+        with sock:
+            try:
+                sock.settimeout(SEND_TIMEOUT)
+                if peer_uid(sock) != 0:
+                    sock.sendall(b"-not root\n")
+                    return
+                data = b""
+                while not (data.endswith(b"END\n") or len(data) > 1 << 20):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                sock.sendall(b"%d\n" % self.kick(data.decode("utf-8", "replace")))
+            except OSError:
+                return
+
+    def kick(self, request: str) -> int:
+        targets = set()
+        for line in request.splitlines():
+            args = line.split("\t")
+            if len(args) == 3 and args[0] == "KICK":
+                targets.add((args[1], args[2]))
+        hit = [c for c in self.clients.values()
+               if (c.user, c.ip) in targets or (c.user, "") in targets]
+        for c in hit:
+            self._drop(c)
+            self.log.info(f"imap({c.user}): Disconnected: Kicked by an administrator")
+            self._close(c, SHUTTING_DOWN)
+        return len(hit)
+
+    def shutdown(self) -> None:
+        for c in list(self.clients.values()):
+            self._drop(c)
+            self._close(c, SHUTTING_DOWN)
 
     # -- keepalive ---------------------------------------------------------------------------
     def keepalive(self) -> float | None:
@@ -322,7 +449,27 @@ class Hibernator:
         for lsock in listeners:
             lsock.setblocking(False)
             self.sel.register(lsock, selectors.EVENT_READ, None)
+        admin = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            admin.bind(admin_address(self.ctx.base_dir, os.getpid()))
+            admin.listen(8)
+            self.sel.register(admin, selectors.EVENT_READ, "admin")
+        except OSError as e:
+            self.log.error(f"imap-hibernate: no admin socket ({e}): kick closes all clients")
         self.sel.register(self.ctx.master_death_fd, selectors.EVENT_READ, "death")
+
+        def on_term(_sig: int, _frame: object) -> None:
+            raise _Shutdown()
+
+        signal.signal(signal.SIGTERM, on_term)
+        try:
+            return self._loop(listeners, admin)
+        except _Shutdown:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self.shutdown()
+            return 0
+
+    def _loop(self, listeners: list[socket.socket], admin: socket.socket) -> int:
         accepting = True
         while True:
             if accepting and not self.ctx.accepting:
@@ -336,7 +483,11 @@ class Hibernator:
                 data = key.data
                 if data == "death":
                     return 0
-                if data is None:
+                if data == "inotify":
+                    self.changes()
+                elif data == "admin":
+                    self.admin(admin)
+                elif data is None:
                     assert isinstance(key.fileobj, socket.socket)
                     self.accept(key.fileobj)
                 elif isinstance(data, _Incoming):
@@ -354,6 +505,11 @@ def run(ctx: ServiceContext) -> int:
     if not listeners:
         ctx.log.error("imap-hibernate service has no unix_listener (imap-hibernate)")
         return 1
-    ctx.status.report(ctx.available())
     master_path = os.path.join(ctx.base_dir, MASTER_SOCKET_NAME)
-    return Hibernator(ctx, ctx.log, master_path, settings.idle_notify_interval).run(listeners)
+    try:
+        hibernator = Hibernator(ctx, ctx.log, master_path, settings.idle_notify_interval)
+    except OSError as e:
+        ctx.log.error(f"imap-hibernate: {e}")
+        return 1
+    ctx.status.report(ctx.available())
+    return hibernator.run(listeners)

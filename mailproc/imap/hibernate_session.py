@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import fields
 
-from cote.storage.api import SyncChanges
+from cote.storage.api import ChangeWatcher, SyncChanges
 
 from . import events as ev
 from . import response as R
@@ -95,9 +95,12 @@ def view_changes(view: MailboxView, uids: array[int] | list[int], flags: list[in
                        expunged_seqs=tuple(expunged_seqs))
 
 
-def restore(session: Session, state: HibernateState) -> None:
+def restore(session: Session, state: HibernateState) -> ChangeWatcher | None:
     """Bring a fresh session (same user, same settings) to where ``state`` left it, and
-    write the updates the client missed. Storage errors propagate (the caller says BYE)."""
+    write the updates the client missed; the mailbox's watcher, started before the mailbox
+    is compared with the view so that no change falls between the two. Storage errors
+    propagate (the caller says BYE)."""
+    watcher: ChangeWatcher | None = None
     session.enabled = set(state.enabled)
     session.conn.enabled = frozenset(session.enabled)
     session.condstore = state.condstore
@@ -108,6 +111,10 @@ def restore(session: Session, state: HibernateState) -> None:
     if view is not None:
         box = session.mailboxes.open(view.name, readonly=view.readonly)
         session.box = box
+        try:
+            watcher = box.watch()
+        except (OSError, ValueError):
+            watcher = None
         session.readonly = view.readonly
         if view.local_keywords:
             session.local_keywords[box.name] = list(view.local_keywords)
@@ -131,3 +138,4 @@ def restore(session: Session, state: HibernateState) -> None:
     session.last_finished = None
     if isinstance(session, RestoredSession):
         session.restored_idle = True
+    return watcher

@@ -70,6 +70,9 @@ class HibernateState:
     imap-hibernate): the unhibernating process checks the user still maps to it."""
     added_out: int = 0
     """Octets imap-hibernate wrote to the client itself (``* OK Still here``)."""
+    watches: list[int] = field(default_factory=list)
+    """The imap process's inotify watch numbers on imap-hibernate's descriptor (the
+    selected mailbox's directories); only on the way in."""
 
 
 def _pack(a: array[int]) -> str:
@@ -99,6 +102,8 @@ def encode(state: HibernateState) -> bytes:
         "enabled": sorted(state.enabled), "condstore": state.condstore,
         "stats": state.stats, "peer_uid": state.peer_uid, "added_out": state.added_out,
     }
+    if state.watches:
+        doc["watches"] = state.watches
     box = state.mailbox
     if box is not None:
         flags_text = ",".join(map(str, box.flags)).encode("ascii")
@@ -185,6 +190,10 @@ def decode(line: bytes) -> HibernateState:
             for k, v in stats.items()):
         raise HibernateStateError("stats: expected an object of integers")
     box = doc.get("mailbox")
+    watches = doc.get("watches", [])
+    if not isinstance(watches, list) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in watches):
+        raise HibernateStateError("watches: expected a list of positive integers")
     user = _get(doc, "user", str)
     if not user:
         raise HibernateStateError("user: empty")
@@ -194,4 +203,5 @@ def decode(line: bytes) -> HibernateState:
         idle_started=_get(doc, "idle_started", float),
         enabled=_str_list(doc.get("enabled"), "enabled"), condstore=_get(doc, "condstore", bool),
         stats=dict(stats), mailbox=None if box is None else _decode_mailbox(box),
-        peer_uid=_get(doc, "peer_uid", int), added_out=_get(doc, "added_out", int))
+        peer_uid=_get(doc, "peer_uid", int), added_out=_get(doc, "added_out", int),
+        watches=list(watches))

@@ -18,7 +18,6 @@ from typing import Protocol
 
 from cote.log import Logger
 from cote.storage.api import ChangeWatcher
-from cote.storage.notify import InotifyWatcher
 from cote.variables import VariableError, compile_template
 
 from . import events as ev
@@ -82,7 +81,7 @@ class HandOff(Protocol):
     """Gives the IDLE session to imap-hibernate (``hibernate.hand_off``); True when it took
     the client (this process then ends the session without closing the connection)."""
 
-    def __call__(self, session: Session, notify_fd: int | None, bytes_out: int,
+    def __call__(self, session: Session, watcher: ChangeWatcher | None, bytes_out: int,
                  idle_started: float) -> bool: ...
 
 
@@ -230,9 +229,8 @@ async def _hand_off(reader: asyncio.StreamReader, writer: Sink,
     """Stop reading, make sure no client byte sits in this process (it would be lost with
     the hand-off: the kernel's buffer goes with the socket, asyncio's does not), then hand
     off. On any doubt the session stays here."""
-    if not can_hibernate(session) or (session.box is not None and not (
-            isinstance(watcher, InotifyWatcher) or getattr(watcher, "passable", False))):
-        return False  # (a polling watcher's pipe would never fire in imap-hibernate)
+    if not can_hibernate(session) or (session.box is not None and watcher is None):
+        return False  # (no watcher: the mailbox's directories are not known here)
     transport = getattr(writer, "transport", None)
     if transport is None:
         return False
@@ -243,8 +241,7 @@ async def _hand_off(reader: asyncio.StreamReader, writer: Sink,
             len(getattr(reader, "_buffer", b"")) or reader.at_eof():
         transport.resume_reading()
         return False
-    notify_fd = watcher.fileno() if watcher is not None else None
-    if hibernation.hand_off(session, notify_fd, bytes_out, idle_wall):
+    if hibernation.hand_off(session, watcher, bytes_out, idle_wall):
         if read_task is not None:
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):

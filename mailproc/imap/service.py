@@ -97,11 +97,23 @@ def _hibernation(cfg: Config, client: socket.socket, log: Logger, *, session_id:
         return None
     path = os.path.join(str(cfg.get("base_dir")), H.SOCKET_NAME)
 
-    def hand_off(session: Session, notify_fd: int | None, bytes_out: int,
+    def hand_off(session: Session, watcher: ChangeWatcher | None, bytes_out: int,
                  idle_started: float) -> bool:
         state = capture(session, session_id=session_id, remote_ip=remote_ip,
                         local_ip=local_ip, idle_started=idle_started, bytes_out=bytes_out)
-        error = H.hand_off(path, client.fileno(), notify_fd, state)
+        dirs: list[str] | None = None
+        if session.box is not None:
+            dirs = getattr(watcher, "dirs", None)
+            if not dirs:
+                return False
+
+        def changed() -> bool:
+            return watcher is not None and watcher.wait(0)
+
+        try:
+            error = H.hand_off(path, client.fileno(), dirs, state, changed)
+        except H.HandOffDeclined:
+            return False
         if error:
             log.error(f"Couldn't hibernate: {error}")
             return False
@@ -133,14 +145,14 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
 
 
 def _resume(cfg: Config, user: MailUser, state: HibernateState, client: socket.socket, *,
-            watcher: ChangeWatcher | None, log: Logger) -> int:
+            log: Logger) -> int:
     """As the user: restore the session and go on serving it."""
     session = _open_session(cfg, user, log, RestoredSession)
     if session is None:
         client.sendall(R.untagged("BYE", SERVERBUG))
         return 1
     try:
-        restore(session, state)
+        watcher = restore(session, state)
     except StorageError as e:
         log.error(f"Couldn't restore the hibernated session: {e}")
         client.sendall(R.untagged("BYE", SERVERBUG))
@@ -178,8 +190,8 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
         if not _trusted_peer(conn, path):
             raise HibernateStateError("peer is not imap-hibernate")
         line, fds = H.receive_state(conn)
-        if not 1 <= len(fds) <= 2:
-            raise HibernateStateError(f"expected 1 or 2 fds, got {len(fds)}")
+        if len(fds) != 1:
+            raise HibernateStateError(f"expected 1 fd, got {len(fds)}")
         state = decode(line)
         reply = lookup_user(os.path.join(ctx.base_dir, "auth-master"), state.user,
                             {"service": "imap", "rip": state.remote_ip,
@@ -201,7 +213,6 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
             pass
         return 1
     client = socket.socket(fileno=fds[0])
-    watcher = H.FdWatcher(fds[1]) if len(fds) == 2 else None
     try:
         conn.sendall(b"+\n")
     except OSError:
@@ -213,7 +224,7 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
     registration = register_session(ctx.anvil, "imap", state.remote_ip, user.user)
     try:
         drop_privileges(user, cfg)
-        return _resume(cfg, user, state, client, watcher=watcher, log=log)
+        return _resume(cfg, user, state, client, log=log)
     except MailUserError as e:
         log.error(str(e))
         try:
