@@ -11,7 +11,7 @@ override fields wrap what each database returns.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from cote.auth import schemes
@@ -59,7 +59,7 @@ class Database:
         return self.result_failure
 
 
-def _database(section: Section, drivers: dict[str, type], kind: str) -> Database:
+def _database(section: Section, drivers: Mapping[str, type], kind: str) -> Database:
     name = str(section.get("driver"))
     cls = drivers.get(name)
     if cls is None:

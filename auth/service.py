@@ -20,12 +20,13 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from cote.auth import workerclient
+from cote.auth import drivers, workerclient
 from cote.auth.engine import AuthEngine, Reply, UserdbAnswer, flush_cache
 from cote.auth.penalty import PenaltyClient, checksum
 from cote.auth.protocol import auth_client as ac
 from cote.auth.protocol import auth_master as am
 from cote.auth.request import AuthRequest
+from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.log import Logger
 
@@ -402,6 +403,13 @@ async def serve(ctx: ServiceContext) -> None:
     await done.wait()
     for s in servers:
         s.close()
+
+
+def prepare(config: Config) -> dict[str, object]:
+    """Before the master forks this service: import the passdb/userdb drivers the config
+    names (see ``cote.auth.drivers.preload``)."""
+    drivers.preload(config)
+    return {}
 
 
 def run(ctx: ServiceContext) -> int:

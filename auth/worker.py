@@ -39,8 +39,9 @@ import signal
 import socket
 import time
 
-from cote.auth import pam
+from cote.auth import drivers, pam
 from cote.auth.protocol.escape import join_line, split_line
+from cote.config import Config
 from cote.ipc import ServiceContext
 
 READ_CHUNK = 65536
@@ -209,6 +210,13 @@ def serve_connection(conn: socket.socket, state: WorkerState, death_fd: int) -> 
             state.served += 1
             if state.done():
                 return  # recycled: the auth process reconnects to a fresh worker
+
+
+def prepare(config: Config) -> dict[str, object]:
+    """Before the master forks this service: import the passdb/userdb drivers the config
+    names (see ``cote.auth.drivers.preload``)."""
+    drivers.preload(config)
+    return {}
 
 
 def run(ctx: ServiceContext) -> int:
