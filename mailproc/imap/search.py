@@ -51,7 +51,7 @@ _HEADER_ENTRIES: dict[str, tuple[bytes, Callable[[bytes], str]]] = {
     "TO": (b"to", address_search_text), "CC": (b"cc", address_search_text),
     "BCC": (b"bcc", address_search_text)}
 _CACHE = "searchhdr"
-_CACHE_VERSION = "h2"
+_CACHE_VERSION = "h3"
 """Leads every cached blob; a blob of another version (older rules) is rebuilt."""
 _ENTRY, _NAME_END, _VALUE = "\x1e", "\x1f", "\x1d"
 _SEPARATORS = {0x1C: " ", 0x1D: " ", 0x1E: " ", 0x1F: " "}

@@ -120,9 +120,10 @@ def _phrase(text: bytes) -> bytes:
 
 def address_search_text(value: bytes) -> str:
     """SEARCH FROM/TO/CC/BCC's text: the addresses parsed (comments gone, missing parts
-    filled in as for ENVELOPE) and written back as Dovecot's message_address_write does
-    (``mailbox@domain``, ``name <@route:mailbox@domain>``, ``group: a, b;``), then
-    decoded like any header."""
+    filled in as for ENVELOPE) and written back as Dovecot 2.3.19's message_address_write
+    does (``<mailbox@domain>``, ``name <@route:mailbox@domain>``, ``group: <a@b>, <c@d>;``
+    -- angle brackets even without a name, checked against it), then decoded like any
+    header."""
     out: list[bytes] = []
     first = True
     for a in parse_addresses(value):
@@ -139,8 +140,6 @@ def address_search_text(value: bytes) -> str:
             elif out and out[-1] == b": ":
                 out[-1] = b":"
             out.append(b";")
-        elif not a.name and a.route is None:
-            out.append((a.mailbox or b"") + b"@" + (a.domain or b""))
         else:
             if a.name is not None:
                 out.append(_phrase(a.name))

@@ -56,6 +56,11 @@ MESSAGES = [
     b"Stra\xc3\x9fe \xef\xac\x81nal \xe2\x84\xaaelvin \xc4\xb0stanbul \xc5\xbfun "
     b"cafe\xcc\x81 na\xc3\xafve \xc3\x85ngstr\xc3\xb6m \xce\xa3\xce\xbf\xcf\x86\xce\xaf\xce\xb1\r\n",
 
+    b"From: =?utf-8?q?Team_=C3=89t=C3=A9?=: one@x.example, two@y.example;\r\n"
+    b"To: <@route.example:routed@z.example>, missingdomain, \"quoted local\"@q.example\r\n"
+    b"Cc: (only a comment)\r\nBcc: O'Brien <ob@w.example>, Mr. Dot <dot@w.example>\r\n"
+    b"Reply-To: empty:;\r\nSubject: addresses\r\n\r\nbody\r\n",
+
     b"Subject: no from at all\r\n\r\n" + b"".join(b"line %04d filler\r\n" % i
                                                  for i in range(300)) + b"zephyrine last\r\n",
 ]
@@ -100,6 +105,11 @@ SEARCHES: list[bytes] = [
     b"BODY sun", b"BODY cafe", b"BODY caf\xc3\xa9", b"BODY naive", b"BODY angstrom",
     b"BODY \xcf\x83\xce\xbf\xcf\x86\xce\xaf\xce\xb1", b"BODY \xce\xa3\xce\x9f\xce\xa6",
     b"SUBJECT strasse", b"SUBJECT final", b"SUBJECT kelvin", b"SUBJECT stra\xc3\x9fe",
+    b"FROM \"team \xc3\xa9t\xc3\xa9: one\"", b"FROM \"two@y.example;\"", b"TO route.example",
+    b"TO \"<@route\"", b"TO missing_domain", b"TO missingdomain@", b"TO \"\\\"quoted local\\\"\"",
+    b"TO \"quoted local\"", b"CC comment", b"CC \"\"", b"CC missing", b"BCC \"o'brien\"",
+    b"BCC \"\\\"o\\\\'brien\"", b"BCC \"\\\"mr. dot\\\"\"", b"BCC \"mr. dot <\"",
+    b"HEADER Reply-To empty", b"FROM syntax_error", b"TO \", missing\"",
     b"BODY \"line 0150 filler\"", b"NOT BODY zephyrine", b"OR BODY htmlword SUBJECT latin",
 ]
 
