@@ -61,6 +61,10 @@ MESSAGES = [
     b"Cc: (only a comment)\r\nBcc: O'Brien <ob@w.example>, Mr. Dot <dot@w.example>\r\n"
     b"Reply-To: empty:;\r\nSubject: addresses\r\n\r\nbody\r\n",
 
+    b"From: edge@cases.example\r\nSubject: =?utf-8?q?a?= =?utf-8?q?b?= foo=?utf-8?q?bar?=baz\r\n"
+    b"X-Trail: value   \r\nX-Latin: caf\xe9 8bit\r\nX-Bad: =?utf-8?b?!!!?= tail\r\n"
+    b"X-Tabbed:\tlead\ttab\r\nX-Blank: first\r\n \r\n last\r\n\r\nbody\r\n",
+
     b"Subject: no from at all\r\n\r\n" + b"".join(b"line %04d filler\r\n" % i
                                                  for i in range(300)) + b"zephyrine last\r\n",
 ]
@@ -110,6 +114,13 @@ SEARCHES: list[bytes] = [
     b"TO \"quoted local\"", b"CC comment", b"CC \"\"", b"CC missing", b"BCC \"o'brien\"",
     b"BCC \"\\\"o\\\\'brien\"", b"BCC \"\\\"mr. dot\\\"\"", b"BCC \"mr. dot <\"",
     b"HEADER Reply-To empty", b"FROM syntax_error", b"TO \", missing\"",
+    b"SUBJECT \"ab foo\"", b"SUBJECT \"a b\"", b"SUBJECT foobarbaz", b"SUBJECT \"=?utf\"",
+    b"SUBJECT \"foo=\"", b"HEADER X-Trail \"value \"", b"HEADER X-Trail \"value   \"",
+    b"HEADER X-Latin caf\xc3\xa9", b"CHARSET UTF-8 HEADER X-Latin caf\xc3\xa9",
+    b"HEADER X-Bad tail", b"HEADER X-Bad \"!!!\"", b"HEADER X-Bad \"=?\"",
+    b"HEADER X-Tabbed \"lead\ttab\"", b"HEADER X-Tabbed \"\tlead\"", b"HEADER X-Tabbed lead",
+    b"HEADER X-Blank \"first  last\"", b"HEADER X-Blank \"first last\"",
+    b"HEADER X-Blank \"first   last\"", b"TEXT \"x-tabbed:\tlead\"", b"TEXT \"x-tabbed: lead\"",
     b"BODY \"line 0150 filler\"", b"NOT BODY zephyrine", b"OR BODY htmlword SUBJECT latin",
 ]
 
