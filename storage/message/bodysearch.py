@@ -22,7 +22,7 @@ import binascii
 import re
 from collections.abc import Sequence
 
-from cote.storage.message.binary import BinaryParseError, decode_base64, decode_qp, part_encoding
+from cote.storage.message.binary import BinaryParseError, decode_base64, part_encoding
 from cote.storage.message.headers import Buffer
 from cote.storage.message.scanner import LEAF, Part
 from cote.storage.message.searchkeys import casemap, header_block_text
@@ -115,6 +115,21 @@ def _bytes_match(data: Buffer, start: int, end: int, needle: Needle, charset: st
     return False
 
 
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_QP_SOFT = re.compile(rb"[ \t]*=[ \t]*\r?\n")
+_QP_TRAILING = re.compile(rb"[ \t]+(?=\r?\n)")
+
+
+def _lenient_qp(data: bytes) -> bytes:
+    """Quoted-printable as Dovecot's decoder reads it for SEARCH: soft line breaks joined,
+    blanks before a line end dropped, valid ``=XX`` decoded and any other ``=`` left as it
+    is (BINARY's ``decode_qp`` refuses such data instead)."""
+    data = _QP_TRAILING.sub(b"", _QP_SOFT.sub(b"", data))
+    if b"=" not in data:
+        return data
+    return _QP_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), data)
+
+
 def _encoding(buf: Buffer, p: Part) -> bytes:
     if b"content-transfer-encoding" not in bytes(buf[p.hdr_start:p.body_start]).lower():
         return b"7bit"  # no such field: no header parse
@@ -123,20 +138,22 @@ def _encoding(buf: Buffer, p: Part) -> bytes:
 
 def _part_matches(buf: Buffer, p: Part, needle: Needle) -> bool:
     enc = _encoding(buf, p)
+    if enc == b"":
+        return False  # an encoding Dovecot cannot undo (x-uuencode...): not searched
     charset = _charset(p)
     fast = needle.ascii is not None and _ascii_compatible(charset)
     if enc not in (b"base64", b"quoted-printable") and fast and not needle.raw_lines:
         return _bytes_match(buf, p.body_start, p.body_end, needle, charset)
     raw = bytes(buf[p.body_start:p.body_end])
-    if enc == b"quoted-printable" or needle.raw_lines:
+    if needle.raw_lines:
         raw = lf_to_crlf(raw)
-    try:
-        if enc == b"base64":
+    if enc == b"base64":
+        try:
             raw = decode_base64(raw)
-        elif enc == b"quoted-printable":
-            raw = decode_qp(raw)
-    except (BinaryParseError, binascii.Error):
-        pass  # searched as it is
+        except (BinaryParseError, binascii.Error):
+            pass  # searched as it is
+    elif enc == b"quoted-printable":
+        raw = _lenient_qp(raw)
     if fast:
         return _bytes_match(raw, 0, len(raw), needle, charset)
     return needle.in_text(_decode_text(raw, charset))

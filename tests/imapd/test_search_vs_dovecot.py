@@ -65,6 +65,17 @@ MESSAGES = [
     b"X-Trail: value   \r\nX-Latin: caf\xe9 8bit\r\nX-Bad: =?utf-8?b?!!!?= tail\r\n"
     b"X-Tabbed:\tlead\ttab\r\nX-Blank: first\r\n \r\n last\r\n\r\nbody\r\n",
 
+    b"From: bodies@cases.example\r\nSubject: bodies\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+    b"Content-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\n"
+    b"Content-Type: TEXT/PLAIN; charset=UTF-16\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"//5oAGUAbABsAG8AdwBpAGQAZQA=\r\n--i\r\nContent-Type: text/html\r\n\r\n"
+    b"<p>caf&eacute; ampword</p>\r\n--i--\r\n--o\r\nContent-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\nbroken=ZZqp and =3D sign\r\n--o\r\n"
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nuuword\r\n"
+    b"--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: nested\r\n"
+    b"Content-Type: message/rfc822\r\n\r\nSubject: deeper\r\n\r\ndeepbodyword\r\n--o--\r\n",
+
     b"Subject: no from at all\r\n\r\n" + b"".join(b"line %04d filler\r\n" % i
                                                  for i in range(300)) + b"zephyrine last\r\n",
 ]
@@ -121,6 +132,9 @@ SEARCHES: list[bytes] = [
     b"HEADER X-Tabbed \"lead\ttab\"", b"HEADER X-Tabbed \"\tlead\"", b"HEADER X-Tabbed lead",
     b"HEADER X-Blank \"first  last\"", b"HEADER X-Blank \"first last\"",
     b"HEADER X-Blank \"first   last\"", b"TEXT \"x-tabbed:\tlead\"", b"TEXT \"x-tabbed: lead\"",
+    b"BODY hellowide", b"CHARSET UTF-8 BODY hellowide", b"BODY ampword", b"BODY eacute",
+    b"BODY \"broken=zz\"", b"BODY \"= sign\"", b"BODY \"=3d sign\"", b"BODY uuword",
+    b"BODY deepbodyword", b"TEXT deeper", b"BODY deeper", b"TEXT \"subject: nested\"",
     b"BODY \"line 0150 filler\"", b"NOT BODY zephyrine", b"OR BODY htmlword SUBJECT latin",
 ]
 
