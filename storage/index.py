@@ -167,10 +167,13 @@ class Index:
         for table, column, kind in _ADDED_COLUMNS:
             have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
-                with self.write():
-                    have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-                    if column not in have:  # another process may have added it meanwhile
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                try:
+                    with self.write():
+                        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                        if column not in have:  # another process may have added it
+                            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError:
+                    pass  # a read-only index: that cache column stays unused, not fatal
 
     def close(self) -> None:
         self.db.close()

@@ -295,7 +295,10 @@ class Searcher:
             # a chunk's cached header texts at a time: memory stays flat on 100,000 messages
             stop = min(self.n, start + _CHUNK)
             if self.entries:
-                self.cached_headers = box.cache_get_many(box.uids[start:stop], _CACHE)
+                try:
+                    self.cached_headers = box.cache_get_many(box.uids[start:stop], _CACHE)
+                except StorageError:
+                    self.cached_headers = {}  # no usable cache: the headers are read
             try:
                 self._run(key, start, stop, out)
             finally:
