@@ -2,15 +2,17 @@
 
 Any process that renames a file into ``new/``/``cur/``, unlinks one, or replaces the uidlist
 changes one of the watched directories, so a waiting session wakes without polling. Where
-inotify is unavailable a pipe-free fallback polls the directories' mtimes once a second.
+inotify is unavailable a fallback polls the directories' mtimes once a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import select
+import threading
 import time
 from collections.abc import Sequence
 
@@ -95,13 +97,23 @@ class InotifyWatcher(ChangeWatcher):
 
 
 class PollingWatcher(ChangeWatcher):
-    """Fallback: compare the directories' mtimes every ``interval`` seconds."""
+    """Fallback: compare the directories' mtimes every ``interval`` seconds.
+
+    Used when inotify cannot be had (no libc symbol, or the user's inotify instances are used
+    up: ``fs.inotify.max_user_instances`` is 128 per uid, and virtual users share one uid).
+    ``wait`` polls in the caller's thread; an event loop that watches ``fileno()`` gets a
+    thread that polls and writes to the pipe — without it, IDLE would hear of changes only at
+    ``imap_idle_notify_interval``."""
 
     def __init__(self, dirs: Sequence[str], interval: float = 1.0) -> None:
         self.dirs = list(dirs)
         self.interval = interval
         self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.rfd, False)
         self._sig = self._stat()
+        self._signalled = False
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _stat(self) -> list[int]:
         out = []
@@ -113,7 +125,19 @@ class PollingWatcher(ChangeWatcher):
         return out
 
     def fileno(self) -> int:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._poll, name="mailbox-poll", daemon=True)
+            self._thread.start()
         return self.rfd
+
+    def _poll(self) -> None:
+        while not self._closed.wait(self.interval):
+            if not self._signalled and self._stat() != self._sig:
+                self._signalled = True
+                try:
+                    os.write(self.wfd, b"\0")
+                except OSError:
+                    return
 
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -127,9 +151,16 @@ class PollingWatcher(ChangeWatcher):
             time.sleep(self.interval)
 
     def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.rfd, 4096):
+                pass
         self._sig = self._stat()
+        self._signalled = False
 
     def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(self.interval + 1)
         for fd in (self.rfd, self.wfd):
             os.close(fd)
 
