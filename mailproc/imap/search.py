@@ -14,11 +14,12 @@ key tree per message, with the message's data loaded only when a key asks for it
 from __future__ import annotations
 
 import time
+import weakref
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from cote.storage import flags as F
-from cote.storage.api import MessageDetails
+from cote.storage.api import Mailbox, MessageDetails
 from cote.storage.errors import StorageError
 from cote.storage.message.bodysearch import Needle, body_matches, text_matches
 from cote.storage.message.headers import read_header
@@ -57,6 +58,35 @@ _ENTRY, _NAME_END, _VALUE = "\x1e", "\x1f", "\x1d"
 _SEPARATORS = {0x1C: " ", 0x1D: " ", 0x1E: " ", 0x1F: " "}
 _HINT_BATCH = 512
 _CHUNK = 4096
+
+
+class _Memo:
+    """Header-cache segments already read for one selected view, per entry and UID: a
+    SEARCH repeated in the session reads neither the index nor the files (the UIDs'
+    messages never change while the UIDVALIDITY stays)."""
+
+    __slots__ = ("entries", "uidvalidity")
+
+    def __init__(self, uidvalidity: int) -> None:
+        self.uidvalidity = uidvalidity
+        self.entries: dict[str, dict[int, str]] = {}
+
+
+_MEMOS: weakref.WeakKeyDictionary[Mailbox, _Memo] = weakref.WeakKeyDictionary()
+_MEMO_LIMIT = 200_000
+"""Views with more messages keep no memo (its memory would grow with the mailbox)."""
+
+
+def _memo_of(box: Mailbox, n: int) -> _Memo | None:
+    if n > _MEMO_LIMIT:
+        return None
+    try:
+        memo = _MEMOS.get(box)
+        if memo is None or memo.uidvalidity != box.uidvalidity:
+            memo = _MEMOS[box] = _Memo(box.uidvalidity)
+    except TypeError:  # a view that cannot be weakly referenced
+        return None
+    return memo
 
 
 def _entry_of(key: SearchKey) -> str | None:
@@ -135,6 +165,7 @@ class Searcher:
         self.cache_writes: list[tuple[int, str, bytes]] = []
         self.needles: dict[int, Needle] = {}
         self.header_needles: dict[int, _HeaderNeedle] = {}
+        self.memo = _memo_of(box, self.n)
 
     def details(self, m: SearchMessage) -> MessageDetails:
         if m.details is None:
@@ -157,6 +188,17 @@ class Searcher:
     def header_segment(self, m: SearchMessage, entry: str) -> str:
         """The values of one header-cache entry, each after a ``_VALUE`` mark; built from
         the header (and cached) when the message's blob lacks it."""
+        memo = self.memo.entries.setdefault(entry, {}) if self.memo is not None else None
+        if memo is not None:
+            found = memo.get(m.uid)
+            if found is not None:
+                return found
+        segment = self._segment(m, entry)
+        if memo is not None:
+            memo[m.uid] = segment
+        return segment
+
+    def _segment(self, m: SearchMessage, entry: str) -> str:
         blob = m.headers
         if blob is None:
             raw = self.cached_headers.get(m.uid)
@@ -291,10 +333,13 @@ class Searcher:
         if _uses(key, _DETAIL_KEYS):
             self.all_details = {d.uid: d for d in box.details(box.uids[:self.n])}
         self.entries = _entries_in(key, set())
+        single = _single_header_key(key)
         for start in range(0, self.n, _CHUNK):
             # a chunk's cached header texts at a time: memory stays flat on 100,000 messages
             stop = min(self.n, start + _CHUNK)
-            if self.entries:
+            if single is not None and self._memo_run(single, start, stop, out):
+                continue
+            if self.entries and not self._memoized(start, stop):
                 try:
                     self.cached_headers = box.cache_get_many(box.uids[start:stop], _CACHE)
                 except StorageError:
@@ -309,6 +354,33 @@ class Searcher:
                         pass  # rebuilt by the next search
                     self.cache_writes = []
         return out
+
+    def _memoized(self, start: int, stop: int) -> bool:
+        """Whether the memo holds every entry this search needs for the chunk."""
+        if self.memo is None:
+            return False
+        uids = self.box.uids[start:stop]
+        for entry in self.entries:
+            have = self.memo.entries.get(entry)
+            if have is None or any(u not in have for u in uids):
+                return False
+        return True
+
+    def _memo_run(self, key: SearchKey, start: int, stop: int, out: list[int]) -> bool:
+        """A search of one header key over a memoized chunk, without the per-message key
+        walk; False (nothing done) when the memo lacks part of the chunk."""
+        entry = _entry_of(key)
+        if self.memo is None or entry is None or not self._memoized(start, stop):
+            return False
+        segments = self.memo.entries[entry]
+        text = key.arg
+        if key.kind == "HEADER":
+            assert isinstance(text, tuple)
+            text = text[1]
+        needle = self.header_needle(key, text)
+        uids = self.box.uids
+        out.extend(i for i in range(start, stop) if needle.found(segments[uids[i]]))
+        return True
 
     def _uncached(self, start: int, stop: int) -> list[int]:
         """The chunk's UIDs whose cached header texts lack an entry this search needs."""
@@ -343,6 +415,13 @@ class Searcher:
                 self.expunged = True
             finally:
                 data.close()
+
+
+def _single_header_key(key: SearchKey) -> SearchKey | None:
+    """The key when the whole search is one header key (``SEARCH SUBJECT x``)."""
+    while key.kind == "AND" and len(key.children) == 1:
+        key = key.children[0]
+    return key if _entry_of(key) is not None else None
 
 
 def _date_cmp(kind: str, when: date, arg: date) -> bool:

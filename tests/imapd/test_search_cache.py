@@ -116,3 +116,26 @@ def test_header_search_across_cache_chunks(root: Path) -> None:
     finally:
         c.command("LOGOUT")
         c.close()
+
+
+def test_a_repeated_search_sees_new_and_expunged_messages(root: Path) -> None:
+    """The per-view memo of a session: messages appended by another session and messages
+    expunged since the last SEARCH are searched as they now are."""
+    _fill(root)
+    c = _client(root)
+    other = _client(root)
+    try:
+        assert b" OK " in c.command("SELECT INBOX")
+        assert b"* SEARCH 1\r\n" in c.command("SEARCH SUBJECT alpha")
+        msg = b"Subject: alpha again\r\n\r\nx\r\n"
+        assert b" OK " in other.command(b"APPEND INBOX {%d+}\r\n%s" % (len(msg), msg))
+        assert b"* 4 EXISTS" in c.command("NOOP")
+        assert b"* SEARCH 1 4\r\n" in c.command("SEARCH SUBJECT alpha")
+        assert b" OK " in c.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        assert b"* 1 EXPUNGE" in c.command("EXPUNGE")
+        assert b"* SEARCH 3\r\n" in c.command("SEARCH SUBJECT alpha")
+        assert b"* SEARCH 4\r\n" in c.command("UID SEARCH SUBJECT again")  # its UID
+    finally:
+        for client in (c, other):
+            client.command("LOGOUT")
+            client.close()
