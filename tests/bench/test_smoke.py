@@ -61,14 +61,23 @@ def test_smoke_against_dovecot_reports_clean_figures(scenario: str, tmp_path: Pa
     for row in rows:
         assert row[2] == "dovecot", row
         assert len(row) == 9, row
-        assert number(row[3]) > 0, row
+        if scenario == "idle-memory":
+            # PSS after minus before, over 20 hibernated connections: what the hibernation
+            # frees (the imap processes of the logins) can outweigh what the connections cost,
+            # so only a sane size is asserted there.
+            low, high = (-1.0, 20.0) if row[1] == "MB/conn" else (-20.0, 400.0)
+            assert low < number(row[3]) < high, row
+        else:
+            assert number(row[3]) > 0, row
         assert number(row[4]) <= number(row[3]) <= number(row[5]), row
         assert row[8] == "0", row
     record = json.loads((tmp_path / f"{scenario}.jsonl").read_text().splitlines()[-1])
     assert record["scenario"] == scenario
     assert record["result"] == "OK"
     assert {r["server"] for r in record["rows"]} == {"dovecot"}
-    assert all(r["errors"] == {} and r["min"] > 0 for r in record["rows"])
+    assert all(r["errors"] == {} for r in record["rows"])
+    if scenario != "idle-memory":
+        assert all(r["min"] > 0 for r in record["rows"])
 
 
 def test_cote_is_measured_or_reported_not_available(tmp_path: Path) -> None:
