@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
+from cote.auth.protocol.auth_client import MechanismInfo
 from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
+from cote.login.dialogue_frontend import DialogueFrontend, login_mechanisms
 from cote.login.forward import Forwarded
 from cote.login.managesieve_dialogue import (
     MAX_LOGIN_LINE,
@@ -22,7 +23,6 @@ from cote.login.managesieve_dialogue import (
     ManageSieveLogin,
     ManageSieveLoginSettings,
 )
-from cote.login.pop3_dialogue import Mechanism
 from cote.login.server import ConnectionFacts, FrontendFactory
 from cote.login.service import prepare_tls, serve_login
 from cote.mailproc.managesieve import wire
@@ -32,12 +32,10 @@ PROTOCOL = "sieve"
 STOPPING = (Authenticate, StartTls, Disconnect)
 
 
-class ManageSieveFrontend:
+class ManageSieveFrontend(DialogueFrontend[ManageSieveLogin]):
     def __init__(self, facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...],
                  cfg: Config, tls_possible: bool) -> None:
-        mechs = tuple(Mechanism(m.name, plaintext=bool(m.flags & MechFlag.PLAINTEXT),
-                                private=bool(m.flags & MechFlag.PRIVATE) or m.name == "APOP")
-                      for m in mechanisms)
+        mechs = login_mechanisms(mechanisms)
         self.dialogue = ManageSieveLogin(ManageSieveLoginSettings(
             greeting=str(cfg.get("login_greeting")), capabilities=capabilities(cfg),
             mechanisms=mechs, secured=facts.secured,
@@ -45,17 +43,6 @@ class ManageSieveFrontend:
             tls_available=tls_possible, tls_active=facts.tls))
         self.parser = wire.Parser(MAX_LOGIN_LINE, MAX_LOGIN_WORD, MAX_LOGIN_LINE)
         self.pending: list[Action] = []
-
-    @property
-    def user(self) -> str | None:
-        return self.dialogue.user
-
-    @property
-    def mechanism(self) -> str | None:
-        return self.dialogue.mechanism
-
-    def greeting(self) -> bytes:
-        return self.dialogue.greeting()
 
     def feed(self, data: bytes) -> list[Action]:
         actions, self.pending = self.pending, []
@@ -70,26 +57,11 @@ class ManageSieveFrontend:
             if any(isinstance(a, STOPPING) for a in step):
                 return actions  # the rest stays buffered until resume() or the hand-off
 
-    def resume(self) -> list[Action]:
-        return self.feed(b"")
-
     def take_buffered(self) -> bytes:
         return self.parser.take_buffered()
 
     def discard_buffered(self) -> None:
         self.parser.take_buffered()
-
-    def challenge(self, data: bytes) -> list[Action]:
-        return self.dialogue.challenge(data)
-
-    def failed(self, reason: str | None, *, temporary: bool) -> list[Action]:
-        return self.dialogue.failed(reason, temporary=temporary)
-
-    def succeeded(self) -> None:
-        self.dialogue.succeeded()
-
-    def refused(self, reason: str) -> list[Action]:
-        return self.dialogue.failed(reason)
 
     def referral(self, user: str, host: str, port: int | None, reason: str | None
                  ) -> list[Action]:

@@ -14,12 +14,13 @@ import secrets
 import socket
 import time
 
-from cote.auth.protocol.auth_client import MechanismInfo, MechFlag
+from cote.auth.protocol.auth_client import MechanismInfo
 from cote.config import Config
 from cote.ipc import ServiceContext
 from cote.login.actions import Action, Authenticate, Disconnect, Reply, StartTls
+from cote.login.dialogue_frontend import DialogueFrontend, login_mechanisms
 from cote.login.forward import Forwarded, from_xclient
-from cote.login.pop3_dialogue import Mechanism, Pop3Login, Pop3LoginSettings, State
+from cote.login.pop3_dialogue import Pop3Login, Pop3LoginSettings, State
 from cote.login.server import ConnectionFacts, FrontendFactory
 from cote.login.service import prepare_login, run_login
 from cote.mailproc.pop3 import wire
@@ -34,12 +35,10 @@ def apop_timestamp() -> str:
             f"{secrets.token_urlsafe(16)}@{socket.gethostname()}>")
 
 
-class Pop3Frontend:
+class Pop3Frontend(DialogueFrontend[Pop3Login]):
     def __init__(self, facts: ConnectionFacts, mechanisms: tuple[MechanismInfo, ...],
                  cfg: Config, tls_possible: bool) -> None:
-        mechs = tuple(Mechanism(m.name, plaintext=bool(m.flags & MechFlag.PLAINTEXT),
-                                private=bool(m.flags & MechFlag.PRIVATE) or m.name == "APOP")
-                      for m in mechanisms)
+        mechs = login_mechanisms(mechanisms)
         apop = apop_timestamp() if any(m.name == "APOP" for m in mechs) else None
         self.dialogue = Pop3Login(Pop3LoginSettings(
             greeting=str(cfg.get("login_greeting")), mechanisms=mechs, secured=facts.secured,
@@ -48,14 +47,6 @@ class Pop3Frontend:
         self.lines = wire.LineReader()
         self.trusted = facts.trusted
         self.forwarded: Forwarded | None = None
-
-    @property
-    def user(self) -> str | None:
-        return self.dialogue.user
-
-    @property
-    def mechanism(self) -> str | None:
-        return self.dialogue.mechanism
 
     def greeting(self) -> bytes:
         greeting = self.dialogue.greeting()
@@ -95,26 +86,11 @@ class Pop3Frontend:
                 break  # the rest stays buffered until resume() or the hand-off
         return actions
 
-    def resume(self) -> list[Action]:
-        return self.feed(b"")
-
     def take_buffered(self) -> bytes:
         return self.lines.take_buffered()
 
     def discard_buffered(self) -> None:
         self.lines.take_buffered()
-
-    def challenge(self, data: bytes) -> list[Action]:
-        return self.dialogue.challenge(data)
-
-    def failed(self, reason: str | None, *, temporary: bool) -> list[Action]:
-        return self.dialogue.failed(reason, temporary=temporary)
-
-    def succeeded(self) -> None:
-        self.dialogue.succeeded()
-
-    def refused(self, reason: str) -> list[Action]:
-        return self.dialogue.failed(reason)
 
     def referral(self, user: str, host: str, port: int | None, reason: str | None
                  ) -> list[Action]:
