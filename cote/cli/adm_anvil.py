@@ -134,19 +134,34 @@ class _UserRow:
     ips: list[str] = field(default_factory=list)
 
 
-def cmd_who(args: Sequence[str], base_dir: str, out: Output) -> int:
+@dataclass
+class _Query:
+    """A who/kick command line taken apart, with anvil's connection dump."""
+
+    flag: bool  # who -1 / kick -f
+    filter: Filter
+    conns: list[Conn]
+
+
+def _query(command: str, args: Sequence[str], flag: str, base_dir: str, *,
+           masks_required: bool = False) -> _Query | int:
+    """``[-a anvil_path] [-<flag>] masks…``: the parsed query, or the exit code after
+    saying what was wrong."""
     try:
-        opts, masks = getopt.getopt(list(args), "a:1")
+        opts, masks = getopt.getopt(list(args), "a:" + flag)
     except getopt.GetoptError as e:
-        sys.stderr.write(f"who: invalid option -- '{e.opt}'\n")
+        sys.stderr.write(f"{command}: invalid option -- '{e.opt}'\n")
         return EX_USAGE
     path = os.path.join(base_dir, "anvil")
-    separate = False
+    flagged = False
     for opt, val in opts:
         if opt == "-a":
             path = val
         else:
-            separate = True
+            flagged = True
+    if masks_required and not masks:
+        sys.stderr.write("Error: user and/or ip[/bits] must be specified.\n")
+        return EX_USAGE
     flt = parse_masks(masks)
     if isinstance(flt, str):
         sys.stderr.write(f"Error: {flt}\n")
@@ -156,6 +171,14 @@ def cmd_who(args: Sequence[str], base_dir: str, out: Output) -> int:
     except AnvilError as e:
         sys.stderr.write(f"Fatal: {e}\n")
         return EX_TEMPFAIL
+    return _Query(flagged, flt, conns)
+
+
+def cmd_who(args: Sequence[str], base_dir: str, out: Output) -> int:
+    query = _query("who", args, "1", base_dir)
+    if isinstance(query, int):
+        return query
+    separate, flt, conns = query.flag, query.filter, query.conns
     printer = out.init("table")
     if separate:
         printer.header("username", "username", EXPAND)
@@ -196,30 +219,10 @@ def cmd_who(args: Sequence[str], base_dir: str, out: Output) -> int:
 
 
 def cmd_kick(args: Sequence[str], base_dir: str, out: Output) -> int:
-    try:
-        opts, masks = getopt.getopt(list(args), "a:f")
-    except getopt.GetoptError as e:
-        sys.stderr.write(f"kick: invalid option -- '{e.opt}'\n")
-        return EX_USAGE
-    path = os.path.join(base_dir, "anvil")
-    force = False
-    for opt, val in opts:
-        if opt == "-a":
-            path = val
-        else:
-            force = True
-    if not masks:
-        sys.stderr.write("Error: user and/or ip[/bits] must be specified.\n")
-        return EX_USAGE
-    flt = parse_masks(masks)
-    if isinstance(flt, str):
-        sys.stderr.write(f"Error: {flt}\n")
-        return EX_USAGE
-    try:
-        conns = parse_dump(anvil_request(path, "CONNECT-DUMP"))
-    except AnvilError as e:
-        sys.stderr.write(f"Fatal: {e}\n")
-        return EX_TEMPFAIL
+    query = _query("kick", args, "f", base_dir, masks_required=True)
+    if isinstance(query, int):
+        return query
+    force, flt, conns = query.flag, query.filter, query.conns
     # pid -> {user: kick_me}
     pids: dict[int, dict[str, bool]] = {}
     targets: dict[int, list[tuple[str, str]]] = {}

@@ -175,24 +175,28 @@ def cmd_auth_test(args: Sequence[str], base_dir: str, out: Output) -> int:
         return EX_USAGE
     values, info, rest = parsed
     path = values.get("-a", os.path.join(base_dir, "auth-client"))
+    result = _authenticate_and_print(out, path, rest, info, values.get("-M"))
+    return 0 if result is not None and result.success else EX_NOPERM
+
+
+def _authenticate_and_print(out: Output, path: str, rest: list[str], info: AuthInfo,
+                            master: str | None) -> AuthResult | None:
+    """auth test/login's AUTH on ``path`` and doveadm's report of it; None (the error
+    said on stderr) when the auth-client socket could not be used."""
     user = rest[0]
     try:
-        result = authenticate(path, user, _password(rest), info, values.get("-M"))
+        result = authenticate(path, user, _password(rest), info, master)
     except OSError as e:
         sys.stderr.write(f"Error: auth-client: conn unix:{path}: connect({path}) failed: "
                          f"{_strerror(e)}\n")
-        return EX_NOPERM
+        return None
     except AuthConnError as e:
         sys.stderr.write(f"Error: auth-client: conn unix:{path}: {e}\n")
-        return EX_NOPERM
-    _print_auth_result(out, user, result)
-    return 0 if result.success else EX_NOPERM
-
-
-def _print_auth_result(out: Output, user: str, result: AuthResult) -> None:
+        return None
     out.write(f"passdb: {user} auth {'succeeded' if result.success else 'failed'}\n")
     if result.args:
         out.write("extra fields:\n" + "".join(f"  {a}\n" for a in result.args))
+    return result
 
 
 def cmd_auth_login(args: Sequence[str], base_dir: str, out: Output) -> int:
@@ -205,18 +209,8 @@ def cmd_auth_login(args: Sequence[str], base_dir: str, out: Output) -> int:
     values, info, rest = parsed
     login_path = values.get("-a", os.path.join(base_dir, "auth-login"))
     master_path = values.get("-m", os.path.join(base_dir, "auth-master"))
-    user = rest[0]
-    try:
-        result = authenticate(login_path, user, _password(rest), info, values.get("-M"))
-    except OSError as e:
-        sys.stderr.write(f"Error: auth-client: conn unix:{login_path}: connect({login_path}) "
-                         f"failed: {_strerror(e)}\n")
-        return EX_NOPERM
-    except AuthConnError as e:
-        sys.stderr.write(f"Error: auth-client: conn unix:{login_path}: {e}\n")
-        return EX_NOPERM
-    _print_auth_result(out, user, result)
-    if not result.success:
+    result = _authenticate_and_print(out, login_path, rest, info, values.get("-M"))
+    if result is None or not result.success:
         return EX_NOPERM
     try:
         conn = LineSocket(master_path)
