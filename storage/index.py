@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+from cote.storage.sqltx import immediate
+
 NAME = "cote.index.sqlite"
 SCHEMA_VERSION = 2
 CACHE_FIELDS = ("envelope", "bodystructure", "sortkeys", "searchhdr")
@@ -190,14 +192,9 @@ class Index:
                 self._depth -= 1
             return
         self._depth = 1
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
+            with immediate(self.db):
+                yield self.db
         finally:
             self._depth = 0
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sqlite3
 
+from cote.storage.sqltx import immediate
+
 NAME = "cote.index.pvt.sqlite"
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS seen(key TEXT NOT NULL, uidvalidity INTEGER NOT NULL, "
@@ -50,9 +52,7 @@ class PrivateFlags:
         return {uid for (uid,) in rows}
 
     def set_seen(self, key: str, uidvalidity: int, uids: list[int], seen: bool) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.db) as db:
             # another UIDVALIDITY's UIDs name other messages: forget them
             db.execute("DELETE FROM seen WHERE key=? AND uidvalidity!=?", (key, uidvalidity))
             db.execute("INSERT OR REPLACE INTO version VALUES(?, ?)",
@@ -63,10 +63,6 @@ class PrivateFlags:
             else:
                 db.executemany("DELETE FROM seen WHERE key=? AND uid=?",
                                [(key, u) for u in uids])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def close(self) -> None:
         if self._db is not None:

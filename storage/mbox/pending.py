@@ -17,6 +17,8 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
+from cote.storage.sqltx import immediate
+
 NAME = "cote-mbox-pending.sqlite"
 
 _SCHEMA = (
@@ -80,33 +82,21 @@ class PendingChanges:
 
     def put(self, key: str, uidvalidity: int, changes: Mapping[int, State]) -> tuple[int, int]:
         """Record new states; ``(version before, version after)``."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.db) as db:
             before = self.version(key)
             after = before + 1
             db.execute("INSERT OR REPLACE INTO version VALUES(?, ?)", (key, after))
             db.executemany("INSERT OR REPLACE INTO pending VALUES(?, ?, ?, ?, ?, ?)",
                            [(key, uidvalidity, uid, bits, " ".join(kws), after)
                             for uid, (bits, kws) in changes.items()])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return before, after
 
     def written(self, key: str, version: int) -> None:
         """The rows up to ``version`` are in the file now (or name gone messages)."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.db) as db:
             db.execute("DELETE FROM pending WHERE key=? AND ver<=?", (key, version))
             db.execute("INSERT OR REPLACE INTO version VALUES(?, ?)",
                        (key, self.version(key) + 1))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def has(self, key: str) -> bool:
         if self._absent():
