@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cote.config import Config
 from cote.handoff import MAX_MESSAGE, HandoffError, HandoffReply, HandoffRequest
@@ -113,43 +113,57 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
         registration.close()
 
 
+#: other(ctx, cfg, conn, listener path) -> exit code: a listener that is not a hand-off
+OtherListener = Callable[[ServiceContext, Config, socket.socket, str], int]
+
+
 def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_reason: str,
-                failure_line: bytes, log_name: str | None = None) -> int:
-    """The master's entry point for a mail service: wait for one hand-off, serve it, exit."""
+                failure_line: bytes, log_name: str | None = None,
+                others: Mapping[str, OtherListener] | None = None) -> int:
+    """The master's entry point for a mail service: wait for one client, serve it, exit.
+    A connection on a listener whose name ``others`` holds (e.g. imap's ``imap-master``)
+    goes to that handler instead of a login process's hand-off."""
     ctx.install_default_signals()
     cfg = ctx.config.lookup(protocol=service)
-    sockets: list[socket.socket] = [lst.sock for lst in ctx.listeners
-                                    if lst.kind == "unix" and lst.sock is not None]
-    if not sockets:
+    listeners = [lst for lst in ctx.listeners if lst.kind == "unix" and lst.sock is not None]
+    if not listeners:
         ctx.log.error(f"{service} service has no unix_listener (e.g. login/{service})")
         return 1
-    for sock in sockets:
+    for lst in listeners:
+        assert lst.sock is not None
         # Shared with the service's other processes: whoever loses an accept race must get
         # EAGAIN and go back to select (watching the master-death pipe), not block.
-        sock.setblocking(False)
+        lst.sock.setblocking(False)
     ctx.status.report(ctx.available())
     # The auth-master handshake is done while waiting, not while the client waits.
     auth_master = connect(os.path.join(ctx.base_dir, "auth-master"))
     while ctx.accepting:
-        readable, _, _ = select.select([*(s.fileno() for s in sockets),
+        readable, _, _ = select.select([*(lst.fd for lst in listeners),
                                         ctx.master_death_fd], [], [])
         if ctx.master_death_fd in readable:
             return 0
-        for sock in sockets:
-            if sock.fileno() not in readable:
+        for lst in listeners:
+            if lst.fd not in readable:
                 continue
+            assert lst.sock is not None
             try:
-                conn, _ = sock.accept()
+                conn, _ = lst.sock.accept()
             except (BlockingIOError, InterruptedError):
                 continue  # another process of the service took it
             conn.setblocking(True)
             ctx.client_connected()
             ctx.stop_accepting()
+            other = (others or {}).get(os.path.basename(lst.name))
             with conn:
-                code = serve_handoff(ctx, cfg, conn, service, serve,
-                                     failure_reason=failure_reason,
-                                     failure_line=failure_line, auth_master=auth_master,
-                                     log_name=log_name)
+                if other is not None:
+                    if auth_master is not None:
+                        auth_master.close()
+                    code = other(ctx, cfg, conn, lst.path)
+                else:
+                    code = serve_handoff(ctx, cfg, conn, service, serve,
+                                         failure_reason=failure_reason,
+                                         failure_line=failure_line, auth_master=auth_master,
+                                         log_name=log_name)
             ctx.client_disconnected()
             return code
     return 0

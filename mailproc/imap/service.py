@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import socket
 from collections.abc import Callable, Mapping
 
@@ -22,9 +21,9 @@ from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
 from cote.mailproc.anvilreg import register_session
-from cote.mailproc.handoffservice import serve_handoff
+from cote.mailproc.handoffservice import run_service
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
-from cote.mailproc.userdb import UserdbError, UserNotFound, connect, lookup_user
+from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
 from cote.storage import StorageError
 from cote.storage.api import ChangeWatcher
 from cote.storage.namespaces import Namespaces
@@ -240,44 +239,6 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
 def run(ctx: ServiceContext) -> int:
     """Wait for one client: a hand-off from imap-login (``login/imap``) or a hibernated
     session coming back from imap-hibernate (``imap-master``); serve it; exit."""
-    ctx.install_default_signals()
-    cfg = ctx.config.lookup(protocol="imap")
-    listeners = [lst for lst in ctx.listeners if lst.kind == "unix" and lst.sock is not None]
-    if not listeners:
-        ctx.log.error("imap service has no unix_listener (e.g. login/imap)")
-        return 1
-    for lst in listeners:
-        assert lst.sock is not None
-        # shared with the service's other processes: a lost accept race must give EAGAIN
-        lst.sock.setblocking(False)
-    ctx.status.report(ctx.available())
-    auth_master = connect(os.path.join(ctx.base_dir, "auth-master"))
-    while ctx.accepting:
-        readable, _, _ = select.select([*(lst.fd for lst in listeners),
-                                        ctx.master_death_fd], [], [])
-        if ctx.master_death_fd in readable:
-            return 0
-        for lst in listeners:
-            if lst.fd not in readable:
-                continue
-            assert lst.sock is not None
-            try:
-                conn, _ = lst.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                continue  # another process of the service took it
-            conn.setblocking(True)
-            ctx.client_connected()
-            ctx.stop_accepting()
-            with conn:
-                if os.path.basename(lst.name) == H.MASTER_SOCKET_NAME:
-                    if auth_master is not None:
-                        auth_master.close()
-                    code = unhibernate(ctx, cfg, conn, lst.path)
-                else:
-                    code = serve_handoff(ctx, cfg, conn, "imap", _serve_mail,
-                                         failure_reason=SERVERBUG,
-                                         failure_line=R.untagged("BYE", SERVERBUG),
-                                         auth_master=auth_master)
-            ctx.client_disconnected()
-            return code
-    return 0
+    return run_service(ctx, "imap", _serve_mail, failure_reason=SERVERBUG,
+                       failure_line=R.untagged("BYE", SERVERBUG),
+                       others={H.MASTER_SOCKET_NAME: unhibernate})
