@@ -90,6 +90,28 @@ service lmtp {{
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> CoteServer:
+        """Start and wait until every protocol's port answers. A port that ``free_port``
+        found free can be taken by a parallel test before cote binds it: then the ports are
+        drawn again and cote started once more (at most three times)."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                self._new_ports()
+        raise AssertionError("unreachable")
+
+    def _new_ports(self) -> None:
+        text = self.config_path.read_text()
+        for name, old in self.ports.items():
+            if old:
+                new = free_port()
+                text = text.replace(f"port = {old}\n", f"port = {new}\n")
+                self.ports[name] = new
+        self.config_path.write_text(text)
+
+    def _start(self) -> CoteServer:
         self.process = subprocess.Popen([str(COTE), "-F", "-c", str(self.config_path)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wanted = [p for name, p in self.ports.items()
