@@ -6,6 +6,7 @@ section kind maps setting names to a ``Spec`` (type, default text, enum values).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from cote.config import settings_table as T
@@ -86,12 +87,28 @@ ORDERED_KINDS = frozenset({"passdb", "userdb"})
 ALWAYS_PRINTED: dict[str, tuple[str, ...]] = {"namespace": ("location", "prefix")}
 
 
+# Where cote's built-in service defaults knowingly differ from Dovecot 2.3's (docs/differences.md,
+# "Processes"): the login services run in Dovecot's "high-performance" mode, one process per CPU
+# serving many clients, as DESIGN.md §1 plans. A Python process forked per connection costs
+# ~10 ms of CPU (copy-on-write faults); `service_count = 1` in the config gives Dovecot's
+# high-security mode back.
+HIGH_PERFORMANCE_LOGIN = ("imap-login", "pop3-login", "managesieve-login")
+
+
+def cote_service_defaults() -> dict[str, dict[str, str]]:
+    """The service settings whose built-in default is cote's own, by service."""
+    cpus = str(os.cpu_count() or 1)
+    return {name: {"service_count": "0", "process_min_avail": cpus}
+            for name in HIGH_PERFORMANCE_LOGIN}
+
+
 def builtin_services() -> dict[str, dict[str, object]]:
     services = T.BUILTIN_SERVICES
+    ours = cote_service_defaults()
     out: dict[str, dict[str, object]] = {}
     for name, body in services.items():
         assert isinstance(body, dict)
-        out[name] = body
+        out[name] = {**body, **ours.get(name, {})}
     return out
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cote.config.schema import cote_service_defaults
 from tests.support.env import remove_dir, server_dir
 
 HERE = Path(__file__).parent
@@ -54,6 +55,27 @@ def _run(cmd: list[str], cwd: Path) -> Run:
 
 def doveconf(cwd: Path, *args: str) -> Run:
     return _run(["doveconf", *args], cwd)
+
+
+def cote_defaults_preamble() -> str:
+    """Dovecot config text that sets cote's own built-in service defaults (the knowing
+    differences of docs/differences.md, "Processes")."""
+    blocks = [f"service {name} {{\n" + "".join(f"  {k} = {v}\n" for k, v in sorted(keys.items()))
+              + "}\n" for name, keys in sorted(cote_service_defaults().items())]
+    return "".join(blocks)
+
+
+def doveconf_with_cote_defaults(cwd: Path, *args: str) -> Run:
+    """doveconf reading the ``-c`` config behind cote's defaults, so that what it prints for
+    defaults (-a, -h, -S) is what coteconf must print; settings the config makes win, as they
+    come later. (``-n`` needs no preamble: it prints what the file sets, defaults or not.)"""
+    argv = list(args)
+    at = argv.index("-c") + 1
+    config = (cwd / argv[at]).resolve()
+    wrapper = cwd / f".cote-defaults.{config.name}"
+    wrapper.write_text(cote_defaults_preamble() + f"!include {config}\n")
+    argv[at] = str(wrapper)
+    return doveconf(cwd, *argv)
 
 
 def coteconf(cwd: Path, *args: str) -> Run:

@@ -158,7 +158,8 @@ service quota-warning {{
     assert "lmtp" not in by and "config" not in by and "config" in ms.skipped
     il = by["imap-login"]
     assert il.user == "dovenull" and il.chroot == f"{conf_dir}/run/login"
-    assert il.process_limit == 7 and il.client_limit == 1000 and il.service_count == 1
+    # cote's own default (docs/differences.md): login services in high-performance mode.
+    assert il.process_limit == 7 and il.client_limit == 1000 and il.service_count == 0
     assert il.vsz_limit == 128 * 1024 * 1024 and il.process_min_avail == 2
     inet = [(x.name, x.address, x.port, x.ssl, x.haproxy) for x in il.listeners]
     assert inet == [("imap", "*", 10143, False, True), ("imap", "::", 10143, False, True),
