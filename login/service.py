@@ -15,6 +15,7 @@ import os
 import resource
 import signal
 import socket
+from asyncio import sslproto
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -189,12 +190,20 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
         loop.close()
 
 
+# asyncio's SSLProtocol (Python 3.11) gives every TLS connection a zero-filled read buffer of
+# `max_size` = 256 KiB, so 1,000 idle TLS clients proxied by one login process would hold
+# 256 MB. A TLS record carries at most 16 KiB, so reading 32 KiB at a time costs nothing;
+# bench idle-memory (TLS, 1,000 clients): 0.30 MB per connection before.
+TLS_READ_BUFFER = 32 * 1024
+
+
 def run_login(ctx: ServiceContext, protocol: str, make_factory: FactoryBuilder) -> None:
     """A login service process's entry point."""
     run_loop(serve_login(ctx, protocol, make_factory))
 
 
 async def serve_login(ctx: ServiceContext, protocol: str, make_factory: FactoryBuilder) -> None:
+    sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
     loop = asyncio.get_running_loop()
     ctx.install_asyncio_handlers(loop)
     prepared = prepared_login(ctx, protocol, make_factory)

@@ -78,6 +78,26 @@ def test_implicit_tls(setup: Setup) -> None:
                                ssl_context=tls_context(setup), timeout=20))
 
 
+def test_large_message_crosses_the_tls_proxy_both_ways(setup: Setup) -> None:
+    """A 1.6 MB literal (the login process reads TLS 32 KiB at a time) goes up by APPEND and
+    comes back by FETCH through the TLS proxy byte for byte."""
+    body = b"".join(b"line %06d " % i + b"x" * 64 + b"\r\n" for i in range(20000))
+    message = b"From: a@example.com\r\nSubject: big\r\n\r\n" + body
+    imap = imaplib.IMAP4_SSL("127.0.0.1", setup.cote.ports["imaps"],
+                             ssl_context=tls_context(setup), timeout=30)
+    imap.login("u", "p")
+    assert imap.create("Big")[0] == "OK"
+    try:
+        assert imap.append("Big", "", None, message)[0] == "OK"
+        assert imap.select("Big")[0] == "OK"
+        typ, fetched = imap.fetch("1", "(BODY.PEEK[])")
+        assert typ == "OK" and isinstance(fetched[0], tuple) and fetched[0][1] == message
+        imap.close()
+    finally:
+        imap.delete("Big")
+        imap.logout()
+
+
 def raw(port: int, lines: bytes, until: bytes) -> bytes:
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     data = b""
