@@ -11,7 +11,6 @@ session code. As root it drops to ``--uid``/``--gid`` before touching mail.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import stat
@@ -19,13 +18,14 @@ import sys
 
 from cote.config import ConfigError, load
 from cote.log import Logger
+from cote.mailproc.channel import Channel
 from cote.mailproc.pop3.__main__ import StderrLogger, drop_privileges
 from cote.storage import MailboxList, StorageError, open_storage
 from cote.storage.namespaces import Namespaces
 from cote.variables import VariableError, expand, user_values
 
 from .connection import Connection
-from .server import FileSink, serve
+from .server import serve
 from .session import Session, autocreate
 from .settings import ImapSettings
 
@@ -44,27 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def run_stdio(session: Session, log: Logger) -> None:
-    loop = asyncio.get_running_loop()
+def run_stdio(session: Session, log: Logger) -> None:
+    """Serve on fd 0 (input) and fd 1 (output): a socket, pipes, a tty or files."""
     if stat.S_ISSOCK(os.fstat(0).st_mode):
-        sock = socket.socket(fileno=os.dup(0))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-        await serve(reader, writer, session, log)
+        serve(Channel(socket.socket(fileno=os.dup(0))), session, log)
         return
-    reader = asyncio.StreamReader(limit=1 << 20)
-    if stat.S_ISREG(os.fstat(0).st_mode):  # a file as input: fed as it is
-        reader.feed_data(sys.stdin.buffer.read())
-        reader.feed_eof()
-    else:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    out_mode = os.fstat(1).st_mode
-    if stat.S_ISFIFO(out_mode) or stat.S_ISCHR(out_mode) or stat.S_ISSOCK(out_mode):
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
-                                                           sys.stdout)
-        await serve(reader, asyncio.StreamWriter(transport, protocol, reader, loop), session,
-                    log)
-    else:
-        await serve(reader, FileSink(1), session, log)
+    serve(Channel(in_fd=0, out_fd=1), session, log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     conn = Connection(commands=settings.commands(),
                       max_line_length=int(max_line) if isinstance(max_line, int) else None)
     session = Session(mailboxes, conn, args.user, settings, log)
-    asyncio.run(run_stdio(session, log))
+    run_stdio(session, log)
     return 0
 
 

@@ -11,7 +11,6 @@ CAPABILITY, in the hand-off's ``imap_tag``/``imap_capability_sent``). One proces
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
 from cote.mailproc.anvilreg import register_session
+from cote.mailproc.channel import Channel
 from cote.mailproc.handoffservice import run_service
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
@@ -131,13 +131,9 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
     hibernation = _hibernation(cfg, client, log, session_id=request.session,
                                remote_ip=request.remote_ip, local_ip=request.local_ip)
 
-    async def run_session() -> None:
-        reader, writer = await asyncio.open_connection(sock=client, limit=1 << 20)
-        await serve(reader, writer, session, log, pipelined=request.pipelined,
-                    greeting=login_reply(request, session.settings), hibernation=hibernation)
-
     try:
-        asyncio.run(run_session())
+        serve(Channel(client), session, log, pipelined=request.pipelined,
+              greeting=login_reply(request, session.settings), hibernation=hibernation)
     finally:
         client.close()
     return 0
@@ -160,13 +156,9 @@ def _resume(cfg: Config, user: MailUser, state: HibernateState, client: socket.s
                                remote_ip=state.remote_ip, local_ip=state.local_ip,
                                idle_started=state.idle_started)
 
-    async def run_session() -> None:
-        reader, writer = await asyncio.open_connection(sock=client, limit=1 << 20)
-        await serve(reader, writer, session, log, greeting=b"", hibernation=hibernation,
-                    watcher=watcher, bytes_in=state.stats.get("bytes_in", 0),
-                    bytes_out=state.stats.get("bytes_out", 0) + state.added_out)
-
-    asyncio.run(run_session())
+    serve(Channel(client), session, log, greeting=b"", hibernation=hibernation,
+          watcher=watcher, bytes_in=state.stats.get("bytes_in", 0),
+          bytes_out=state.stats.get("bytes_out", 0) + state.added_out)
     return 0
 
 

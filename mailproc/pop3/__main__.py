@@ -11,7 +11,6 @@ drops to ``--uid``/``--gid`` before touching mail.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import stat
@@ -19,6 +18,7 @@ import sys
 
 from cote.config import ConfigError, load
 from cote.log import LEVEL_LETTER, LEVELS, Logger
+from cote.mailproc.channel import Channel
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, SessionLocked, UidlFormatError
 from cote.mailproc.pop3.server import refuse_locked, serve
 from cote.storage import StorageError, open_storage
@@ -59,19 +59,13 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
         os.setuid(uid)
 
 
-async def run_stdio(maildrop: Maildrop, log: Logger,
-                    user_vars: dict[str, str | None]) -> None:
-    loop = asyncio.get_running_loop()
+def run_stdio(maildrop: Maildrop, log: Logger, user_vars: dict[str, str | None]) -> None:
+    """Serve on fd 0 (input) and fd 1 (output): a socket or pipes."""
     if stat.S_ISSOCK(os.fstat(0).st_mode):
-        sock = socket.socket(fileno=os.dup(0))
-        reader, writer = await asyncio.open_connection(sock=sock)
+        chan = Channel(socket.socket(fileno=os.dup(0)))
     else:
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
-                                                           sys.stdout)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    await serve(reader, writer, maildrop, log, user_vars=user_vars)
+        chan = Channel(in_fd=0, out_fd=1)
+    serve(chan, maildrop, log, user_vars=user_vars)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         mailboxes = open_storage(location, home=args.home)
         with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
             user_vars = dict(values, service="pop3", pid=str(os.getpid()))
-            asyncio.run(run_stdio(maildrop, log, user_vars))
+            run_stdio(maildrop, log, user_vars)
     except SessionLocked:
         refuse_locked(sys.stdout.buffer.write, settings, log)
         sys.stdout.buffer.flush()

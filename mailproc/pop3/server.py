@@ -1,16 +1,18 @@
-"""The asyncio side of a POP3 mail session: bytes between a socket and the sans-IO core.
+"""The I/O side of a POP3 mail session: bytes between the client and the sans-IO core.
 
 One process serves one user (as Dovecot's pop3 does), so storage calls may block: they touch
-only this user's files. Message bodies are streamed from disk in 64 KiB reads through the
-dot-stuffing encoder; RETR of a 50 MB message never holds it in memory.
+only this user's files, and the client is served by a blocking loop (``poll()`` for the
+silence timers), not an event loop. Message bodies are streamed from disk in 64 KiB reads
+through the dot-stuffing encoder; RETR of a 50 MB message never holds it in memory.
 """
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable, Mapping
 
 from cote.log import Logger
+from cote.mailproc.channel import Channel
 from cote.mailproc.pop3 import wire
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, logout_values
 from cote.mailproc.pop3.session import Disconnect, Pop3Session, Reply, SendMessage, Update
@@ -31,23 +33,22 @@ IDLE_TIMEOUT_SECS = 600.0
 LOCKED = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
 
 
-async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, maildrop: Maildrop,
-                log: Logger, *, pipelined: bytes = b"", greeting: bytes = LOGGED_IN,
-                user_vars: Mapping[str, str | None] | None = None) -> str:
-    """Run one session to its end; returns the disconnect reason (for the log line).
+def serve(chan: Channel, maildrop: Maildrop, log: Logger, *, pipelined: bytes = b"",
+          greeting: bytes = LOGGED_IN, user_vars: Mapping[str, str | None] | None = None) -> str:
+    """Run one session to its end and close ``chan``; returns the disconnect reason.
     ``user_vars`` (``user``, ``home``, ``remote_ip``...) also serve the logout line, where
     the POP3 variables win a clash (``%u``, ``%s``, ``%p``, ``%i``), as in Dovecot."""
     session = maildrop.session()
     lines = wire.LineReader(MAX_LINE)
     bytes_in = len(pipelined)
-    out = Counter(writer)
+    out = Counter(chan)
     out.write(greeting)
     reason = "Connection closed"
     pending = pipelined
     try:
         while not session.quitting:
-            await out.drain()  # the greeting, or what the last batch of commands wrote
-            data = pending or await _read(reader, maildrop)
+            out.drain()  # the greeting, or what the last batch of commands wrote
+            data = pending or _read(chan, maildrop)
             pending = b""
             if not data:
                 break
@@ -62,7 +63,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                 if isinstance(action, Reply):
                     out.write(action.data)
                 elif isinstance(action, SendMessage):
-                    await _send_message(out, maildrop, session, action)
+                    _send_message(out, maildrop, session, action)
                 elif isinstance(action, Disconnect):
                     out.write(action.data)
                     if action.error:
@@ -73,17 +74,17 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail
                     assert isinstance(action, Update)
                     reason = _commit(out, maildrop, session, log)
                     break
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except ConnectionError:
         reason = "Connection closed"
     except IdleTimeout:
         out.write(wire.err("Disconnected for inactivity."))
         reason = "Disconnected for inactivity"
     finally:
         try:
-            await out.drain()
+            out.drain()
         except ConnectionError:
             pass
-        writer.close()
+        chan.close()
         # Dovecot commits the session's transaction on any disconnect: UIDLs sent are saved
         # even without QUIT (deletions and \\Seen are not).
         try:
@@ -99,38 +100,19 @@ class IdleTimeout(Exception):
     """The client sent nothing for IDLE_TIMEOUT_SECS."""
 
 
-async def _read(reader: asyncio.StreamReader, maildrop: Maildrop) -> bytes:
+def _read(chan: Channel, maildrop: Maildrop) -> bytes:
     """The next input; while the client is silent the session lock is kept fresh, and after
-    10 minutes of silence the session ends (timers, not wait_for: that costs a task per
-    read)."""
+    10 minutes of silence the session ends."""
     maildrop.idle()
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    timers: list[asyncio.TimerHandle] = []
-    expired = False
-
-    def refresh() -> None:
-        maildrop.idle()
-        timers[0] = loop.call_later(LOCK_REFRESH_SECS, refresh)
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    timers.append(loop.call_later(LOCK_REFRESH_SECS, refresh))
-    deadline = loop.call_later(IDLE_TIMEOUT_SECS, expire)
-    try:
-        return await reader.read(READ_CHUNK)
-    except asyncio.CancelledError:
-        if not expired:
-            raise
-        task.uncancel()
-        raise IdleTimeout from None
-    finally:
-        timers[0].cancel()
-        deadline.cancel()
+    deadline = time.monotonic() + IDLE_TIMEOUT_SECS
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise IdleTimeout
+        if chan.readable(min(left, LOCK_REFRESH_SECS)):
+            return chan.recv(READ_CHUNK)
+        if deadline - time.monotonic() > 0:
+            maildrop.idle()
 
 
 def refuse_locked(sock_send: Callable[[bytes], object], settings: Pop3Settings,
@@ -147,8 +129,8 @@ class Counter:
     """A writer that counts what it sends (the logout line's out=) and sends what a command
     batch wrote in one piece at :meth:`drain` (one send() per batch, not one per line)."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
+    def __init__(self, chan: Channel) -> None:
+        self.chan = chan
         self.count = 0
         self._pending: list[bytes] = []
 
@@ -156,15 +138,14 @@ class Counter:
         self.count += len(data)
         self._pending.append(data)
 
-    async def drain(self) -> None:
+    def drain(self) -> None:
         if self._pending:
             data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
             self._pending.clear()
-            self.writer.write(data)
-        await self.writer.drain()
+            self.chan.send(data)
 
 
-async def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
+def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
                         action: SendMessage) -> None:
     quirks = maildrop.settings.workarounds
     encoder = wire.MessageEncoder(action.body_lines, no_nuls="outlook-no-nuls" in quirks,
@@ -181,7 +162,7 @@ async def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
             if not chunk:
                 break
             out.write(encoder.encode(chunk))
-            await out.drain()
+            out.drain()
     complete = not encoder.done
     out.write(encoder.finish())
     session.message_sent(action, len(action.status) + encoder.sent, complete=complete)

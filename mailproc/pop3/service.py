@@ -9,7 +9,6 @@ process never serves two users.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 
@@ -17,6 +16,7 @@ from cote.config import Config
 from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger
+from cote.mailproc.channel import Channel
 from cote.mailproc.handoffservice import run_service
 from cote.mailproc.mailuser import MailUser
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, SessionLocked, UidlFormatError
@@ -27,24 +27,15 @@ from cote.variables import user_values
 
 
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
-                    request: HandoffRequest, log: Logger, *,
-                    loop: asyncio.AbstractEventLoop | None = None) -> int:
+                    request: HandoffRequest, log: Logger) -> int:
     settings = Pop3Settings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
                                            service="pop3")
         with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
-
-            async def session() -> None:
-                reader, writer = await asyncio.open_connection(sock=client)
-                await serve(reader, writer, maildrop, log, pipelined=request.pipelined,
-                            user_vars=session_vars(user, request))
-
-            if loop is None:
-                asyncio.run(session())
-            else:
-                loop.run_until_complete(session())
+            serve(Channel(client), maildrop, log, pipelined=request.pipelined,
+                  user_vars=session_vars(user, request))
     except SessionLocked:
         refuse_locked(client.sendall, settings, log)
         return 1
@@ -71,15 +62,7 @@ def session_vars(user: MailUser, request: HandoffRequest) -> dict[str, str | Non
 
 
 def run(ctx: ServiceContext) -> int:
-    # The event loop is made while the process waits for its hand-off (8% of a session's
-    # CPU when made per session, py-spy); the process serves one client, then exits.
-    loop = asyncio.new_event_loop()
-
-    def serve_with_loop(cfg: Config, user: MailUser, client: socket.socket,
-                        request: HandoffRequest, log: Logger) -> int:
-        return _serve_maildrop(cfg, user, client, request, log, loop=loop)
-
-    return run_service(ctx, "pop3", serve_with_loop,
+    return run_service(ctx, "pop3", _serve_maildrop,
                        failure_reason="Internal error occurred. Refer to server log for more "
                                       "information.",
                        failure_line=b"-ERR [SYS/TEMP] Internal error occurred.\r\n")

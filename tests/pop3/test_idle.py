@@ -4,7 +4,6 @@ test shortens cote's timeout and serves a real Maildir over a real socket pair."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cote.log import Logger
+from cote.mailproc.channel import Channel
 from cote.mailproc.pop3 import server
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings
 from cote.storage import open_storage
@@ -27,13 +27,9 @@ def test_silent_client_is_disconnected(tmp_path: Path, monkeypatch: pytest.Monke
     ours, theirs = socket.socketpair()
     mailboxes = open_storage(f"maildir:{tmp_path}/Maildir", home=str(tmp_path))
 
-    async def run() -> str:
-        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, Pop3Settings()) as maildrop:
-            reader, writer = await asyncio.open_connection(sock=theirs)
-            return await server.serve(reader, writer, maildrop, Logger("pop3(u): ", log_w))
-
     ours.sendall(b"STAT\r\n")
-    reason = asyncio.run(run())
+    with mailboxes.open("INBOX") as inbox, Maildrop(inbox, Pop3Settings()) as maildrop:
+        reason = server.serve(Channel(theirs), maildrop, Logger("pop3(u): ", log_w))
     ours.settimeout(5)
     got = b""
     while chunk := ours.recv(4096):
