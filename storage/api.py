@@ -161,6 +161,14 @@ class Mailbox(ABC):
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
+    def first_unseen(self) -> int | None:
+        """Sequence number of the view's first message without \\Seen (SELECT's ``[UNSEEN
+        n]``), None when all are seen. A backend may know it without walking the flags."""
+        for i, bits in enumerate(self.flags):
+            if not bits & F.SEEN:
+                return i + 1
+        return None
+
     # -- state --------------------------------------------------------------------------
     @abstractmethod
     def sync(self) -> SyncChanges: ...

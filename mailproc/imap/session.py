@@ -706,10 +706,9 @@ class Session:
         w.write(R.exists(len(box)))
         w.write(R.recent(len(self.recent)))
         self.reported_recent = len(self.recent)
-        for i, bits in enumerate(box.flags):
-            if not bits & F.SEEN:
-                w.write(R.untagged("OK", "First unseen.", f"UNSEEN {i + 1}"))
-                break
+        unseen = box.first_unseen()
+        if unseen is not None:
+            w.write(R.untagged("OK", "First unseen.", f"UNSEEN {unseen}"))
         w.write(R.untagged("OK", "UIDs valid", f"UIDVALIDITY {box.uidvalidity}"))
         w.write(R.untagged("OK", "Predicted next UID", f"UIDNEXT {box.uidnext}"))
         if self.condstore:

@@ -43,6 +43,12 @@ class Uidlist:
         self.exts.append(ext)
         self.bases.append(base)
 
+    def extend(self, first_uid: int, bases: list[str]) -> None:
+        """Records for ``bases`` with UIDs from ``first_uid`` up, without extension fields."""
+        self.uids.extend(range(first_uid, first_uid + len(bases)))
+        self.exts.extend([""] * len(bases))
+        self.bases.extend(bases)
+
     def by_base(self) -> dict[str, int]:
         return dict(zip(self.bases, self.uids, strict=True))
 
@@ -125,9 +131,11 @@ def format_header(ul: Uidlist, next_uid: int) -> bytes:
 
 
 def format_records(uids: list[int] | array[int], exts: list[str], bases: list[str]) -> bytes:
-    parts = []
-    for uid, ext, base in zip(uids, exts, bases, strict=True):
-        parts.append(f"{uid} {ext} :{base}\n" if ext else f"{uid} :{base}\n")
+    if any(exts):
+        parts = [f"{uid} {ext} :{base}\n" if ext else f"{uid} :{base}\n"
+                 for uid, ext, base in zip(uids, exts, bases, strict=True)]
+    else:  # a new uidlist: no extension fields anywhere
+        parts = [f"{uid} :{base}\n" for uid, base in zip(uids, bases, strict=True)]
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 
