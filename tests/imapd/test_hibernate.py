@@ -84,7 +84,10 @@ def read_for(c: Client, seconds: float) -> bytes:
 
 
 def hibernated_pids(cote: CoteServer) -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "cote/imap-hibernate"], capture_output=True, text=True)
+    """This server's imap-hibernate processes (other tests' servers may run their own)."""
+    assert cote.process is not None
+    out = subprocess.run(["pgrep", "-P", str(cote.process.pid), "-f", "cote/imap-hibernate"],
+                         capture_output=True, text=True)
     return {int(x) for x in out.stdout.split()}
 
 
