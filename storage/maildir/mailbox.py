@@ -211,6 +211,8 @@ class MaildirMailbox(Mailbox):
         state = self.index.box(self.key)
         assert state is not None
         self._box = state.id
+        self._known_sig: str | None = state.sig if sync else None
+        """The index's signature as just read: the sync right below compares with it."""
         if sync:
             self.sync()
 
@@ -396,7 +398,10 @@ class MaildirMailbox(Mailbox):
 
     def _sync_disk(self) -> None:
         sig = self._disk_sig()
-        if self.index.box_sig(self.key) == sig:
+        index_sig, self._known_sig = self._known_sig, None
+        if index_sig is None:
+            index_sig = self.index.box_sig(self.key)
+        if index_sig == sig:
             return
         with self.index.write():
             state = self.index.box(self.key)
@@ -748,7 +753,7 @@ class MaildirMailbox(Mailbox):
         if save is not None:
             self._save_snapshot(save)
         if not self.readonly and self.claims_recent:
-            self._claim_recent()
+            self._claim_recent(state.first_recent_uid)
         return SyncChanges(expunged, new, flag_changes, reset, seqs)
 
     #: a view rebuilt from more changed rows than this since its snapshot saves a new one
@@ -893,11 +898,11 @@ class MaildirMailbox(Mailbox):
                 new += 1
         return new, flag_changes
 
-    def _claim_recent(self) -> None:
-        """The first session that sees a message gets it as \\Recent (RFC 3501)."""
-        state = self.index.box(self.key, create=False)
-        assert state is not None
-        if state.first_recent_uid >= self.uidnext:
+    def _claim_recent(self, first_recent: int) -> None:
+        """The first session that sees a message gets it as \\Recent (RFC 3501);
+        ``first_recent`` is the index's value read with the view (checked again inside the
+        write transaction before anything is claimed)."""
+        if first_recent >= self.uidnext:
             return
         with self.index.write():
             state = self.index.box(self.key, create=False)
