@@ -38,6 +38,8 @@ class AppendCommand:
         self.tag = tag
         self.started = time.monotonic()
         self.box: Mailbox | None = None
+        self.own_box = True
+        """False when ``box`` is the session's selected view (not ours to close)."""
         self.tx: AppendTransaction | None = None
         self.failed: R.Reply | None = None
         self.spool: tempfile.SpooledTemporaryFile[bytes] | None = None
@@ -57,7 +59,12 @@ class AppendCommand:
             if not s.mailboxes.exists(name) and name != "INBOX":
                 cmd.failed = R.no(f"Mailbox doesn't exist: {name}", "TRYCREATE")
                 return cmd
-            cmd.box = s.open_for_saving(name)
+            selected = s.box
+            if selected is not None and selected.name == name and not selected.readonly:
+                # as COPY does: the selected view saves, no second view opened and synced
+                cmd.box, cmd.own_box = selected, False
+            else:
+                cmd.box = s.open_for_saving(name)
             cmd.tx = cmd.box.begin_append()
         except StorageError as e:
             cmd.failed = s.storage_no(e)
@@ -139,6 +146,6 @@ class AppendCommand:
         self._close_box()
 
     def _close_box(self) -> None:
-        if self.box is not None:
+        if self.box is not None and self.own_box:
             close_quietly(self.box)
-            self.box = None
+        self.box = None
