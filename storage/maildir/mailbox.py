@@ -408,8 +408,9 @@ class MaildirMailbox(Mailbox):
             assert state is not None
             if state.sig == sig:
                 return
-            # without a uidlist (a cold first sync) the lock is needed anyway: scan once, there
-            if os.path.exists(self.uidlist_path):
+            # without a uidlist (a cold first sync) or with mail to move out of new/ (after a
+            # delivery) the lock is needed anyway: scan once, there
+            if os.path.exists(self.uidlist_path) and not self._mail_to_move():
                 scan = self._scan()
                 known = self.index.files(self._box)
                 if not self._needs_lock(scan, known):
@@ -424,6 +425,14 @@ class MaildirMailbox(Mailbox):
                 sig = self._disk_sig()  # our own changes are the only ones: trust them
             with self.index.write():
                 self._apply(scan, sig, self.index.files(self._box))
+
+    def _mail_to_move(self) -> bool:
+        """Whether ``new/`` holds mail this view moves to ``cur/`` (a sync then takes the
+        lock whatever else it finds: no need to list the whole mailbox without it first)."""
+        if not self._moves_new:
+            return False
+        with os.scandir(os.path.join(self.path, "new")) as it:
+            return any(e.name[:1] != "." for e in it)
 
     def _fix_locked(self, scan: Scan, lock: Dotlock) -> Scan:
         """Under the uidlist lock: create the uidlist, give files UIDs, move new/ -> cur/."""
@@ -592,11 +601,10 @@ class MaildirMailbox(Mailbox):
                     sig=sig, scans=state.scans + 1)
                 return
         changed = False
-        live: dict[int, tuple[str, str, str]] = {}
-        for uid, ext, base in zip(ul.uids, ul.exts, ul.bases, strict=True):
-            fname = scan.files.get(base)
-            if fname is not None:
-                live[uid] = (fname, base, ext)
+        fnames = list(map(scan.files.get, ul.bases))
+        live = cast("dict[int, str]", dict(zip(ul.uids, fnames, strict=True)))
+        if None in fnames:
+            live = {uid: f for uid, f in live.items() if f is not None}
         gone = [uid for uid in known if uid not in live]
         if gone:
             gone = self._confirm_gone(gone, known, live, ul)
@@ -605,10 +613,16 @@ class MaildirMailbox(Mailbox):
             changed = True
         table = self._keyword_table()
         rows = []
-        for uid, (fname, base, ext) in live.items():
+        # only what differs from the index is looked at one by one (a rescan of 100k
+        # messages after a delivery: a few)
+        todo = sorted(uid for uid, f in live.items()
+                      if (was := known.get(uid)) is None or was[0] != f)
+        for uid in todo:
+            fname = live[uid]
             old = known.get(uid)
             if old is None:
-                info = self._sizes(fname, base, ext)
+                i = bisect_left(ul.uids, uid)
+                info = self._sizes(fname, ul.bases[i], ul.exts[i])
                 if info is None:
                     sig = ""  # vanished while we looked: scan again next time
                     continue
@@ -672,16 +686,15 @@ class MaildirMailbox(Mailbox):
         return -count if vanished else count
 
     def _confirm_gone(self, gone: list[int], known: dict[int, tuple[str, int | str]],
-                      live: dict[int, tuple[str, str, str]], ul: ulfile.Uidlist) -> list[int]:
+                      live: dict[int, str], ul: ulfile.Uidlist) -> list[int]:
         """Expunge only what is really missing: readdir can miss a file that a mail client
         renames at that moment, so check the last known name, then look once more."""
         exts = dict(zip(ul.uids, ul.exts, strict=True))
         missing = []
         for uid in gone:
             fname = known[uid][0]
-            base = fn.base_of(fname[4:])
             if uid in exts and os.path.lexists(self._full(fname)):
-                live[uid] = (fname, base, exts[uid])
+                live[uid] = fname
             else:
                 missing.append(uid)
         if not missing:
@@ -692,7 +705,7 @@ class MaildirMailbox(Mailbox):
             base = fn.base_of(known[uid][0][4:])
             found = again.files.get(base)
             if uid in exts and found is not None:
-                live[uid] = (found, base, exts[uid])
+                live[uid] = found
             else:
                 confirmed.append(uid)
         return confirmed
