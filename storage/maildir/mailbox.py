@@ -805,8 +805,11 @@ class MaildirMailbox(Mailbox):
         snap = self.index.snapshot(self._box)
         if snap is None:
             return None
-        gone = self.index.expunged_since(self._box, snap.modseq)
-        changes = self.index.changed_since(self._box, snap.modseq)
+        gone: list[int] = []
+        changes: list[tuple[int, int | str, int]] = []
+        if snap.modseq < highestmodseq:  # (every change raises highestmodseq to its modseq)
+            gone = self.index.expunged_since(self._box, snap.modseq)
+            changes = self.index.changed_since(self._box, snap.modseq)
         if snap.modseq > highestmodseq or \
                 (gone and not {u for u, _, _ in changes}.isdisjoint(gone)):
             snap.close()  # newer than the index (a rebuilt one), or a UID that came back
