@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 VERSION = 1
 MAX_MESSAGE = 256 * 1024  # generous: pipelined bytes travel base64-encoded
@@ -43,7 +43,7 @@ class HandoffRequest:
     extra: dict[str, str] = field(default_factory=dict)  # auth reply fields worth passing on
 
     def encode(self) -> bytes:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _REQUEST_FIELDS}
         data["pipelined"] = base64.b64encode(self.pipelined).decode("ascii")
         data["v"] = VERSION
         return json.dumps(data, separators=(",", ":")).encode() + b"\n"
@@ -60,6 +60,10 @@ class HandoffRequest:
             raise HandoffError(f"malformed hand-off request: {e}") from e
 
 
+_REQUEST_FIELDS = tuple(f.name for f in fields(HandoffRequest))
+"""(``dataclasses.asdict`` deep-copies; these are flat values and one flat dict.)"""
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffReply:
     ok: bool
@@ -67,7 +71,8 @@ class HandoffReply:
     reason: str = ""  # when not ok: shown to the client as a temporary failure
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
+        data = {"ok": self.ok, "mail_pid": self.mail_pid, "reason": self.reason}
+        return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def decode(cls, line: bytes) -> HandoffReply:

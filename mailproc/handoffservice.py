@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import select
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from cote.config import Config
+from cote.config import Config, ConfigError
 from cote.handoff import MAX_MESSAGE, HandoffError, HandoffReply, HandoffRequest
 from cote.ipc import ServiceContext
-from cote.log import Logger, mail_log_prefix
+from cote.log import Logger, mail_log_prefix, unquote
 from cote.mailproc.anvilreg import register_session
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import (
@@ -27,6 +28,7 @@ from cote.mailproc.userdb import (
     confirm_login,
     connect,
 )
+from cote.variables import VariableError, expand
 
 HANDOFF_TIMEOUT = 30.0
 
@@ -117,14 +119,39 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
 OtherListener = Callable[[ServiceContext, Config, socket.socket, str], int]
 
 
+def prepare_service(config: Config, service: str) -> dict[str, Any]:
+    """Run by the master before it forks (a service module's ``prepare``): fills the
+    per-process caches every session would otherwise fill after its fork -- the config
+    view for the protocol, the parsed ``%`` templates of the mail settings -- once, in
+    pages the children share. Returns ``ctx.extra`` entries."""
+    try:
+        cfg = config.lookup(protocol=service)
+    except ConfigError:
+        return {}  # each session reports it, as without this
+    values = (str(cfg.get(name) or "") for name in ("mail_log_prefix", "mail_location",
+                                                     "mail_home"))
+    warm_templates(t for value in values for t in (value, unquote(value)))
+    return {"mail_config": cfg}
+
+
+def warm_templates(templates: Iterable[str]) -> None:
+    """Parse ``templates`` into ``cote.variables.expand``'s per-process cache."""
+    for template in set(templates) - {""}:
+        try:
+            expand(template, {})  # parsed and cached even when values are missing
+        except VariableError:
+            pass
+
+
 def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_reason: str,
                 failure_line: bytes, log_name: str | None = None,
                 others: Mapping[str, OtherListener] | None = None) -> int:
     """The master's entry point for a mail service: wait for one client, serve it, exit.
     A connection on a listener whose name ``others`` holds (e.g. imap's ``imap-master``)
     goes to that handler instead of a login process's hand-off."""
-    ctx.install_default_signals()
-    cfg = ctx.config.lookup(protocol=service)
+    # (the default signal handlers are in place: the master installed them before run)
+    prepared = ctx.extra.get("mail_config")
+    cfg = prepared if isinstance(prepared, Config) else ctx.config.lookup(protocol=service)
     listeners = [lst for lst in ctx.listeners if lst.kind == "unix" and lst.sock is not None]
     if not listeners:
         ctx.log.error(f"{service} service has no unix_listener (e.g. login/{service})")

@@ -18,7 +18,7 @@ from typing import Protocol
 from cote.log import Logger
 from cote.mailproc.channel import Channel
 from cote.storage.api import ChangeWatcher
-from cote.variables import VariableError, compile_template
+from cote.variables import VariableError, expand
 
 from . import events as ev
 from .connection import Connection
@@ -217,6 +217,6 @@ def _run_events(conn: Connection, session: Session, out: Output) -> bool:
 
 def logout_text(session: Session) -> str:
     try:
-        return compile_template(session.settings.logout_format).expand(session.stats.values())
+        return expand(session.settings.logout_format, session.stats.values())
     except VariableError as e:
         return f"(imap_logout_format: {e})"

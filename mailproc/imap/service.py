@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from cote.config import Config
 from cote.handoff import HandoffRequest
@@ -21,7 +22,7 @@ from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
 from cote.mailproc.anvilreg import register_session
 from cote.mailproc.channel import Channel
-from cote.mailproc.handoffservice import run_service
+from cote.mailproc.handoffservice import prepare_service, run_service, warm_templates
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
 from cote.storage import StorageError
@@ -65,10 +66,11 @@ def userdb_lookup(cfg: Config, log: Logger) -> Callable[[str], Mapping[str, str]
     return lookup
 
 
-def _open_session(cfg: Config, user: MailUser, log: Logger,
-                  kind: type[Session] = Session) -> Session | None:
-    """The user's storage and a new Session on it; None (logged) when storage fails."""
-    settings = ImapSettings.from_config(cfg)
+def _open_session(cfg: Config, user: MailUser, log: Logger, kind: type[Session] = Session,
+                  settings: ImapSettings | None = None) -> Session | None:
+    """The user's storage and a new Session on it; None (logged) when storage fails.
+    ``settings``: read from ``cfg`` by the master before the fork (``prepare``)."""
+    settings = settings or ImapSettings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
@@ -122,8 +124,8 @@ def _hibernation(cfg: Config, client: socket.socket, log: Logger, *, session_id:
 
 
 def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: HandoffRequest,
-                log: Logger) -> int:
-    session = _open_session(cfg, user, log)
+                log: Logger, *, settings: ImapSettings | None = None) -> int:
+    session = _open_session(cfg, user, log, settings=settings)
     if session is None:
         client.sendall(R.untagged("BYE", SERVERBUG))
         client.close()
@@ -228,9 +230,27 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
         client.close()
 
 
+def prepare(config: Config) -> dict[str, Any]:
+    """In the master, before forking: the imap config view, its parsed templates and the
+    ImapSettings, made once instead of in every session's process."""
+    extra = prepare_service(config, "imap")
+    cfg = extra.get("mail_config")
+    if isinstance(cfg, Config):
+        settings = extra["imap_settings"] = ImapSettings.from_config(cfg)
+        warm_templates([settings.logout_format])
+    return extra
+
+
 def run(ctx: ServiceContext) -> int:
     """Wait for one client: a hand-off from imap-login (``login/imap``) or a hibernated
     session coming back from imap-hibernate (``imap-master``); serve it; exit."""
-    return run_service(ctx, "imap", _serve_mail, failure_reason=SERVERBUG,
+    prepared = ctx.extra.get("imap_settings")
+    settings = prepared if isinstance(prepared, ImapSettings) else None
+
+    def serve_mail(cfg: Config, user: MailUser, client: socket.socket,
+                   request: HandoffRequest, log: Logger) -> int:
+        return _serve_mail(cfg, user, client, request, log, settings=settings)
+
+    return run_service(ctx, "imap", serve_mail, failure_reason=SERVERBUG,
                        failure_line=R.untagged("BYE", SERVERBUG),
                        others={H.MASTER_SOCKET_NAME: unhibernate})

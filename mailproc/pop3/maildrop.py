@@ -96,6 +96,17 @@ class Pop3Settings:
         return self.delete_type == "default" and bool(self.deleted_flag)
 
 
+_uidl_templates: dict[str, Template] = {}
+
+
+def uidl_template(fmt: str) -> Template:
+    """``pop3_uidl_format`` parsed once per process (the master parses it before forking)."""
+    template = _uidl_templates.get(fmt)
+    if template is None:
+        template = _uidl_templates[fmt] = compile_template(fmt)
+    return template
+
+
 class Maildrop:
     """The INBOX as one POP3 session sees it; a context manager (it may hold the session
     lock, released by :meth:`close`)."""
@@ -104,7 +115,7 @@ class Maildrop:
         self.mailbox = mailbox
         self.settings = settings
         self.lock: Dotlock | None = None
-        self.template = compile_template(settings.uidl_format)
+        self.template = uidl_template(settings.uidl_format)
         self.keys = _template_keys(self.template)
         self._check_format()
         if settings.lock_session:

@@ -18,7 +18,7 @@ from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, logout_values
 from cote.mailproc.pop3.session import Disconnect, Pop3Session, Reply, SendMessage, Update
 from cote.storage import StorageError
 from cote.storage.errors import MessageGone
-from cote.variables import VariableError, compile_template
+from cote.variables import VariableError, expand
 
 READ_CHUNK = 65536
 # Dovecot's pop3 reads commands into a 2048-byte buffer: a line whose LF does not fit is too
@@ -188,6 +188,6 @@ def _logout_text(maildrop: Maildrop, session: Pop3Session, bytes_in: int, bytes_
 
 def _expand_logout(template: str, values: Mapping[str, str | None]) -> str:
     try:
-        return compile_template(template).expand(values)
+        return expand(template, values)
     except VariableError as e:
         return f"(pop3_logout_format: {e})"

@@ -11,24 +11,33 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from cote.config import Config
 from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger
 from cote.mailproc.channel import Channel
-from cote.mailproc.handoffservice import run_service
+from cote.mailproc.handoffservice import prepare_service, run_service, warm_templates
 from cote.mailproc.mailuser import MailUser
-from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, SessionLocked, UidlFormatError
+from cote.mailproc.pop3.maildrop import (
+    Maildrop,
+    Pop3Settings,
+    SessionLocked,
+    UidlFormatError,
+    uidl_template,
+)
 from cote.mailproc.pop3.server import refuse_locked, serve
 from cote.storage import StorageError
 from cote.storage.namespaces import Namespaces
-from cote.variables import user_values
+from cote.variables import VariableError, user_values
 
 
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
-                    request: HandoffRequest, log: Logger) -> int:
-    settings = Pop3Settings.from_config(cfg)
+                    request: HandoffRequest, log: Logger, *,
+                    settings: Pop3Settings | None = None) -> int:
+    """``settings``: read from ``cfg`` by the master before the fork (``prepare``)."""
+    settings = settings or Pop3Settings.from_config(cfg)
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
@@ -61,8 +70,30 @@ def session_vars(user: MailUser, request: HandoffRequest) -> dict[str, str | Non
     return values
 
 
+def prepare(config: Config) -> dict[str, Any]:
+    """In the master, before forking: the pop3 config view, its parsed templates and the
+    Pop3Settings, made once instead of in every session's process."""
+    extra = prepare_service(config, "pop3")
+    cfg = extra.get("mail_config")
+    if isinstance(cfg, Config):
+        settings = extra["pop3_settings"] = Pop3Settings.from_config(cfg)
+        warm_templates([settings.logout_format])
+        try:
+            uidl_template(settings.uidl_format)
+        except VariableError:
+            pass  # each session reports it
+    return extra
+
+
 def run(ctx: ServiceContext) -> int:
-    return run_service(ctx, "pop3", _serve_maildrop,
+    prepared = ctx.extra.get("pop3_settings")
+    settings = prepared if isinstance(prepared, Pop3Settings) else None
+
+    def serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
+                       request: HandoffRequest, log: Logger) -> int:
+        return _serve_maildrop(cfg, user, client, request, log, settings=settings)
+
+    return run_service(ctx, "pop3", serve_maildrop,
                        failure_reason="Internal error occurred. Refer to server log for more "
                                       "information.",
                        failure_line=b"-ERR [SYS/TEMP] Internal error occurred.\r\n")
