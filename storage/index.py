@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from cote.storage.sqltx import immediate
 
 NAME = "cote.index.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CACHE_FIELDS = ("envelope", "bodystructure", "sortkeys", "searchhdr")
 _ADDED_COLUMNS = (("msg", "searchhdr", "BLOB"),)
 """Cache columns added after a schema version: ALTERed into an existing index on open."""
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS msg(
     modseq INTEGER NOT NULL, idate REAL NOT NULL, size INTEGER NOT NULL,
     vsize INTEGER NOT NULL, envelope BLOB, bodystructure BLOB, sortkeys BLOB, searchhdr BLOB,
     PRIMARY KEY(box, uid)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS msg_modseq ON msg(box, modseq);
+CREATE INDEX IF NOT EXISTS msg_modseq ON msg(box, modseq) WHERE modseq > 2;
 CREATE TABLE IF NOT EXISTS expunged(box INTEGER NOT NULL, uid INTEGER NOT NULL,
     modseq INTEGER NOT NULL, PRIMARY KEY(box, uid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(box, modseq);
@@ -91,6 +91,11 @@ _SCHEMA = _SCHEMA.replace("{seen(new)}", _bit_sql("new", 1, "13579bdf")) \
 _INSERT_TRIGGER = next(stmt for stmt in _SCHEMA.split(";\n")
                        if "TRIGGER IF NOT EXISTS msg_counted_in" in stmt)
 _TABLES = ("meta", "mailbox", "keyword", "msg", "expunged", "snapshot")
+FIRST_MODSEQ = 2
+"""The modseq of a box's first indexed messages (a fresh box starts at HIGHESTMODSEQ 1):
+rows with it are left out of the ``msg_modseq`` index (partial, ``modseq > 2``), so a cold
+sync of 100k messages does not build 100k index entries that only a view older than the
+box's first sync could ask for (``changed_since`` below 2 reads the box's rows instead)."""
 
 _INT63 = (1 << 63) - 1
 
@@ -453,9 +458,13 @@ class Index:
     def changed_since(self, box: int, modseq: int) -> list[tuple[int, int | str, int]]:
         # through the modseq index (an ORDER BY uid in SQL makes SQLite walk every row of
         # the mailbox by primary key instead): the few changed rows are sorted here
-        rows = self.db.execute(
-            "SELECT uid, flags, modseq FROM msg INDEXED BY msg_modseq "
-            "WHERE box=? AND modseq>?", (box, modseq)).fetchall()
+        if modseq >= FIRST_MODSEQ:  # the literal term lets SQLite use the partial index
+            rows = self.db.execute(
+                "SELECT uid, flags, modseq FROM msg INDEXED BY msg_modseq "
+                "WHERE box=? AND modseq>? AND modseq>2", (box, modseq)).fetchall()
+        else:
+            rows = self.db.execute("SELECT uid, flags, modseq FROM msg WHERE box=? AND modseq>?",
+                                   (box, modseq)).fetchall()
         rows.sort()
         return rows
 

@@ -14,7 +14,7 @@ import pytest
 
 from cote.storage import MaildirList, open_storage
 from cote.storage.api import Mailbox
-from cote.storage.flags import SEEN
+from cote.storage.flags import FLAGGED, SEEN
 from cote.storage.index import bits_from_db
 from cote.storage.maildir.mailbox import MaildirMailbox
 
@@ -234,4 +234,29 @@ def test_a_name_without_sizes_takes_the_slow_path(tmp_path: Path) -> None:
         assert len(box) == 301
         last = box.details([box.uids[-1]])[0]
         assert (last.size, last.vsize) == (len(data), len(data) + 3)
+    mlist.close()
+
+
+def test_a_view_older_than_the_first_sync_sees_its_messages(tmp_path: Path) -> None:
+    """Rows of a box's first sync (modseq 2) stay out of the partial modseq index: a view
+    of the still empty box (modseq 1) gets them from the rows all the same."""
+    mlist = _storage(tmp_path)
+    early = _open(mlist)
+    assert len(early) == 0 and early.highestmodseq == 1
+    root = tmp_path / "Maildir"
+    for i in range(50):
+        data = b"Subject: %d\n\nx\n" % i
+        name = f"17100{i:05d}.M{i}P9.host,S={len(data)},W={len(data) + 3}:2,{'S' if i % 2 else ''}"
+        (root / "cur" / name).write_bytes(data)
+    with _open(mlist) as other:  # the bulk first sync
+        assert other.highestmodseq == 2 and len(other) == 50
+        want = _columns(other)
+    changes = early.sync()
+    assert changes.new == 50
+    assert _columns(early) == want
+    early.store([early.uids[0]], "+", ["\\Flagged"])
+    with _open(mlist) as later:
+        assert later.highestmodseq == 3
+        assert later.index.changed_since(later._box, 2) == [(early.uids[0], FLAGGED, 3)]
+    early.close()
     mlist.close()
