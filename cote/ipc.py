@@ -20,6 +20,7 @@ import select
 import signal
 import socket
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,7 @@ def recv_fds(sock: socket.socket, bufsize: int = 4096, maxfds: int = 4) -> tuple
 
 
 # -- status channel -----------------------------------------------------------------------
+STATUS_MIN_INTERVAL_SECS = 1.0  # between reports that change nothing the master acts on
 def pack_status(pid: int, generation: int, available: int) -> bytes:
     return STATUS.pack(pid, generation, max(0, available))
 
@@ -86,7 +88,13 @@ class StatusReporter:
     """Child side of the status channel: tell the master how many more clients we can take.
 
     Writes are 12 bytes, below PIPE_BUF, hence atomic even though every process of the service
-    shares the pipe. A report is only written when the number changes.
+    shares the pipe. A report is only written when the number changes, and at once only when
+    the master acts on the change: the process became full or no longer is (it forks or stops
+    forking), became idle or no longer is (idle_kill). Other changes of a process serving many
+    clients (a login process's 998 -> 997) are sent a second after the previous report, by a
+    timer of the process's event loop (:meth:`defer_with`): as in Dovecot's
+    master_status_update, the master is not woken for every client. Without a loop every
+    change is sent at once.
     """
 
     def __init__(self, fd: int, generation: int, client_limit: int) -> None:
@@ -95,17 +103,44 @@ class StatusReporter:
         self.client_limit = client_limit
         self.available = client_limit
         self._last: int | None = None
+        self._sent_at = 0.0
+        self._call_later: Callable[[float, Callable[[], None]], object] | None = None
+        self._flush_pending = False
+
+    def defer_with(self, call_later: Callable[[float, Callable[[], None]], object]) -> None:
+        """Let reports the master need not act on wait for a timer (``loop.call_later``)."""
+        self._call_later = call_later
+
+    def _urgent(self) -> bool:
+        last = self._last
+        return last is None or any((last == edge) != (self.available == edge)
+                                   for edge in (0, self.client_limit))
 
     def report(self, available: int | None = None) -> None:
         if available is not None:
             self.available = available
         if self._last == self.available or self.fd < 0:
             return
-        self._last = self.available
+        now = time.monotonic()
+        wait = self._sent_at + STATUS_MIN_INTERVAL_SECS - now
+        if self._call_later is not None and wait > 0 and not self._urgent():
+            if not self._flush_pending:
+                self._flush_pending = True
+                self._call_later(wait, self._flush)
+            return
+        self._send(now)
+
+    def _send(self, now: float) -> None:
+        self._last, self._sent_at = self.available, now
         try:
             os.write(self.fd, pack_status(os.getpid(), self.generation, self.available))
         except OSError:
             pass  # master gone; the death pipe tells the service
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._last != self.available and self.fd >= 0:
+            self._send(time.monotonic())
 
 
 # -- master-death pipe ------------------------------------------------------------------------
@@ -234,6 +269,7 @@ class ServiceContext:
         SIGQUIT -> :meth:`stop_accepting`; SIGINT (idle kill) -> stop_accepting when idle;
         master death (EOF on the death pipe) -> ``master_dead = True`` and stop_accepting.
         The service exits once :meth:`should_exit` is true."""
+        self.status.defer_with(loop.call_later)
         loop.add_signal_handler(signal.SIGQUIT, self.stop_accepting)
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # replace with your own "all full" handler
         loop.add_signal_handler(

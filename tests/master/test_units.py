@@ -10,6 +10,7 @@ import socket
 import stat
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,36 @@ def test_unix_listener_mode_owner_and_stale_socket(conf_dir: Path) -> None:
     fb = listeners.bind(fifo, as_root=True)
     assert stat.S_ISFIFO(os.stat(conf_dir / "f").st_mode)
     fb.close()
+
+
+def test_status_changes_the_master_does_not_act_on_wait_for_the_loop_timer() -> None:
+    """A process with many clients tells the master at once when it stops being idle or
+    becomes full (or no longer is), other counts at most once a second, by a loop timer."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    timers: list[tuple[float, Callable[[], None]]] = []
+    rep = StatusReporter(w, 1, 1000)
+    rep.defer_with(lambda delay, cb: timers.append((delay, cb)))
+
+    def sent() -> list[int]:
+        try:
+            return [avail for _pid, _gen, avail in unpack_statuses(bytearray(os.read(r, 1000)))]
+        except BlockingIOError:
+            return []
+
+    rep.report(999)                 # no longer idle: at once
+    assert sent() == [999] and not timers
+    rep.report(998)
+    rep.report(997)                 # one timer for both
+    assert sent() == [] and len(timers) == 1 and 0 < timers[0][0] <= 1.0
+    timers.pop()[1]()               # the timer sends the latest count
+    assert sent() == [997]
+    rep.report(1000)                # idle again: at once, timer or not
+    rep.report(0)                   # full: at once
+    rep.report(1)                   # no longer full: at once
+    assert sent() == [1000, 0, 1] and not timers
+    os.close(r)
+    os.close(w)
 
 
 def test_status_records_and_exit_texts() -> None:
