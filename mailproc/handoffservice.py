@@ -13,7 +13,7 @@ import os
 import select
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cote.config import Config, ConfigError
 from cote.handoff import MAX_MESSAGE, HandoffError, HandoffReply, HandoffRequest
@@ -119,19 +119,36 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
 OtherListener = Callable[[ServiceContext, Config, socket.socket, str], int]
 
 
-def prepare_service(config: Config, service: str) -> dict[str, Any]:
+class _Settings(Protocol):
+    @property
+    def logout_format(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def prepare_service(config: Config, service: str, settings_of: Callable[[Config], S]
+                    ) -> dict[str, Any]:
     """Run by the master before it forks (a service module's ``prepare``): fills the
     per-process caches every session would otherwise fill after its fork -- the config
-    view for the protocol, the parsed ``%`` templates of the mail settings -- once, in
-    pages the children share. Returns ``ctx.extra`` entries."""
+    view for the protocol, the service's settings (``settings_of``), the parsed ``%``
+    templates of the mail settings and logout line -- once, in pages the children share.
+    Returns ``ctx.extra`` entries (see ``prepared_settings``)."""
     try:
         cfg = config.lookup(protocol=service)
-    except ConfigError:
+        settings = settings_of(cfg)
+    except (ConfigError, ValueError):
         return {}  # each session reports it, as without this
-    values = (str(cfg.get(name) or "") for name in ("mail_log_prefix", "mail_location",
-                                                     "mail_home"))
-    warm_templates(t for value in values for t in (value, unquote(value)))
-    return {"mail_config": cfg}
+    values = [str(cfg.get(name) or "") for name in ("mail_log_prefix", "mail_location",
+                                                     "mail_home")]
+    warm_templates([*values, *map(unquote, values), settings.logout_format])
+    return {"mail_config": cfg, "mail_settings": settings}
+
+
+def prepared_settings(ctx: ServiceContext, kind: type[S]) -> S | None:
+    """The settings ``prepare_service`` made in the master (None: read them per session)."""
+    value = ctx.extra.get("mail_settings")
+    return value if isinstance(value, kind) else None
 
 
 def warm_templates(templates: Iterable[str]) -> None:

@@ -73,9 +73,20 @@ def serve(chan: Channel, session: Session, log: Logger, *, pipelined: bytes = b"
           greeting: bytes | None = None, hibernation: Hibernation | None = None,
           watcher: ChangeWatcher | None = None, bytes_in: int = 0,
           bytes_out: int = 0) -> str:
-    """Run one session to its end and close ``chan``; returns the disconnect reason (also
-    logged). ``watcher``, ``bytes_in``/``bytes_out``: a session restored from hibernation
-    goes on with its mailbox watcher and its counters."""
+    """Run one session to its end and close ``chan`` (after the logout line is logged);
+    returns the disconnect reason. ``watcher``, ``bytes_in``/``bytes_out``: a session
+    restored from hibernation goes on with its mailbox watcher and its counters."""
+    try:
+        return _serve(chan, session, log, pipelined=pipelined, greeting=greeting,
+                      hibernation=hibernation, watcher=watcher, bytes_in=bytes_in,
+                      bytes_out=bytes_out)
+    finally:
+        chan.close()
+
+
+def _serve(chan: Channel, session: Session, log: Logger, *, pipelined: bytes,
+           greeting: bytes | None, hibernation: Hibernation | None,
+           watcher: ChangeWatcher | None, bytes_in: int, bytes_out: int) -> str:
     conn = session.conn
     out = Output(chan)
     out.count = bytes_out
@@ -153,7 +164,6 @@ def serve(chan: Channel, session: Session, log: Logger, *, pipelined: bytes = b"
         if reason != HIBERNATING:
             with contextlib.suppress(ConnectionError, ShortSpan):
                 out.flush(conn)
-        chan.close()
         session.stats.bytes_out = out.count
         session.close()
     if reason == HIBERNATING:

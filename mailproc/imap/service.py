@@ -22,7 +22,7 @@ from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
 from cote.mailproc.anvilreg import register_session
 from cote.mailproc.channel import Channel
-from cote.mailproc.handoffservice import prepare_service, run_service, warm_templates
+from cote.mailproc.handoffservice import prepare_service, prepared_settings, run_service
 from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
 from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
 from cote.storage import StorageError
@@ -231,21 +231,14 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
 
 
 def prepare(config: Config) -> dict[str, Any]:
-    """In the master, before forking: the imap config view, its parsed templates and the
-    ImapSettings, made once instead of in every session's process."""
-    extra = prepare_service(config, "imap")
-    cfg = extra.get("mail_config")
-    if isinstance(cfg, Config):
-        settings = extra["imap_settings"] = ImapSettings.from_config(cfg)
-        warm_templates([settings.logout_format])
-    return extra
+    """In the master, before forking: see ``prepare_service``."""
+    return prepare_service(config, "imap", ImapSettings.from_config)
 
 
 def run(ctx: ServiceContext) -> int:
     """Wait for one client: a hand-off from imap-login (``login/imap``) or a hibernated
     session coming back from imap-hibernate (``imap-master``); serve it; exit."""
-    prepared = ctx.extra.get("imap_settings")
-    settings = prepared if isinstance(prepared, ImapSettings) else None
+    settings = prepared_settings(ctx, ImapSettings)
 
     def serve_mail(cfg: Config, user: MailUser, client: socket.socket,
                    request: HandoffRequest, log: Logger) -> int:

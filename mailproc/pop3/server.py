@@ -35,7 +35,18 @@ LOCKED = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n"
 
 def serve(chan: Channel, maildrop: Maildrop, log: Logger, *, pipelined: bytes = b"",
           greeting: bytes = LOGGED_IN, user_vars: Mapping[str, str | None] | None = None) -> str:
-    """Run one session to its end and close ``chan``; returns the disconnect reason.
+    """Run one session to its end and close ``chan`` (after the logout line is logged);
+    returns the disconnect reason. See ``_serve``."""
+    try:
+        return _serve(chan, maildrop, log, pipelined=pipelined, greeting=greeting,
+                      user_vars=user_vars)
+    finally:
+        chan.close()
+
+
+def _serve(chan: Channel, maildrop: Maildrop, log: Logger, *, pipelined: bytes,
+           greeting: bytes, user_vars: Mapping[str, str | None] | None) -> str:
+    """The session; returns the disconnect reason (for the log line).
     ``user_vars`` (``user``, ``home``, ``remote_ip``...) also serve the logout line, where
     the POP3 variables win a clash (``%u``, ``%s``, ``%p``, ``%i``), as in Dovecot."""
     session = maildrop.session()
@@ -84,7 +95,6 @@ def serve(chan: Channel, maildrop: Maildrop, log: Logger, *, pipelined: bytes = 
             out.drain()
         except ConnectionError:
             pass
-        chan.close()
         # Dovecot commits the session's transaction on any disconnect: UIDLs sent are saved
         # even without QUIT (deletions and \\Seen are not).
         try:

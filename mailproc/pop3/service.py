@@ -18,7 +18,7 @@ from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger
 from cote.mailproc.channel import Channel
-from cote.mailproc.handoffservice import prepare_service, run_service, warm_templates
+from cote.mailproc.handoffservice import prepare_service, prepared_settings, run_service
 from cote.mailproc.mailuser import MailUser
 from cote.mailproc.pop3.maildrop import (
     Maildrop,
@@ -71,13 +71,10 @@ def session_vars(user: MailUser, request: HandoffRequest) -> dict[str, str | Non
 
 
 def prepare(config: Config) -> dict[str, Any]:
-    """In the master, before forking: the pop3 config view, its parsed templates and the
-    Pop3Settings, made once instead of in every session's process."""
-    extra = prepare_service(config, "pop3")
-    cfg = extra.get("mail_config")
-    if isinstance(cfg, Config):
-        settings = extra["pop3_settings"] = Pop3Settings.from_config(cfg)
-        warm_templates([settings.logout_format])
+    """In the master, before forking: see ``prepare_service``; also the UIDL template."""
+    extra = prepare_service(config, "pop3", Pop3Settings.from_config)
+    settings = extra.get("mail_settings")
+    if isinstance(settings, Pop3Settings):
         try:
             uidl_template(settings.uidl_format)
         except VariableError:
@@ -86,8 +83,7 @@ def prepare(config: Config) -> dict[str, Any]:
 
 
 def run(ctx: ServiceContext) -> int:
-    prepared = ctx.extra.get("pop3_settings")
-    settings = prepared if isinstance(prepared, Pop3Settings) else None
+    settings = prepared_settings(ctx, Pop3Settings)
 
     def serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
                        request: HandoffRequest, log: Logger) -> int:
