@@ -312,7 +312,7 @@ class MaildirMailbox(Mailbox):
             files.update(zip(bases, map((sub + "/").__add__, names), strict=True))
             if sub == "new":
                 in_new = bases
-        in_new = [b for b in in_new if files[b][:4] == "new/"]
+        in_new = [b for b in dict.fromkeys(in_new) if files[b][:4] == "new/"]
         return Scan(files, self._read_uidlist(), self._read_slots(), in_new)
 
     def _read_uidlist(self) -> ulfile.Uidlist | None:

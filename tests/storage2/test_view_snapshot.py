@@ -260,3 +260,23 @@ def test_a_view_older_than_the_first_sync_sees_its_messages(tmp_path: Path) -> N
         assert later.index.changed_since(later._box, 2) == [(early.uids[0], FLAGGED, 3)]
     early.close()
     mlist.close()
+
+
+def test_two_names_of_one_base_in_new_give_one_message(tmp_path: Path) -> None:
+    """``new/`` holding the same base twice (with and without an info part): moved once,
+    indexed once, nothing lost."""
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    data = b"Subject: twice\n\nx\n"
+    base = f"1700000000.M1P1.host,S={len(data)},W={len(data) + 3}"
+    (root / "new" / base).write_bytes(data)
+    (root / "new" / f"{base}:2,").write_bytes(data)
+    (root / "new" / "1700000001.M2P1.host").write_bytes(data)
+    mlist = _storage(tmp_path)
+    with _open(mlist) as box:
+        assert len(box) == 2
+        assert [d.size for d in box.details(box.uids)] == [len(data)] * 2
+    with _open(mlist) as box:
+        assert len(box) == 2
+    mlist.close()
