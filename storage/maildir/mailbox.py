@@ -716,13 +716,13 @@ class MaildirMailbox(Mailbox):
         db.execute("BEGIN")
         save: int | None = None
         self._unseen_hint = None
+        built, self._built = self._built, None  # only ever for the load right after it
         try:
             state = self.index.box(self.key, create=False)
             assert state is not None
             self.keywords = self.index.keywords(self._box)
             if self._view_modseq < 0 or state.uidvalidity != self.uidvalidity:
                 reset = self._view_modseq >= 0
-                built, self._built = self._built, None
                 if built is not None and built[:2] == (state.uidvalidity, state.highestmodseq):
                     self.uids, self.flags = built[2], built[3]
                     self.modseqs = array("Q", [state.highestmodseq]) * len(built[2])
