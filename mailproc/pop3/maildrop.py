@@ -162,6 +162,7 @@ class Maildrop:
         self._uidls: dict[int, str] = {}
         self.all_uidls: list[str] | None = None
         self._all_failed = False
+        self._at_once = settings.all_uidls_at_once  # (a property: not once per message)
         self.unsaved: dict[int, str] = {}  # pop3_save_uidl: sent, not yet in the uidlist
 
     def __enter__(self) -> Maildrop:
@@ -207,7 +208,7 @@ class Maildrop:
 
     def uidl(self, index: int) -> str:
         """The UIDL of message ``index`` (0-based), computed once; raises UidlError."""
-        if self.settings.all_uidls_at_once and self.all_uidls is None and not self._all_failed:
+        if self._at_once and self.all_uidls is None and not self._all_failed:
             try:
                 self.all_uidls = self._all_uidls()
             except UidlError:
