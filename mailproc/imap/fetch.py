@@ -188,6 +188,15 @@ def _index_lines(s: Session, chunk: list[int], items: list[FetchAtt],
     names = [a.name for a in items]
     out: list[bytes] = []
     gone = False
+    if names == ["UID", "FLAGS"]:  # every client's flag resync: one format per line
+        for i in chunk:
+            u = uids[i]
+            key = (flags[i], u in recent)
+            text = flag_memo.get(key)
+            if text is None:
+                text = flag_memo[key] = b"FLAGS " + s.flags_of(i)
+            out.append(b"* %d FETCH (UID %d %s)\r\n" % (i + 1, u, text))
+        return b"".join(out), gone
     for i in chunk:
         u = uids[i]
         if need_details and u not in details:
