@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     drop_privileges(args.uid, args.gid)
     try:
         mailboxes = open_storage(location, home=args.home)
-        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
+        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings, synced=True) as maildrop:
             user_vars = dict(values, service="pop3", pid=str(os.getpid()))
             run_stdio(maildrop, log, user_vars)
     except SessionLocked:

@@ -111,7 +111,10 @@ class Maildrop:
     """The INBOX as one POP3 session sees it; a context manager (it may hold the session
     lock, released by :meth:`close`)."""
 
-    def __init__(self, mailbox: Mailbox, settings: Pop3Settings) -> None:
+    def __init__(self, mailbox: Mailbox, settings: Pop3Settings, *,
+                 synced: bool = False) -> None:
+        """``synced``: the mailbox was just opened (``open`` syncs): not synced again,
+        unless the session lock was taken since (the view must be from under it)."""
         self.mailbox = mailbox
         self.settings = settings
         self.lock: Dotlock | None = None
@@ -121,13 +124,14 @@ class Maildrop:
         if settings.lock_session:
             self.lock = lock_session(mailbox)
         try:
-            self._read(mailbox, settings)
+            self._read(mailbox, settings, synced and self.lock is None)
         except BaseException:
             self.close()
             raise
 
-    def _read(self, mailbox: Mailbox, settings: Pop3Settings) -> None:
-        mailbox.sync()
+    def _read(self, mailbox: Mailbox, settings: Pop3Settings, synced: bool) -> None:
+        if not synced:
+            mailbox.sync()
         uids = list(mailbox.uids)
         hidden = 0
         if settings.deleted_flag:  # messages POP3 already "deleted" stay hidden

@@ -42,7 +42,7 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
                                            service="pop3")
-        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings) as maildrop:
+        with mailboxes.open("INBOX") as inbox, Maildrop(inbox, settings, synced=True) as maildrop:
             serve(Channel(client), maildrop, log, pipelined=request.pipelined,
                   user_vars=session_vars(user, request))
     except SessionLocked:
