@@ -1,7 +1,7 @@
 """IMAP responses as exact bytes, appended to one buffered writer per connection.
 
 The formatter never touches a socket: every function returns bytes or appends to a
-``Writer`` that the asyncio adapter drains. A FETCH body can be queued as a ``FileSpan`` (a
+``Writer`` that the I/O adapter drains. A FETCH body can be queued as a ``FileSpan`` (a
 file descriptor range) instead of bytes, so answering FETCH BODY[] for 100,000 messages
 streams: the command produces responses while ``writer.pending`` stays under a high-water
 mark, the adapter sends (``os.sendfile`` for spans) and the command continues.

@@ -1,7 +1,7 @@
 """One authenticated IMAP session: the authenticated and selected states and every command.
 
 The session is sans-IO in the same sense as the parser: it consumes ``Connection`` events and
-writes responses into the connection's one buffered ``Writer``; the asyncio adapter
+writes responses into the connection's one buffered ``Writer``; the I/O adapter
 (``server.py``) moves bytes. Storage calls block, which is fine: a mail process serves one
 user. ``handle(event)`` returns a generator; a command that produces much output (FETCH of
 100,000 messages, a 50 MB body) yields whenever the writer holds more than ``HIGH_WATER``
