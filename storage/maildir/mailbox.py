@@ -264,17 +264,24 @@ class MaildirMailbox(Mailbox):
         return Dotlock(self.uidlist_path, mode=self.mlist.file_mode)
 
     def _trusted_sig(self) -> str | None:
-        """With ``maildir_very_dirty_syncs``: the signature before cote's own change under the
-        lock, if the index was up to date with the disk (else None: rescan as usual)."""
-        if not self.mlist.settings.very_dirty_syncs:
-            return None
-        sig = self._disk_sig().removeprefix("dirty:")
+        """The signature before cote's own change under the lock, if the index was up to
+        date with the disk (else None: the next sync scans as usual)."""
+        sig = self._disk_sig()
         return sig if self.index.box_sig(self.key) == sig else None
 
     def _keep_trusted_sig(self, before: str | None) -> None:
-        """Inside the index transaction after cote's own change: the index still matches."""
+        """Inside the index transaction after cote's own change: the index still matches the
+        disk, so the next command's sync need not list the mailbox again (four listings per
+        IMAP session of STORE, APPEND, EXPUNGE before). As Dovecot after its own renames
+        (its "delayed refresh"), the signature is kept dirty unless
+        ``maildir_very_dirty_syncs``: it matches while the directories keep changing, and
+        the first sync after they have been quiet for the dirty window lists the mailbox
+        once, for a change another writer may have made in the same clock tick as ours."""
         if before is not None:
-            self.index.update_box(self._box, sig=self._disk_sig().removeprefix("dirty:"))
+            sig = self._disk_sig().removeprefix("dirty:")
+            if not self.mlist.settings.very_dirty_syncs:
+                sig = "dirty:" + sig
+            self.index.update_box(self._box, sig=sig)
 
     def _disk_sig(self) -> str:
         parts: list[str] = []
