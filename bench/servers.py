@@ -259,6 +259,13 @@ class Server(ABC):
             self.stop()
             raise
 
+    def restart(self, protocols: tuple[str, ...] = ("imap",)) -> None:
+        """Stop and launch again on the same files: a fresh process tree."""
+        self.stop()
+        self.launch()
+        for protocol in protocols:
+            self.probe(protocol)
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:

@@ -4,9 +4,10 @@ N clients (default 1,000) log in, SELECT INBOX and enter IDLE; both servers run 
 ``imap_hibernate_timeout = HIBERNATE_TIMEOUT`` and the measure waits for it to pass, so the idle
 sessions sit in imap-hibernate. Once all are idling the PSS of
 every process of the server (the master and all its descendants, from
-/proc/PID/smaps_rollup) is summed and compared with the same sum before the connections:
-(after − before) / N. PSS charges shared pages fractionally, so forked processes are not
-counted twice. Each connection has its own user (Dovecot allows 10 per user and IP).
+/proc/PID/smaps_rollup) is summed and compared with the same sum before the connections,
+taken on a freshly restarted server: (after − before) / N. PSS charges shared pages
+fractionally, so forked processes are not counted twice. Each connection has its own user
+(Dovecot allows 10 per user and IP).
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ class IdleMemory(Scenario):
         figures = []
         for tls in (False, True):
             variant = "TLS" if tls else "plain"
+            # From a fresh process tree each time: after a variant (or an earlier run) the
+            # processes keep heap they grew and freed, and the next one's connections would
+            # fill that first (seen: per-connection figures of ~0 and below 0).
+            server.restart(self.protocols)
             before = settle(server, 5)
             processes_before = len(server.pids())
             held = hold_connections(IdleClient(tls), server.endpoints, self.users,
