@@ -141,7 +141,7 @@ def wait_for_logouts(dc: DovecotOracle, count: int) -> None:
             try:
                 if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
                     break
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):  # gone (ESRCH while exiting)
                 break
             time.sleep(0.05)
 
