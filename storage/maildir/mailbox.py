@@ -56,11 +56,11 @@ from cote.storage.notify import watch
 if TYPE_CHECKING:
     from cote.storage.maildir.list import MaildirList
 
+#: the internal date of a message indexed from its name alone (read from the file on demand)
+UNKNOWN_DATE = -1.0
 #: a directory whose mtime is this close to "now" may change again within the same mtime
 #: tick (the kernel's coarse clock): its signature is not trusted and the next sync rescans.
 #: File systems with whole-second mtimes get a whole second.
-#: the internal date of a message indexed from its name alone (read from the file on demand)
-UNKNOWN_DATE = -1.0
 DIRTY_NS = 50_000_000
 DIRTY_NS_COARSE = 1_000_000_000
 TMP_CHECK_SECS = 8 * 3600
@@ -93,7 +93,7 @@ class Scan(NamedTuple):
     files: dict[str, str]  # base -> "new/<name>" | "cur/<name>"
     uidlist: ulfile.Uidlist | None
     slots: list[str | None]
-    in_new: list[str] | None = None  # bases whose file is in new/ (None: not known)
+    in_new: list[str]  # bases whose file is in new/
 
 
 class Pop3Source(NamedTuple):
@@ -397,8 +397,7 @@ class MaildirMailbox(Mailbox):
         by_base = ul.by_base()
         if any(base not in by_base for base in scan.files):
             return True
-        if self._moves_new and (scan.in_new if scan.in_new is not None else
-                                 any(f.startswith("new/") for f in scan.files.values())):
+        if self._moves_new and scan.in_new:
             return True
         live = {by_base[b] for b in scan.files}
         return any(uid not in live for uid in known)
@@ -454,27 +453,26 @@ class MaildirMailbox(Mailbox):
         start = len(ul.uids)
         ul.extend(ul.real_next_uid, fresh)
         files = dict(scan.files)
+        in_new = scan.in_new
         if self._moves_new:
-            in_new = scan.in_new if scan.in_new is not None else \
-                [b for b, f in scan.files.items() if f[:4] == "new/"]
             for base in in_new:
+                lock.touch()
                 fname = scan.files[base]
-                if fname[:4] == "new/":
-                    lock.touch()
-                    name = fname[4:]
-                    dest = f"cur/{name}" if fn.INFO_SEP in name else f"cur/{name}{fn.INFO_SEP}"
-                    try:
-                        os.rename(self._full(fname), self._full(dest))
-                        files[base] = dest
-                    except FileNotFoundError:
-                        files.pop(base, None)
+                name = fname[4:]
+                dest = f"cur/{name}" if fn.INFO_SEP in name else f"cur/{name}{fn.INFO_SEP}"
+                try:
+                    os.rename(self._full(fname), self._full(dest))
+                    files[base] = dest
+                except FileNotFoundError:
+                    files.pop(base, None)
+            in_new = []
         if rewrite:
             self._write_uidlist(ul)
         elif fresh:
             self._append_uidlist(ul, start)
         if not self.readonly:
             self._clean_tmp()
-        return Scan(files, ul, scan.slots)
+        return Scan(files, ul, scan.slots, in_new)
 
     def _clean_tmp(self) -> None:
         """Remove what crashed writers left in ``tmp/`` (older than 36 h), checking at most
