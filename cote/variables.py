@@ -670,12 +670,17 @@ def compile_template(template: str) -> Template:
 _cache: dict[str, Template] = {}
 
 
-def expand(template: str, values: Values, *, escape: Escape | None = None,
-           fields: Fields | None = None) -> str:
-    """Expand ``template`` once (parsed templates are cached per process)."""
+def cached_template(template: str) -> Template:
+    """``template`` parsed once per process (a master parses before it forks)."""
     compiled = _cache.get(template)
     if compiled is None:
         if len(_cache) > 1024:
             _cache.clear()
         compiled = _cache[template] = Template(template)
-    return compiled.expand(values, escape=escape, fields=fields)
+    return compiled
+
+
+def expand(template: str, values: Values, *, escape: Escape | None = None,
+           fields: Fields | None = None) -> str:
+    """Expand ``template`` once (parsed templates are cached per process)."""
+    return cached_template(template).expand(values, escape=escape, fields=fields)

@@ -26,7 +26,7 @@ from cote.storage import flags as F
 from cote.storage.dotlock import Dotlock, LockTimeout
 from cote.storage.errors import MessageGone
 from cote.storage.mbox.mailbox import MboxMailbox
-from cote.variables import Template, VariableError, compile_template
+from cote.variables import Template, VariableError, cached_template
 
 DEFAULT_UIDL_FORMAT = "%08Xu%08Xv"
 DEFAULT_LOGOUT_FORMAT = "top=%t/%p, retr=%r/%b, del=%d/%m, size=%s"
@@ -96,17 +96,6 @@ class Pop3Settings:
         return self.delete_type == "default" and bool(self.deleted_flag)
 
 
-_uidl_templates: dict[str, Template] = {}
-
-
-def uidl_template(fmt: str) -> Template:
-    """``pop3_uidl_format`` parsed once per process (the master parses it before forking)."""
-    template = _uidl_templates.get(fmt)
-    if template is None:
-        template = _uidl_templates[fmt] = compile_template(fmt)
-    return template
-
-
 class Maildrop:
     """The INBOX as one POP3 session sees it; a context manager (it may hold the session
     lock, released by :meth:`close`)."""
@@ -118,7 +107,7 @@ class Maildrop:
         self.mailbox = mailbox
         self.settings = settings
         self.lock: Dotlock | None = None
-        self.template = uidl_template(settings.uidl_format)
+        self.template = cached_template(settings.uidl_format)
         self.keys = _template_keys(self.template)
         self._check_format()
         if settings.lock_session:

@@ -18,19 +18,23 @@ from cote.handoff import HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger
 from cote.mailproc.channel import Channel
-from cote.mailproc.handoffservice import prepare_service, prepared_settings, run_service
+from cote.mailproc.handoffservice import (
+    prepare_service,
+    prepared_settings,
+    run_service,
+    warm_templates,
+)
 from cote.mailproc.mailuser import MailUser
 from cote.mailproc.pop3.maildrop import (
     Maildrop,
     Pop3Settings,
     SessionLocked,
     UidlFormatError,
-    uidl_template,
 )
 from cote.mailproc.pop3.server import refuse_locked, serve
 from cote.storage import StorageError
 from cote.storage.namespaces import Namespaces
-from cote.variables import VariableError, user_values
+from cote.variables import user_values
 
 
 def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
@@ -75,10 +79,7 @@ def prepare(config: Config) -> dict[str, Any]:
     extra = prepare_service(config, "pop3", Pop3Settings.from_config)
     settings = extra.get("mail_settings")
     if isinstance(settings, Pop3Settings):
-        try:
-            uidl_template(settings.uidl_format)
-        except VariableError:
-            pass  # each session reports it
+        warm_templates([settings.uidl_format])
     return extra
 
 
