@@ -28,7 +28,7 @@ from cote.mailproc.userdb import (
     confirm_login,
     connect,
 )
-from cote.variables import VariableError, expand
+from cote.variables import VariableError, cached_template
 
 HANDOFF_TIMEOUT = 30.0
 
@@ -152,12 +152,12 @@ def prepared_settings(ctx: ServiceContext, kind: type[S]) -> S | None:
 
 
 def warm_templates(templates: Iterable[str]) -> None:
-    """Parse ``templates`` into ``cote.variables.expand``'s per-process cache."""
+    """Parse ``templates`` into ``cote.variables``' per-process template cache."""
     for template in set(templates) - {""}:
         try:
-            expand(template, {})  # parsed and cached even when values are missing
+            cached_template(template)
         except VariableError:
-            pass
+            pass  # each session reports it
 
 
 def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_reason: str,
