@@ -25,6 +25,7 @@ from tests.login2.differential import backend_login_line
 from tests.support.cote import CoteServer
 from tests.support.dovecot import DovecotOracle
 from tests.support.env import free_port
+from tests.support.listener import ThreadedListener
 
 USERS = ["mplain", "mlogin", "nopipe", "piped", "noauth", "refresh", "always", "badmech",
          "pplain", "plogin", "pnopipe", "ppiped"]
@@ -50,22 +51,21 @@ class Relay:
         self.target = target_port
         self.connections: list[Connection] = []
         self.lock = threading.Lock()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.listener = ThreadedListener(socket.create_server(("127.0.0.1", self.port)),
+                                         self._relay)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
+    def _relay(self, client: socket.socket) -> None:
+        try:
             backend = socket.create_connection(("127.0.0.1", self.target))
-            conn = Connection()
-            with self.lock:
-                self.connections.append(conn)
-            for a, b, direction in ((client, backend, ">"), (backend, client, "<")):
-                threading.Thread(target=self._pump, args=(a, b, direction, conn),
-                                 daemon=True).start()
+        except OSError:  # the backend is gone: the proxy sees the connection closed
+            client.close()
+            return
+        conn = Connection()
+        with self.lock:
+            self.connections.append(conn)
+        for a, b, direction in ((client, backend, ">"), (backend, client, "<")):
+            threading.Thread(target=self._pump, args=(a, b, direction, conn),
+                             daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, direction: str,
               conn: Connection) -> None:
@@ -93,7 +93,7 @@ class Relay:
             return self.connections[-1]
 
     def close(self) -> None:
-        self.sock.close()
+        self.listener.close()
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import imaplib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from tests.master.conftest import MasterServer
 from tests.storage2.conftest import as_vmail, crlf, message, open_cote, oracle_conf
 from tests.support.dovecot import DovecotOracle, dovecot_available
 from tests.support.env import remove_dir, server_dir
+from tests.support.listener import ThreadedListener
 
 WARN_PLUGIN = {
     "quota": "maildir:User quota",
@@ -34,25 +34,19 @@ class Recorder:
     """A UNIX socket server keeping every request it receives."""
 
     def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.bind(str(path))
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
         path.chmod(0o666)
-        self.sock.listen(8)
+        sock.listen(8)
         self.requests: list[bytes] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.listener = ThreadedListener(sock, self._keep)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(4096):
-                    data += chunk
-                self.requests.append(data)
+    def _keep(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            self.requests.append(data)
 
     def wait(self, n: int) -> list[bytes]:
         deadline = time.monotonic() + 5
@@ -61,7 +55,7 @@ class Recorder:
         return self.requests
 
     def close(self) -> None:
-        self.sock.close()
+        self.listener.close()
 
 
 @pytest.fixture

@@ -18,11 +18,22 @@ TEST_ROOT = Path("/tmp/cote-tests")
 MAIL_USER = "cotevmail"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the kernel picks it; races are unlikely)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago and that this process has not handed out before.
+
+    The kernel may pick the same port for two binds in a row once the first socket is closed,
+    and a fixture asks for several ports before its server binds any of them: a port seen
+    before is skipped, so one server never gets two listeners on the same port."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def server_dir(prefix: str) -> Path:
