@@ -24,7 +24,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from operator import itemgetter, methodcaller
+from itertools import compress
+from operator import itemgetter, methodcaller, not_
 from typing import TYPE_CHECKING, BinaryIO, Generic, NamedTuple, TypeVar, cast, overload
 
 from cote.storage import flags as F
@@ -156,7 +157,8 @@ class _Column(Generic[T]):
             return self
         if box._packed is not None:
             box._unpack()
-        return cast(T, getattr(box, self.slot))
+        value: T = getattr(box, self.slot)  # (no typing.cast call: this runs per element)
+        return value
 
     def __set__(self, box: MaildirMailbox, value: T) -> None:
         box._drop_packed()
@@ -227,6 +229,13 @@ class MaildirMailbox(Mailbox):
     def __len__(self) -> int:
         packed = self._packed
         return packed.count if packed is not None else len(self._uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        if self._packed is not None:
+            self._unpack()
+        uids = self._uids
+        i = bisect_left(uids, uid)
+        return i + 1 if i < len(uids) and uids[i] == uid else None
 
     def _drop_packed(self) -> None:
         if self._packed is not None:
@@ -395,12 +404,11 @@ class MaildirMailbox(Mailbox):
         if ul is None:
             return True
         by_base = ul.by_base()
-        if any(base not in by_base for base in scan.files):
-            return True
+        if not by_base.keys() >= scan.files.keys():
+            return True  # a file without a UID
         if self._moves_new and scan.in_new:
             return True
-        live = {by_base[b] for b in scan.files}
-        return any(uid not in live for uid in known)
+        return not set(map(by_base.__getitem__, scan.files)).issuperset(known)
 
     def _sync_disk(self) -> None:
         sig = self._disk_sig()
@@ -610,7 +618,7 @@ class MaildirMailbox(Mailbox):
         live = cast("dict[int, str]", dict(zip(ul.uids, fnames, strict=True)))
         if None in fnames:
             live = {uid: f for uid, f in live.items() if f is not None}
-        gone = [uid for uid in known if uid not in live]
+        gone = sorted(known.keys() - live.keys())
         if gone:
             gone = self._confirm_gone(gone, known, live, ul)
         if gone:
@@ -620,8 +628,8 @@ class MaildirMailbox(Mailbox):
         rows = []
         # only what differs from the index is looked at one by one (a rescan of 100k
         # messages after a delivery: a few)
-        todo = sorted(uid for uid, f in live.items()
-                      if (was := known.get(uid)) is None or was[0] != f)
+        known_names = dict(zip(known, map(_BASE, known.values()), strict=True))
+        todo = sorted(uid for uid, _ in live.items() - known_names.items())
         for uid in todo:
             fname = live[uid]
             old = known.get(uid)
@@ -890,32 +898,47 @@ class MaildirMailbox(Mailbox):
         except (sqlite3.Error, OSError):
             pass  # a busy or read-only index: the next full load reads rows again
 
+    #: expunges from a view up to this many are deleted in place; more rebuild the columns
+    _DELETE_IN_PLACE = 16
+
     def _apply_view_changes(self, expunged: list[int],
                             changes: list[tuple[int, int | str, int]]) -> tuple[int, list[int]]:
+        """Apply expunges (UIDs of the view, ascending) and changed rows to the columns,
+        read once into locals: the column descriptors are never called per message."""
         if expunged or changes:
             self._unseen_hint = None
-        if expunged:
-            gone = set(expunged)
-            keep = [i for i, u in enumerate(self.uids) if u not in gone]
-            self.uids = array("I", [self.uids[i] for i in keep])
-            self.flags = [self.flags[i] for i in keep]
-            self.modseqs = array("Q", [self.modseqs[i] for i in keep])
+        if self._packed is not None:
+            self._unpack()
+        uids, flags, modseqs = self._uids, self._flags, self._modseqs
+        if len(expunged) <= self._DELETE_IN_PLACE:
+            for uid in reversed(expunged):  # (the usual case: one message, no copy)
+                i = bisect_left(uids, uid)
+                if i < len(uids) and uids[i] == uid:
+                    del uids[i], flags[i], modseqs[i]
+        else:
+            keep = list(map(not_, map(set(expunged).__contains__, uids)))
+            self._uids = uids = array("I", compress(uids, keep))
+            self._flags = flags = list(compress(flags, keep))
+            self._modseqs = modseqs = array("Q", compress(modseqs, keep))
         new = 0
         flag_changes: list[int] = []
+        private = self.private is not None
         for uid, flags_db, modseq in changes:
-            bits = self._overlay(uid, bits_from_db(flags_db))
-            seq = self.seq_of(uid)
-            if seq is not None:
-                if self.flags[seq - 1] != bits or self.modseqs[seq - 1] != modseq:
+            bits = bits_from_db(flags_db)
+            if private:
+                bits = self._overlay(uid, bits)
+            i = bisect_left(uids, uid)
+            if i < len(uids) and uids[i] == uid:
+                if flags[i] != bits or modseqs[i] != modseq:
                     # changed, even if a later change restored the flags: Dovecot reports
                     # every message its transaction log shows a flag change for
                     flag_changes.append(uid)
-                    self.flags[seq - 1] = bits
-                    self.modseqs[seq - 1] = modseq
-            elif not self.uids or uid > self.uids[-1]:
-                self.uids.append(uid)
-                self.flags.append(bits)
-                self.modseqs.append(modseq)
+                    flags[i] = bits
+                    modseqs[i] = modseq
+            elif i == len(uids):
+                uids.append(uid)
+                flags.append(bits)
+                modseqs.append(modseq)
                 new += 1
         return new, flag_changes
 

@@ -38,6 +38,26 @@ def test_uidlist_round_trip(uidvalidity: int, next_uid: int,
     assert ul.format(back) == data
 
 
+@given(st.integers(0, 5),
+       st.lists(st.tuples(st.integers(0, 2**33), exts, st.sampled_from(["", "b", "c,S=1"])),
+                max_size=12))
+def test_uidlist_records_follow_the_rule_in_any_order(last: int,
+                                                      records: list[tuple[int, str, str]]
+                                                      ) -> None:
+    """Whole columns at once when the records are in order, one by one otherwise: either
+    way a record counts only with a 32-bit UID above the last one kept and a base name."""
+    text = "".join(f"{uid} {ext} :{base}\n" for uid, ext, base in records)
+    parsed = ul.Uidlist(uidvalidity=1)
+    if last:
+        parsed.add(last, "first")
+    ul.parse_records(parsed, text)
+    want: list[tuple[int, str, str]] = [(last, "", "first")] if last else []
+    for uid, ext, base in records:
+        if (want[-1][0] if want else 0) < uid < 2**32 and base:
+            want.append((uid, ext, base))
+    assert list(zip(parsed.uids, parsed.exts, parsed.bases, strict=True)) == want
+
+
 @given(st.binary(max_size=300))
 def test_uidlist_parser_never_crashes(data: bytes) -> None:
     try:
