@@ -146,6 +146,9 @@ class Maildrop:
             uids[:] = [uid for uid in uids if uid in by_uid]
         details = [by_uid[uid] for uid in uids]
         self.sizes = [d.vsize for d in details]
+        # as Dovecot's RETR: only a message without \Seen in this view is marked at QUIT
+        # (an unchanged message is not rewritten, so the next session need not sync it)
+        self.unseen_at_login = [not d.flags & F.SEEN for d in details]
         if settings.fast_size_lookups:
             # Dovecot: the virtual size if known without reading (W=), else the physical
             # size (S=), else it reads the message after all.
@@ -345,7 +348,8 @@ class Maildrop:
         deleted = [self.uids[i] for i in sorted(session.deleted)]
         self.save_uidls()
         if not self.settings.no_flag_updates:
-            seen = [self.uids[i] for i in sorted(session.seen - session.deleted)]
+            unseen = self.unseen_at_login
+            seen = [self.uids[i] for i in sorted(session.seen - session.deleted) if unseen[i]]
             if seen:
                 self.mailbox.store(seen, "+", ["\\Seen"])
         if not deleted:
