@@ -91,6 +91,13 @@ _SCHEMA = _SCHEMA.replace("{seen(new)}", _bit_sql("new", 1, "13579bdf")) \
 _INSERT_TRIGGER = next(stmt for stmt in _SCHEMA.split(";\n")
                        if "TRIGGER IF NOT EXISTS msg_counted_in" in stmt)
 _TABLES = ("meta", "mailbox", "keyword", "msg", "expunged", "snapshot")
+_HAS_COLUMN = "(SELECT instr(sql, ' {1} ') > 0 FROM sqlite_master WHERE name='{0}')"
+_OPEN_CHECK = ", ".join(["SELECT (SELECT value FROM meta WHERE key='schema')",
+                         *(_HAS_COLUMN.format(t, c) for t, c, _ in _ADDED_COLUMNS)])
+"""One statement on open: the schema version, and whether each added column is there
+(``ALTER TABLE ADD COLUMN`` appends `` name TYPE`` to the table's SQL)."""
+WAL_AUTOCHECKPOINT = 100
+"""Pages in the WAL before a commit copies them back (SQLite's default: 1000, ~4 MB)."""
 FIRST_MODSEQ = 2
 """The modseq of a box's first indexed messages (a fresh box starts at HIGHESTMODSEQ 1):
 rows with it are left out of the ``msg_modseq`` index (partial, ``modseq > 2``), so a cold
@@ -202,7 +209,7 @@ class Index:
         # (SQLite gives -wal/-shm the database file's mode, and its owner when root)
         self.gid = gid
         try:
-            self.db = self._open(file_mode)
+            self.db = self._open()
         except sqlite3.DatabaseError:
             if path == ":memory:":
                 raise
@@ -212,33 +219,29 @@ class Index:
                     os.unlink(path + suffix)
                 except FileNotFoundError:
                     pass
-            self.db = self._open(file_mode)
+            self.db = self._open()
 
-    def _open(self, file_mode: int) -> sqlite3.Connection:
-        if self.path != ":memory:" and not os.path.exists(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", mode=self.dir_mode, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode)
-            try:
-                os.fchmod(fd, file_mode)
-                if self.gid != -1:
-                    os.fchown(fd, -1, self.gid)
-            finally:
-                os.close(fd)
+    def _open(self) -> sqlite3.Connection:
+        wal = self.path != ":memory:" and self._is_wal()
+        # (the busy timeout is connect's: 60 s)
         db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                              check_same_thread=False)
         try:
-            db.execute("PRAGMA busy_timeout=60000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            # INSERT OR REPLACE deletes the old row: its counter trigger must run
-            db.execute("PRAGMA recursive_triggers=ON")
+            # WAL mode is kept in the file: set again only on a new (or foreign) file.
+            # INSERT OR REPLACE deletes the old row: its counter trigger must run.
+            # A small WAL: a process that opens the index alone (the usual case: mail
+            # processes end without closing it) reads every frame of it back first.
+            db.executescript(("" if wal else "PRAGMA journal_mode=WAL;")
+                             + "PRAGMA synchronous=NORMAL; PRAGMA recursive_triggers=ON;"
+                             + f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT};")
             self.db = db
             try:
-                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                row = db.execute(_OPEN_CHECK).fetchone()
             except sqlite3.OperationalError:
                 row = None
             if row is not None and row[0] == SCHEMA_VERSION:
-                self._add_columns(db)
+                if not all(row[1:]):
+                    self._add_columns(db)
                 return db
             with self.write():
                 if row is not None:  # an older cache: rebuilt from the mail store
@@ -252,6 +255,26 @@ class Index:
             db.close()
             raise
         return db
+
+    def _is_wal(self) -> bool:
+        """Whether the file exists in WAL mode (its header's format bytes are 2); a missing
+        file is created first, with the mail root's mode and group."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(self.path) or ".", mode=self.dir_mode, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
+            try:
+                os.fchmod(fd, self.file_mode)
+                if self.gid != -1:
+                    os.fchown(fd, -1, self.gid)
+            finally:
+                os.close(fd)
+            return False
+        try:
+            return os.pread(fd, 2, 18) == b"\x02\x02"
+        finally:
+            os.close(fd)
 
     def _add_columns(self, db: sqlite3.Connection) -> None:
         for table, column, kind in _ADDED_COLUMNS:
@@ -475,6 +498,20 @@ class Index:
         return sorted(uid for (uid,) in rows)
 
     def details(self, box: int, uids: Sequence[int]) -> list[tuple[Any, ...]]:
+        """``(uid, flags, modseq, idate, size, vsize)`` of the UIDs that exist, by UID. A
+        dense set (a whole POP3 maildrop, a FETCH 1:*) is read as one primary-key range,
+        much cheaper in SQLite than a long ``IN`` list; a sparse one by ``IN`` chunks."""
+        if not uids:
+            return []
+        lo, hi = min(uids), max(uids)
+        if hi - lo < 2 * len(uids):
+            rows = self.db.execute(
+                "SELECT uid, flags, modseq, idate, size, vsize FROM msg "
+                "WHERE box=? AND uid BETWEEN ? AND ?", (box, lo, hi)).fetchall()
+            wanted = set(uids)
+            if len(wanted) != hi - lo + 1:  # not the whole range: others are left out
+                rows = [r for r in rows if r[0] in wanted]
+            return rows
         out: list[tuple[Any, ...]] = []
         for i in range(0, len(uids), 500):
             chunk = list(uids[i : i + 500])

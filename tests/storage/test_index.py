@@ -13,6 +13,7 @@ import pytest
 
 from cote.storage import flags as F
 from cote.storage.index import NAME as INDEX_NAME
+from cote.storage.index import WAL_AUTOCHECKPOINT, Index
 from cote.storage.maildir.list import MaildirList
 from tests.storage.conftest import as_vmail
 from tests.support.dovecot import DovecotOracle
@@ -219,3 +220,63 @@ def test_recent_belongs_to_the_first_session(root: Path) -> None:
     assert first.recent_uids() == [*uids, late]
     second.sync()
     assert second.recent_uids() == []
+
+
+def test_details_reads_dense_and_sparse_uid_sets_alike(root: Path) -> None:
+    """A dense set is read as one UID range (a whole maildrop), a sparse one by IN lists:
+    both give exactly the asked UIDs that exist, by UID."""
+    root.mkdir(parents=True)
+    index = Index(str(root / INDEX_NAME))
+    box = index.box("INBOX")
+    assert box is not None
+    index.insert(box.id, [(uid, f"f{uid}", 0, 2, float(uid), uid, uid + 1)
+                          for uid in range(1, 51) if uid != 10])
+    uids = lambda rows: [r[0] for r in rows]  # noqa: E731
+    assert uids(index.details(box.id, range(1, 51))) == [u for u in range(1, 51) if u != 10]
+    assert uids(index.details(box.id, [12, 5, 5, 7])) == [5, 7, 12]  # dense, not whole
+    assert uids(index.details(box.id, [9, 10, 11])) == [9, 11]
+    assert uids(index.details(box.id, [40, 1])) == [1, 40]  # sparse
+    assert index.details(box.id, [10]) == [] and index.details(box.id, []) == []
+    assert index.details(box.id, [3])[0] == (3, 0, 2, 3.0, 3, 4)
+    index.close()
+
+
+def test_the_wal_stays_small_for_the_next_process(root: Path) -> None:
+    """Mail processes end without closing the index, so the next one to open it alone reads
+    the whole WAL back: commits copy it into the database long before SQLite's 4 MB."""
+    root.mkdir(parents=True)
+    path = root / INDEX_NAME
+    index = Index(str(path))
+    box = index.box("INBOX")
+    assert box is not None
+    index.insert(box.id, [(uid, f"f{uid}", 0, 2, 0.0, 100, 100) for uid in range(1, 2001)])
+    for uid in range(1, 2001, 7):  # one flag change per transaction, spread over the pages
+        with index.write():
+            index.set_file(box.id, uid, f"f{uid}:2,S", 1, 3)
+    frame = 24 + index.db.execute("PRAGMA page_size").fetchone()[0]
+    assert (path.parent / (INDEX_NAME + "-wal")).stat().st_size <= 32 + frame * 2 * \
+        WAL_AUTOCHECKPOINT
+    assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    index.close()
+
+
+def test_an_index_from_before_a_cache_column_gets_it(root: Path) -> None:
+    """Columns added after a schema version are ALTERed in on open, once."""
+    root.mkdir(parents=True)
+    path = str(root / INDEX_NAME)
+    index = Index(path)
+    columns = [r[1] for r in index.db.execute("PRAGMA table_info(msg)")]
+    kept = ", ".join(c for c in columns if c != "searchhdr")
+    index.db.executescript(
+        f"BEGIN; CREATE TABLE old AS SELECT {kept} FROM msg; DROP TABLE msg; "
+        "CREATE TABLE msg(box INTEGER NOT NULL, uid INTEGER NOT NULL, fname TEXT NOT NULL, "
+        "flags NOT NULL, modseq INTEGER NOT NULL, idate REAL NOT NULL, size INTEGER NOT NULL, "
+        "vsize INTEGER NOT NULL, envelope BLOB, bodystructure BLOB, sortkeys BLOB, "
+        "PRIMARY KEY(box, uid)) WITHOUT ROWID; "
+        f"INSERT INTO msg SELECT * FROM old; DROP TABLE old; COMMIT;")
+    index.close()
+    for _ in range(2):
+        index = Index(path)
+        assert [r[1] for r in index.db.execute("PRAGMA table_info(msg)")] == columns
+        assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        index.close()
