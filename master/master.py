@@ -113,16 +113,19 @@ class Service:
         if self.spec.type in ("log", "anvil") or self.spec.name in SPECIAL_KEEP:
             return max(1, self.spec.process_min_avail)
         if self.warm_spares():
-            # Services that fork a process per client keep a few forked ahead (warm, from
-            # the master's frozen state): clients never wait for a fork, and a burst is not
-            # served one fork at a time. Dovecot forks on demand; only `ps` tells apart.
+            # Mail services, and login services that fork a process per client, keep a few
+            # processes ahead (forked warm, from the master's frozen state): clients never
+            # wait for a fork, and a burst is not served one fork at a time. Dovecot forks
+            # on demand; only `ps` tells apart.
             return max(self.spec.process_min_avail,
                        min(WARM_SPARES, max(0, self.spec.process_limit - 1)))
         return self.spec.process_min_avail
 
     def warm_spares(self) -> bool:
-        return self.spec.service_count == 1 and (
-            self.spec.type == "login" or self.spec.name in WARM_MAIL_SERVICES)
+        # (mail processes with service_count != 1 are spares again after each client)
+        if self.spec.type == "login":
+            return self.spec.service_count == 1
+        return self.spec.name in WARM_MAIL_SERVICES
 
 
 Loader = Callable[[str], Any]
@@ -740,6 +743,8 @@ class Master:
             # its report: read it now, or a healthy process looks like a failed start.
             self._read_status(svc)
         del svc.processes[pid]
+        if svc.drop_at is not None and svc.process_count() < svc.spec.process_limit:
+            svc.drop_at = None  # a process slot is free: waiting connections get a process
         text = exit_text(svc.spec, status)
         now = time.monotonic()
         if text is not None and not (proc.stopping and self._expected(status)):
