@@ -69,9 +69,13 @@ class HandoffReply:
     ok: bool
     mail_pid: int = 0  # for the login log line's mpid=
     reason: str = ""  # when not ok: shown to the client as a temporary failure
+    # when not ok: this process cannot serve the user (it already became another uid);
+    # the login process hands the client to the service again, which another process takes
+    retry: bool = False
 
     def encode(self) -> bytes:
-        data = {"ok": self.ok, "mail_pid": self.mail_pid, "reason": self.reason}
+        data = {"ok": self.ok, "mail_pid": self.mail_pid, "reason": self.reason,
+                "retry": self.retry}
         return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
     @classmethod

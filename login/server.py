@@ -57,6 +57,10 @@ from cote.login.proxy_session import BackendFailure, ProxyNotify, backend_login
 from cote.login.tlsconfig import ClientCert, client_certificate, sni_name
 
 HANDOFF_TIMEOUT = 30.0
+# A mail process that already serves another uid (service_count != 1) answers "retry"
+# without touching the login: the hand-off goes to the service again, and each process that
+# said so has stopped taking clients, so another one (a fresh one at worst) takes it.
+HANDOFF_ATTEMPTS = 4
 CLOSE_GRACE = 1.0  # seconds a closed connection may take to flush before it is aborted
 RELAY_CHUNK = 65536
 PROXY_FAILURE = "Account is temporarily unavailable."  # any proxying error, as Dovecot says
@@ -750,7 +754,10 @@ class LoginConnection(asyncio.Protocol):
             sock = self.transport.get_extra_info("socket")
             client_fd = sock.fileno()
         try:
-            reply = await self._send_handoff(message, client_fd)
+            for _attempt in range(HANDOFF_ATTEMPTS):
+                reply = await self._send_handoff(message, client_fd)
+                if not reply.retry:
+                    break
         except (OSError, HandoffError, TimeoutError) as e:
             self.settings.log.error(f"Hand-off to {self.settings.mail_socket} failed: {e}")
             reply = HandoffReply(False, reason="Internal login failure")

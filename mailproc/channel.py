@@ -1,9 +1,10 @@
 """Blocking I/O for a mail process's one client: a socket, or stdin/stdout for the tools.
 
-A mail process serves one client, so it needs no event loop: it waits in ``poll()`` for the
-client (and, in IMAP IDLE, the mailbox watcher) and writes with blocking sends. Measured in
-a process forked from the master, an asyncio loop with a stream pair costs ~2.8 ms of CPU
-and ~590 copy-on-write page faults before the first byte; this costs ~0.3 ms.
+A mail process serves one client at a time, so it needs no event loop: it waits in
+``poll()`` for the client (and, in IMAP IDLE, the mailbox watcher) and writes with blocking
+sends. Measured in a process forked from the master, an asyncio loop with a stream pair
+costs ~2.8 ms of CPU and ~590 copy-on-write page faults before the first byte; this costs
+~0.3 ms.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""What the imap and pop3 services share: taking one hand-off from a login process.
+"""What the imap and pop3 services share: taking hand-offs from login processes.
 
-Both start as root (warm, from the master's fork), take one hand-off on a ``login/<proto>``
+Both start as root (warm, from the master's fork), take a hand-off on a ``login/<proto>``
 socket, ask the auth daemon to confirm the login (auth-master REQUEST: nothing the login
 process says about who the user is is believed), answer the login process, register the
-session with anvil and only then, as the user, serve mail. One process never serves two
-users. The protocol-specific part is the ``serve`` callback.
+session with anvil and only then, as the user, serve mail. With ``service_count != 1`` the
+process then takes the next hand-off, one client at a time, for users of the uid and gid it
+became; a user of another one goes back to the login process for another process. The
+protocol-specific part is the ``serve`` callback.
 """
 
 from __future__ import annotations
@@ -20,17 +22,28 @@ from cote.handoff import MAX_MESSAGE, HandoffError, HandoffReply, HandoffRequest
 from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix, unquote
 from cote.mailproc.anvilreg import register_session
-from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
+from cote.mailproc.mailuser import (
+    MailUser,
+    MailUserError,
+    can_become,
+    drop_privileges,
+    resolve,
+)
 from cote.mailproc.userdb import (
     MasterConnection,
     UserdbError,
     UserNotFound,
     confirm_login,
     connect,
+    lookup_user,
 )
 from cote.variables import VariableError, cached_template
 
 HANDOFF_TIMEOUT = 30.0
+#: What a service's ``serve`` returns when its client went on elsewhere (to imap-hibernate):
+#: the process then exits instead of waiting for another client, so that a thousand IDLE
+#: clients do not leave a thousand idle processes behind them.
+RETIRE = -1
 
 #: serve(cfg, user, client, request, log) -> exit code; runs as the user
 ServeMail = Callable[[Config, MailUser, socket.socket, HandoffRequest, Logger], int]
@@ -70,26 +83,44 @@ def _answer(conn: socket.socket, reply: HandoffReply) -> None:
 
 def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service: str,
                   serve: ServeMail, *, failure_reason: str, failure_line: bytes,
-                  auth_master: MasterConnection | None = None,
+                  auth_master: MasterConnection | None = None, keep_auth: bool = False,
                   log_name: str | None = None) -> int:
     """Take one hand-off on ``conn`` and serve its client. ``failure_reason`` goes back to
     the login process when the user cannot be confirmed; ``failure_line`` to the client when
-    the process cannot become the user; ``auth_master``: a connection opened while waiting."""
+    the process cannot become the user; ``auth_master``: a connection opened while waiting
+    (``keep_auth``: left open for the process's next client)."""
     try:
         request, client = receive_handoff(conn)
     except (OSError, HandoffError) as e:
         ctx.log.error(f"Invalid hand-off from a login process: {e}")
         return 1
+    if os.getuid() != 0 and _may_be_another_identity(ctx, cfg, request, service, auth_master):
+        # Before the login is confirmed (that uses it up): the login process gives the
+        # client to another process of the service; this one takes no more clients.
+        ctx.stop_accepting()
+        _answer(conn, HandoffReply(False, reason=failure_reason, retry=True))
+        client.close()
+        return 0
     try:
         reply = confirm_login(os.path.join(ctx.base_dir, "auth-master"),
                               auth_pid=request.auth_pid, client_pid=request.client_pid,
                               client_id=request.auth_id, cookie=bytes.fromhex(request.cookie),
-                              ready=auth_master)
+                              ready=auth_master, keep=keep_auth)
         extra = {"session": request.session, "remote_ip": request.remote_ip,
                  "local_ip": request.local_ip, "pid": str(os.getpid())}
         user = resolve(cfg, reply.user, reply.fields, service, extra)
     except (UserdbError, UserNotFound, MailUserError, ValueError) as e:
         ctx.log.error(f"Login for {request.user} could not be confirmed: {e}")
+        _answer(conn, HandoffReply(False, reason=failure_reason))
+        client.close()
+        return 1
+    if not can_become(user):
+        # The userdb said otherwise before the REQUEST (e.g. a passdb's userdb_uid): as
+        # Dovecot with service_count != 1, the login fails; this process takes no more.
+        ctx.log.error(f"{service}: this process serves uid {os.getuid()} gid {os.getgid()}; "
+                      f"{user.user} has uid {user.uid} gid {user.gid} (service {service} "
+                      f"{{ service_count = 1 }} is needed when users have different UIDs)")
+        ctx.stop_accepting()
         _answer(conn, HandoffReply(False, reason=failure_reason))
         client.close()
         return 1
@@ -115,8 +146,28 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
         registration.close()
 
 
-#: other(ctx, cfg, conn, listener path) -> exit code: a listener that is not a hand-off
-OtherListener = Callable[[ServiceContext, Config, socket.socket, str], int]
+def _may_be_another_identity(ctx: ServiceContext, cfg: Config, request: HandoffRequest,
+                             service: str, auth_master: MasterConnection | None) -> bool:
+    """For a process that already became a user (``service_count != 1``): whether the user
+    of this hand-off may need another uid or gid, asked of the userdb (a USER lookup leaves
+    the login's REQUEST for whichever process serves it). A config that allows one uid and
+    one gid only needs no question."""
+    if int(cfg.get("first_valid_uid")) == int(cfg.get("last_valid_uid")) \
+            and int(cfg.get("first_valid_gid")) == int(cfg.get("last_valid_gid")):
+        return False
+    try:
+        reply = lookup_user(os.path.join(ctx.base_dir, "auth-master"), request.user,
+                            {"service": service, "rip": request.remote_ip,
+                             "lip": request.local_ip}, via=auth_master)
+        return not can_become(resolve(cfg, reply.user, reply.fields, service))
+    except (UserdbError, UserNotFound, MailUserError, ValueError):
+        return False  # the REQUEST will tell
+
+
+#: other(ctx, cfg, conn, listener path, kept auth-master connection or None) -> exit code:
+#: a listener that is not a hand-off
+OtherListener = Callable[[ServiceContext, Config, socket.socket, str,
+                          MasterConnection | None], int]
 
 
 class _Settings(Protocol):
@@ -163,9 +214,12 @@ def warm_templates(templates: Iterable[str]) -> None:
 def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_reason: str,
                 failure_line: bytes, log_name: str | None = None,
                 others: Mapping[str, OtherListener] | None = None) -> int:
-    """The master's entry point for a mail service: wait for one client, serve it, exit.
-    A connection on a listener whose name ``others`` holds (e.g. imap's ``imap-master``)
-    goes to that handler instead of a login process's hand-off."""
+    """The master's entry point for a mail service: wait for a client, serve it, and exit
+    after ``service_count`` clients (Dovecot's default 1; 0 = no limit). A process that
+    serves several becomes the first user for good and only takes further clients with
+    the same uid and gid, as Dovecot's do. A connection on a listener whose name ``others``
+    holds (e.g. imap's ``imap-master``) goes to that handler instead of a login process's
+    hand-off."""
     # (the default signal handlers are in place: the master installed them before run)
     prepared = ctx.extra.get("mail_config")
     cfg = prepared if isinstance(prepared, Config) else ctx.config.lookup(protocol=service)
@@ -179,13 +233,28 @@ def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_
         # EAGAIN and go back to select (watching the master-death pipe), not block.
         lst.sock.setblocking(False)
     ctx.status.report(ctx.available())
-    # The auth-master handshake is done while waiting, not while the client waits.
-    auth_master = connect(os.path.join(ctx.base_dir, "auth-master"))
+    reuse = ctx.service_count != 1
+    auth_path = os.path.join(ctx.base_dir, "auth-master")
+    # The auth-master handshake is done while waiting, not while the client waits. A
+    # process serving several clients keeps it: once it is the user, auth-master (root's
+    # socket) is out of its reach.
+    auth_master = connect(auth_path)
+    code = 0
     while ctx.accepting:
-        readable, _, _ = select.select([*(lst.fd for lst in listeners),
-                                        ctx.master_death_fd], [], [])
+        if reuse and (auth_master is None or auth_master.closed):
+            auth_master = connect(auth_path)
+            if auth_master is None and os.getuid() != 0:
+                break  # the auth daemon restarted: a fresh process can reach it
+        watched = [*(lst.fd for lst in listeners), ctx.master_death_fd]
+        if reuse and auth_master is not None:
+            watched.append(auth_master.sock.fileno())  # readable: the daemon hung up
+        readable, _, _ = select.select(watched, [], [])
         if ctx.master_death_fd in readable:
             return 0
+        if auth_master is not None and not auth_master.closed \
+                and auth_master.sock.fileno() in readable:
+            auth_master.close()
+            continue
         for lst in listeners:
             if lst.fd not in readable:
                 continue
@@ -196,18 +265,25 @@ def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_
                 continue  # another process of the service took it
             conn.setblocking(True)
             ctx.client_connected()
-            ctx.stop_accepting()
+            if not reuse:
+                ctx.stop_accepting()
             other = (others or {}).get(os.path.basename(lst.name))
             with conn:
                 if other is not None:
-                    if auth_master is not None:
+                    if auth_master is not None and not reuse:
                         auth_master.close()
-                    code = other(ctx, cfg, conn, lst.path)
+                    code = other(ctx, cfg, conn, lst.path,
+                                 auth_master if reuse else None)
                 else:
                     code = serve_handoff(ctx, cfg, conn, service, serve,
                                          failure_reason=failure_reason,
                                          failure_line=failure_line, auth_master=auth_master,
-                                         log_name=log_name)
+                                         keep_auth=reuse, log_name=log_name)
+            if code == RETIRE:
+                ctx.stop_accepting()
+                code = 0
             ctx.client_disconnected()
-            return code
-    return 0
+            if reuse:
+                ctx.set_title()
+            break  # the other listeners' readiness is stale after a session
+    return code

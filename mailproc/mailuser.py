@@ -84,11 +84,18 @@ def resolve(cfg: Config, user: str, fields: Mapping[str, str], service: str,
     return MailUser(user, uid, gid, home, location, dict(fields))
 
 
+def can_become(user: MailUser) -> bool:
+    """Whether this process may serve ``user``: it is still root, or it already runs as the
+    user's uid and gid (a process that served another user with ``service_count != 1``)."""
+    return os.getuid() == 0 or (os.getuid(), os.getgid()) == (user.uid, user.gid)
+
+
 def drop_privileges(user: MailUser, cfg: Config) -> None:
     """Become the mail user for good (setgroups, setgid, setuid), if running as root."""
     if os.getuid() != 0:
-        if os.getuid() != user.uid:
-            raise MailUserError(f"Can't become uid {user.uid} (running as {os.getuid()})")
+        if not can_become(user):
+            raise MailUserError(f"Can't become uid {user.uid} gid {user.gid} (running as uid "
+                                f"{os.getuid()} gid {os.getgid()})")
         return
     groups = [user.gid]
     for name in str(cfg.get("mail_access_groups")).replace(",", " ").split():

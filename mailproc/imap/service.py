@@ -22,9 +22,20 @@ from cote.ipc import ServiceContext
 from cote.log import Logger, mail_log_prefix
 from cote.mailproc.anvilreg import register_session
 from cote.mailproc.channel import Channel
-from cote.mailproc.handoffservice import prepare_service, prepared_settings, run_service
-from cote.mailproc.mailuser import MailUser, MailUserError, drop_privileges, resolve
-from cote.mailproc.userdb import UserdbError, UserNotFound, lookup_user
+from cote.mailproc.handoffservice import (
+    RETIRE,
+    prepare_service,
+    prepared_settings,
+    run_service,
+)
+from cote.mailproc.mailuser import (
+    MailUser,
+    MailUserError,
+    can_become,
+    drop_privileges,
+    resolve,
+)
+from cote.mailproc.userdb import MasterConnection, UserdbError, UserNotFound, lookup_user
 from cote.storage import StorageError
 from cote.storage.api import ChangeWatcher
 from cote.storage.namespaces import Namespaces
@@ -34,7 +45,7 @@ from . import response as R
 from .connection import Connection
 from .hibernate_session import RestoredSession, capture, restore
 from .hibernate_state import HibernateState, HibernateStateError, decode
-from .server import Hibernation, serve
+from .server import HIBERNATING, Hibernation, serve
 from .session import SERVERBUG, Session, autocreate
 from .settings import ImapSettings, _seconds
 
@@ -134,11 +145,11 @@ def _serve_mail(cfg: Config, user: MailUser, client: socket.socket, request: Han
                                remote_ip=request.remote_ip, local_ip=request.local_ip)
 
     try:
-        serve(Channel(client), session, log, pipelined=request.pipelined,
-              greeting=login_reply(request, session.settings), hibernation=hibernation)
+        reason = serve(Channel(client), session, log, pipelined=request.pipelined,
+                       greeting=login_reply(request, session.settings), hibernation=hibernation)
     finally:
         client.close()
-    return 0
+    return RETIRE if reason == HIBERNATING else 0
 
 
 def _resume(cfg: Config, user: MailUser, state: HibernateState, client: socket.socket, *,
@@ -158,10 +169,10 @@ def _resume(cfg: Config, user: MailUser, state: HibernateState, client: socket.s
                                remote_ip=state.remote_ip, local_ip=state.local_ip,
                                idle_started=state.idle_started)
 
-    serve(Channel(client), session, log, greeting=b"", hibernation=hibernation,
-          watcher=watcher, bytes_in=state.stats.get("bytes_in", 0),
-          bytes_out=state.stats.get("bytes_out", 0) + state.added_out)
-    return 0
+    reason = serve(Channel(client), session, log, greeting=b"", hibernation=hibernation,
+                   watcher=watcher, bytes_in=state.stats.get("bytes_in", 0),
+                   bytes_out=state.stats.get("bytes_out", 0) + state.added_out)
+    return RETIRE if reason == HIBERNATING else 0
 
 
 def _trusted_peer(conn: socket.socket, path: str) -> bool:
@@ -174,9 +185,11 @@ def _trusted_peer(conn: socket.socket, path: str) -> bool:
         return False
 
 
-def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str) -> int:
-    """Take a client back from imap-hibernate on ``imap-master`` (running as root): the
-    user is looked up again through auth-master, never taken from the state alone."""
+def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str,
+                auth_master: MasterConnection | None = None) -> int:
+    """Take a client back from imap-hibernate on ``imap-master``: the user is looked up
+    again through auth-master (``auth_master``: the connection a process serving several
+    clients keeps), never taken from the state alone."""
     conn.settimeout(H.SEND_TIMEOUT)
     fds: list[int] = []
     try:
@@ -188,13 +201,18 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
         state = decode(line)
         reply = lookup_user(os.path.join(ctx.base_dir, "auth-master"), state.user,
                             {"service": "imap", "rip": state.remote_ip,
-                             "lip": state.local_ip, "session": state.session})
+                             "lip": state.local_ip, "session": state.session},
+                            via=auth_master)
         user = resolve(cfg, reply.user, reply.fields, "imap",
                        {"session": state.session, "remote_ip": state.remote_ip,
                         "local_ip": state.local_ip, "pid": str(os.getpid())})
         if state.peer_uid >= 0 and user.uid != state.peer_uid:
             raise HibernateStateError(f"user {state.user} is uid {user.uid}, the session "
                                       f"was hibernated by uid {state.peer_uid}")
+        if not can_become(user):  # a process that already served another uid
+            ctx.stop_accepting()
+            raise HibernateStateError(f"this process serves uid {os.getuid()}, user "
+                                      f"{state.user} is uid {user.uid}")
     except (OSError, HibernateStateError, UserdbError, UserNotFound, MailUserError,
             ValueError) as e:
         ctx.log.error(f"Couldn't unhibernate a client: {e}")
