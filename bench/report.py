@@ -257,6 +257,8 @@ class Summary:
         return (f"== {self.scenario}: {p['runs']} run(s){phase}, "
                 f"{os.cpu_count()} CPUs, load avg {load}"
                 + (f", {versions}" if versions else "")
+                + (f", imap/pop3 service_count = {p['service_count']} on both (the targets "
+                   f"are for the stock 1)" if p.get("service_count") is not None else "")
                 + (" [smoke]" if p.get("smoke") else ""))
 
     def verdict(self) -> str:
