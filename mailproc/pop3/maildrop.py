@@ -16,6 +16,7 @@ import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, BinaryIO
 
@@ -141,10 +142,12 @@ class Maildrop:
 
             uids.sort(key=place)
             self.uids = uids
-        by_uid = {d.uid: d for d in mailbox.details(uids)}
-        if len(by_uid) != len(uids):  # expunged by another session since the sync
-            uids[:] = [uid for uid in uids if uid in by_uid]
-        details = [by_uid[uid] for uid in uids]
+        details = mailbox.details(uids)
+        if list(map(_UID, details)) != uids:  # a POP3 order, or expunged since the sync
+            by_uid = {d.uid: d for d in details}
+            if len(by_uid) != len(uids):  # expunged by another session since the sync
+                uids[:] = [uid for uid in uids if uid in by_uid]
+            details = [by_uid[uid] for uid in uids]
         self.sizes = [d.vsize for d in details]
         # as Dovecot's RETR: only a message without \Seen in this view is marked at QUIT
         # (an unchanged message is not rewritten, so the next session need not sync it)
@@ -157,6 +160,7 @@ class Maildrop:
         self._permanent: dict[int, str] | None = None
         self._uidls: dict[int, str] = {}
         self.all_uidls: list[str] | None = None
+        self._listed: list[str] | None = None  # see uidl_list
         self._all_failed = False
         self._at_once = settings.all_uidls_at_once  # (a property: not once per message)
         self.unsaved: dict[int, str] = {}  # pop3_save_uidl: sent, not yet in the uidlist
@@ -220,6 +224,23 @@ class Maildrop:
         if self.settings.save_uidl:
             self.unsaved[uid] = value
         return value
+
+    def uidl_list(self) -> list[str] | None:
+        """Every UIDL in one pass when none can fail, needs the message or is to be saved
+        (the default pop3_uidl_format): the UIDL listing without a call per message.
+        None: they are computed one by one (:meth:`uidl`)."""
+        if self._listed is None:
+            settings = self.settings
+            if self._at_once or settings.reuse_xuidl or settings.save_uidl \
+                    or settings.uidl_format != DEFAULT_UIDL_FORMAT:
+                return None
+            permanent = self.permanent
+            v = self.mailbox.uidvalidity
+            if permanent:
+                self._listed = [permanent.get(uid) or f"{uid:08x}{v:08x}" for uid in self.uids]
+            else:
+                self._listed = [f"{uid:08x}{v:08x}" for uid in self.uids]
+        return self._listed
 
     def _computed(self, index: int) -> str:
         value = self._x_uidl(index) if self.settings.reuse_xuidl else None
@@ -338,7 +359,8 @@ class Maildrop:
         self.unsaved = {}
 
     def session(self) -> Pop3Session:
-        return Pop3Session(self.sizes, self.uidl, enable_last=self.settings.enable_last)
+        return Pop3Session(self.sizes, self.uidl, enable_last=self.settings.enable_last,
+                           uidl_list=self.uidl_list)
 
     def open(self, index: int) -> BinaryIO:
         return self.mailbox.open_message(self.uids[index])
@@ -375,6 +397,9 @@ class Maildrop:
             return F.keyword_bit(self.mailbox.keywords.index(name))
         except ValueError:
             return 0  # a keyword nobody set yet: no message carries it
+
+
+_UID = itemgetter(0)  # MessageDetails.uid
 
 
 def _template_keys(template: Template) -> set[str]:

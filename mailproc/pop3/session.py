@@ -90,6 +90,9 @@ class Pop3Session:
     quitting: bool = False
     bad_commands: int = 0  # failed commands in a row
     lowest_retr: int = 0  # lowest 1-based message number RETRieved
+    #: every UIDL at once for the UIDL listing when a callable ``uidls`` can give them
+    #: without failing (None from it: one by one)
+    uidl_list: Callable[[], Sequence[str] | None] | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.uidls) and len(self.sizes) != len(self.uidls):
@@ -148,6 +151,13 @@ class Pop3Session:
 
     def _uidl(self, args: str) -> Action:
         if not args:
+            uidls = self.uidls
+            every = uidls if not callable(uidls) else \
+                self.uidl_list() if self.uidl_list is not None else None
+            if every is not None:
+                deleted = self.deleted
+                return Reply(wire.multiline(wire.ok(), [
+                    f"{i + 1} {uidl}" for i, uidl in enumerate(every) if i not in deleted]))
             lines = []
             for i in range(len(self.sizes)):
                 if i in self.deleted:

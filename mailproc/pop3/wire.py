@@ -101,7 +101,7 @@ def err(text: str, code: str | None = None) -> bytes:
 
 def multiline(first: bytes, lines: list[str]) -> bytes:
     """A status line followed by short text lines (CAPA, LIST, UIDL) and the terminator."""
-    body = "".join(f"{line}\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    body = ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape") if lines else b""
     return first + dot_stuff_lines(body) + b".\r\n"
 
 

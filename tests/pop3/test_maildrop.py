@@ -20,7 +20,7 @@ from cote.mailproc.pop3.maildrop import (
     Pop3Settings,
     mbox_header_md5,
 )
-from cote.mailproc.pop3.session import SendMessage, Update
+from cote.mailproc.pop3.session import Pop3Session, Reply, SendMessage, Update
 from cote.storage import flags as F
 from cote.storage.maildir.list import MaildirList
 from cote.variables import compile_template
@@ -94,4 +94,29 @@ def test_retr_of_a_seen_message_writes_nothing(root: Path) -> None:
     _session(later, b"RETR 2\r\nQUIT\r\n")  # an unseen message still gets \Seen
     box = MaildirList(f"maildir:{root}").open("INBOX")
     assert [bool(flags & F.SEEN) for flags in box.flags] == [True, True]
+    box.close()
+
+
+def test_the_uidl_listing_in_one_pass_equals_one_by_one(root: Path) -> None:
+    """The default format's listing is built in one pass: same bytes as the per-message path
+    (deleted messages left out, a UIDL kept in the uidlist winning), and UIDL n agrees."""
+    ml = MaildirList(f"maildir:{root}")
+    box = ml.open("INBOX")
+    for i in range(4):
+        box.append(f"Subject: {i}\r\n\r\nbody\r\n".encode())
+    box.close()
+    box = ml.open("INBOX")
+    box.save_pop3_uidls({box.uids[2]: "kept-by-a-migration"})
+    maildrop = Maildrop(box, Pop3Settings(), synced=False)
+    fast = maildrop.session()
+    slow = Pop3Session(maildrop.sizes, maildrop.uidl)
+    assert fast.uidl_list is not None and slow.uidl_list is None
+    commands = list(wire.LineReader(2047).feed(b"UIDL\r\nDELE 2\r\nUIDL\r\nUIDL 3\r\n"))
+    answers = [[s.handle(c) for c in commands] for s in (fast, slow)]
+    assert answers[0] == answers[1]
+    listing = answers[0][2]
+    assert isinstance(listing, Reply)
+    v = box.uidvalidity
+    assert listing.data == (f"+OK\r\n1 {box.uids[0]:08x}{v:08x}\r\n3 kept-by-a-migration\r\n"
+                            f"4 {box.uids[3]:08x}{v:08x}\r\n.\r\n").encode()
     box.close()
