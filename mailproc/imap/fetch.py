@@ -134,8 +134,7 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
             u = box.uids[i]
             msg = MessageData(box, u, cache_writes)
             for column, values in cached:
-                if u in values:
-                    msg.preload(column, values[u])
+                msg.preload(column, values.get(u))
             try:
                 ok = yield from _one(s, w, i, u, msg, items=ordered,
                                      details=details,

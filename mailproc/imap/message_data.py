@@ -61,7 +61,7 @@ def flush_cache(box: Mailbox, writes: list[tuple[int, str, bytes]]) -> None:
 class MessageData:
     """Lazy access to one message of a view: ``buf`` (mmap/bytes), ``parts``, cached items."""
 
-    __slots__ = ("_buf", "_file", "_local", "_parts", "box", "pending", "uid")
+    __slots__ = ("_absent", "_buf", "_file", "_local", "_parts", "box", "pending", "uid")
 
     def __init__(self, box: Mailbox, uid: int,
                  pending: list[tuple[int, str, bytes]] | None = None) -> None:
@@ -74,6 +74,8 @@ class MessageData:
         self._buf: Buffer | None = None
         self._parts: tuple[Part, ...] | None = None
         self._local: dict[str, bytes] = {}
+        self._absent: tuple[str, ...] = ()
+        """Cache columns a batch query found empty: not asked again one message at a time."""
 
     @property
     def buf(self) -> Buffer:
@@ -101,8 +103,12 @@ class MessageData:
         else:
             flush_cache(self.box, writes)
 
-    def preload(self, column: str, blob: bytes) -> None:
-        """A cache column's value read beforehand (a whole FETCH batch in one query)."""
+    def preload(self, column: str, blob: bytes | None) -> None:
+        """A cache column's value read beforehand (a whole FETCH batch in one query); None:
+        that query found none."""
+        if blob is None:
+            self._absent += (column,)
+            return
         if column != "bodystructure":
             self._local[column] = blob
             return
@@ -111,6 +117,8 @@ class MessageData:
             self._local["bodystructure"], self._local["body"], self._local["parts"] = unpacked
 
     def _from_cache(self, field: str) -> bytes | None:
+        if (field if field in ("envelope", "sortkeys") else "bodystructure") in self._absent:
+            return None
         if field in ("envelope", "sortkeys"):
             return self.box.cache_get(self.uid, field)
         blob = self.box.cache_get(self.uid, "bodystructure")

@@ -47,7 +47,7 @@ from cote.storage.errors import (
     from_os_error,
     os_errors_as_storage_errors,
 )
-from cote.storage.index import NewRows, Snapshot, bits_from_db, bits_to_db
+from cote.storage.index import BoxState, NewRows, Snapshot, bits_from_db, bits_to_db
 from cote.storage.maildir import filename as fn
 from cote.storage.maildir import keywords as kwfile
 from cote.storage.maildir import uidlist as ulfile
@@ -272,25 +272,23 @@ class MaildirMailbox(Mailbox):
             return Dotlock(self.uidlist_path, mode=self.mlist.file_mode, timeout=wait)
         return Dotlock(self.uidlist_path, mode=self.mlist.file_mode)
 
-    def _trusted_sig(self) -> str | None:
-        """The signature before cote's own change under the lock, if the index was up to
-        date with the disk (else None: the next sync scans as usual)."""
-        sig = self._disk_sig()
-        return sig if self.index.box_sig(self.key) == sig else None
-
-    def _keep_trusted_sig(self, before: str | None) -> None:
-        """Inside the index transaction after cote's own change: the index still matches the
-        disk, so the next command's sync need not list the mailbox again (four listings per
-        IMAP session of STORE, APPEND, EXPUNGE before). As Dovecot after its own renames
-        (its "delayed refresh"), the signature is kept dirty unless
-        ``maildir_very_dirty_syncs``: it matches while the directories keep changing, and
-        the first sync after they have been quiet for the dirty window lists the mailbox
-        once, for a change another writer may have made in the same clock tick as ours."""
-        if before is not None:
-            sig = self._disk_sig().removeprefix("dirty:")
-            if not self.mlist.settings.very_dirty_syncs:
-                sig = "dirty:" + sig
-            self.index.update_box(self._box, sig=sig)
+    def _sig_kept(self, before: str, state: BoxState) -> dict[str, str]:
+        """Inside the index transaction after cote's own change (``before``: the disk
+        signature taken under the lock before it, ``state``: the box read in this
+        transaction): if the index was up to date with the disk then, it still is, and the
+        returned ``sig`` column value (merged into the caller's UPDATE) says so -- the next
+        command's sync need not list the mailbox again (four listings per IMAP session of
+        STORE, APPEND, EXPUNGE before). As Dovecot after its own renames (its "delayed
+        refresh"), the signature is kept dirty unless ``maildir_very_dirty_syncs``: it
+        matches while the directories keep changing, and the first sync after they have
+        been quiet for the dirty window lists the mailbox once, for a change another writer
+        may have made in the same clock tick as ours. Empty: the next sync scans."""
+        if state.sig != before:
+            return {}
+        sig = self._disk_sig().removeprefix("dirty:")
+        if not self.mlist.settings.very_dirty_syncs:
+            sig = "dirty:" + sig
+        return {"sig": sig}
 
     def _disk_sig(self) -> str:
         parts: list[str] = []
@@ -399,7 +397,7 @@ class MaildirMailbox(Mailbox):
             # the mailbox was deleted or renamed under this session
             raise MailboxNotFound(self.name) from None
 
-    def _needs_lock(self, scan: Scan, known: dict[int, tuple[str, int | str]]) -> bool:
+    def _needs_lock(self, scan: Scan, known: dict[int, str]) -> bool:
         ul = scan.uidlist
         if ul is None:
             return True
@@ -426,9 +424,9 @@ class MaildirMailbox(Mailbox):
             # delivery) the lock is needed anyway: scan once, there
             if os.path.exists(self.uidlist_path) and not self._mail_to_move():
                 scan = self._scan()
-                known = self.index.files(self._box)
+                known = self._known_files()
                 if not self._needs_lock(scan, known):
-                    self._apply(scan, sig, known)
+                    self._apply(scan, sig, known, state)
                     return
         # files without a UID, files to move to cur/, or files gone: decide under the lock,
         # where every writer that follows Dovecot's protocol is kept out
@@ -438,7 +436,14 @@ class MaildirMailbox(Mailbox):
             if self.mlist.settings.very_dirty_syncs:
                 sig = self._disk_sig()  # our own changes are the only ones: trust them
             with self.index.write():
-                self._apply(scan, sig, self.index.files(self._box))
+                self._apply(scan, sig, self._known_files())
+
+    def _known_files(self) -> dict[int, str]:
+        """``uid -> file name`` of the box's indexed messages, the dict built from the
+        cursor without Python per row (a sync compares every name, but needs the flags of
+        only the few renamed since)."""
+        return dict(self.index.db.execute("SELECT uid, fname FROM msg WHERE box=?",
+                                          (self._box,)))
 
     def _mail_to_move(self) -> bool:
         """Whether ``new/`` holds mail this view moves to ``cur/`` (a sync then takes the
@@ -548,8 +553,13 @@ class MaildirMailbox(Mailbox):
 
     def _bits_from_name(self, fname: str, slots: list[str | None], table: dict[str, int],
                         old_bits: int) -> int:
+        """The flag bits a file name gives; ``table`` (lower-case keyword -> index) is
+        shared by the calls of one sync and read from the index at the first keyword
+        letter (a sync of names without keywords reads no keyword table)."""
         _, letters = fn.split(fname[4:])
         bits, kw_letters, _ = fn.parse_flags(letters or "")
+        if kw_letters and not table:
+            table.update(self._keyword_table())
         for ch in kw_letters:
             name = slots[kwfile.index_of_letter(ch)]
             if name is None:
@@ -591,10 +601,13 @@ class MaildirMailbox(Mailbox):
                 return None
         return st.st_mtime, size if size is not None else st.st_size, vsize
 
-    def _apply(self, scan: Scan, sig: str, known: dict[int, tuple[str, int | str]]) -> None:
-        """Inside an index write transaction: make the index match the scan."""
-        state = self.index.box(self.key)
-        assert state is not None
+    def _apply(self, scan: Scan, sig: str, known: dict[int, str],
+               state: BoxState | None = None) -> None:
+        """Inside an index write transaction: make the index match the scan (``state``: the
+        box as this transaction read it, if it did)."""
+        if state is None:
+            state = self.index.box(self.key)
+            assert state is not None
         ul = scan.uidlist
         if ul is None:
             return
@@ -624,16 +637,17 @@ class MaildirMailbox(Mailbox):
         if gone:
             self.index.remove(self._box, gone, modseq)
             changed = True
-        table = self._keyword_table()
+        table: dict[str, int] = {}
         rows = []
         # only what differs from the index is looked at one by one (a rescan of 100k
         # messages after a delivery: a few)
-        known_names = dict(zip(known, map(_BASE, known.values()), strict=True))
-        todo = sorted(uid for uid, _ in live.items() - known_names.items())
+        todo = sorted(uid for uid, _ in live.items() - known.items())
+        renamed = self.index.rows(self._box, [uid for uid in todo if uid in known]) \
+            if known else {}
         for uid in todo:
             fname = live[uid]
-            old = known.get(uid)
-            if old is None:
+            old = renamed.get(uid)
+            if uid not in known:
                 i = bisect_left(ul.uids, uid)
                 info = self._sizes(fname, ul.bases[i], ul.exts[i])
                 if info is None:
@@ -641,8 +655,8 @@ class MaildirMailbox(Mailbox):
                     continue
                 bits = self._bits_from_name(fname, scan.slots, table, 0)
                 rows.append((uid, fname, bits_to_db(bits), modseq, *info))
-            elif old[0] != fname:
-                old_bits = bits_from_db(old[1])
+            elif old is not None:  # (always: read in the transaction that read ``known``)
+                old_bits = bits_from_db(old[2])
                 bits = self._bits_from_name(fname, scan.slots, table, old_bits)
                 if bits != old_bits:
                     self.index.set_file(self._box, uid, fname, bits, modseq)
@@ -680,7 +694,7 @@ class MaildirMailbox(Mailbox):
             return None
         names = cast("list[str]", fnames)
         letters = list(map(_AFTER, map(_PARTITION_INFO, names)))
-        table = self._keyword_table()
+        table: dict[str, int] = {}
         # in first-seen order: keywords enter the table as a message-by-message sync adds them
         bits_of = {text: self._bits_from_name(f"cur/x{fn.INFO_SEP}{text}", scan.slots, table, 0)
                    for text in dict.fromkeys(letters)}
@@ -698,14 +712,14 @@ class MaildirMailbox(Mailbox):
         self._built = (ul.uidvalidity, modseq if count else -1, array("I", uids), bits)
         return -count if vanished else count
 
-    def _confirm_gone(self, gone: list[int], known: dict[int, tuple[str, int | str]],
+    def _confirm_gone(self, gone: list[int], known: dict[int, str],
                       live: dict[int, str], ul: ulfile.Uidlist) -> list[int]:
         """Expunge only what is really missing: readdir can miss a file that a mail client
         renames at that moment, so check the last known name, then look once more."""
         exts = dict(zip(ul.uids, ul.exts, strict=True))
         missing = []
         for uid in gone:
-            fname = known[uid][0]
+            fname = known[uid]
             if uid in exts and os.path.lexists(self._full(fname)):
                 live[uid] = fname
             else:
@@ -715,7 +729,7 @@ class MaildirMailbox(Mailbox):
         again = self._scan()
         confirmed = []
         for uid in missing:
-            base = fn.base_of(known[uid][0][4:])
+            base = fn.base_of(known[uid][4:])
             found = again.files.get(base)
             if uid in exts and found is not None:
                 live[uid] = found
@@ -762,12 +776,15 @@ class MaildirMailbox(Mailbox):
                 flag_changes: list[int] = []
             else:
                 reset = False
-                found = [(u, self.seq_of(u))
-                         for u in self.index.expunged_since(self._box, self._view_modseq)]
-                expunged = [u for u, seq in found if seq is not None]
-                seqs = tuple(seq for _, seq in found if seq is not None)
-                changes = self.index.changed_since(self._box, self._view_modseq)
-                new, flag_changes = self._apply_view_changes(expunged, changes)
+                expunged, seqs, new, flag_changes = [], (), 0, []
+                # every change raises HIGHESTMODSEQ: unchanged, there is nothing to read
+                if state.highestmodseq != self._view_modseq:
+                    found = [(u, self.seq_of(u))
+                             for u in self.index.expunged_since(self._box, self._view_modseq)]
+                    expunged = [u for u, seq in found if seq is not None]
+                    seqs = tuple(seq for _, seq in found if seq is not None)
+                    changes = self.index.changed_since(self._box, self._view_modseq)
+                    new, flag_changes = self._apply_view_changes(expunged, changes)
                 if self.private is not None:
                     flag_changes = self._private_changes(state.uidvalidity, flag_changes)
             self.uidvalidity = state.uidvalidity
@@ -1212,12 +1229,14 @@ class MaildirMailbox(Mailbox):
         seen_now: list[int] = []
         unseen_now: list[int] = []
         with self._lock() as lock:
-            trusted = self._trusted_sig()
+            sig_before = self._disk_sig()
             slots = self._keyword_letters(kw_names, lock) if mode != "-" else self._read_slots()
             with self.index.write():
                 state = self.index.box(self.key, create=False)
                 assert state is not None
                 modseq = state.highestmodseq + 1
+                # the view has every change up to now: after this one it still will
+                current = self._view_modseq == state.highestmodseq and self.private is None
                 rows = self.index.rows(self._box, uids)
                 for uid in uids:
                     row = rows.get(uid)
@@ -1241,12 +1260,18 @@ class MaildirMailbox(Mailbox):
                         self.index.set_file(self._box, uid, fname, new, modseq)
                         if seq is not None:
                             self.modseqs[seq - 1] = modseq
+                        else:
+                            current = False
                     changed.append(uid)
                     if seq is not None:
                         self.flags[seq - 1] = self._overlay(uid, new)
+                values: dict[str, int | str] = {**self._sig_kept(sig_before, state)}
                 if changed:
-                    self.index.update_box(self._box, highestmodseq=modseq)
-                self._keep_trusted_sig(trusted)
+                    values["highestmodseq"] = modseq
+                    if current:  # the next sync need not read this change back
+                        self._view_modseq = modseq
+                if values:
+                    self.index.update_box(self._box, **values)
         if self.private is not None:
             for uids_, on in ((seen_now, True), (unseen_now, False)):
                 if uids_:
@@ -1317,7 +1342,7 @@ class MaildirMailbox(Mailbox):
         done: list[int] = []
         freed = 0
         with self._lock() as lock:
-            trusted = self._trusted_sig()
+            sig_before = self._disk_sig()
             with self.index.write():
                 state = self.index.box(self.key, create=False)
                 assert state is not None
@@ -1340,9 +1365,12 @@ class MaildirMailbox(Mailbox):
                     freed += row[1]
                 if done:
                     self.index.remove(self._box, done, modseq)
-                    self.index.update_box(self._box, highestmodseq=modseq)
                 self._maybe_rewrite_uidlist(lock)
-                self._keep_trusted_sig(trusted)
+                values: dict[str, int | str] = {**self._sig_kept(sig_before, state)}
+                if done:
+                    values["highestmodseq"] = modseq
+                if values:
+                    self.index.update_box(self._box, **values)
         if done:
             self.mlist.quota.changed(self.name, -freed, -len(done))
         return done
@@ -1504,7 +1532,7 @@ class MaildirAppend(AppendTransaction):
         all_kws = [k for p in self.pending for k in p.keywords]
         uids: list[int] = []
         with box._lock() as lock:
-            trusted = box._trusted_sig()
+            sig_before = box._disk_sig()
             slots = box._keyword_letters(all_kws, lock) if all_kws else box._read_slots()
             ul = box._read_uidlist()
             if ul is None:
@@ -1542,8 +1570,8 @@ class MaildirAppend(AppendTransaction):
                 if state.uidvalidity == ul.uidvalidity:
                     modseq = state.highestmodseq + 1
                     box.index.insert(box._box, [(*r[:3], modseq, *r[4:]) for r in rows])
-                    box.index.update_box(box._box, highestmodseq=modseq, uidnext=uid)
-                    box._keep_trusted_sig(trusted)
+                    box.index.update_box(box._box, highestmodseq=modseq, uidnext=uid,
+                                         **box._sig_kept(sig_before, state))
         box.mlist.quota.changed(box.name, total, len(uids))
         return uids
 
