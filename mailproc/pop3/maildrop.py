@@ -16,7 +16,7 @@ import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from types import TracebackType
 from typing import Any, BinaryIO
 
@@ -133,7 +133,8 @@ class Maildrop:
         self.hidden = hidden
         self._sources: dict[int, Any] | None = None
         sources = self.sources()  # one pass over the uidlist: O, P, sizes, names
-        if any(src.order is not None for src in sources.values()):
+        orders = list(map(_ORDER, sources.values()))
+        if orders.count(None) != len(orders):
             # A migration's POP3 order (O fields) first, the other messages after it in UID
             # order, as Dovecot sorts them.
             def place(uid: int) -> tuple[bool, int, int]:
@@ -400,6 +401,7 @@ class Maildrop:
 
 
 _UID = itemgetter(0)  # MessageDetails.uid
+_ORDER = attrgetter("order")  # Pop3Source.order
 
 
 def _template_keys(template: Template) -> set[str]:

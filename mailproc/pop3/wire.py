@@ -195,13 +195,18 @@ class MessageEncoder:
         if not chunk:
             return b""
         self._prev_cr = chunk.endswith(b"\r")
-        data = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+        data = chunk
+        if b"\r" in data:  # (Dovecot saves mail with bare LFs: no CR to look at)
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        data = data.replace(b"\n", b"\r\n")
         if self._at_line_start and data.startswith(b"."):
             data = b"." + data
         data = data.replace(b"\n.", b"\n..")
-        if not self._in_body and b"\r\n\r\n" in self._tail + data:
+        # (the header's end may straddle chunks; no copy of the whole chunk to find it)
+        if not self._in_body and (b"\r\n\r\n" in self._tail + data[:3]
+                                  or b"\r\n\r\n" in data):
             self._in_body = True
-        self._tail = (self._tail + data)[-3:]
+        self._tail = (self._tail + data[-3:])[-3:]
         self._at_line_start = data.endswith(b"\n")
         if self._no_nuls:
             data = data.replace(b"\x00", b"\x80")

@@ -89,6 +89,11 @@ def test_retr_fast_path_equals_the_line_walk(message: bytes, chunks: list[int], 
                                              add_eoh: bool) -> None:
     """RETR (no line limit) takes a replace-based path; a TOP whose limit is never reached
     walks line by line. Both must send the same bytes and count the same."""
+    _fast_path_equals_walk(message, chunks, no_nuls, add_eoh)
+
+
+def _fast_path_equals_walk(message: bytes, chunks: list[int], no_nuls: bool,
+                           add_eoh: bool) -> None:
     fast = wire.MessageEncoder(None, no_nuls=no_nuls, add_eoh=add_eoh)
     walk = wire.MessageEncoder(10**9, no_nuls=no_nuls, add_eoh=add_eoh)
     out_fast, out_walk, pos = [], [], 0
@@ -101,3 +106,12 @@ def test_retr_fast_path_equals_the_line_walk(message: bytes, chunks: list[int], 
     out_walk.append(walk.finish())
     assert b"".join(out_fast) == b"".join(out_walk)
     assert fast.sent == walk.sent
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b".", b"a", b"\x00"]), max_size=60),
+       st.lists(st.integers(0, 6), max_size=12), st.booleans())
+def test_retr_fast_path_finds_the_header_end_across_chunks(parts: list[bytes], chunks: list[int],
+                                                           no_nuls: bool) -> None:
+    """Dense line ends, tiny chunks: the header's end (for oe-ns-eoh) and CRs split from their
+    LF land on chunk boundaries; the fast path must still equal the line walk."""
+    _fast_path_equals_walk(b"".join(parts), chunks, no_nuls, True)
