@@ -173,9 +173,8 @@ def _send_message(out: Counter, maildrop: Maildrop, session: Pop3Session,
                 break
             out.write(encoder.encode(chunk))
             out.drain()
-    complete = not encoder.done
     out.write(encoder.finish())
-    session.message_sent(action, len(action.status) + encoder.sent, complete=complete)
+    session.message_sent(action, len(action.status) + encoder.sent)
 
 
 def _commit(out: Counter, maildrop: Maildrop, session: Pop3Session, log: Logger) -> str:

@@ -84,7 +84,7 @@ class Pop3Session:
     uidls: Sequence[str] | Callable[[int], str]
     enable_last: bool = False
     deleted: set[int] = field(default_factory=set)
-    seen: set[int] = field(default_factory=set)  # RETRed (or TOPped to the end), for \\Seen
+    seen: set[int] = field(default_factory=set)  # RETRed since login or RSET, for \\Seen
     last_accessed: int = 0  # highest 1-based message number accessed, for LAST
     stats: Stats = field(default_factory=Stats)
     quitting: bool = False
@@ -211,6 +211,7 @@ class Pop3Session:
 
     def _rset(self, args: str) -> Action:
         self.deleted.clear()
+        self.seen.clear()  # as Dovecot: a RETR before RSET leaves no \Seen at QUIT
         self.last_accessed = 0
         return Reply(wire.ok())
 
@@ -228,7 +229,7 @@ class Pop3Session:
     }
 
     # -- after the I/O layer acted -----------------------------------------------------
-    def message_sent(self, action: SendMessage, sent_bytes: int, complete: bool) -> None:
+    def message_sent(self, action: SendMessage, sent_bytes: int) -> None:
         """Account a streamed RETR/TOP (``sent_bytes`` includes the status line)."""
         if action.retr:
             self.stats.retr_count += 1
@@ -236,7 +237,7 @@ class Pop3Session:
         else:
             self.stats.top_count += 1
             self.stats.top_bytes += sent_bytes
-        if action.retr or complete:
+        if action.retr:  # (Dovecot's TOP never sets \Seen, even of a whole message)
             self.seen.add(action.index)
 
     def finish_update(self, ok: bool, expunged: int | None = None) -> bytes:

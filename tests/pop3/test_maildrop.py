@@ -61,7 +61,7 @@ def _session(ml: MaildirList, commands: bytes) -> Maildrop:
         action = session.handle(cmd)
         if isinstance(action, SendMessage):
             with maildrop.open(action.index) as f:
-                session.message_sent(action, len(f.read()), complete=True)
+                session.message_sent(action, len(f.read()))
         elif isinstance(action, Update):
             maildrop.commit(session)
     box.close()

@@ -602,3 +602,29 @@ def test_logout_line_user_variables() -> None:
         assert f"h={dc.dir}/home/popuser user=popuser service=pop3 u= s=" in logout_text(err)
     finally:
         dc.cleanup()
+
+
+@pytest.mark.oracle
+def test_seen_at_quit_only_for_retr_since_the_last_rset() -> None:
+    """Dovecot marks \\Seen at QUIT what RETR sent since login or the last RSET, and never
+    what TOP sent, even a whole message: the same files end up renamed the same way."""
+    files = {f"cur/170000040{i}.M{i}P1.host:2,": b"Subject: %d\n\nbody\n" % i
+             for i in range(4)}
+    commands = ["RETR 1", "TOP 2 100", "RSET", "RETR 3", "TOP 4 100", "QUIT"]
+    dc = make_store("", files=files)
+    try:
+        before = snapshot(dc)
+        theirs, _ = dovecot_pop3(dc)
+        their_replies = [theirs.command(c) for c in commands]
+        theirs.close()
+        wait_for_logouts(dc, 1)
+        their_names = sorted(os.listdir(dc.user_maildir("popuser") / "cur"))
+        restore(dc, before)
+        ours, _, proc = cote_pop3(dc)
+        assert [ours.command(c) for c in commands] == their_replies
+        ours.close()
+        finish(proc)
+        assert sorted(os.listdir(dc.user_maildir("popuser") / "cur")) == their_names
+        assert [n.endswith(":2,S") for n in their_names] == [False, False, True, False]
+    finally:
+        dc.cleanup()

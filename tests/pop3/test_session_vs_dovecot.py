@@ -89,7 +89,7 @@ def cote_answer(session: Pop3Session, line: str) -> bytes:
         # Feed in small uneven chunks: the encoder must not care where chunks split.
         body = b"".join(enc.encode(msg[i:i + 7]) for i in range(0, len(msg), 7))
         tail = enc.finish()
-        session.message_sent(action, len(action.status) + enc.sent, complete=not enc.done)
+        session.message_sent(action, len(action.status) + enc.sent)
         return action.status + body + tail
     assert isinstance(action, Update)
     raise AssertionError("QUIT is not part of the random sequences")
