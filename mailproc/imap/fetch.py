@@ -97,6 +97,10 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
     # only what the index holds (FETCH 1:* (UID FLAGS) of a whole mailbox): whole batches of
     # lines built at once, no per-message file access or generator
     index_only = not sets_seen and all(a.name in _INDEX for a in ordered)
+    # the same with ENVELOPE (a client's message list): when a batch's envelopes are all
+    # in the cache, its lines are built the same way
+    with_envelope = not sets_seen and not index_only and \
+        all(a.name in _INDEX or a.name == "ENVELOPE" for a in ordered)
     columns = sorted({"envelope" if a.name == "ENVELOPE" else "bodystructure"
                       for a in ordered if a.name in _STRUCTURE and a.section is None})
     flag_memo: dict[tuple[int, bool], bytes] = {}
@@ -118,15 +122,18 @@ def run_fetch(s: Session, args: C.Fetch, *, uid: bool) -> Generator[None, None, 
                 details = {d.uid: d for d in box.details([box.uids[i] for i in chunk])}
             except StorageError:
                 details = {}
-        if index_only:
-            lines, forgot = _index_lines(s, chunk, ordered, details, flag_memo)
+        cached = [] if index_only else _prefetch(box, [box.uids[i] for i in chunk], columns)
+        envelopes = dict(cached).get("envelope", {}) if with_envelope else None
+        if index_only or (envelopes is not None and
+                          all(map(envelopes.__contains__, map(box.uids.__getitem__, chunk)))):
+            lines, forgot = _index_lines(s, chunk, ordered, details, flag_memo,
+                                         envelopes=envelopes)
             w.write(lines)
             gone = gone or forgot
             if w.pending > HIGH_WATER:
                 yield None
             continue
         cache_writes: list[tuple[int, str, bytes]] = []
-        cached = _prefetch(box, [box.uids[i] for i in chunk], columns)
         if "envelope" in columns:  # the headers not cached yet: all asked of the disk at once
             have = dict(cached).get("envelope", {})
             _will_read(box, [box.uids[i] for i in chunk if box.uids[i] not in have])
@@ -176,10 +183,12 @@ def _will_read(box: Mailbox, uids: list[int]) -> None:
 
 def _index_lines(s: Session, chunk: list[int], items: list[FetchAtt],
                  details: Mapping[int, MessageDetails],
-                 flag_memo: dict[tuple[int, bool], bytes]) -> tuple[bytes, bool]:
-    """The FETCH lines of a batch whose items all come from the index, as ``_one`` writes
-    them; a message the index forgot (expunged elsewhere) gets ``_gone``'s line, and the
-    second value says there was one."""
+                 flag_memo: dict[tuple[int, bool], bytes], *,
+                 envelopes: Mapping[int, bytes] | None = None) -> tuple[bytes, bool]:
+    """The FETCH lines of a batch whose items all come from the index (and ``envelopes``,
+    the batch's cached ENVELOPEs, when asked), as ``_one`` writes them; a message the index
+    forgot (expunged elsewhere) gets ``_gone``'s line, and the second value says there was
+    one."""
     box = s.box
     assert box is not None
     uids, flags, modseqs, recent = box.uids, box.flags, box.modseqs, s.recent
@@ -220,6 +229,9 @@ def _index_lines(s: Session, chunk: list[int], items: list[FetchAtt],
                 line.append(b"MODSEQ (%d)" % modseqs[i])
             elif name == "INTERNALDATE":
                 line.append(b"INTERNALDATE " + R.internaldate(details[u].internal_date))
+            elif name == "ENVELOPE":
+                assert envelopes is not None
+                line.append(b"ENVELOPE " + envelopes[u])
             else:  # RFC822.SIZE
                 line.append(b"RFC822.SIZE %d" % details[u].vsize)
         line.append(b")\r\n")
