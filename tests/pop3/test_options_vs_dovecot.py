@@ -549,6 +549,25 @@ def logout_text(log: str) -> str:
     return [x for x in log.splitlines() if "Disconnected:" in x][-1].split("Disconnected: ")[1]
 
 
+def same_session_same_files(dc: DovecotOracle, commands: list[str]) -> tuple[list[bytes],
+                                                                             list[str]]:
+    """Run ``commands`` on Dovecot, put the store back, run them on cote: the replies and
+    the names in ``cur/`` afterwards (flags included) must be the same. Returns Dovecot's."""
+    before = snapshot(dc)
+    theirs, _ = dovecot_pop3(dc)
+    their_replies = [theirs.command(c) for c in commands]
+    theirs.close()
+    wait_for_logouts(dc, 1)
+    their_files = sorted(os.listdir(dc.user_maildir("popuser") / "cur"))
+    restore(dc, before)
+    ours, _, proc = cote_pop3(dc)
+    assert [ours.command(c) for c in commands] == their_replies
+    ours.close()
+    finish(proc)
+    assert sorted(os.listdir(dc.user_maildir("popuser") / "cur")) == their_files
+    return their_replies, their_files
+
+
 @pytest.mark.oracle
 def test_pop3_order_from_the_uidlist() -> None:
     """A migration's POP3 order (O fields in dovecot-uidlist): those messages first, by
@@ -563,20 +582,9 @@ def test_pop3_order_from_the_uidlist() -> None:
             "".join(f"{i + 1} {o}:{n}\n" for i, (n, o) in enumerate(zip(names, orders, strict=True))))
         vmail = mail_user()
         chown_tree(dc.dir / "mail", vmail.pw_uid, vmail.pw_gid)
-        before = snapshot(dc)
-        commands = ["UIDL", "LIST", "TOP 1 0", "TOP 3 0", "RETR 5", "UIDL 2", "DELE 1",
-                    "DELE 4", "QUIT"]
-        theirs, _ = dovecot_pop3(dc)
-        their_replies = [theirs.command(c) for c in commands]
-        theirs.close()
-        wait_for_logouts(dc, 1)
-        their_files = sorted(os.listdir(dc.user_maildir("popuser") / "cur"))
-        restore(dc, before)
-        ours, _, proc = cote_pop3(dc)
-        assert [ours.command(c) for c in commands] == their_replies
-        ours.close()
-        finish(proc)
-        assert sorted(os.listdir(dc.user_maildir("popuser") / "cur")) == their_files
+        their_replies, their_files = same_session_same_files(
+            dc, ["UIDL", "LIST", "TOP 1 0", "TOP 3 0", "RETR 5", "UIDL 2", "DELE 1", "DELE 4",
+                 "QUIT"])
         assert their_replies[0].startswith(b"+OK\r\n1 00000003000003e8\r\n2 00000004")
         assert len(their_files) == 3
     finally:
@@ -610,21 +618,10 @@ def test_seen_at_quit_only_for_retr_since_the_last_rset() -> None:
     what TOP sent, even a whole message: the same files end up renamed the same way."""
     files = {f"cur/170000040{i}.M{i}P1.host:2,": b"Subject: %d\n\nbody\n" % i
              for i in range(4)}
-    commands = ["RETR 1", "TOP 2 100", "RSET", "RETR 3", "TOP 4 100", "QUIT"]
     dc = make_store("", files=files)
     try:
-        before = snapshot(dc)
-        theirs, _ = dovecot_pop3(dc)
-        their_replies = [theirs.command(c) for c in commands]
-        theirs.close()
-        wait_for_logouts(dc, 1)
-        their_names = sorted(os.listdir(dc.user_maildir("popuser") / "cur"))
-        restore(dc, before)
-        ours, _, proc = cote_pop3(dc)
-        assert [ours.command(c) for c in commands] == their_replies
-        ours.close()
-        finish(proc)
-        assert sorted(os.listdir(dc.user_maildir("popuser") / "cur")) == their_names
-        assert [n.endswith(":2,S") for n in their_names] == [False, False, True, False]
+        _, names = same_session_same_files(
+            dc, ["RETR 1", "TOP 2 100", "RSET", "RETR 3", "TOP 4 100", "QUIT"])
+        assert [n.endswith(":2,S") for n in names] == [False, False, True, False]
     finally:
         dc.cleanup()
