@@ -222,18 +222,18 @@ class Index:
             self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        wal = self.path != ":memory:" and self._is_wal()
+        if self.path != ":memory:":
+            self._create_if_missing()
         # (the busy timeout is connect's: 60 s)
         db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                              check_same_thread=False)
         try:
-            # WAL mode is kept in the file: set again only on a new (or foreign) file.
             # INSERT OR REPLACE deletes the old row: its counter trigger must run.
             # A small WAL: a process that opens the index alone (the usual case: mail
             # processes end without closing it) reads every frame of it back first.
-            db.executescript(("" if wal else "PRAGMA journal_mode=WAL;")
-                             + "PRAGMA synchronous=NORMAL; PRAGMA recursive_triggers=ON;"
-                             + f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT};")
+            db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                             " PRAGMA recursive_triggers=ON;"
+                             f" PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT};")
             self.db = db
             try:
                 row = db.execute(_OPEN_CHECK).fetchone()
@@ -256,23 +256,23 @@ class Index:
             raise
         return db
 
-    def _is_wal(self) -> bool:
-        """Whether the file exists in WAL mode (its header's format bytes are 2); a missing
-        file is created first, with the mail root's mode and group."""
+    def _create_if_missing(self) -> None:
+        """A missing file is created with the mail root's mode and group. An existing one
+        is never opened here: closing any descriptor of a file drops every POSIX lock the
+        process holds on it, SQLite's included (another connection of this process to the
+        same index, e.g. from an earlier session of a process that serves several)."""
+        if os.path.exists(self.path):
+            return
+        os.makedirs(os.path.dirname(self.path) or ".", mode=self.dir_mode, exist_ok=True)
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(self.path) or ".", mode=self.dir_mode, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
-            try:
-                os.fchmod(fd, self.file_mode)
-                if self.gid != -1:
-                    os.fchown(fd, -1, self.gid)
-            finally:
-                os.close(fd)
-            return False
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         self.file_mode)
+        except FileExistsError:
+            return  # another process created it meanwhile
         try:
-            return os.pread(fd, 2, 18) == b"\x02\x02"
+            os.fchmod(fd, self.file_mode)
+            if self.gid != -1:
+                os.fchown(fd, -1, self.gid)
         finally:
             os.close(fd)
 

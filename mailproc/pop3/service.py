@@ -42,6 +42,7 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
                     settings: Pop3Settings | None = None) -> int:
     """``settings``: read from ``cfg`` by the master before the fork (``prepare``)."""
     settings = settings or Pop3Settings.from_config(cfg)
+    mailboxes: Namespaces | None = None
     try:
         mailboxes = Namespaces.from_config(cfg, user.fields, user=user.user,
                                            mail_location=user.mail_location, home=user.home,
@@ -61,6 +62,9 @@ def _serve_maildrop(cfg: Config, user: MailUser, client: socket.socket,
         client.sendall(b"-ERR [SYS/TEMP] Couldn't open INBOX\r\n")
         return 1
     finally:
+        # (the index's connection too: the process may serve another session next)
+        if mailboxes is not None:
+            mailboxes.close()
         client.close()
     return 0
 

@@ -120,6 +120,8 @@ def test_imap_processes_serve_several_sessions_each_as_its_user(reusing: CoteSer
         per_pid[pid] = per_pid.get(pid, 0) + 1
     assert len(per_pid) < sessions, "no process served a second session"
     assert max(per_pid.values()) <= SERVICE_COUNT, per_pid
+    for pid in per_pid:
+        assert not [f for f in open_files(pid) if "cote.index" in f], pid
 
 
 def test_pop3_processes_serve_several_sessions(reusing: CoteServer) -> None:
@@ -133,6 +135,23 @@ def test_pop3_processes_serve_several_sessions(reusing: CoteServer) -> None:
     served = served_by(reusing, "pop3", 6)
     assert len(served) == 6
     assert len({pid for _u, pid in served}) < 6
+    # between sessions a process holds nothing of the last user's: no index left open
+    for pid in {pid for _u, pid in served}:
+        assert not [f for f in open_files(pid) if "cote.index" in f], pid
+
+
+def open_files(pid: int) -> list[str]:
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return []  # the process is gone
+    out = []
+    for name in names:
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except FileNotFoundError:
+            pass
+    return out
 
 
 def test_a_user_of_another_uid_goes_to_another_process() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import imaplib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +282,24 @@ def test_an_index_from_before_a_cache_column_gets_it(root: Path) -> None:
         assert [r[1] for r in index.db.execute("PRAGMA table_info(msg)")] == columns
         assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         index.close()
+
+
+def test_opening_an_index_keeps_the_locks_of_another_connection(root: Path) -> None:
+    """A process that serves several sessions can hold a connection to an index while it
+    opens it again. Opening must not close a descriptor of the file: that drops every POSIX
+    lock of the process on it, SQLite's too, and another process could then take the
+    database from under the first connection (here: switch it out of WAL mode)."""
+    root.mkdir(parents=True)
+    path = str(root / INDEX_NAME)
+    first = Index(path)
+    first.db.execute("SELECT count(*) FROM msg").fetchone()  # holds WAL's shared lock
+    second = Index(path)
+    other = subprocess.run(
+        [sys.executable, "-c",
+         "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=0); "
+         "print(db.execute('PRAGMA journal_mode=DELETE').fetchone()[0])", path],
+        capture_output=True, text=True, check=False)
+    assert "database is locked" in other.stderr, other.stdout + other.stderr
+    assert first.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    second.close()
+    first.close()
