@@ -204,6 +204,10 @@ class MaildirMailbox(Mailbox):
         packed load without walking 100k flags; None when unknown. Every change of ``flags``
         clears it."""
         self._recent: list[tuple[int, int]] = []
+        self._own_append: tuple[int, int, list[tuple[int, int | str, int]]] | None = None
+        """``(view modseq before, modseq, rows as changed_since gives them)`` of an append
+        through this view that found it current: the next refresh takes the rows from here
+        when they are the only change since (the sync after APPEND reads no rows)."""
         self._ul_cache: _UidlistCache | None = None
         self._moves_new = not readonly or mlist.settings.empty_new
         self.private = mlist.private
@@ -744,6 +748,7 @@ class MaildirMailbox(Mailbox):
         save: int | None = None
         self._unseen_hint = None
         built, self._built = self._built, None  # only ever for the load right after it
+        own, self._own_append = self._own_append, None
         try:
             state = self.index.box(self.key, create=False)
             assert state is not None
@@ -778,7 +783,9 @@ class MaildirMailbox(Mailbox):
                 reset = False
                 expunged, seqs, new, flag_changes = [], (), 0, []
                 # every change raises HIGHESTMODSEQ: unchanged, there is nothing to read
-                if state.highestmodseq != self._view_modseq:
+                if own is not None and own[:2] == (self._view_modseq, state.highestmodseq):
+                    new, flag_changes = self._apply_view_changes([], own[2])
+                elif state.highestmodseq != self._view_modseq:
                     found = [(u, self.seq_of(u))
                              for u in self.index.expunged_since(self._box, self._view_modseq)]
                     expunged = [u for u, seq in found if seq is not None]
@@ -1572,6 +1579,9 @@ class MaildirAppend(AppendTransaction):
                     box.index.insert(box._box, [(*r[:3], modseq, *r[4:]) for r in rows])
                     box.index.update_box(box._box, highestmodseq=modseq, uidnext=uid,
                                          **box._sig_kept(sig_before, state))
+                    if box._view_modseq == state.highestmodseq and box.private is None:
+                        box._own_append = (state.highestmodseq, modseq,
+                                           [(r[0], r[2], modseq) for r in rows])
         box.mlist.quota.changed(box.name, total, len(uids))
         return uids
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cote.storage import MaildirList, open_storage
+from cote.storage.api import Mailbox
 from cote.storage.index import Index
 from cote.storage.message import scanner
 
@@ -125,3 +126,44 @@ def test_internal_dates_read_on_demand(tmp_path: Path) -> None:
         assert [d for (d,) in stored] == dates
         assert box.details(box.uids[:1])[0].vsize == len(b"Subject: 0\n\nx\n") + 3
     mlist.close()
+
+
+def _columns(box: Mailbox) -> tuple[list[int], list[int], list[int]]:
+    return list(box.uids), list(box.flags), list(box.modseqs)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_view_kept_current_equals_a_fresh_one(tmp_path: Path, seed: int) -> None:
+    """A session's view takes in its own STORE and APPEND without reading them back, and a
+    refresh with HIGHESTMODSEQ unchanged reads nothing: with another session changing the
+    mailbox in between, the view after each sync is still the one a fresh load gives, and
+    the sync reports what changed its length."""
+    rng = random.Random(seed)
+    where = f"maildir:{tmp_path}/Maildir"
+    mine, other, check = (open_storage(where, home=str(tmp_path)) for _ in range(3))
+    with mine.open("INBOX") as a, other.open("INBOX") as b:
+        for i in range(8):
+            a.append(b"Subject: %d\n\nbody\n" % i, ["\\Seen"] if i % 2 else [])
+        a.sync()
+        b.sync()
+        for _ in range(50):
+            box = a if rng.random() < 0.7 else b
+            op = rng.choice(["store", "store", "append", "expunge", "sync"])
+            if op == "store" and len(box):
+                uids = rng.sample(list(box.uids), min(len(box), rng.randint(1, 3)))
+                box.store(uids, rng.choice("+-="),
+                          rng.choice([["\\Flagged"], ["\\Deleted"], ["\\Seen", "kw"]]))
+            elif op == "append":
+                box.append(b"Subject: more\n\nbody\n", rng.choice([[], ["\\Seen"]]))
+            elif op == "expunge":
+                box.expunge()
+            if box is b:
+                b.sync()
+                continue
+            before = len(a)
+            changes = a.sync()
+            assert len(a) == before + changes.new - len(changes.expunged)
+            with check.open("INBOX", readonly=True) as fresh:
+                assert _columns(a) == _columns(fresh)
+    for mlist in (mine, other, check):
+        mlist.close()
