@@ -360,11 +360,22 @@ class Maildrop:
         self.unsaved = {}
 
     def session(self) -> Pop3Session:
+        last = 0
+        if self.settings.enable_last:  # Dovecot's LAST starts at the last message seen
+            last = next((i + 1 for i in range(len(self.uids) - 1, -1, -1)
+                         if not self.unseen_at_login[i]), 0)
         return Pop3Session(self.sizes, self.uidl, enable_last=self.settings.enable_last,
-                           uidl_list=self.uidl_list)
+                           uidl_list=self.uidl_list, last_accessed=last)
 
     def open(self, index: int) -> BinaryIO:
         return self.mailbox.open_message(self.uids[index])
+
+    def clear_seen(self) -> None:
+        """RSET with ``pop3_enable_last``: every message of the maildrop loses \\Seen at once
+        (a later RETR marks it again at QUIT)."""
+        if self.uids:
+            self.mailbox.store(self.uids, "-", ["\\Seen"])
+        self.unseen_at_login = [True] * len(self.uids)
 
     def commit(self, session: Pop3Session) -> int:
         """The UPDATE state: apply deletions and \\Seen; returns how many were expunged."""

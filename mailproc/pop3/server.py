@@ -15,7 +15,14 @@ from cote.log import Logger
 from cote.mailproc.channel import Channel
 from cote.mailproc.pop3 import wire
 from cote.mailproc.pop3.maildrop import Maildrop, Pop3Settings, logout_values
-from cote.mailproc.pop3.session import Disconnect, Pop3Session, Reply, SendMessage, Update
+from cote.mailproc.pop3.session import (
+    ClearSeen,
+    Disconnect,
+    Pop3Session,
+    Reply,
+    SendMessage,
+    Update,
+)
 from cote.storage import StorageError
 from cote.storage.errors import MessageGone
 from cote.variables import VariableError, expand
@@ -75,6 +82,12 @@ def _serve(chan: Channel, maildrop: Maildrop, log: Logger, *, pipelined: bytes,
                     out.write(action.data)
                 elif isinstance(action, SendMessage):
                     _send_message(out, maildrop, session, action)
+                elif isinstance(action, ClearSeen):
+                    try:
+                        maildrop.clear_seen()
+                    except (OSError, StorageError) as e:  # Dovecot answers +OK all the same
+                        log.error(f"Failed to remove \\Seen flags: {e}")
+                    out.write(action.data)
                 elif isinstance(action, Disconnect):
                     out.write(action.data)
                     if action.error:

@@ -51,7 +51,15 @@ class Disconnect:
     reason: str = "POP3 UIDLs couldn't be listed"
 
 
-Action = Reply | SendMessage | Update | Disconnect
+@dataclass(frozen=True, slots=True)
+class ClearSeen:
+    """RSET with ``pop3_enable_last`` (RFC 1460): take \\Seen off every message now, committed
+    whether or not QUIT follows (as Dovecot), then send ``data``."""
+
+    data: bytes
+
+
+Action = Reply | SendMessage | Update | Disconnect | ClearSeen
 
 
 class UidlError(Exception):
@@ -85,7 +93,8 @@ class Pop3Session:
     enable_last: bool = False
     deleted: set[int] = field(default_factory=set)
     seen: set[int] = field(default_factory=set)  # RETRed since login or RSET, for \\Seen
-    last_accessed: int = 0  # highest 1-based message number accessed, for LAST
+    #: LAST (Dovecot): the highest 1-based message number with \\Seen at login, then of RETR
+    last_accessed: int = 0
     stats: Stats = field(default_factory=Stats)
     quitting: bool = False
     bad_commands: int = 0  # failed commands in a row
@@ -185,7 +194,7 @@ class Pop3Session:
         index = self._single_message(args)
         if self.lowest_retr == 0 or index + 1 < self.lowest_retr:
             self.lowest_retr = index + 1  # for the logout's uidl_change
-        self._accessed(index)
+        self.last_accessed = max(self.last_accessed, index + 1)
         status = wire.ok(f"{self.sizes[index]} octets")
         return SendMessage(index, status, None, retr=True)
 
@@ -200,20 +209,18 @@ class Pop3Session:
         if lines > UINT_MAX:
             raise ArgError(f"Invalid size: {count}")
         index = self._live_index(number)
-        self._accessed(index)
         return SendMessage(index, wire.ok(), lines, retr=False)
 
     def _dele(self, args: str) -> Action:
         index = self._single_message(args)
         self.deleted.add(index)
-        self._accessed(index)
         return Reply(wire.ok("Marked to be deleted."))
 
     def _rset(self, args: str) -> Action:
         self.deleted.clear()
         self.seen.clear()  # as Dovecot: a RETR before RSET leaves no \Seen at QUIT
         self.last_accessed = 0
-        return Reply(wire.ok())
+        return ClearSeen(wire.ok()) if self.enable_last else Reply(wire.ok())
 
     def _last(self, args: str) -> Action:
         return Reply(wire.ok(str(self.last_accessed)))
@@ -289,6 +296,3 @@ class Pop3Session:
         if number - 1 in self.deleted:
             raise ArgError("Message is deleted.")
         return number - 1
-
-    def _accessed(self, index: int) -> None:
-        self.last_accessed = max(self.last_accessed, index + 1)

@@ -10,6 +10,7 @@ equal.
 
 from __future__ import annotations
 
+import imaplib
 import os
 import re
 import shutil
@@ -623,5 +624,42 @@ def test_seen_at_quit_only_for_retr_since_the_last_rset() -> None:
         _, names = same_session_same_files(
             dc, ["RETR 1", "TOP 2 100", "RSET", "RETR 3", "TOP 4 100", "QUIT"])
         assert [n.endswith(":2,S") for n in names] == [False, False, True, False]
+    finally:
+        dc.cleanup()
+
+
+@pytest.mark.oracle
+def test_rset_with_enable_last_clears_every_seen_at_once() -> None:
+    """pop3_enable_last: RSET takes \\Seen off every message at once, kept without QUIT too;
+    a RETR after it marks its message again at QUIT."""
+    files = {f"cur/170000050{i}.M{i}P1.host:2,S": b"Subject: %d\n\nbody\n" % i
+             for i in range(3)}
+    dc = make_store("pop3_enable_last = yes\n", files=files)
+    try:
+        _, names = same_session_same_files(dc, ["RETR 1", "LAST", "RSET", "LAST", "RETR 3",
+                                                "LAST", "QUIT"])
+        assert [n.endswith(":2,S") for n in names] == [False, False, True]
+        # no QUIT: the RSET is kept all the same (Dovecot renames the files later, at a sync:
+        # what its IMAP shows is compared)
+        before = snapshot(dc)
+        flags = []
+        for server in ("dovecot", "cote"):
+            if server == "dovecot":
+                client, _ = dovecot_pop3(dc)
+                assert client.command("RSET") == b"+OK\r\n"
+                client.close()
+                wait_for_logouts(dc, 2)
+            else:
+                client, _, proc = cote_pop3(dc)
+                assert client.command("RSET") == b"+OK\r\n"
+                client.close()
+                finish(proc)
+            imap = imaplib.IMAP4("127.0.0.1", dc.ports["imap"])
+            imap.login("popuser", "secret")
+            imap.select("INBOX")
+            flags.append(imap.fetch("1:*", "FLAGS")[1])
+            imap.logout()
+            restore(dc, before)
+        assert flags[0] == flags[1] == [b"1 (FLAGS ())", b"2 (FLAGS ())", b"3 (FLAGS ())"]
     finally:
         dc.cleanup()
