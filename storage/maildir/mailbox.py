@@ -1386,8 +1386,7 @@ class MaildirMailbox(Mailbox):
         ul = self._read_uidlist()
         if ul is None:
             return
-        live = self.index.db.execute("SELECT count(*) FROM msg WHERE box=?",
-                                     (self._box,)).fetchone()[0]
+        live = self.index.counters(self._box)[0]  # (kept by triggers: no count over rows)
         if len(ul.uids) - live < self.rewrite_min_dead:
             return
         scan = self._scan()

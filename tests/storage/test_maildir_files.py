@@ -13,6 +13,7 @@ import pytest
 from cote.storage import MaildirSettings, StorageError, open_storage
 from cote.storage import flags as F
 from cote.storage.dotlock import Dotlock
+from cote.storage.maildir.mailbox import MaildirMailbox
 from tests.support.env import remove_dir, server_dir
 
 
@@ -205,3 +206,23 @@ def test_lock_wait_is_bounded_by_mail_max_lock_timeout(root: Path) -> None:
     finally:
         holder.release()
     assert box.store([uid], "+", ["\\Seen"]).changed == [uid]
+
+
+def test_uidlist_is_rewritten_once_enough_records_are_dead(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expunged messages' records stay in dovecot-uidlist until ``rewrite_min_dead`` of them
+    are dead; then the file is rewritten with the live ones only (UIDs and N kept)."""
+    monkeypatch.setattr(MaildirMailbox, "rewrite_min_dead", 3)
+    box = open_storage(f"maildir:{root}").open("INBOX")
+    uids = [box.append(b"Subject: %d\n\n.\n" % i) for i in range(5)]
+
+    def records() -> list[int]:
+        lines = (root / "dovecot-uidlist").read_text().splitlines()
+        return [int(line.split()[0]) for line in lines[1:]]
+
+    box.expunge_uids(uids[:2])
+    assert records() == uids  # two dead: kept
+    box.expunge_uids(uids[2:3])
+    assert records() == uids[3:]  # three dead: rewritten without them
+    assert (root / "dovecot-uidlist").read_text().split()[2] == f"N{uids[-1] + 1}"
+    box.close()
