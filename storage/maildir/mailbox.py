@@ -165,6 +165,15 @@ class _Column(Generic[T]):
         setattr(box, self.slot, value)
 
 
+def _same_files(index_sig: str, disk_sig: str) -> bool:
+    """Whether two disk signatures have the same uidlist and dovecot-keywords (only the
+    directories' times, or the dirty mark, differ): the index then has every record of
+    the uidlist on disk, and a listing that names exactly its files needs nothing else."""
+    index_parts = index_sig.removeprefix("dirty:").split(":")
+    disk_parts = disk_sig.removeprefix("dirty:").split(":")
+    return len(index_parts) == len(disk_parts) == 4 and index_parts[2:] == disk_parts[2:]
+
+
 @os_errors_as_storage_errors
 class MaildirMailbox(Mailbox):
     #: expunged records left in dovecot-uidlist before it is rewritten without them
@@ -316,9 +325,15 @@ class MaildirMailbox(Mailbox):
             return "dirty:" + ":".join(parts)
         return ":".join(parts)
 
-    def _scan(self) -> Scan:
-        """Both directories' names by base (``cur/`` wins over ``new/``), built with
-        C-level ``map``s: a 100k-message Maildir is listed in tens of milliseconds."""
+    def _scan(self, listed: tuple[dict[str, str], list[str]] | None = None) -> Scan:
+        """The listing (``listed``, else a new one), the uidlist and the keyword slots."""
+        files, in_new = listed if listed is not None else self._list_files()
+        return Scan(files, self._read_uidlist(), self._read_slots(), in_new)
+
+    def _list_files(self) -> tuple[dict[str, str], list[str]]:
+        """Both directories' names by base (``cur/`` wins over ``new/``) and the bases
+        whose file is in ``new/``, built with C-level ``map``s: a 100k-message Maildir is
+        listed in tens of milliseconds."""
         self.scans += 1
         files: dict[str, str] = {}
         in_new: list[str] = []
@@ -331,7 +346,7 @@ class MaildirMailbox(Mailbox):
             if sub == "new":
                 in_new = bases
         in_new = [b for b in dict.fromkeys(in_new) if files[b][:4] == "new/"]
-        return Scan(files, self._read_uidlist(), self._read_slots(), in_new)
+        return files, in_new
 
     def _read_uidlist(self) -> ulfile.Uidlist | None:
         """The uidlist (a private copy), parsing only what was appended since the last read.
@@ -427,8 +442,16 @@ class MaildirMailbox(Mailbox):
             # without a uidlist (a cold first sync) or with mail to move out of new/ (after a
             # delivery) the lock is needed anyway: scan once, there
             if os.path.exists(self.uidlist_path) and not self._mail_to_move():
-                scan = self._scan()
+                listed = self._list_files()
                 known = self._known_files()
+                if _same_files(state.sig, sig) and \
+                        len(listed[0]) == len(known) and set(listed[0].values()) == \
+                        set(known.values()):
+                    # the directories' times moved, not their names (the quiet refresh
+                    # after cote's own changes): nothing to apply, no uidlist to read
+                    self.index.update_box(self._box, sig=sig, scans=state.scans + 1)
+                    return
+                scan = self._scan(listed)
                 if not self._needs_lock(scan, known):
                     self._apply(scan, sig, known, state)
                     return

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,6 +191,82 @@ def test_a_delivery_during_our_own_change_is_seen_once_quiet(
     time.sleep(0.1)
     box.sync()
     assert len(box) == before + 1
+
+
+def test_the_quiet_refresh_lists_but_reads_no_uidlist_when_only_times_moved(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refresh after cote's own change lists the directories; when they name exactly
+    the index's files and the uidlist is the one the index has, nothing else is read."""
+    ml = open_storage(f"maildir:{root}", config={"maildir_very_dirty_syncs": "no"}.get)
+    box = ml.open("INBOX")
+    uid = box.append(b"Subject: q\n\n.\n", ["\\Seen"])
+    time.sleep(0.1)
+    box.sync()
+    box.store([uid], "+", ["\\Flagged"])
+    reads: list[int] = []
+    read = MaildirMailbox._read_uidlist
+
+    def counted(self: MaildirMailbox) -> object:
+        reads.append(1)
+        return read(self)
+
+    monkeypatch.setattr(MaildirMailbox, "_read_uidlist", counted)
+    time.sleep(0.1)
+    scans = box.scans
+    box.sync()
+    box.sync()
+    assert (box.scans - scans, reads) == (1, [])
+
+
+def test_a_uidlist_changed_elsewhere_is_read_even_when_the_names_are_the_same(
+        root: Path) -> None:
+    """Another program raising the uidlist's next UID (same records, same files): the
+    refresh reads the uidlist, as its signature changed, and UIDNEXT follows."""
+    ml = open_storage(f"maildir:{root}", config={"maildir_very_dirty_syncs": "no"}.get)
+    box = ml.open("INBOX")
+    box.append(b"Subject: n\n\n.\n", ["\\Seen"])
+    time.sleep(0.1)
+    box.sync()
+    path = root / "dovecot-uidlist"
+    head, rest = path.read_text().split("\n", 1)
+    raised = box.uidnext + 10
+    with Dotlock(str(path)):  # rewritten as Dovecot does: a new file renamed over it
+        tmp = root / "dovecot-uidlist.new"
+        tmp.write_text(" ".join(f"N{raised}" if f[0] == "N" else f for f in head.split())
+                       + "\n" + rest)
+        os.rename(tmp, path)
+    time.sleep(0.1)
+    box.sync()
+    assert box.uidnext == raised
+
+
+def test_a_rename_by_a_mail_client_during_our_own_change_is_seen_once_quiet(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mail client renaming a file (a flag change, no lock) while cote's STORE runs: the
+    names then differ from the index's, and the refresh once quiet finds the change."""
+    ml = open_storage(f"maildir:{root}", config={"maildir_very_dirty_syncs": "no"}.get)
+    box = ml.open("INBOX")
+    first = box.append(b"Subject: a\n\n.\n", ["\\Seen"])
+    second = box.append(b"Subject: b\n\n.\n", ["\\Seen"])
+    time.sleep(0.1)
+    box.sync()
+    name = next(p.name for p in (root / "cur").iterdir() if p.read_bytes().startswith(b"Subject: b"))
+    rename = MaildirMailbox._rename_for_flags
+
+    def rename_and_client(self: MaildirMailbox, *args: Any) -> object:
+        renamed = rename(self, *args)
+        os.rename(root / "cur" / name, root / "cur" / name.replace(":2,S", ":2,FS"))
+        time.sleep(0.12)  # both directories look settled afterwards
+        return renamed
+
+    monkeypatch.setattr(MaildirMailbox, "_rename_for_flags", rename_and_client)
+    box.store([first], "+", ["\\Draft"])
+    monkeypatch.undo()
+    time.sleep(0.1)
+    changes = box.sync()
+    seq = box.seq_of(second)
+    assert seq is not None and second in changes.flags_changed
+    assert box.flags[seq - 1] & F.FLAGGED
 
 
 def test_lock_wait_is_bounded_by_mail_max_lock_timeout(root: Path) -> None:
