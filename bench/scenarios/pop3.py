@@ -9,7 +9,7 @@ same bytes for both servers), counted per RETR and in MB/s of message data.
 from __future__ import annotations
 
 from bench.load import ClientContext, Workload, run_load
-from bench.report import Figure, rate_figure
+from bench.report import Figure, cpu_figure, rate_figure
 from bench.scenarios.base import Scenario, bench_users, template
 from bench.scenarios.imap_mixed import ImapMixed
 from bench.servers import Server, Setup
@@ -85,10 +85,14 @@ class Pop3Bench(Scenario):
         variant = f"{clients} clients"
         figures = []
         for workload, metric in ((Pop3Session(), "sessions/s"), (Pop3Retr(), "RETR/s")):
+            cpu = server.cpu_seconds()
             stats = run_load(workload, server.endpoints, self.users, clients=clients,
                              seconds=self.seconds(), warmup=self.warmup(),
                              workers=self.options.workers, seed=self.options.seed)
             figures.append(rate_figure(stats, variant, metric))
+            if metric == "sessions/s":  # whole-server CPU: what the rate is on 2 busy cores
+                figures.append(cpu_figure(stats, variant, "CPU ms/session",
+                                          server.cpu_seconds() - cpu))
             if metric == "RETR/s":
                 mb = stats.counters.get("bytes", 0) / 1e6 / stats.seconds
                 figures.append(Figure(variant, "MB/s", mb, True))  # errors are on RETR/s
