@@ -58,6 +58,26 @@ def test_uidlist_records_follow_the_rule_in_any_order(last: int,
     assert list(zip(parsed.uids, parsed.exts, parsed.bases, strict=True)) == want
 
 
+record_lines = st.lists(st.builds(
+    "".join,
+    st.tuples(st.sampled_from(["7", "123", "", "\u0663", "\u00b2", " 1", "x"]),
+              st.sampled_from([" ", "", "  "]), exts, st.sampled_from([":", "", "::"]),
+              bases, st.sampled_from(["", ":2,S", " W1"]))),
+    max_size=12)
+
+
+@given(record_lines, st.booleans())
+def test_uidlist_record_columns_are_the_regular_expressions(lines: list[str],
+                                                           torn: bool) -> None:
+    """The C-level column split of whole record lines gives exactly what the record
+    pattern finds, or declines (None) and leaves the lines to the pattern."""
+    text = "".join(line + "\n" for line in lines) + ("12 :torn" if torn else "")
+    columns = ul._v3_columns(text)
+    records = ul._V3_RECORD.findall(text)
+    if columns is not None:
+        assert list(zip(*columns, strict=True)) == records
+
+
 @given(st.binary(max_size=300))
 def test_uidlist_parser_never_crashes(data: bytes) -> None:
     try:
