@@ -539,6 +539,17 @@ class MaildirMailbox(Mailbox):
         return next_uidvalidity(self.mlist.uidvalidity_dir, self.mlist.file_mode)
 
     def _write_uidlist(self, ul: ulfile.Uidlist) -> None:
+        if not ul.complete:  # the records an append added to a header read alone
+            full = self._read_uidlist()
+            if full is None:  # deleted under the lock: the index had every record of it
+                full = ulfile.Uidlist(uidvalidity=ul.uidvalidity, next_uid=ul.next_uid,
+                                      guid=ul.guid, header_extra=ul.header_extra)
+                for uid, fname in self.index.db.execute(
+                        "SELECT uid, fname FROM msg WHERE box=? ORDER BY uid", (self._box,)):
+                    full.add(uid, fn.base_of(fname[4:]))
+            for uid, ext, base in zip(ul.uids, ul.exts, ul.bases, strict=True):
+                full.add(uid, base, ext)
+            ul = full
         if not ul.guid:
             ul.guid = ulfile.new_guid()  # a converted version 1 file gets a mailbox GUID
         tmp = self.uidlist_path + ".tmp"
@@ -574,6 +585,35 @@ class MaildirMailbox(Mailbox):
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _uidlist_header(self, sig: str) -> ulfile.Uidlist | None:
+        """Under the lock, for an append by a process that has not read the uidlist: its
+        header alone (``complete`` False) when the index has every record of it (``sig``,
+        the disk signature taken under the lock, has the uidlist the index's has): the
+        index's UIDNEXT is then the uidlist's next UID, and no record need be parsed.
+        None: read the whole file."""
+        if self._ul_cache is not None:
+            return None  # parsed already: only what was appended since is read
+        state = self.index.box(self.key, create=False)
+        if state is None or not _same_files(state.sig, sig):
+            return None
+        try:
+            fd = os.open(self.uidlist_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            first, nl, _ = os.pread(fd, 4096, 0).partition(b"\n")
+        finally:
+            os.close(fd)
+        try:
+            ul = ulfile.parse_header(first.decode("utf-8", "surrogateescape"))
+        except ulfile.UidlistError:
+            return None
+        if not nl or ul.version != 3 or ul.uidvalidity != state.uidvalidity:
+            return None
+        ul.next_uid = max(ul.next_uid, state.uidnext)
+        ul.complete = False
+        return ul
 
     def _keyword_table(self) -> dict[str, int]:
         return {name.lower(): i for i, name in enumerate(self.index.keywords(self._box))}
@@ -1406,10 +1446,18 @@ class MaildirMailbox(Mailbox):
         return done
 
     def _maybe_rewrite_uidlist(self, lock: Dotlock) -> None:
+        live = self.index.counters(self._box)[0]  # (kept by triggers: no count over rows)
+        if self._ul_cache is None:
+            # not parsed by this process yet: its lines bound the records from above
+            try:
+                with open(self.uidlist_path, "rb") as f:
+                    if f.read().count(b"\n") - 1 - live < self.rewrite_min_dead:
+                        return
+            except FileNotFoundError:
+                return
         ul = self._read_uidlist()
         if ul is None:
             return
-        live = self.index.counters(self._box)[0]  # (kept by triggers: no count over rows)
         if len(ul.uids) - live < self.rewrite_min_dead:
             return
         scan = self._scan()
@@ -1563,7 +1611,7 @@ class MaildirAppend(AppendTransaction):
         with box._lock() as lock:
             sig_before = box._disk_sig()
             slots = box._keyword_letters(all_kws, lock) if all_kws else box._read_slots()
-            ul = box._read_uidlist()
+            ul = box._uidlist_header(sig_before) or box._read_uidlist()
             if ul is None:
                 # no (valid) uidlist yet: a full locked sync creates it first
                 ul = box._fix_locked(box._scan(), lock).uidlist

@@ -36,6 +36,8 @@ class Uidlist:
     uids: array[int] = field(default_factory=lambda: array("I"))
     exts: list[str] = field(default_factory=list)
     bases: list[str] = field(default_factory=list)
+    complete: bool = True
+    """False: the header alone was read (the records added go after the file's, unread)."""
 
     @property
     def real_next_uid(self) -> int:
@@ -60,6 +62,13 @@ class Uidlist:
 def parse(data: bytes) -> Uidlist:
     text = data.decode("utf-8", "surrogateescape")
     first, _, rest = text.partition("\n")
+    out = parse_header(first)
+    parse_records(out, rest)
+    return out
+
+
+def parse_header(first: str) -> Uidlist:
+    """The values of the header line, no records yet."""
     if not first.strip():
         raise UidlistError("empty uidlist")
     head = first.split(" ")
@@ -87,7 +96,6 @@ def parse(data: bytes) -> Uidlist:
         raise UidlistError(f"broken uidlist header: {first!r}") from e
     if out.uidvalidity <= 0:
         raise UidlistError("uidlist without UIDVALIDITY")
-    parse_records(out, rest)
     return out
 
 
@@ -162,7 +170,7 @@ def parse_records(out: Uidlist, text: str) -> None:
 
 def copy(ul: Uidlist) -> Uidlist:
     return Uidlist(ul.version, ul.uidvalidity, ul.next_uid, ul.guid, list(ul.header_extra),
-                   array("I", ul.uids), list(ul.exts), list(ul.bases))
+                   array("I", ul.uids), list(ul.exts), list(ul.bases), ul.complete)
 
 
 def format_header(ul: Uidlist, next_uid: int) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from cote.storage import MaildirSettings, StorageError, open_storage
 from cote.storage import flags as F
 from cote.storage.dotlock import Dotlock
+from cote.storage.maildir import uidlist as ulfile
 from cote.storage.maildir.mailbox import MaildirMailbox
 from tests.support.env import remove_dir, server_dir
 
@@ -267,6 +268,90 @@ def test_a_rename_by_a_mail_client_during_our_own_change_is_seen_once_quiet(
     seq = box.seq_of(second)
     assert seq is not None and second in changes.flags_changed
     assert box.flags[seq - 1] & F.FLAGGED
+
+
+def _settled_box(root: Path, count: int) -> list[int]:
+    """``count`` messages appended and synced by one process, its storage closed."""
+    ml = open_storage(f"maildir:{root}", config={"maildir_very_dirty_syncs": "no"}.get)
+    box = ml.open("INBOX")
+    uids = [box.append(b"Subject: %d\n\n.\n" % i, ["\\Seen"]) for i in range(count)]
+    time.sleep(0.1)
+    box.sync()
+    ml.close()
+    return uids
+
+
+def test_an_append_by_a_new_process_reads_the_uidlist_header_only(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index has every record of the uidlist: a new process appends after the header
+    alone (no record parsed) and gives the next UID; the file gets exactly one line more."""
+    uids = _settled_box(root, 5)
+    before = (root / "dovecot-uidlist").read_bytes()
+    parsed: list[int] = []
+    monkeypatch.setattr(ulfile, "parse_records", lambda *a: parsed.append(1))
+    box = open_storage(f"maildir:{root}").open_for_append("INBOX")
+    uid = box.append(b"Subject: new\n\n.\n")
+    box.close()
+    monkeypatch.undo()
+    after = (root / "dovecot-uidlist").read_bytes()
+    assert (parsed, uid) == ([], uids[-1] + 1)
+    assert after.startswith(before) and after[len(before):].startswith(b"%d :" % uid)
+    assert after.count(b"\n") == before.count(b"\n") + 1
+
+
+def test_an_append_after_the_header_rewrites_a_torn_uidlist_whole(root: Path) -> None:
+    """A torn last line (a writer that died mid-line): the file is rewritten with every
+    record it had and the new one, as when the whole file was read first."""
+    uids = _settled_box(root, 3)
+    path = root / "dovecot-uidlist"
+    with path.open("ab") as f:
+        f.write(b"99 :torn")
+    time.sleep(0.1)
+    synced = open_storage(f"maildir:{root}")  # the index now has the torn file's signature
+    synced.open("INBOX").close()
+    synced.close()
+    box = open_storage(f"maildir:{root}").open_for_append("INBOX")
+    uid = box.append(b"Subject: new\n\n.\n")
+    box.close()
+    records = [int(line.split()[0]) for line in path.read_text().splitlines()[1:]]
+    assert records == [*uids, uid] and uid == uids[-1] + 1
+
+
+def test_a_uidlist_deleted_after_its_header_was_read_is_written_from_the_index(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone deletes dovecot-uidlist (without the lock) between the header read and the
+    append: it is written again with every record the index has, UIDVALIDITY kept."""
+    uids = _settled_box(root, 3)
+    path = root / "dovecot-uidlist"
+    header = path.read_text().split()[:2]
+    read_header = MaildirMailbox._uidlist_header
+
+    def then_deleted(self: MaildirMailbox, sig: str) -> object:
+        ul = read_header(self, sig)
+        path.unlink()
+        return ul
+
+    monkeypatch.setattr(MaildirMailbox, "_uidlist_header", then_deleted)
+    box = open_storage(f"maildir:{root}").open_for_append("INBOX")
+    uid = box.append(b"Subject: new\n\n.\n")
+    box.close()
+    lines = path.read_text().splitlines()
+    assert lines[0].split()[:2] == header
+    assert [int(line.split()[0]) for line in lines[1:]] == [*uids, uid]
+
+
+def test_an_append_reads_the_whole_uidlist_when_another_writer_extended_it(
+        root: Path) -> None:
+    """A record the index has not seen (another writer's, under the lock): the header
+    alone would not tell the next UID, so the whole file is read."""
+    uids = _settled_box(root, 3)
+    (root / "cur" / "7.M7P7.elsewhere:2,").write_bytes(b"Subject: other\n\n.\n")
+    with (root / "dovecot-uidlist").open("ab") as f:
+        f.write(b"%d :7.M7P7.elsewhere\n" % (uids[-1] + 5))
+    box = open_storage(f"maildir:{root}").open_for_append("INBOX")
+    uid = box.append(b"Subject: new\n\n.\n")
+    box.close()
+    assert uid == uids[-1] + 6
 
 
 def test_lock_wait_is_bounded_by_mail_max_lock_timeout(root: Path) -> None:
