@@ -25,8 +25,9 @@ from cote.mailproc.anvilreg import register_session
 from cote.mailproc.mailuser import (
     MailUser,
     MailUserError,
-    can_become,
+    became_another,
     drop_privileges,
+    has_become_a_user,
     resolve,
 )
 from cote.mailproc.userdb import (
@@ -94,7 +95,8 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
     except (OSError, HandoffError) as e:
         ctx.log.error(f"Invalid hand-off from a login process: {e}")
         return 1
-    if os.getuid() != 0 and _may_be_another_identity(ctx, cfg, request, service, auth_master):
+    if has_become_a_user() and _may_be_another_identity(ctx, cfg, request, service,
+                                                        auth_master):
         # Before the login is confirmed (that uses it up): the login process gives the
         # client to another process of the service; this one takes no more clients.
         ctx.stop_accepting()
@@ -114,7 +116,7 @@ def serve_handoff(ctx: ServiceContext, cfg: Config, conn: socket.socket, service
         _answer(conn, HandoffReply(False, reason=failure_reason))
         client.close()
         return 1
-    if not can_become(user):
+    if became_another(user):
         # The userdb said otherwise before the REQUEST (e.g. a passdb's userdb_uid): as
         # Dovecot with service_count != 1, the login fails; this process takes no more.
         ctx.log.error(f"{service}: this process serves uid {os.getuid()} gid {os.getgid()}; "
@@ -159,7 +161,7 @@ def _may_be_another_identity(ctx: ServiceContext, cfg: Config, request: HandoffR
         reply = lookup_user(os.path.join(ctx.base_dir, "auth-master"), request.user,
                             {"service": service, "rip": request.remote_ip,
                              "lip": request.local_ip}, via=auth_master)
-        return not can_become(resolve(cfg, reply.user, reply.fields, service))
+        return became_another(resolve(cfg, reply.user, reply.fields, service))
     except (UserdbError, UserNotFound, MailUserError, ValueError):
         return False  # the REQUEST will tell
 
@@ -243,7 +245,7 @@ def run_service(ctx: ServiceContext, service: str, serve: ServeMail, *, failure_
     while ctx.accepting:
         if reuse and (auth_master is None or auth_master.closed):
             auth_master = connect(auth_path)
-            if auth_master is None and os.getuid() != 0:
+            if auth_master is None and has_become_a_user():
                 break  # the auth daemon restarted: a fresh process can reach it
         watched = [*(lst.fd for lst in listeners), ctx.master_death_fd]
         if reuse and auth_master is not None:

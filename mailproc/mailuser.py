@@ -84,18 +84,35 @@ def resolve(cfg: Config, user: str, fields: Mapping[str, str], service: str,
     return MailUser(user, uid, gid, home, location, dict(fields))
 
 
-def can_become(user: MailUser) -> bool:
-    """Whether this process may serve ``user``: it is still root, or it already runs as the
-    user's uid and gid (a process that served another user with ``service_count != 1``)."""
-    return os.getuid() == 0 or (os.getuid(), os.getgid()) == (user.uid, user.gid)
+class _Became:
+    """The uid and gid this process switched to from root: for good, so with
+    ``service_count != 1`` it serves only users who have the same ones."""
+
+    ids: tuple[int, int] | None = None
+
+
+def has_become_a_user() -> bool:
+    """Whether this process gave up root for a user's uid (it serves a further client only
+    if that client's user has the same uid and gid)."""
+    return _Became.ids is not None
+
+
+def became_another(user: MailUser) -> bool:
+    """Whether this process already became a uid or gid other than ``user``'s."""
+    return _Became.ids is not None and _Became.ids != (user.uid, user.gid)
 
 
 def drop_privileges(user: MailUser, cfg: Config) -> None:
     """Become the mail user for good (setgroups, setgid, setuid), if running as root."""
+    if _Became.ids is not None:  # a process serving its next client (service_count != 1)
+        if became_another(user):
+            uid, gid = _Became.ids
+            raise MailUserError(f"Can't become uid {user.uid} gid {user.gid} (this process "
+                                f"is uid {uid} gid {gid})")
+        return
     if os.getuid() != 0:
-        if not can_become(user):
-            raise MailUserError(f"Can't become uid {user.uid} gid {user.gid} (running as uid "
-                                f"{os.getuid()} gid {os.getgid()})")
+        if os.getuid() != user.uid:
+            raise MailUserError(f"Can't become uid {user.uid} (running as {os.getuid()})")
         return
     groups = [user.gid]
     for name in str(cfg.get("mail_access_groups")).replace(",", " ").split():
@@ -108,3 +125,4 @@ def drop_privileges(user: MailUser, cfg: Config) -> None:
     os.setuid(user.uid)
     if os.getuid() != user.uid or os.geteuid() != user.uid:
         raise MailUserError("setuid failed to drop privileges")
+    _Became.ids = (user.uid, user.gid)

@@ -31,7 +31,7 @@ from cote.mailproc.handoffservice import (
 from cote.mailproc.mailuser import (
     MailUser,
     MailUserError,
-    can_become,
+    became_another,
     drop_privileges,
     resolve,
 )
@@ -209,7 +209,7 @@ def unhibernate(ctx: ServiceContext, cfg: Config, conn: socket.socket, path: str
         if state.peer_uid >= 0 and user.uid != state.peer_uid:
             raise HibernateStateError(f"user {state.user} is uid {user.uid}, the session "
                                       f"was hibernated by uid {state.peer_uid}")
-        if not can_become(user):  # a process that already served another uid
+        if became_another(user):  # a process that already served another uid
             ctx.stop_accepting()
             raise HibernateStateError(f"this process serves uid {os.getuid()}, user "
                                       f"{state.user} is uid {user.uid}")
