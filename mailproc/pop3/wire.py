@@ -188,12 +188,14 @@ class MessageEncoder:
     def _encode_whole_lines(self, chunk: bytes) -> bytes:
         """RETR's path: the same result as the line-by-line walk below, with a handful of
         C-speed replaces per chunk (no TOP line counting needed)."""
+        if not chunk:
+            return b""  # (an empty chunk leaves a pending CR pending)
         if self._prev_cr:
             self._prev_cr = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
-        if not chunk:
-            return b""
+                if not chunk:
+                    return b""
         self._prev_cr = chunk.endswith(b"\r")
         data = chunk
         if b"\r" in data:  # (Dovecot saves mail with bare LFs: no CR to look at)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cote.mailproc.pop3 import wire
@@ -110,6 +110,9 @@ def _fast_path_equals_walk(message: bytes, chunks: list[int], no_nuls: bool,
 
 @given(st.lists(st.sampled_from([b"\r", b"\n", b".", b"a", b"\x00"]), max_size=60),
        st.lists(st.integers(0, 6), max_size=12), st.booleans())
+# (found in CI: an empty chunk after one ending in CR forgot the CR, so the LF of that CRLF
+# made a second line end)
+@example(parts=[b"\r"] * 8 + [b"\n"], chunks=[2, 6, 0], no_nuls=False)
 def test_retr_fast_path_finds_the_header_end_across_chunks(parts: list[bytes], chunks: list[int],
                                                            no_nuls: bool) -> None:
     """Dense line ends, tiny chunks: the header's end (for oe-ns-eoh) and CRs split from their
