@@ -469,9 +469,11 @@ class Index:
         return self.db.execute("SELECT uid, flags, modseq FROM msg WHERE box=? ORDER BY uid",
                                (box,)).fetchall()
 
-    def files(self, box: int) -> dict[int, tuple[str, int | str]]:
-        rows = self.db.execute("SELECT uid, fname, flags FROM msg WHERE box=?", (box,))
-        return {uid: (fname, flags) for uid, fname, flags in rows}
+    def files(self, box: int) -> dict[int, str]:
+        """``uid -> file name`` of the box's messages, in UID order; the dict is built from
+        the cursor without Python per row (a sync compares every name)."""
+        return dict(self.db.execute("SELECT uid, fname FROM msg WHERE box=? ORDER BY uid",
+                                    (box,)))
 
     def fname(self, box: int, uid: int) -> str | None:
         row = self.db.execute("SELECT fname FROM msg WHERE box=? AND uid=?",

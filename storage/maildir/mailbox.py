@@ -443,7 +443,7 @@ class MaildirMailbox(Mailbox):
             # delivery) the lock is needed anyway: scan once, there
             if os.path.exists(self.uidlist_path) and not self._mail_to_move():
                 listed = self._list_files()
-                known = self._known_files()
+                known = self.index.files(self._box)
                 if _same_files(state.sig, sig) and \
                         len(listed[0]) == len(known) and set(listed[0].values()) == \
                         set(known.values()):
@@ -463,14 +463,7 @@ class MaildirMailbox(Mailbox):
             if self.mlist.settings.very_dirty_syncs:
                 sig = self._disk_sig()  # our own changes are the only ones: trust them
             with self.index.write():
-                self._apply(scan, sig, self._known_files())
-
-    def _known_files(self) -> dict[int, str]:
-        """``uid -> file name`` of the box's indexed messages, the dict built from the
-        cursor without Python per row (a sync compares every name, but needs the flags of
-        only the few renamed since)."""
-        return dict(self.index.db.execute("SELECT uid, fname FROM msg WHERE box=?",
-                                          (self._box,)))
+                self._apply(scan, sig, self.index.files(self._box))
 
     def _mail_to_move(self) -> bool:
         """Whether ``new/`` holds mail this view moves to ``cur/`` (a sync then takes the
@@ -544,8 +537,7 @@ class MaildirMailbox(Mailbox):
             if full is None:  # deleted under the lock: the index had every record of it
                 full = ulfile.Uidlist(uidvalidity=ul.uidvalidity, next_uid=ul.next_uid,
                                       guid=ul.guid, header_extra=ul.header_extra)
-                for uid, fname in self.index.db.execute(
-                        "SELECT uid, fname FROM msg WHERE box=? ORDER BY uid", (self._box,)):
+                for uid, fname in self.index.files(self._box).items():
                     full.add(uid, fn.base_of(fname[4:]))
             for uid, ext, base in zip(ul.uids, ul.exts, ul.bases, strict=True):
                 full.add(uid, base, ext)
